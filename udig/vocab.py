@@ -1,0 +1,266 @@
+"""The vocabulary index: the word-embedding matrix and every search over it.
+
+DIG and UDIG choose their anchors among vocabulary rows, so all of them share one index per model:
+which rows may be anchors (the candidate rule), nearest-row queries along UDIG's reference line, and
+DIG's K-nearest-neighbour graph. The graph is the expensive part (a V x V distance pass); it is built
+lazily on first use, under a lock so two threads never build it twice, and cached on disk under
+``huggingface_hub.cached_assets_path`` keyed by a hash of the embedding matrix. Cache files are written
+atomically and verified on load; anything that does not verify is rebuilt, never trusted.
+
+Under-trained rows ("words" rule) are found from the matrix itself, after Land & Bartolo 2024
+("Fishing for Magikarp"): rows known to be unused (``[unusedN]``) define a direction; every row's cosine
+similarity to it (after centring) splits into two clusters, and Otsu's threshold separates them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+import weakref
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from huggingface_hub import cached_assets_path
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+CANDIDATE_RULES = ("all", "words")
+UNUSED_TOKEN = re.compile(r"^(\[unused\d+\]|<unused\d+>|madeupword\d+)$")
+_GRAPH_FORMAT = "1"
+_QUERY_CHUNK = 2048
+
+
+def otsu_threshold(values: Tensor, bins: int = 256) -> float:
+    """The cut that maximises the between-class variance of a 1-D sample (Otsu 1979)."""
+    low, high = float(values.min()), float(values.max())
+    hist = torch.histc(values.double(), bins=bins, min=low, max=high)
+    centres = torch.linspace(low, high, bins + 1, dtype=torch.float64)[:-1] + (high - low) / (2 * bins)
+    weight_low = hist.cumsum(0)
+    weight_high = hist.sum() - weight_low
+    mass_low = (hist * centres).cumsum(0)
+    mean_low = mass_low / weight_low.clamp(min=1)
+    mean_high = (mass_low[-1] - mass_low) / weight_high.clamp(min=1)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    cut = int(between.argmax())
+    return float(centres[cut] + (high - low) / (2 * bins))
+
+
+def undertrained_rows(embeddings: Tensor, unused_ids: Tensor) -> Tensor:
+    """Rows that sit with the known-unused ones: a boolean mask ``(V,)``; all False without unused rows."""
+    if len(unused_ids) == 0:
+        return torch.zeros(len(embeddings), dtype=torch.bool)
+    centred = embeddings - embeddings.mean(0)
+    direction = centred[unused_ids].mean(0)
+    similarity = centred @ direction / (centred.norm(dim=1) * direction.norm()).clamp(min=1e-12)
+    mask = similarity >= otsu_threshold(similarity)
+    mask[unused_ids] = True
+    return mask
+
+
+def knn_graph(embeddings: Tensor, k: int, allowed: Tensor) -> Tensor:
+    """For every row, the ids of its k nearest allowed rows by Euclidean distance, itself excluded.
+
+    ``(V, k)`` int32, nearest first. Computed in chunks of query rows with one fused matmul each, so
+    peak memory stays at ``chunk x V`` floats.
+    """
+    keys = embeddings[allowed]  # (A, d)
+    key_ids = allowed.nonzero().squeeze(1)  # (A,)
+    if k > len(keys) - 1:
+        raise ValueError(f"graph_k={k} needs at least {k + 1} candidate rows, the vocabulary has {len(keys)}")
+    key_sq = (keys * keys).sum(1)  # (A,)
+    position = torch.full((len(embeddings),), -1, dtype=torch.long)
+    position[key_ids] = torch.arange(len(key_ids))
+    graph = torch.empty(len(embeddings), k, dtype=torch.int32)
+    for start in range(0, len(embeddings), _QUERY_CHUNK):
+        rows = torch.arange(start, min(start + _QUERY_CHUNK, len(embeddings)))
+        dist = torch.addmm(key_sq.expand(len(rows), -1), embeddings[rows], keys.T, alpha=-2.0)  # (c, A)
+        self_col = position[rows]
+        has_self = self_col >= 0
+        dist[has_self.nonzero().squeeze(1), self_col[has_self]] = float("inf")
+        nearest = torch.topk(dist, k, dim=1, largest=False, sorted=True).indices  # (c, k)
+        graph[rows] = key_ids[nearest].to(torch.int32)
+    return graph
+
+
+class VocabIndex:
+    """Shared, lazily built searches over one model's word-embedding matrix.
+
+    Parameters are stored as given; nothing is computed until first use. Derived state ends in ``_``.
+    """
+
+    def __init__(
+        self,
+        embeddings: Tensor,
+        tokens: list[str],
+        special_ids: Iterable[int],
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        self.embeddings = embeddings.detach().float().cpu()
+        self.tokens = tokens
+        self.special_ids = sorted(set(special_ids))
+        self.cache_dir = cache_dir
+        self._lock = threading.RLock()
+        self._graphs: dict[tuple[int, str], Tensor] = {}
+        self._identity: str | None = None
+        self._word_mask: Tensor | None = None
+        self._sq_norms: Tensor | None = None
+
+    @property
+    def identity_(self) -> str:
+        """A hash of the embedding matrix: the disk cache key, the same for the same weights anywhere."""
+        with self._lock:
+            if self._identity is None:
+                digest = hashlib.blake2b(digest_size=16)
+                digest.update(str(tuple(self.embeddings.shape)).encode())
+                digest.update(self.embeddings.numpy().tobytes())
+                self._identity = digest.hexdigest()
+            return self._identity
+
+    @property
+    def word_mask_(self) -> Tensor:
+        """Rows that are real, trained words: not special tokens and not in the under-trained cluster."""
+        with self._lock:
+            if self._word_mask is None:
+                unused = torch.tensor([i for i, t in enumerate(self.tokens) if UNUSED_TOKEN.match(t)], dtype=torch.long)
+                mask = ~undertrained_rows(self.embeddings, unused)
+                mask[self.special_ids] = False
+                self._word_mask = mask
+            return self._word_mask
+
+    @property
+    def sq_norms_(self) -> Tensor:
+        with self._lock:
+            if self._sq_norms is None:
+                self._sq_norms = (self.embeddings * self.embeddings).sum(1)
+            return self._sq_norms
+
+    def candidate_mask(self, rule: str) -> Tensor:
+        """Rows a path may pass through under a candidate rule: every row, or real words only."""
+        if rule not in CANDIDATE_RULES:
+            raise ValueError(f"unknown candidate rule {rule!r}; choose one of {CANDIDATE_RULES}")
+        if rule == "all":
+            return torch.ones(len(self.embeddings), dtype=torch.bool)
+        return self.word_mask_
+
+    def nearest_on_segments(self, starts: Tensor, ends: Tensor, alphas: Tensor, k: int, rule: str) -> Tensor:
+        """The k nearest candidate rows to each point ``start + alpha (end - start)``: ``(T, m, k)`` ids.
+
+        Ranking rows by ``|c - e|^2`` equals ranking by ``|e|^2 - 2 e.s - 2 alpha e.(end - s)`` (the
+        ``|c|^2`` term is the same for every row), so all m points of a segment cost two
+        ``(V, d) x (d, T)`` products and one fused multiply-add, whatever m is.
+        """
+        allowed = self.candidate_mask(rule)
+        every_row = rule == "all"
+        keys = self.embeddings if every_row else self.embeddings[allowed]  # (A, d)
+        key_sq = self.sq_norms_ if every_row else self.sq_norms_[allowed]  # (A,)
+        if k > len(keys):
+            raise ValueError(f"nbrs={k} exceeds the {len(keys)} candidate rows")
+        at_start = (key_sq - 2 * starts @ keys.T)[:, None, :]  # (T, 1, A)
+        along = (-2 * (ends - starts) @ keys.T)[:, None, :]  # (T, 1, A)
+        slopes = alphas.to(keys.dtype)[None, :, None].expand(len(starts), -1, 1)  # (T, m, 1)
+        rank_key = torch.baddbmm(at_start, slopes, along)  # (T, m, A)
+        nearest = torch.topk(rank_key, k, dim=2, largest=False, sorted=True).indices  # (T, m, k)
+        return nearest if every_row else allowed.nonzero().squeeze(1)[nearest]
+
+    def nearest_distance(self, points: Tensor, rule: str = "all") -> Tensor:
+        """Euclidean distance from each point ``(P, d)`` to its nearest candidate row: ``(P,)``."""
+        allowed = self.candidate_mask(rule)
+        keys, key_sq = self.embeddings[allowed], self.sq_norms_[allowed]
+        points = points.float()
+        out = torch.empty(len(points))
+        for start in range(0, len(points), _QUERY_CHUNK):
+            chunk = points[start : start + _QUERY_CHUNK]
+            sq = torch.addmm(key_sq.expand(len(chunk), -1), chunk, keys.T, alpha=-2.0).amin(1)
+            out[start : start + len(chunk)] = (sq + (chunk * chunk).sum(1)).clamp(min=0).sqrt()
+        return out
+
+    def graph(self, k: int, rule: str) -> Tensor:
+        """DIG's KNN graph ``(V, k)``: from memory, else from a verified disk cache, else built and cached."""
+        self.candidate_mask(rule)  # validates the rule before any work
+        key = (k, rule)
+        with self._lock:
+            if key not in self._graphs:
+                path = self._graph_path(k, rule)
+                graph = self._load_graph(path, k, rule)
+                if graph is None:
+                    graph = knn_graph(self.embeddings, k, self.candidate_mask(rule))
+                    self._save_graph(path, graph, k, rule)
+                self._graphs[key] = graph
+            return self._graphs[key]
+
+    def _graph_path(self, k: int, rule: str) -> Path:
+        if self.cache_dir is not None:
+            folder = Path(self.cache_dir) / self.identity_
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            folder = cached_assets_path(library_name="udig", namespace="vocab", subfolder=self.identity_)
+        return folder / f"knn-k{k}-{rule}-v{_GRAPH_FORMAT}.safetensors"
+
+    def _metadata(self, graph: Tensor, k: int, rule: str) -> dict[str, str]:
+        return {
+            "identity": self.identity_,
+            "k": str(k),
+            "rule": rule,
+            "format": _GRAPH_FORMAT,
+            "checksum": hashlib.blake2b(graph.numpy().tobytes(), digest_size=16).hexdigest(),
+        }
+
+    def _load_graph(self, path: Path, k: int, rule: str) -> Tensor | None:
+        """The cached graph if every check passes; None (and a log line) otherwise."""
+        if not path.exists():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+                graph = handle.get_tensor("graph")
+        except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as error:
+            logger.warning("ignoring unreadable vocabulary cache %s (%s); rebuilding", path, error)
+            return None
+        expected_shape = (len(self.embeddings), k)
+        valid = (
+            tuple(graph.shape) == expected_shape
+            and graph.dtype == torch.int32
+            and metadata == self._metadata(graph, k, rule)
+            and int(graph.min()) >= 0
+            and int(graph.max()) < len(self.embeddings)
+        )
+        if not valid:
+            logger.warning("ignoring vocabulary cache %s that does not match this model; rebuilding", path)
+            return None
+        return graph
+
+    def _save_graph(self, path: Path, graph: Tensor, k: int, rule: str) -> None:
+        """Write to a temporary file beside the target, then rename: readers never see half a file."""
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            save_file({"graph": graph}, str(tmp), metadata=self._metadata(graph, k, rule))
+            os.replace(tmp, path)
+        except OSError as error:  # a read-only or full disk costs a rebuild next time, nothing else
+            logger.warning("could not cache the vocabulary graph at %s (%s)", path, error)
+            tmp.unlink(missing_ok=True)
+
+
+_shared: dict[int, tuple[weakref.ref, VocabIndex]] = {}
+_shared_lock = threading.Lock()
+
+
+def vocab_index_for(model: torch.nn.Module, tokenizer, cache_dir: str | Path | None = None) -> VocabIndex:
+    """The one index of a model's input embeddings, shared by every Explainer of that model."""
+    weight = model.get_input_embeddings().weight
+    with _shared_lock:
+        entry = _shared.get(id(weight))
+        if entry is None or entry[0]() is not weight:
+            tokens = tokenizer.convert_ids_to_tokens(list(range(weight.shape[0])))
+            tokens = [t if t is not None else "" for t in tokens]
+            index = VocabIndex(weight, tokens, tokenizer.all_special_ids, cache_dir=cache_dir)
+            key = id(weight)
+            _shared[key] = (weakref.ref(weight, lambda _: _shared.pop(key, None)), index)
+            entry = _shared[key]
+        return entry[1]
