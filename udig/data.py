@@ -137,9 +137,18 @@ def normalise(text: str) -> str:
 
 # --------------------------------------------------------------------------- locating the file
 def cache_dir() -> Path:
+    """Where the data file is cached (``$HF_ASSETS_CACHE`` or ``$HF_HOME/assets``, then the default)."""
     from huggingface_hub import cached_assets_path
 
-    return Path(cached_assets_path(library_name="udig", namespace="data", subfolder=f"vaderSentiment-{VADER_VERSION}"))
+    # read the environment now (huggingface_hub reads it once, at import)
+    assets = os.environ.get("HF_ASSETS_CACHE") or (
+        os.path.join(os.environ["HF_HOME"], "assets") if os.environ.get("HF_HOME") else None
+    )
+    return Path(
+        cached_assets_path(
+            library_name="udig", namespace="data", subfolder=f"vaderSentiment-{VADER_VERSION}", assets_dir=assets
+        )
+    )
 
 
 def _extract_from_sdist(sdist: Path, dest: Path) -> None:
