@@ -98,12 +98,12 @@ class VocabIndex:
     def __init__(
         self,
         embeddings: Tensor,
-        tokens: list[str],
+        tokens: list[str | None],
         special_ids: Iterable[int],
         cache_dir: str | Path | None = None,
     ) -> None:
         self.embeddings = embeddings.detach().float().cpu()
-        self.tokens = tokens
+        self.tokens = [token or "" for token in tokens]  # ids past the tokenizer's vocabulary have no name
         self.special_ids = sorted(set(special_ids))
         self.cache_dir = cache_dir
         self._lock = threading.RLock()
@@ -258,7 +258,6 @@ def vocab_index_for(model: torch.nn.Module, tokenizer, cache_dir: str | Path | N
         entry = _shared.get(id(weight))
         if entry is None or entry[0]() is not weight:
             tokens = tokenizer.convert_ids_to_tokens(list(range(weight.shape[0])))
-            tokens = [t if t is not None else "" for t in tokens]
             index = VocabIndex(weight, tokens, tokenizer.all_special_ids, cache_dir=cache_dir)
             key = id(weight)
             _shared[key] = (weakref.ref(weight, lambda _: _shared.pop(key, None)), index)

@@ -1,0 +1,200 @@
+"""The Explainer end to end: parity with captum, the path contract for every method, bad input."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from conftest import tiny_bert
+from udig import Explainer, QAExplanation
+
+SENTENCE = "the film is a gorgeous, moving and deeply felt portrait of a family in crisis."
+TINY_SENTENCE = "the film is good but the plot is dull."
+PATH_METHODS = [
+    (method, strategy, rule, factor)
+    for method in ("dig", "udig")
+    for strategy in ("greedy", "maxcount")
+    for rule in ("all", "words")
+    for factor in (0, 1)
+]
+
+
+
+def test_ig_matches_captum_layer_integrated_gradients(minilm):
+    from captum.attr import LayerIntegratedGradients
+
+    model, tokenizer = minilm
+    explanation = Explainer(model, tokenizer).explain(SENTENCE, method="ig", steps=30)
+    ids = torch.tensor([explanation.input_ids])
+    special = torch.tensor(explanation.special_mask)
+    reference = torch.where(special, ids, tokenizer.pad_token_id)
+
+    def forward(input_ids):
+        return model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits[:, explanation.target]
+
+    lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
+    expected = lig.attribute(ids, baselines=reference, n_steps=30, method="riemann_left").sum(-1)[0]
+    ours = torch.tensor(explanation.attributions)
+    assert torch.linalg.norm(ours - expected) / torch.linalg.norm(expected) < 1e-4
+
+
+@pytest.mark.parametrize("method,strategy,rule,factor", PATH_METHODS)
+def test_word_paths_are_monotone_and_run_from_baseline_to_input(minilm, method, strategy, rule, factor):
+    model, tokenizer = minilm
+    explainer = Explainer(model, tokenizer, graph_k=100)
+    e = explainer.explain(SENTENCE, method=method, strategy=strategy, candidates=rule, factor=factor, steps=10)
+    path = e.path  # (N, L, d)
+    embeddings = model.get_input_embeddings().weight.detach()
+    ids = torch.tensor(e.input_ids)
+    special = torch.tensor(e.special_mask)
+    reference_id = tokenizer.pad_token_id if method == "dig" else tokenizer.mask_token_id
+    baseline = embeddings[torch.where(special, ids, reference_id)]
+    assert path.shape[0] == 2**factor * 11 + 1
+    assert torch.equal(path[0], baseline) and torch.equal(path[-1], embeddings[ids])
+    low, high = torch.minimum(path[:-1], path[-1]), torch.maximum(path[:-1], path[-1])
+    inside = (path[1:] >= low - 1e-6) & (path[1:] <= high + 1e-6)
+    assert bool(inside.all()), "a point left the box between the previous point and the input"
+    assert all(e.attributions[i] == 0.0 for i in special.nonzero().squeeze(1).tolist())
+    for i, chain in enumerate(e.anchors):
+        assert (chain is None) == e.special_mask[i]
+        if chain is not None:
+            assert chain[0] == e.input_ids[i] and len(chain) == 11
+    assert e.real_word_share is not None and 0.0 <= e.real_word_share <= 1.0
+    if rule == "words":
+        assert e.real_word_share == 1.0
+    assert torch.isfinite(torch.tensor(e.delta))
+
+
+def test_anchors_are_vocabulary_neighbours_not_the_reference(minilm):
+    model, tokenizer = minilm
+    e = Explainer(model, tokenizer).explain("a terrible movie", method="udig", candidates="words", steps=10)
+    terrible = e.tokens.index("terrible")
+    chosen = [t for t in e.anchor_tokens[terrible][1:] if t != "[MASK]"]
+    assert chosen and "terrible" not in chosen and len(set(chosen)) == len(chosen)
+
+
+def test_ig_is_complete_with_many_steps(minilm):
+    model, tokenizer = minilm
+    e = Explainer(model, tokenizer).explain(SENTENCE, method="ig", steps=300)
+    change = abs(e.f_input - e.f_baseline)
+    assert change > 0.1
+    assert abs(e.delta) < 0.02 * change
+    assert abs(sum(e.attributions) - (e.f_input - e.f_baseline) - e.delta) < 1e-5
+
+
+@pytest.mark.parametrize("method", ["ig", "dig", "udig"])
+def test_batched_and_unbatched_runs_agree_and_repeat_exactly(tiny, method):
+    model, tokenizer = tiny
+    runs = [
+        Explainer(model, tokenizer, internal_batch_size=size, graph_k=8).explain(TINY_SENTENCE, method=method, steps=9)
+        for size in (1, 4, None)
+    ]
+    for other in runs[1:]:
+        assert torch.allclose(torch.tensor(other.attributions), torch.tensor(runs[0].attributions), atol=1e-6)
+    again = Explainer(model, tokenizer, internal_batch_size=4, graph_k=8).explain(TINY_SENTENCE, method=method, steps=9)
+    assert again.attributions == runs[1].attributions and again.anchors == runs[1].anchors
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta"])
+def test_every_architecture_explains(tiny_vocab_file, arch):
+    model, tokenizer = tiny_bert(tiny_vocab_file, arch=arch)
+    for method in ("ig", "udig", "dig"):
+        e = Explainer(model, tokenizer, graph_k=8).explain(TINY_SENTENCE, method=method, steps=5)
+        assert len(e.attributions) == len(e.tokens)
+        assert abs(sum(e.attributions) - (e.f_input - e.f_baseline) - e.delta) < 1e-5
+
+
+def test_target_by_label_and_index(tiny):
+    model, tokenizer = tiny
+    explainer = Explainer(model, tokenizer)
+    by_label = explainer.explain(TINY_SENTENCE, method="ig", target="negative")
+    by_index = explainer.explain(TINY_SENTENCE, method="ig", target=0)
+    assert by_label.target == 0 and by_label.attributions == by_index.attributions
+
+
+def test_qa_explains_start_and_end_of_an_answer_inside_the_context(minilm_qa):
+    model, tokenizer = minilm_qa
+    question, context = "who directed the film?", "The film was directed by Ana Lily Amirpour in 2014."
+    result = Explainer(model, tokenizer).explain(question=question, context=context, method="udig", steps=8)
+    assert isinstance(result, QAExplanation)
+    start, end = result.answer_span
+    assert 0 <= start < end <= len(context) and result.answer == context[start:end]
+    assert result.start.output == "start_logits" and result.end.output == "end_logits"
+    assert result.start.target <= result.end.target
+    for part in (result.start, result.end):
+        assert all(a == 0.0 for a, s in zip(part.attributions, part.special_mask) if s)
+        token_span = part.offsets[part.target]
+        assert part.text[token_span[0] : token_span[1]].lower() in context.lower()
+    assert result.attributions == [s + e for s, e in zip(result.start.attributions, result.end.attributions)]
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"text": ""}, "empty"),
+        ({"text": "   \n"}, "empty"),
+        ({"text": "fine", "method": "lime"}, "unknown method"),
+        ({"text": "fine", "strategy": "best"}, "unknown strategy"),
+        ({"text": "fine", "steps": 0}, "steps"),
+        ({"text": "fine", "factor": -1}, "factor"),
+        ({"text": "fine", "nbrs": 0}, "nbrs"),
+        ({"text": "fine", "candidates": "some"}, "candidates"),
+        ({"text": "fine", "baseline": "zzzz-not-a-token"}, "not in the vocabulary"),
+        ({"text": "fine", "target": 7}, "target"),
+        ({"text": "fine", "target": "neutral"}, "unknown target label"),
+        ({"question": "q", "context": "c"}, "classification model"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(tiny, kwargs, message):
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match=message):
+        Explainer(model, tokenizer).explain(**kwargs)
+
+
+def test_bad_constructor_arguments(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="candidates"):
+        Explainer(model, tokenizer, candidates="nouns")
+    with pytest.raises(ValueError, match="internal_batch_size"):
+        Explainer(model, tokenizer, internal_batch_size=0)
+    with pytest.raises(TypeError, match="not supported"):
+        Explainer(torch.nn.Linear(2, 2), tokenizer)
+
+
+def test_qa_model_rejects_plain_text(minilm_qa):
+    model, tokenizer = minilm_qa
+    with pytest.raises(ValueError, match="question"):
+        Explainer(model, tokenizer).explain("just text")
+    with pytest.raises(ValueError, match="empty"):
+        Explainer(model, tokenizer).explain(question="who?", context=" ")
+
+
+def test_missing_mask_token_falls_back_to_pad_and_says_so(tiny):
+    model, tokenizer = tiny
+    no_mask = copy.deepcopy(tokenizer)
+    no_mask.mask_token = None
+    e = Explainer(model, no_mask).explain(TINY_SENTENCE, method="udig", steps=4)
+    assert e.baseline_token == "[PAD]"
+    assert any("no MASK token" in w for w in e.warnings)
+
+
+def test_long_text_is_truncated_and_flagged(tiny):
+    model, tokenizer = tiny
+    e = Explainer(model, tokenizer, max_length=12).explain(" ".join(["good film"] * 30), method="ig", steps=3)
+    assert e.truncated and len(e.tokens) == 12 and e.tokens[-1] == "[SEP]"
+    assert any("truncated" in w for w in e.warnings)
+    short = Explainer(model, tokenizer, max_length=12).explain("good film", method="ig", steps=3)
+    assert not short.truncated
+
+
+def test_explanation_serialises_without_the_path(tiny):
+    import json
+
+    model, tokenizer = tiny
+    e = Explainer(model, tokenizer, graph_k=8).explain(TINY_SENTENCE, method="dig", steps=4)
+    data = json.loads(json.dumps(e.to_dict()))
+    assert "path" not in data and data["settings"]["method"] == "dig"
+    assert data["scores"] == pytest.approx(e.scores)
+    assert abs(sum(s * s for s in e.scores) - 1.0) < 1e-9

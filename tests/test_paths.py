@@ -1,0 +1,97 @@
+"""Pure path functions on hand-computed cases."""
+
+import pytest
+import torch
+
+from udig import paths
+
+
+def test_linear_path_runs_from_baseline_to_input_in_equal_steps():
+    baseline, inputs = torch.zeros(2, 3), torch.ones(2, 3) * 4
+    path = paths.linear_path(baseline, inputs, steps=4)
+    assert path.shape == (5, 2, 3)
+    assert torch.equal(path[:, 0, 0], torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0]))
+
+
+def test_monotonize_keeps_monotone_dims_and_steps_the_rest():
+    baseline = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    current = torch.tensor([2.0, -2.0, 2.0, 1.0])
+    anchor = torch.tensor([1.0, -1.0, 3.0, 1.0])  # inside, inside, outside, equal to b == c
+    result = paths.monotonize(anchor, baseline, current, m=4)
+    # dim 2 is outside [0, 2]: c - (c - b)/m = 2 - 2/4
+    assert torch.equal(result, torch.tensor([1.0, -1.0, 1.5, 1.0]))
+
+
+def test_monotone_dims_when_baseline_equals_current_needs_equality():
+    b = torch.tensor([1.0, 1.0])
+    assert paths.monotone_dims(torch.tensor([1.0, 1.5]), b, b).tolist() == [True, False]
+
+
+def test_candidate_costs_greedy_and_maxcount():
+    baseline = torch.zeros(1, 1, 2)
+    current = torch.full((1, 1, 2), 2.0)
+    anchors = torch.tensor([[[1.0, 1.0], [1.0, 5.0], [9.0, 9.0]]])
+    maxcount = paths.candidate_costs(anchors, baseline, current, "maxcount", m=2)
+    assert maxcount.tolist() == [[-2.0, -1.0, -0.0]]
+    greedy = paths.candidate_costs(anchors, baseline, current, "greedy", m=2)
+    # fallback point is c - (c - b)/2 = 1 per dim: distances 0, 4, |(8, 8)|
+    assert torch.allclose(greedy, torch.tensor([[0.0, 4.0, (2 * 64.0) ** 0.5]]))
+
+
+def test_upscale_inserts_midpoints():
+    points = torch.tensor([[0.0], [2.0], [4.0]])
+    once = paths.upscale(points, 1)
+    assert once.squeeze(1).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert paths.upscale(points, 2).shape[0] == 2**2 * 2 + 1
+
+
+def test_udig_reference_points_run_from_input_end_to_baseline_end():
+    assert torch.allclose(paths.udig_reference_alphas(3), torch.tensor([0.75, 0.5, 0.25]))
+
+
+def _toy_vocab():
+    # row 0: reference word (baseline); row 1: input word; rows 2..5 candidates
+    return torch.tensor(
+        [[0.0, 0.0], [4.0, 4.0], [3.0, 3.0], [3.0, 5.0], [2.0, 2.0], [9.0, 9.0]]
+    )
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "maxcount"])
+def test_chain_prefers_monotone_candidates_and_excludes_path_and_reference(strategy):
+    vocab = _toy_vocab()
+    graph = torch.tensor([[1, 2, 3, 4, 5]] * 6)  # every row sees the same neighbours, in this order
+
+    chain = paths.chain_anchors(
+        torch.tensor([1]), torch.tensor([0]), vocab, lambda t, cur: graph[cur], strategy, m=3
+    )
+    assert chain[0, 0] == 1
+    # step 1 from (4,4): 2 and 4 are fully monotone; 2 comes first (stable ties)
+    assert chain[0, 1] == 2
+    # step 2 from (3,3): 2 is on the path, 4 = (2,2) is monotone
+    assert chain[0, 2] == 4
+    # no word repeats and the reference never appears as a chosen candidate unless forced
+    assert len(set(chain[0].tolist())) == 4
+
+
+def test_chain_falls_back_to_reference_and_stays_there():
+    vocab = _toy_vocab()
+    only_input = torch.tensor([[1]] * 6)  # the only neighbour is the input word itself
+    chain = paths.chain_anchors(
+        torch.tensor([1]), torch.tensor([0]), vocab, lambda t, cur: only_input[cur], "greedy", m=3
+    )
+    assert chain[0].tolist() == [1, 0, 0, 0]
+
+
+def test_anchor_points_end_at_word_and_start_at_baseline():
+    vocab = _toy_vocab()
+    chain = torch.tensor([[1, 3, 4]])
+    points = paths.anchor_points(chain, torch.tensor([0]), vocab, m=2)
+    assert points.shape == (4, 1, 2)
+    assert torch.equal(points[0, 0], vocab[0]) and torch.equal(points[-1, 0], vocab[1])
+    # (3, 5) from (4, 4): dim 1 is not monotone -> 4 - 4/2 = 2
+    assert torch.equal(points[2, 0], torch.tensor([3.0, 2.0]))
+
+
+def test_unknown_strategy_is_rejected():
+    with pytest.raises(ValueError, match="strategy"):
+        paths.chain_anchors(torch.tensor([1]), torch.tensor([0]), _toy_vocab(), lambda t, c: c[:, None], "best", 2)

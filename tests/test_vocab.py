@@ -1,0 +1,134 @@
+"""The vocabulary index: exact searches, the under-trained filter, and a disk cache that is never trusted blindly."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from udig import vocab as vocab_module
+from udig.paths import udig_reference_alphas
+from udig.vocab import VocabIndex, knn_graph, otsu_threshold, vocab_index_for
+
+
+def _index(tiny, tmp_path) -> VocabIndex:
+    model, tokenizer = tiny
+    weight = model.get_input_embeddings().weight
+    tokens = tokenizer.convert_ids_to_tokens(list(range(weight.shape[0])))
+    return VocabIndex(weight, tokens, tokenizer.all_special_ids, cache_dir=tmp_path)
+
+
+def test_knn_graph_equals_brute_force(tiny):
+    embeddings = tiny[0].get_input_embeddings().weight.detach()
+    allowed = torch.ones(len(embeddings), dtype=torch.bool)
+    allowed[[0, 5, 7]] = False
+    graph = knn_graph(embeddings, 6, allowed)
+    dist = torch.cdist(embeddings.double(), embeddings.double())
+    dist[:, ~allowed] = float("inf")
+    dist.fill_diagonal_(float("inf"))
+    expected = dist.topk(6, largest=False).indices
+    assert torch.equal(graph.long(), expected)
+
+
+def test_nearest_on_segments_equals_brute_force(minilm):
+    model, tokenizer = minilm
+    index = vocab_index_for(model, tokenizer)
+    table = index.embeddings
+    starts = table[[103, 103, 0]]
+    ends = table[[2204, 6659, 3185]]
+    alphas = udig_reference_alphas(5)
+    for rule in ("all", "words"):
+        found = index.nearest_on_segments(starts, ends, alphas, 12, rule)
+        allowed = index.candidate_mask(rule)
+        points = starts[:, None] + alphas[None, :, None] * (ends - starts)[:, None]  # (T, m, d)
+        dist = torch.cdist(points.double(), table.double())
+        dist[..., ~allowed] = float("inf")
+        expected_dist = dist.topk(12, largest=False).values
+        got_dist = dist.gather(2, found)
+        assert torch.allclose(got_dist, expected_dist, atol=1e-6)
+
+
+def test_undertrained_rows_are_found_from_the_matrix(minilm):
+    model, tokenizer = minilm
+    index = vocab_index_for(model, tokenizer)
+    words = index.word_mask_
+    vocab = tokenizer.get_vocab()
+    assert not words[[vocab[f"[unused{i}]"] for i in range(0, 900, 7)]].any()
+    assert not words[tokenizer.all_special_ids].any()
+    assert words[[vocab[w] for w in ("good", "film", "terrible", "movie", "the", "family", "##ing")]].all()
+    flagged_beyond_unused = int((~words).sum()) - 994 - len(tokenizer.all_special_ids)
+    assert 500 < flagged_beyond_unused < 3000  # the cluster of CJK/symbol pieces the issue describes
+
+
+def test_otsu_threshold_splits_two_clusters():
+    values = torch.cat([torch.full((100,), 0.1), torch.full((30,), 0.9)]) + torch.linspace(0, 0.01, 130)
+    cut = otsu_threshold(values)
+    assert bool((values[:100] < cut).all()) and bool((values[100:] >= cut).all())
+
+
+def test_graph_is_cached_on_disk_and_reloaded(tiny, tmp_path, monkeypatch):
+    first = _index(tiny, tmp_path).graph(6, "all")
+    calls = []
+    monkeypatch.setattr(vocab_module, "knn_graph", lambda *a: calls.append(a) or first)
+    second = _index(tiny, tmp_path).graph(6, "all")
+    assert torch.equal(first, second) and calls == []
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "other-k"])
+def test_a_damaged_cache_is_rebuilt_not_trusted(tiny, tmp_path, damage):
+    index = _index(tiny, tmp_path)
+    good = index.graph(6, "all")
+    path = index._graph_path(6, "all")
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        path.write_bytes(data[:-8] + bytes(b ^ 0x5A for b in data[-8:]))
+    elif damage == "garbage":
+        path.write_bytes(b"not a safetensors file")
+    else:  # a file that verifies as a graph, but of another k, under this name
+        other = _index(tiny, tmp_path / "other").graph(5, "all")
+        path.write_bytes(_index(tiny, tmp_path / "other")._graph_path(5, "all").read_bytes())
+        assert other.shape[1] == 5
+    rebuilt = _index(tiny, tmp_path).graph(6, "all")
+    assert torch.equal(rebuilt, good)
+    assert torch.equal(_index(tiny, tmp_path).graph(6, "all"), good)  # and the cache was repaired
+
+
+def test_two_threads_build_the_graph_once(tiny, tmp_path, monkeypatch):
+    index = _index(tiny, tmp_path)
+    real = vocab_module.knn_graph
+    calls = []
+    barrier = threading.Barrier(2)
+
+    def slow_build(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(vocab_module, "knn_graph", slow_build)
+    results = []
+
+    def worker():
+        barrier.wait()
+        results.append(index.graph(6, "words"))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and torch.equal(results[0], results[1])
+
+
+def test_one_shared_index_per_model(tiny):
+    model, tokenizer = tiny
+    assert vocab_index_for(model, tokenizer) is vocab_index_for(model, tokenizer)
+
+
+def test_unknown_rule_and_oversized_k(tiny, tmp_path):
+    index = _index(tiny, tmp_path)
+    with pytest.raises(ValueError, match="candidate rule"):
+        index.graph(5, "nouns")
+    with pytest.raises(ValueError, match="graph_k"):
+        index.graph(10_000, "all")
