@@ -1,0 +1,175 @@
+"""Speed and memory of the engine, as ratios against references measured in the same run.
+
+    python benchmarks/bench_engine.py [--repeats 5] [--out benchmarks/results.md]
+
+References (measured here, same process, same sentence): a bare forward+backward of the same N path
+points through the model, and captum's LayerIntegratedGradients with the same number of steps. Targets
+come from the engine issue: path construction <= 10 % of forward+backward, a whole explain() <= 1.3x
+forward+backward and <= 1.2x captum IG, the MiniLM KNN graph (30,522 x 384, K = 500) built in <= 10 s
+and loaded from its cache in <= 0.5 s. Run it on an otherwise idle machine: 2 cores are easily disturbed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from udig import Explainer  # noqa: E402
+from udig.models import load_model  # noqa: E402
+from udig.tasks import encode_text, max_tokens  # noqa: E402
+
+SENTENCE = "the film is a gorgeous, moving and deeply felt portrait of a family in crisis."  # 18 tokens
+
+
+def median_seconds(function, repeats: int) -> float:
+    function()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def forward_backward(model, tokenizer, n_points: int):
+    """The floor any explainer pays: N copies of the sentence, one forward and one backward."""
+    encoding = encode_text(tokenizer, SENTENCE, max_tokens(model, tokenizer))
+    embeddings = model.get_input_embeddings().weight.detach()[encoding.input_ids]
+
+    def run():
+        points = embeddings.expand(n_points, -1, -1).clone().requires_grad_(True)
+        extras = {k: v.expand(n_points, -1) for k, v in encoding.extras.items()}
+        logits = model(inputs_embeds=points, **extras).logits[:, 1]
+        torch.autograd.grad(logits.sum(), points)
+
+    return run, len(encoding)
+
+
+def captum_ig(model, tokenizer, steps: int):
+    from captum.attr import LayerIntegratedGradients
+
+    encoding = encode_text(tokenizer, SENTENCE, max_tokens(model, tokenizer))
+    ids = encoding.input_ids[None]
+    reference = torch.where(encoding.special_mask, encoding.input_ids, tokenizer.pad_token_id)[None]
+
+    def forward(input_ids):
+        return model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits[:, 1]
+
+    lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
+    return lambda: lig.attribute(ids, baselines=reference, n_steps=steps, method="riemann_left",
+                                 internal_batch_size=steps)
+
+
+GRAPH_CHILD = """
+import os, resource, sys, time, json
+sys.path.insert(0, {root!r})
+from udig.models import load_model
+from udig.vocab import vocab_index_for
+model, tokenizer = load_model()
+index = vocab_index_for(model, tokenizer, cache_dir={cache!r})
+index.word_mask_
+rss = lambda: int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024
+before = rss()
+start = time.perf_counter()
+index.graph(500, {rule!r})
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(dict(seconds=seconds, peak_mib=peak, extra_mib=peak - before)))
+"""
+
+
+def graph_figures(rule: str) -> dict[str, float]:
+    """Build in a fresh process (honest peak memory), then load the cache in another fresh process."""
+    import json
+
+    with tempfile.TemporaryDirectory() as cache:
+        code = GRAPH_CHILD.format(root=str(ROOT), cache=cache, rule=rule)
+        build = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                          check=True).stdout.strip().splitlines()[-1])
+        load = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                         check=True).stdout.strip().splitlines()[-1])
+    return {"build_s": build["seconds"], "build_extra_mib": build["extra_mib"], "load_s": load["seconds"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model, tokenizer = load_model()
+    explainer = Explainer(model, tokenizer)
+    rows = []
+
+    def add(what: str, measured: float, reference: float, target: str) -> None:
+        rows.append((what, measured, reference, measured / reference, target))
+        print(f"{what:58s} {measured:8.3f} s  ref {reference:8.3f} s  ratio {measured / reference:6.2f}  ({target})",
+              flush=True)
+
+    for method, strategy, factor in [("udig", "maxcount", 1), ("udig", "greedy", 1), ("dig", "greedy", 0),
+                                     ("dig", "maxcount", 0)]:
+        for rule in ("all", "words"):
+            explainer.explain(SENTENCE, method=method, strategy=strategy, factor=factor, candidates=rule)  # index warm
+            n_points = 2**factor * 31 + 1
+            fb, length = forward_backward(model, tokenizer, n_points)
+            fb_s = median_seconds(fb, args.repeats)
+            path_s = statistics.median(
+                explainer.explain(SENTENCE, method=method, strategy=strategy, factor=factor,
+                                  candidates=rule).timings["path"]
+                for _ in range(args.repeats)
+            )
+            name = f"{method}-{strategy} f{factor} ({rule}, {n_points} points, {length} tokens)"
+            add(f"path construction, {name}", path_s, fb_s, "target <= 0.10")
+            whole = median_seconds(
+                lambda: explainer.explain(SENTENCE, method=method, strategy=strategy, factor=factor, candidates=rule),
+                args.repeats,
+            )
+            add(f"whole explain(), {name}", whole, fb_s, "target <= 1.30")
+
+    ig_whole = median_seconds(lambda: explainer.explain(SENTENCE, method="ig", steps=62), args.repeats)
+    add("whole explain(), ig 63 points", ig_whole, median_seconds(forward_backward(model, tokenizer, 63)[0],
+                                                                  args.repeats), "target <= 1.30")
+    add("whole explain(), ig 63 points vs captum IG (62 steps)", ig_whole,
+        median_seconds(captum_ig(model, tokenizer, 62), args.repeats), "target <= 1.20")
+
+    graph_rows = []
+    for rule in ("all", "words"):
+        figures = graph_figures(rule)
+        graph_rows.append((rule, figures))
+        print(f"KNN graph K=500 ({rule}): build {figures['build_s']:.2f} s (target <= 10), "
+              f"load {figures['load_s']:.3f} s (target <= 0.5), build peak +{figures['build_extra_mib']:.0f} MiB",
+              flush=True)
+
+    lines = [
+        "| measurement | seconds | reference (same run) | ratio | target |",
+        "| --- | ---: | ---: | ---: | --- |",
+        *[f"| {w} | {m:.3f} | {r:.3f} | {q:.2f} | {t} |" for w, m, r, q, t in rows],
+        "",
+        "Reference for each row: a bare forward+backward of the same N points (or captum IG where named).",
+        "",
+        "| KNN graph, K = 500, MiniLM 30,522 x 384 | build (s) | load from cache (s) | build peak extra RSS (MiB) |",
+        "| --- | ---: | ---: | ---: |",
+        *[f"| candidates={rule} | {f['build_s']:.2f} | {f['load_s']:.3f} | {f['build_extra_mib']:.0f} |"
+          for rule, f in graph_rows],
+        "",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, median of "
+        f"{args.repeats} runs.",
+    ]
+    args.out.write_text("\n".join(lines) + "\n")
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
