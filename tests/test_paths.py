@@ -30,12 +30,25 @@ def test_monotone_dims_when_baseline_equals_current_needs_equality():
 def test_candidate_costs_greedy_and_maxcount():
     baseline = torch.zeros(1, 1, 2)
     current = torch.full((1, 1, 2), 2.0)
-    anchors = torch.tensor([[[1.0, 1.0], [1.0, 5.0], [9.0, 9.0]]])
-    maxcount = paths.candidate_costs(anchors, baseline, current, "maxcount", m=2)
+    table = torch.tensor([[1.0, 1.0], [1.0, 5.0], [9.0, 9.0]])
+    ids = torch.tensor([[0, 1, 2]])
+    maxcount = paths.candidate_costs(ids, table, baseline, current, "maxcount", m=2)
     assert maxcount.tolist() == [[-2.0, -1.0, -0.0]]
-    greedy = paths.candidate_costs(anchors, baseline, current, "greedy", m=2)
+    greedy = paths.candidate_costs(ids, table, baseline, current, "greedy", m=2)
     # fallback point is c - (c - b)/2 = 1 per dim: distances 0, 4, |(8, 8)|
     assert torch.allclose(greedy, torch.tensor([[0.0, 4.0, (2 * 64.0) ** 0.5]]))
+
+
+def test_candidate_costs_do_not_depend_on_the_slicing(monkeypatch):
+    torch.manual_seed(0)
+    table, ids = torch.randn(300, 8), torch.randint(0, 300, (3, 150))
+    baseline, current = torch.randn(3, 1, 8), torch.randn(3, 1, 8)
+    for strategy in paths.STRATEGIES:
+        sliced = paths.candidate_costs(ids, table, baseline, current, strategy, m=5)
+        monkeypatch.setattr(paths, "_COST_CHUNK", 1000)
+        whole = paths.candidate_costs(ids, table, baseline, current, strategy, m=5)
+        monkeypatch.undo()
+        assert torch.equal(sliced, whole)
 
 
 def test_upscale_inserts_midpoints():

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 STRATEGIES = ("greedy", "maxcount")
+_COST_CHUNK = 64
 
 
 def linear_path(baseline: Tensor, inputs: Tensor, steps: int) -> Tensor:
@@ -38,17 +39,27 @@ def monotonize(anchor: Tensor, baseline: Tensor, current: Tensor, m: int) -> Ten
     return torch.where(monotone_dims(anchor, baseline, current), anchor, fallback)
 
 
-def candidate_costs(anchors: Tensor, baseline: Tensor, current: Tensor, strategy: str, m: int) -> Tensor:
-    """Cost of each candidate (lower is better), ``anchors (T, K, d)``, ``baseline/current (T, 1, d)``.
+def candidate_costs(
+    candidates: Tensor, embeddings: Tensor, baseline: Tensor, current: Tensor, strategy: str, m: int
+) -> Tensor:
+    """Cost of each candidate id ``(T, K)`` (lower is better); ``baseline/current (T, 1, d)``.
 
     Greedy: distance between the candidate and its monotonized version. MaxCount: minus the number of
-    monotone dimensions.
+    monotone dimensions. Candidates are scored in slices of ``_COST_CHUNK`` so the ``(T, K, d)``
+    intermediates stay in cache: on CPU this is several times faster than one pass over all K.
     """
-    mono = monotone_dims(anchors, baseline, current)  # (T, K, d)
-    if strategy == "maxcount":
-        return -mono.sum(-1, dtype=anchors.dtype)  # (T, K)
     fallback = current - (current - baseline) / m  # (T, 1, d)
-    return (anchors - fallback).masked_fill_(mono, 0).square_().sum(-1).sqrt_()  # (T, K)
+    costs = []
+    for start in range(0, candidates.shape[1], _COST_CHUNK):
+        ids = candidates[:, start : start + _COST_CHUNK]
+        anchors = embeddings.index_select(0, ids.flatten()).view(*ids.shape, -1)  # (T, k, d)
+        outside = (anchors - baseline).mul_(anchors - current) > 0  # not monotone
+        if strategy == "maxcount":
+            costs.append(outside.sum(-1, dtype=embeddings.dtype) - embeddings.shape[1])  # -(monotone dims)
+        else:
+            gap = (anchors - fallback).square_().mul_(outside)
+            costs.append(gap.sum(-1).sqrt_())
+    return torch.cat(costs, dim=1)  # (T, K)
 
 
 CandidateSource = Callable[[int, Tensor], Tensor]
@@ -79,7 +90,7 @@ def chain_anchors(
         cand = candidates(t, current_ids)  # (T, K)
         on_path = (cand[:, :, None] == chain[:, None, : t + 1]).any(-1)  # (T, K)
         valid = ~on_path & (cand != reference_ids[:, None])
-        costs = candidate_costs(embeddings[cand], baseline, embeddings[current_ids][:, None, :], strategy, m)
+        costs = candidate_costs(cand, embeddings, baseline, embeddings[current_ids][:, None, :], strategy, m)
         costs = costs.masked_fill(~valid, float("inf"))
         best = costs.argmin(dim=1)  # first minimum: stable ties
         chosen = cand.gather(1, best[:, None]).squeeze(1)
