@@ -1,0 +1,245 @@
+"""udig demo: explain a sentiment or question-answering model with IG, DIG and UDIG.
+
+Layout and wiring only; every handler lives in :mod:`udig.app_handlers`. Run ``python app.py``
+(offline on udig's built-in sentiment model) and open http://127.0.0.1:7860.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from dataclasses import astuple  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+from udig.app_handlers import (  # noqa: E402
+    ABOUT,
+    CANDIDATE_LABELS,
+    COPY_LINK_JS,
+    DEFAULT_BASELINE,
+    DEFAULTS,
+    EXAMPLES,
+    QA_EXAMPLE,
+    AppConfig,
+    Demo,
+    autorun,
+    load_values,
+    qa_notice,
+)
+from udig.explainer import BASELINES, METHODS  # noqa: E402
+from udig.paths import STRATEGIES  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+TITLE = "udig · Uniform Discretized Integrated Gradients"
+INTRO = """# 🔍 udig: which words made the model decide?
+Integrated Gradients (**IG**) integrates the model's gradient along a straight line from a baseline to the input;
+Discretized IG (**DIG**) and Uniform Discretized IG (**UDIG**, Roy & Kundu 2024) walk through real words instead.
+Type a sentence, pick a method, and see each word's share of the decision."""
+
+
+def _settings(demo: Demo, *, method: bool = True, baseline: bool = True) -> dict[str, gr.components.Component]:
+    """Method, strategy and the Advanced accordion; returns the components by field name."""
+    limits = demo.config.limits
+    controls: dict[str, gr.components.Component] = {}
+    with gr.Row():
+        if method:
+            controls["method"] = gr.Radio(
+                [("IG", "ig"), ("DIG", "dig"), ("UDIG", "udig")], value=DEFAULTS.method, label="Method"
+            )
+        controls["strategy"] = gr.Radio(
+            [("MaxCount", "maxcount"), ("Greedy", "greedy")],
+            value=DEFAULTS.strategy,
+            label="Anchor strategy (DIG, UDIG)",
+        )
+    with gr.Accordion("Advanced", open=False):
+        with gr.Row():
+            controls["steps"] = gr.Slider(
+                2, limits.max_steps, value=DEFAULTS.steps, step=1, label="Steps",
+                info="IG: Riemann steps; DIG/UDIG: anchors m per word",
+            )
+            controls["factor"] = gr.Slider(
+                0, limits.max_factor, value=DEFAULTS.factor, step=1, label="Upscaling factor",
+                info="DIG/UDIG: 2^factor·(m+1)+1 points",
+            )
+            controls["nbrs"] = gr.Slider(
+                1, limits.max_nbrs, value=DEFAULTS.nbrs, step=1, label="Neighbours",
+                info="UDIG: candidate words per reference point",
+            )
+        with gr.Row():
+            if baseline:
+                controls["baseline"] = gr.Dropdown(
+                    [DEFAULT_BASELINE, *BASELINES], value=DEFAULT_BASELINE, allow_custom_value=True,
+                    label="Baseline token", info="paper default: [PAD] for IG/DIG, [MASK] for UDIG; or type a token",
+                )
+            controls["candidates"] = gr.Radio(
+                [(label, rule) for rule, label in CANDIDATE_LABELS.items()], value=DEFAULTS.candidates,
+                label="Anchor candidates",
+            )
+    return controls
+
+
+def _model_picker(demo: Demo, choices: tuple[str, ...], label: str) -> gr.Dropdown:
+    info = "any Hub id or local folder is allowed" if demo.config.allow_any_model else None
+    return gr.Dropdown(list(choices), value=choices[0], label=label, allow_custom_value=demo.config.allow_any_model, info=info)
+
+
+def _share_row(demo: Demo, fn, inputs: list, api_name: str) -> None:
+    with gr.Row():
+        button = gr.Button("🔗 Copy link", size="sm", scale=0, min_width=130)
+        link = gr.Textbox(show_label=False, placeholder="a link that reopens this explanation", buttons=["copy"], scale=4)
+    button.click(fn, inputs, link, api_name=api_name, concurrency_limit=None).then(None, link, link, js=COPY_LINK_JS)
+
+
+def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.Blocks:
+    """The app; ``config``/``demo`` let tests and deployments choose the models."""
+    demo = demo or Demo(config)
+    config = demo.config
+    attribution = dict(concurrency_limit=config.concurrency)
+    layout: list[tuple[str, str]] = []
+    components: list[gr.components.Component] = []
+
+    def remember(tab: str, fields: dict) -> list:
+        for name, component in fields.items():
+            layout.append((tab, name))
+            components.append(component)
+        return list(fields.values())
+
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as blocks:
+        gr.Markdown(INTRO)
+        link_notice = gr.Markdown(visible=False)
+        run_tab = gr.State("")
+        with gr.Tabs() as tabs:
+            # ---------------------------------------------------------------- Sentiment
+            with gr.Tab("Sentiment", id="sentiment"):
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        s = {"text": gr.Textbox(EXAMPLES[0], lines=3, label="Text", max_length=config.limits.max_chars,
+                                                elem_id="sentiment-text")}
+                        s["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
+                        s |= _settings(demo)
+                        s_button = gr.Button("Explain", variant="primary", elem_id="sentiment-explain")
+                    with gr.Column(scale=2):
+                        s_label = gr.Label(label="Prediction", num_top_classes=5, elem_id="sentiment-label")
+                        s_runtime = gr.Markdown(elem_id="sentiment-runtime")
+                s_highlight = gr.HighlightedText(label="Word attributions (red: toward the predicted label, purple: away from it)",
+                                                 show_legend=True, combine_adjacent=False, elem_id="sentiment-highlight")
+                s_legend = gr.HTML()
+                s_scores = gr.Dataframe(label="Faithfulness", wrap=True, elem_id="sentiment-scores")
+                with gr.Accordion("Per-token table", open=False):
+                    s_tokens = gr.Dataframe(wrap=True, elem_id="sentiment-tokens")
+                s_inputs = remember("sentiment", s)
+                s_outputs = [s_label, s_highlight, s_legend, s_tokens, s_scores, s_runtime]
+                gr.Examples(
+                    [[t, config.sentiment_models[0], *astuple(DEFAULTS)] for t in EXAMPLES],
+                    s_inputs, s_outputs, fn=demo.explain_example, cache_examples=config.cache_examples,
+                    cache_mode="lazy", visible_columns=[0],
+                )
+                with gr.Accordion("Share and export", open=False):
+                    _share_row(demo, demo.share_sentiment, s_inputs, "share_sentiment")
+                    e_button = gr.Button("Export JSON, CSV, HTML and model-card snippets", size="sm")
+                    e_files = gr.File(file_count="multiple", label="Downloads")
+                    e_card = gr.Code(language="markdown", label="Model-card snippet (Markdown)")
+                s_button.click(demo.explain, s_inputs, s_outputs, api_name="explain", concurrency_id="classifier", **attribution)
+                s["text"].submit(demo.explain, s_inputs, s_outputs, api_visibility="private", concurrency_id="classifier", **attribution)
+                e_button.click(demo.export, s_inputs, [e_files, e_card], api_name="export", concurrency_id="classifier", **attribution)
+
+            # ---------------------------------------------------------------- Question answering
+            with gr.Tab("Question answering", id="qa"):
+                notice = qa_notice(config)
+                gr.Markdown(notice, visible=bool(notice), elem_id="qa-notice")
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        q = {"question": gr.Textbox(QA_EXAMPLE[0], label="Question", max_length=300),
+                             "context": gr.Textbox(QA_EXAMPLE[1], lines=5, label="Context", max_length=config.limits.max_chars)}
+                        q["model"] = _model_picker(demo, config.qa_models, "QA model")
+                        q |= _settings(demo)
+                        q_button = gr.Button("Explain", variant="primary", elem_id="qa-explain")
+                    with gr.Column(scale=2):
+                        q_answer = gr.Markdown(elem_id="qa-answer")
+                        q_runtime = gr.Markdown()
+                q_start = gr.HighlightedText(label="Start logit attributions", show_legend=True, elem_id="qa-start")
+                q_end = gr.HighlightedText(label="End logit attributions", show_legend=True, elem_id="qa-end")
+                q_legend = gr.HTML()
+                q_scores = gr.Dataframe(label="Faithfulness", wrap=True)
+                q_inputs = remember("qa", q)
+                q_outputs = [q_answer, q_start, q_end, q_legend, q_scores, q_runtime]
+                _share_row(demo, demo.share_qa, q_inputs, "share_qa")
+                q_button.click(demo.explain_qa, q_inputs, q_outputs, api_name="explain_qa", concurrency_id="qa", **attribution)
+
+            # ---------------------------------------------------------------- Compare methods
+            with gr.Tab("Compare methods", id="compare"):
+                c = {"text": gr.Textbox(EXAMPLES[2], lines=2, label="Text", max_length=config.limits.max_chars)}
+                c["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
+                c |= _settings(demo, method=False, baseline=False)
+                c_button = gr.Button("Compare IG, DIG and UDIG", variant="primary", elem_id="compare-run")
+                c_summary = gr.Markdown(elem_id="compare-summary")
+                with gr.Row():
+                    c_ig = gr.HighlightedText(label="IG", elem_id="compare-ig")
+                    c_dig = gr.HighlightedText(label="DIG", elem_id="compare-dig")
+                    c_udig = gr.HighlightedText(label="UDIG", elem_id="compare-udig")
+                c_legend = gr.HTML()
+                c_table = gr.Dataframe(label="Scores (★ = best per score)", wrap=True, elem_id="compare-table")
+                c_bars = gr.BarPlot(x="score", y="value", color="method", x_label_angle=-35, label="Scores by method", height=360)
+                c_inputs = remember("compare", c)
+                c_outputs = [c_ig, c_dig, c_udig, c_legend, c_table, c_bars, c_summary]
+                _share_row(demo, demo.share_compare, c_inputs, "share_compare")
+                c_button.click(demo.compare, c_inputs, c_outputs, api_name="compare", concurrency_id="classifier", **attribution)
+
+            # ---------------------------------------------------------------- See the path
+            with gr.Tab("See the path", id="path"):
+                gr.Markdown("Pick a word: its path from the input word to the baseline, for DIG and UDIG, and how far "
+                            "each method's path points stay from real words.")
+                p = {"text": gr.Textbox(EXAMPLES[0], lines=2, label="Text", max_length=config.limits.max_chars)}
+                p["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
+                p["word"] = gr.Dropdown([], value=None, allow_custom_value=True, label="Word",
+                                        info="empty: the most influential word (by UDIG)")
+                p |= _settings(demo, method=False, baseline=False)
+                p_button = gr.Button("Show the path", variant="primary", elem_id="path-run")
+                p_summary = gr.Markdown(elem_id="path-summary")
+                with gr.Row():
+                    p_anchors = gr.Dataframe(label="Anchors, input word → baseline", elem_id="path-anchors")
+                    p_plot = gr.LinePlot(x="position", y="distance", color="method", label="Distance to the nearest real word",
+                                         x_title="position on the path (0 = input word, 1 = baseline)",
+                                         y_title="distance to nearest real word", height=360)
+                p_inputs = remember("path", p)
+                p_outputs = [p_summary, p_anchors, p_plot]
+                _share_row(demo, demo.share_path, p_inputs, "share_path")
+                p_button.click(demo.path, p_inputs, p_outputs, api_name="path", concurrency_id="classifier", **attribution)
+                gr.on([p["text"].change, p["model"].change], demo.words, [p["text"], p["model"]], p["word"],
+                      api_name="words", trigger_mode="always_last", show_progress="hidden", concurrency_limit=None)
+
+            with gr.Tab("About", id="about"):
+                gr.Markdown(ABOUT)
+
+        # ---------------------------------------------------------------- shared links
+        def on_load(request: gr.Request):
+            return load_values(demo, layout, dict(request.query_params))
+
+        restore = blocks.load(on_load, None, [tabs, run_tab, link_notice, *components], api_visibility="private")
+        for tab, fn, inputs, outputs in (
+            ("sentiment", demo.explain, s_inputs, s_outputs),
+            ("qa", demo.explain_qa, q_inputs, q_outputs),
+            ("compare", demo.compare, c_inputs, c_outputs),
+            ("path", demo.path, p_inputs, p_outputs),
+        ):
+            restore.then(autorun(tab, fn, len(outputs)), [run_tab, *inputs], outputs, api_visibility="private",
+                         concurrency_id="qa" if tab == "qa" else "classifier", **attribution)
+    blocks.queue(default_concurrency_limit=config.concurrency, max_size=int(os.environ.get("UDIG_QUEUE_SIZE", "32")))
+    return blocks
+
+
+def launch_kwargs() -> dict:
+    """Bind 127.0.0.1 unless GRADIO_SERVER_NAME says otherwise (Spaces sets 0.0.0.0)."""
+    return dict(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        css_paths=[ROOT / "assets" / "style.css"],
+        theme=gr.themes.Soft(),
+    )
+
+
+if __name__ == "__main__":
+    build_demo().launch(**launch_kwargs())
