@@ -1,0 +1,301 @@
+"""Faithfulness metrics and path diagnostics for one :class:`~udig.explanation.Explanation`.
+
+Faithfulness follows the DIG paper (Sanyal & Ren, EMNLP 2021, section 4.2; their ``metrics.py``), which the
+UDIG paper (Roy & Kundu 2024) reuses. Everything is computed on token ids: a perturbed input is a list of
+vocabulary ids fed to the model, and every perturbed input of one explanation goes through the model in
+one padded forward pass (the original input included, so p and p' come from the same call).
+
+Conventions, exactly:
+
+* ``k = floor(L * topk / 100)`` where ``L`` counts every token, special tokens included.
+* The top-k tokens are the k largest *signed* attributions (ties: the earlier position first). Special
+  tokens have attribution exactly 0 in every method here, so they are chosen only when the rule reaches
+  them (fewer than k tokens with a positive attribution); nothing is forced in or out.
+* **Classification.** ŷ is the class predicted on the original input and p = softmax(logits)[ŷ]. The
+  explanation must attribute ŷ (``explanation.target == ŷ``); an explanation of another class is refused,
+  because its top-k tokens are evidence for a different output.
+
+  - log-odds ``= log p'(ŷ) - log p(ŷ)``, the top-k tokens replaced *in place* by [PAD]. Lower is better.
+  - comprehensiveness ``= p(ŷ) - p'(ŷ)``, the top-k tokens deleted and the rest re-packed (positions
+    0..L-k-1). Higher is better. If nothing is left (k = L) the model has no input to read; p'(ŷ) is then
+    taken as chance, 1/C.
+  - sufficiency ``= p(ŷ) - p'(ŷ)``, *only* the top-k tokens kept, re-packed. Like the DIG code
+    (``eval_sufficiency`` keeps exactly the top-k positions) and METHOD.md, [CLS]/[SEP] are not added
+    back unless the rule chose them. 0 when k = 0. Lower is better.
+
+* **Extractive QA.** Positions must stay comparable, so nothing is deleted: tokens are *replaced* by [MASK]
+  and the sequence keeps its length. ŷ is the predicted answer's start position for the start explanation
+  (its end position for the end explanation), i.e. ``explanation.target``, and p is the softmax over all
+  positions of the start (end) logits. Log-odds and comprehensiveness mask the top-k tokens; sufficiency
+  masks every other token. Token-type ids (question 0, context 1) are kept as they were.
+
+Path diagnostics (IG, DIG, UDIG): the completeness error ``|Δ|`` and ``|Δ| / |F(x) - F(x')|``; the
+word-approximation error (WAE), the mean over every point of every moving (non-special) token's path of the
+Euclidean distance to the nearest vocabulary row (rule "all"), and the same to the nearest *real word* row
+(rule "words", see :mod:`udig.vocab`); and the share of DIG/UDIG anchors that are real words.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .explanation import Explanation, QAExplanation
+from .vocab import VocabIndex
+
+DEFAULT_TOPK = 20
+_DISTANCE_CHUNK = 1024  # path points per distance pass: chunk x V floats of memory
+
+
+@dataclass(frozen=True)
+class Faithfulness:
+    """The three DIG-paper metrics for one explanation, plus what they were computed from."""
+
+    log_odds: float  # lower is better
+    comprehensiveness: float  # higher is better
+    sufficiency: float  # lower is better
+    k: int  # tokens perturbed
+    length: int  # L, special tokens included
+    label: int  # ŷ: predicted class, or predicted start/end position for QA
+    prob: float  # p(ŷ) on the original input
+    top: tuple[int, ...]  # positions of the top-k tokens, ascending
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["top"] = list(self.top)
+        return data
+
+
+@dataclass(frozen=True)
+class PathQuality:
+    """How well a path integral went: completeness error and how close the path stays to real words."""
+
+    delta: float | None  # |Δ|; None for methods without a path
+    relative_delta: float | None  # |Δ| / |F(x) - F(x')|; None when F(x) = F(x') or there is no path
+    wae: float | None  # mean distance of path points to the nearest vocabulary row
+    wae_words: float | None  # ... to the nearest real-word row
+    real_word_share: float | None  # share of DIG/UDIG anchors that are real words; None for IG
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# -- the top-k rule ------------------------------------------------------------------------------------
+
+
+def top_k_count(length: int, topk: float = DEFAULT_TOPK) -> int:
+    """``floor(length * topk / 100)``, exact for decimal percentages (20.0, 12.5, ...)."""
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise ValueError(f"length must be a non-negative integer, got {length!r}")
+    if isinstance(topk, bool) or not isinstance(topk, (int, float)) or not 0 <= topk <= 100:
+        raise ValueError(f"topk must be a percentage from 0 to 100, got {topk!r}")
+    return math.floor(Fraction(str(topk)) * length / 100)
+
+
+def top_k_positions(attributions: Sequence[float], k: int) -> list[int]:
+    """Positions of the k largest signed attributions, ascending; ties go to the earlier position."""
+    if not 0 <= k <= len(attributions):
+        raise ValueError(f"k must lie in [0, {len(attributions)}], got {k}")
+    scores = torch.as_tensor(list(attributions), dtype=torch.float64)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    return sorted(order[:k].tolist())
+
+
+# -- faithfulness ------------------------------------------------------------------------------------
+
+
+def faithfulness(explanation: Explanation, model: torch.nn.Module, tokenizer, *, topk: float = DEFAULT_TOPK) -> Faithfulness:
+    """Log-odds, comprehensiveness and sufficiency of one explanation (see the module docstring)."""
+    if not isinstance(explanation, Explanation):
+        raise TypeError(
+            f"faithfulness takes one Explanation, got {type(explanation).__name__}; "
+            "for QA score .start and .end separately (or use qa_faithfulness)"
+        )
+    ids = torch.tensor(explanation.input_ids, dtype=torch.long)  # (L,)
+    length = len(ids)
+    k = top_k_count(length, topk)
+    top = top_k_positions(explanation.attributions, k)
+    chosen = torch.zeros(length, dtype=torch.bool)
+    chosen[top] = True
+    types = _token_type_ids(explanation, tokenizer)  # (L,) or None
+
+    if explanation.task == "qa":
+        mask_id = _special_id(tokenizer, ("mask", "unk", "pad"))
+        variants = {
+            "original": ids,
+            "removed": torch.where(chosen, mask_id, ids),  # log-odds and comprehensiveness
+            "kept": torch.where(chosen, ids, mask_id),  # sufficiency
+        }
+        variant_types = {name: types for name in variants}
+    elif explanation.task == "classification":
+        pad_id = _special_id(tokenizer, ("pad", "unk", "mask"))
+        variants = {
+            "original": ids,
+            "padded": torch.where(chosen, pad_id, ids),  # log-odds: in place
+            "removed": ids[~chosen],  # comprehensiveness: deleted, re-packed
+            "kept": ids[chosen],  # sufficiency: only the top-k, re-packed
+        }
+        variant_types = {
+            "original": types,
+            "padded": types,
+            "removed": None if types is None else types[~chosen],
+            "kept": None if types is None else types[chosen],
+        }
+    else:
+        raise ValueError(f"unknown task {explanation.task!r}")
+
+    names = [name for name, row in variants.items() if len(row) > 0]  # an empty input cannot be run
+    logits = _forward(
+        model,
+        tokenizer,
+        [variants[name] for name in names],
+        None if types is None else [variant_types[name] for name in names],
+        explanation.output,
+    )  # (R, C) classes, or (R, L) positions
+    log_probs = dict(zip(names, logits.log_softmax(-1)))  # each (C,) or (L,)
+    if explanation.task == "qa":
+        label = explanation.target
+    else:
+        label = int(log_probs["original"].argmax())
+        if explanation.target != label:
+            raise ValueError(
+                f"the explanation attributes class {explanation.target} but the model predicts class {label}; "
+                "faithfulness metrics score explanations of the predicted class"
+            )
+    chance = torch.tensor(-math.log(logits.shape[1]))  # p'(ŷ) when every token was deleted
+    log_p = log_probs["original"][label]
+    p = float(log_p.exp())
+    removed = log_probs["removed"][label] if "removed" in log_probs else chance
+    padded = log_probs["padded"][label] if "padded" in log_probs else removed
+    return Faithfulness(
+        log_odds=float(padded - log_p),
+        comprehensiveness=p - float(removed.exp()),
+        sufficiency=0.0 if k == 0 else p - float(log_probs["kept"][label].exp()),
+        k=k,
+        length=length,
+        label=int(label),
+        prob=p,
+        top=tuple(top),
+    )
+
+
+def qa_faithfulness(explanation: QAExplanation, model, tokenizer, *, topk: float = DEFAULT_TOPK) -> dict[str, Faithfulness]:
+    """Start and end explanations of a QA answer, each scored against its own predicted position."""
+    return {
+        "start": faithfulness(explanation.start, model, tokenizer, topk=topk),
+        "end": faithfulness(explanation.end, model, tokenizer, topk=topk),
+    }
+
+
+def _special_id(tokenizer, names: tuple[str, ...]) -> int:
+    """The first of the named special tokens the tokenizer has (e.g. PAD, else UNK)."""
+    for name in names:
+        token_id = getattr(tokenizer, f"{name}_token_id", None)
+        if token_id is not None:
+            return int(token_id)
+    raise ValueError(f"the tokenizer has none of the tokens {[n.upper() for n in names]} to perturb inputs with")
+
+
+def _token_type_ids(explanation: Explanation, tokenizer) -> Tensor | None:
+    """Token-type ids as the tokenizer made them: all 0 for one text; for QA 1 from the context on.
+
+    The Explanation does not store them, so they are rebuilt from its offsets: a token is in the second
+    segment when it starts inside the context, and a special token when a context token came before it
+    (BERT's ``[CLS] q [SEP] c [SEP]`` gives 0 ... 0 1 ... 1).
+    """
+    if "token_type_ids" not in getattr(tokenizer, "model_input_names", ()):
+        return None
+    types = torch.zeros(len(explanation.input_ids), dtype=torch.long)
+    context = explanation.segments.get("context")
+    if context is None:
+        return types
+    seen_context = False
+    for i, ((start, _end), special) in enumerate(zip(explanation.offsets, explanation.special_mask)):
+        if not special and start >= context[0]:
+            seen_context = True
+        types[i] = int(seen_context)
+    return types
+
+
+def _forward(model, tokenizer, rows: list[Tensor], types: list[Tensor | None] | None, output: str) -> Tensor:
+    """One forward pass over id sequences of any lengths, right-padded: ``(R, ...)`` float logits."""
+    device = next(model.parameters()).device
+    width = max(len(row) for row in rows)
+    pad_id = getattr(tokenizer, "pad_token_id", None) or 0
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = row
+        attention[r, : len(row)] = 1
+    inputs = {"input_ids": ids.to(device), "attention_mask": attention.to(device)}
+    if types is not None:
+        token_types = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row_types in enumerate(types):
+            token_types[r, : len(row_types)] = row_types
+        inputs["token_type_ids"] = token_types.to(device)
+    with torch.no_grad():
+        out = model(**inputs)
+    logits = getattr(out, output).float()
+    if output != "logits" and width != min(len(row) for row in rows):
+        raise ValueError("QA rows must all keep the input's length")
+    return logits.cpu()
+
+
+# -- path diagnostics --------------------------------------------------------------------------------
+
+
+def nearest_word_distances(points: Tensor, vocab: VocabIndex, rules: Sequence[str] = ("all", "words")) -> dict[str, Tensor]:
+    """Distance from each point ``(P, d)`` to its nearest vocabulary row under each candidate rule.
+
+    One distance pass serves every rule (a rule only masks columns), so two rules cost one matmul.
+    """
+    keys, key_sq = vocab.embeddings, vocab.sq_norms_  # (V, d), (V,)
+    masks = {rule: vocab.candidate_mask(rule) for rule in rules}
+    points = points.detach().float().cpu()
+    out = {rule: torch.empty(len(points)) for rule in rules}
+    for start in range(0, len(points), _DISTANCE_CHUNK):
+        chunk = points[start : start + _DISTANCE_CHUNK]  # (c, d)
+        sq = torch.addmm(key_sq.expand(len(chunk), -1), chunk, keys.T, alpha=-2.0)  # (c, V)
+        chunk_sq = (chunk * chunk).sum(1)
+        for rule, allowed in masks.items():
+            nearest = sq.amin(1) if bool(allowed.all()) else sq[:, allowed].amin(1)
+            out[rule][start : start + len(chunk)] = (nearest + chunk_sq).clamp(min=0).sqrt()
+    return out
+
+
+def word_approximation_error(
+    path: Tensor, special_mask: Sequence[bool], vocab: VocabIndex, rules: Sequence[str] = ("all", "words")
+) -> dict[str, float]:
+    """WAE: mean over all points ``(N, L, d)`` of the moving tokens of the distance to the nearest row.
+
+    Every point counts, the two endpoints included (the input word itself, and the baseline word, which
+    is a vocabulary row but not a real word). Repeated points (a word that occurs twice, DIG paths that
+    reached the baseline early) are measured once and counted as often as they occur.
+    """
+    moving = ~torch.as_tensor(list(special_mask), dtype=torch.bool)
+    points = path[:, moving].reshape(-1, path.shape[-1])  # (N T, d)
+    if len(points) == 0:
+        return {rule: 0.0 for rule in rules}
+    unique, inverse = torch.unique(points, dim=0, return_inverse=True)
+    distances = nearest_word_distances(unique, vocab, rules)
+    return {rule: float(distances[rule][inverse].double().mean()) for rule in rules}
+
+
+def path_quality(explanation: Explanation, vocab: VocabIndex | None) -> PathQuality:
+    """Completeness error, WAE and real-word share; None wherever the method has no path."""
+    has_path = explanation.path is not None and not math.isnan(explanation.delta)
+    if not has_path:
+        return PathQuality(None, None, None, None, explanation.real_word_share)
+    delta = abs(explanation.delta)
+    change = abs(explanation.f_input - explanation.f_baseline)
+    relative = delta / change if change > 0 else None
+    wae = wae_words = None
+    if vocab is not None:
+        errors = word_approximation_error(explanation.path, explanation.special_mask, vocab)
+        wae, wae_words = errors["all"], errors["words"]
+    return PathQuality(delta, relative, wae, wae_words, explanation.real_word_share)
