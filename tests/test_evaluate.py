@@ -1,0 +1,180 @@
+"""``python -m udig.evaluate`` on a tiny BERT: resuming loses nothing and changes nothing; outputs; baselines."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_bert
+from udig import evaluate
+from udig.evaluate import Item, baseline_explanation, bootstrap_interval, parse_methods, read_records
+
+METHODS = "ig,dig-greedy:all,udig-maxcount,udig-greedy:words,random,grad-input"
+SENTENCES = [
+    "the film is good but the plot is dull.",
+    "a gorgeous, moving portrait of a family in crisis.",
+    "this movie was boring and the actors were awful.",
+    "not very funny, but warm and deeply felt.",
+    "the story is sad and the scenes are cold.",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory, tiny_vocab_file):
+    """A saved tiny classifier (sensitive enough to move probabilities) and a JSON-lines dataset."""
+    root = tmp_path_factory.mktemp("eval")
+    model, tokenizer = tiny_bert(tiny_vocab_file, seed=2)
+    with torch.no_grad():
+        model.classifier.weight.mul_(200)
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    data = root / "data.jsonl"
+    data.write_text("".join(json.dumps({"id": f"s{i}", "text": t, "label": i % 2}) + "\n" for i, t in enumerate(SENTENCES)))
+    return root
+
+
+def run_cli(setup, out, limit, *extra):
+    args = ["--model", str(setup / "model"), "--dataset", str(setup / "data.jsonl"), "--methods", METHODS,
+            "--limit", str(limit), "--steps", "4", "--nbrs", "4", "--graph-k", "8", "--out", str(out), "--quiet", *extra]
+    assert evaluate.main(args) == 0
+    return json.loads((out / "summary.json").read_text())
+
+
+def without_timing(summary: dict) -> dict:
+    summary = json.loads(json.dumps(summary))
+    summary.pop("runtime")
+    for entry in summary["methods"].values():
+        entry.pop("seconds")
+        entry.pop("metric_seconds")
+    return summary
+
+
+def test_an_interrupted_run_resumes_and_gives_the_same_summary(tiny_setup, tmp_path):
+    whole = run_cli(tiny_setup, tmp_path / "whole", 4)
+
+    resumed_dir = tmp_path / "resumed"
+    run_cli(tiny_setup, resumed_dir, 2)  # stopped after 2 sentences ...
+    records = resumed_dir / "records.jsonl"
+    first_lines = records.read_text().splitlines()
+    with open(records, "a") as handle:  # ... in the middle of writing a line
+        handle.write('{"key": "s3|ig", "example": "s3", "method": "ig", "log_o')
+    resumed = run_cli(tiny_setup, resumed_dir, 4)
+
+    assert without_timing(resumed) == without_timing(whole)
+    lines = records.read_text().splitlines()
+    assert lines[: len(first_lines)] == first_lines, "records already written are kept as they were"
+    keys = [json.loads(line)["key"] for line in lines]
+    assert len(keys) == len(set(keys)) == 4 * len(parse_methods(METHODS))
+    assert all(m["n"] == 4 and m["errors"] == 0 and m["missing"] == 0 for m in whole["methods"].values())
+    assert whole["n_examples"] == 4
+
+
+def test_a_finished_run_is_not_recomputed(tiny_setup, tmp_path, monkeypatch):
+    run_cli(tiny_setup, tmp_path, 2)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("nothing should be recomputed")
+
+    monkeypatch.setattr(evaluate, "baseline_explanation", fail)
+    monkeypatch.setattr(evaluate.Explainer, "explain", fail)
+    run_cli(tiny_setup, tmp_path, 2)
+
+
+def test_records_of_different_settings_are_not_mixed(tiny_setup, tmp_path):
+    run_cli(tiny_setup, tmp_path, 1)
+    with pytest.raises(SystemExit, match="steps"):
+        run_cli(tiny_setup, tmp_path, 1, "--steps", "5")
+
+
+def test_outputs_table_csv_and_chart(tiny_setup, tmp_path):
+    summary = run_cli(tiny_setup, tmp_path, 3)
+    names = [spec.name for spec in parse_methods(METHODS)]
+    assert summary["methods_order"] == names
+    with open(tmp_path / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["method"] for row in rows] == names
+    for row in rows:
+        assert float(row["log_odds_low"]) <= float(row["log_odds"]) <= float(row["log_odds_high"])
+    table = (tmp_path / "table.md").read_text()
+    assert all(f"| {name} |" in table for name in names)
+    assert "udig-maxcount:all | ig |" in table and "udig-greedy:words | dig-greedy:words" not in table
+    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ig, random = summary["methods"]["ig"], summary["methods"]["random"]
+    assert ig["delta"] is not None and ig["wae"] > 0 and ig["real_word_share"] is None
+    assert random["delta"] is None and random["wae"] is None
+    assert summary["methods"]["udig-greedy:words"]["real_word_share"] == 1.0
+    for line in (tmp_path / "records.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        assert record["k"] == int(record["length"] * 0.2) and len(record["top"]) == record["k"]
+
+
+# -- pieces -----------------------------------------------------------------------------------------------
+
+
+def test_method_names_are_canonical_and_checked():
+    specs = parse_methods("ig, udig-maxcount, dig-greedy:words,random,udig-maxcount:all")
+    assert [s.name for s in specs] == ["ig", "udig-maxcount:all", "dig-greedy:words", "random"]
+    assert (specs[1].method, specs[1].strategy, specs[1].candidates) == ("udig", "maxcount", "all")
+    for bad, message in [("ig:words", "no candidate rule"), ("udig-fast", "unknown method"), ("dig-greedy:some", "rule"), ("", "no methods")]:
+        with pytest.raises(ValueError, match=message):
+            parse_methods(bad)
+    with pytest.raises(SystemExit):
+        evaluate.main(["--methods", "nope"])
+
+
+def test_resume_reader_drops_a_truncated_last_line_and_keeps_a_complete_one(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"key": "a"}\n{"key": "b"}\n{"key": "c", "x": [1, ')
+    assert list(read_records(path)) == ["a", "b"]
+    assert path.read_text() == '{"key": "a"}\n{"key": "b"}\n'
+    path.write_text('{"key": "a"}\n{"key": "b"}')
+    assert list(read_records(path)) == ["a", "b"]
+    assert path.read_text().endswith('"b"}\n')
+    path.write_text('{"key": "a"}\nnot json\n{"key": "b"}\n')
+    with pytest.raises(SystemExit, match="line 2"):
+        read_records(path)
+
+
+def test_bootstrap_interval_is_seeded_and_covers_the_mean():
+    values = np.random.default_rng(1).normal(1.0, 1.0, 400)
+    low, high = bootstrap_interval(values, np.random.default_rng(0))
+    assert (low, high) == bootstrap_interval(values, np.random.default_rng(0))
+    assert low < values.mean() < high and 0.15 < high - low < 0.25  # about 4 standard errors wide
+    assert bootstrap_interval(np.full(10, 2.0), np.random.default_rng(0)) == (2.0, 2.0)
+    assert evaluate._verdict("log_odds", -0.3, -0.1) == "better"
+    assert evaluate._verdict("comprehensiveness", -0.3, -0.1) == "worse"
+    assert evaluate._verdict("sufficiency", -0.3, 0.1) == "tie"
+
+
+def test_grad_input_is_gradient_times_input_and_random_is_seeded(tiny_setup):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_setup / "model").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_setup / "model")
+    item = Item(id="x", text=SENTENCES[1])
+    e = baseline_explanation("grad-input", model, tokenizer, item, seed=0)
+    ids = torch.tensor([e.input_ids])
+    embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+    logits = model(inputs_embeds=embeds).logits[0]
+    assert e.target == int(logits.argmax())
+    (grad,) = torch.autograd.grad(logits[e.target], embeds)
+    expected = (grad * embeds).sum(-1)[0].masked_fill(torch.tensor(e.special_mask), 0.0)
+    assert torch.allclose(torch.tensor(e.attributions, dtype=torch.float32), expected, atol=1e-6)
+
+    first = baseline_explanation("random", model, tokenizer, item, seed=0)
+    assert first.attributions == baseline_explanation("random", model, tokenizer, item, seed=0).attributions
+    assert first.attributions != baseline_explanation("random", model, tokenizer, item, seed=1).attributions
+    assert all(a == 0.0 for a, s in zip(first.attributions, first.special_mask) if s)
+
+
+def test_hub_datasets_fail_clearly_without_the_datasets_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import fails, as offline without the package
+    with pytest.raises(SystemExit, match="rt-offline"):
+        evaluate.load_items("sst2", seed=0)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        evaluate.load_items("no-such-set", seed=0)
