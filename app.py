@@ -10,6 +10,7 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import threading  # noqa: E402
 from dataclasses import astuple  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -17,11 +18,12 @@ import gradio as gr  # noqa: E402
 
 from udig.app_handlers import (  # noqa: E402
     ABOUT,
+    BAR_ORDER,
     CANDIDATE_LABELS,
     COPY_LINK_JS,
     DEFAULT_BASELINE,
-    DEFAULTS,
     EXAMPLES,
+    METHOD_COLOURS,
     QA_EXAMPLE,
     AppConfig,
     Demo,
@@ -42,30 +44,30 @@ Type a sentence, pick a method, and see each word's share of the decision."""
 
 def _settings(demo: Demo, *, method: bool = True, baseline: bool = True) -> dict[str, gr.components.Component]:
     """Method, strategy and the Advanced accordion; returns the components by field name."""
-    limits = demo.config.limits
+    limits, defaults = demo.config.limits, demo.config.defaults
     controls: dict[str, gr.components.Component] = {}
     with gr.Row():
         if method:
             controls["method"] = gr.Radio(
-                [("IG", "ig"), ("DIG", "dig"), ("UDIG", "udig")], value=DEFAULTS.method, label="Method"
+                [("IG", "ig"), ("DIG", "dig"), ("UDIG", "udig")], value=defaults.method, label="Method"
             )
         controls["strategy"] = gr.Radio(
             [("MaxCount", "maxcount"), ("Greedy", "greedy")],
-            value=DEFAULTS.strategy,
+            value=defaults.strategy,
             label="Anchor strategy (DIG, UDIG)",
         )
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             controls["steps"] = gr.Slider(
-                2, limits.max_steps, value=DEFAULTS.steps, step=1, label="Steps",
+                2, limits.max_steps, value=defaults.steps, step=1, label="Steps",
                 info="IG: Riemann steps; DIG/UDIG: anchors m per word",
             )
             controls["factor"] = gr.Slider(
-                0, limits.max_factor, value=DEFAULTS.factor, step=1, label="Upscaling factor",
+                0, limits.max_factor, value=defaults.factor, step=1, label="Upscaling factor",
                 info="DIG/UDIG: 2^factor·(m+1)+1 points",
             )
             controls["nbrs"] = gr.Slider(
-                1, limits.max_nbrs, value=DEFAULTS.nbrs, step=1, label="Neighbours",
+                1, limits.max_nbrs, value=defaults.nbrs, step=1, label="Neighbours",
                 info="UDIG: candidate words per reference point",
             )
         with gr.Row():
@@ -75,7 +77,7 @@ def _settings(demo: Demo, *, method: bool = True, baseline: bool = True) -> dict
                     label="Baseline token", info="paper default: [PAD] for IG/DIG, [MASK] for UDIG; or type a token",
                 )
             controls["candidates"] = gr.Radio(
-                [(label, rule) for rule, label in CANDIDATE_LABELS.items()], value=DEFAULTS.candidates,
+                [(label, rule) for rule, label in CANDIDATE_LABELS.items()], value=defaults.candidates,
                 label="Anchor candidates",
             )
     return controls
@@ -133,7 +135,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 s_inputs = remember("sentiment", s)
                 s_outputs = [s_label, s_highlight, s_legend, s_tokens, s_scores, s_runtime]
                 gr.Examples(
-                    [[t, config.sentiment_models[0], *astuple(DEFAULTS)] for t in EXAMPLES],
+                    [[t, config.sentiment_models[0], *astuple(config.defaults)] for t in EXAMPLES],
                     s_inputs, s_outputs, fn=demo.explain_example, cache_examples=config.cache_examples,
                     cache_mode="lazy", visible_columns=[0],
                 )
@@ -182,7 +184,8 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                     c_udig = gr.HighlightedText(label="UDIG", elem_id="compare-udig")
                 c_legend = gr.HTML()
                 c_table = gr.Dataframe(label="Scores (★ = best per score)", wrap=True, elem_id="compare-table")
-                c_bars = gr.BarPlot(x="score", y="value", color="method", x_label_angle=-35, label="Scores by method", height=360)
+                c_bars = gr.BarPlot(x="score", y="value", color="method", color_map=METHOD_COLOURS, sort=BAR_ORDER,
+                                    x_label_angle=-35, label="Scores by method (IG grey, DIG amber, UDIG indigo)", x_title="", height=420)
                 c_inputs = remember("compare", c)
                 c_outputs = [c_ig, c_dig, c_udig, c_legend, c_table, c_bars, c_summary]
                 _share_row(demo, demo.share_compare, c_inputs, "share_compare")
@@ -201,9 +204,9 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 p_summary = gr.Markdown(elem_id="path-summary")
                 with gr.Row():
                     p_anchors = gr.Dataframe(label="Anchors, input word → baseline", elem_id="path-anchors")
-                    p_plot = gr.LinePlot(x="position", y="distance", color="method", label="Distance to the nearest real word",
-                                         x_title="position on the path (0 = input word, 1 = baseline)",
-                                         y_title="distance to nearest real word", height=360)
+                    p_plot = gr.LinePlot(x="position", y="distance", color="method", color_map=METHOD_COLOURS,
+                                         label="Distance to the nearest real word (IG grey, DIG amber, UDIG indigo)", x_title="0 = input word → 1 = baseline",
+                                         y_title="distance", height=420)
                 p_inputs = remember("path", p)
                 p_outputs = [p_summary, p_anchors, p_plot]
                 _share_row(demo, demo.share_path, p_inputs, "share_path")
@@ -241,5 +244,15 @@ def launch_kwargs() -> dict:
     )
 
 
+def main() -> None:
+    """Serve the app; unless UDIG_WARMUP=0, build the default model's vocabulary index in the background."""
+    demo = Demo()
+    blocks = build_demo(demo=demo)
+    blocks.launch(prevent_thread_lock=True, **launch_kwargs())
+    if os.environ.get("UDIG_WARMUP", "1").strip().lower() not in {"0", "false", "no", "off"}:
+        threading.Thread(target=demo.warm_up, name="udig-warm-up", daemon=True).start()
+    blocks.block_thread()
+
+
 if __name__ == "__main__":
-    build_demo().launch(**launch_kwargs())
+    main()

@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 UNTRAINED_QA_MODEL = "udig/minilm-untrained-qa"
 DEFAULT_BASELINE = "paper default"
 METHOD_NAMES = {"ig": "IG", "dig": "DIG", "udig": "UDIG"}
+METHOD_COLOURS = {"IG": "#64748b", "DIG": "#f59e0b", "UDIG": "#6366f1"}
+SHORT_METRIC = {"log_odds": "log-odds", "comprehensiveness": "compr.", "sufficiency": "suff.", "completeness_error": "|Δ|"}
+BAR_ORDER = [f"{SHORT_METRIC[k]} {name}" for k in SHORT_METRIC for name in METHOD_NAMES.values()]
 CANDIDATE_LABELS = {"words": "real words only", "all": "whole vocabulary (the papers)"}
 
 EXAMPLES = [
@@ -139,6 +142,7 @@ class AppConfig:
     limits: Limits = field(default_factory=Limits)
     concurrency: int = 1  # UDIG_CONCURRENCY: simultaneous attributions per model family
     cache_examples: bool = True  # UDIG_CACHE_EXAMPLES=0 turns the lazy example cache off
+    defaults: "Settings" = field(default_factory=lambda: Settings())  # the controls' initial values
 
     @classmethod
     def from_env(cls) -> AppConfig:
@@ -406,6 +410,19 @@ class Demo:
         self._cache_size = cache_size
         self._export_dirs: list[Path] = []
 
+    def warm_up(self) -> None:
+        """Load the default model and build its vocabulary index (DIG graph included) ahead of the first user."""
+        started = time.perf_counter()
+        try:
+            explainer = self.registry.explainer(self.config.sentiment_models[0], self.config.defaults.candidates)
+            vocab = explainer.vocab_
+            vocab.word_mask_
+            vocab.graph(explainer.graph_k, self.config.defaults.candidates)
+        except Exception as error:  # noqa: BLE001 - the first request will report it properly
+            logger.warning("warm-up failed: %s", error)
+            return
+        logger.info("warm-up done in %.1f s", time.perf_counter() - started)
+
     # -- the shared computation --
 
     def _model_name(self, name: Any, task: str) -> str:
@@ -536,7 +553,7 @@ class Demo:
         headers = ["method"] + [f"{m.name} ({m.better})" for m in render.METRICS] + ["seconds"]
         bars = pd.DataFrame(
             [
-                {"score": f"{metric.name} · {METHOD_NAMES[method]}", "method": METHOD_NAMES[method], "value": float(result.metrics[""][metric.key])}
+                {"score": f"{SHORT_METRIC[metric.key]} {METHOD_NAMES[method]}", "method": METHOD_NAMES[method], "value": float(result.metrics[""][metric.key])}
                 for metric in render.METRICS
                 for method, result in results.items()
                 if result.metrics[""].get(metric.key) is not None
@@ -642,7 +659,7 @@ class Demo:
             notices.append(f"Unknown tab {tab!r} in the link.")
             tab = None
         if tab is None:
-            return None, {}, notices if state else []
+            return None, {}, notices
         values: dict[tuple[str, str], Any] = {}
         task = "qa" if tab == "qa" else "classification"
         for name, value in state.items():

@@ -1,0 +1,254 @@
+"""udig.render: word grouping through offsets, highlight values, escaping and exports (no model needed)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from html.parser import HTMLParser
+
+import pytest
+
+from udig import render
+from udig.explanation import Explanation
+
+
+def make(text: str, pieces: list[tuple[str, int, int]], attributions: list[float], **extra) -> Explanation:
+    """An Explanation with [CLS] ... [SEP] around the given (token, start, end) pieces."""
+    tokens = ["[CLS]", *[p[0] for p in pieces], "[SEP]"]
+    offsets = [(0, 0), *[(p[1], p[2]) for p in pieces], (0, 0)]
+    attributions = [0.0, *attributions, 0.0]
+    n = len(tokens)
+    fields = dict(
+        task="classification", method="udig", strategy="maxcount", text=text, tokens=tokens, input_ids=list(range(n)),
+        offsets=offsets, special_mask=[True] + [False] * (n - 2) + [True], attributions=attributions, target=1,
+        target_label="positive", output="logits", probs=[0.2, 0.8], f_input=1.0, f_baseline=0.0, delta=0.01,
+        anchors=[None] * n, anchor_tokens=[None] * n, real_word_share=None, baseline_token="[MASK]",
+        settings={"n_points": 32, "model": "test/model"}, timings={"total": 0.1},
+    )
+    fields.update(extra)
+    return Explanation(**fields)
+
+
+def spans(text: str, tokens: list[str]) -> list[tuple[str, int, int]]:
+    """(token, start, end) for tokens found left to right in text ("##" pieces continue a word)."""
+    out, cursor = [], 0
+    for token in tokens:
+        piece = token.removeprefix("##")
+        start = text.lower().index(piece, cursor)
+        out.append((token, start, start + len(piece)))
+        cursor = start + len(piece)
+    return out
+
+
+UNBELIEVABLE = "An unbelievable, isn't it? Well-made film."
+UNBELIEVABLE_TOKENS = ["an", "un", "##believ", "##able", ",", "isn", "'", "t", "it", "?", "well", "-", "made", "film", "."]
+
+
+@pytest.fixture()
+def sample() -> Explanation:
+    pieces = spans(UNBELIEVABLE, UNBELIEVABLE_TOKENS)
+    values = [0.1, 0.5, 0.25, 0.25, -0.05, -0.2, 0.0, -0.1, 0.02, 0.0, 0.1, 0.0, 0.3, 0.4, 0.01]
+    return make(UNBELIEVABLE, pieces, values)
+
+
+def test_subwords_are_summed_into_words(sample):
+    words = render.words(sample)
+    assert [w.text for w in words] == ["An", "unbelievable", ",", "isn't", "it", "?", "Well-made", "film", "."]
+    by_text = {w.text: w for w in words}
+    assert by_text["unbelievable"].attribution == pytest.approx(1.0)
+    assert by_text["isn't"].attribution == pytest.approx(-0.3)
+    assert by_text["Well-made"].attribution == pytest.approx(0.4)
+    assert by_text["unbelievable"].tokens == (2, 3, 4)  # positions in the token list ([CLS] is 0)
+    for w in words:  # every word is an exact slice of the text
+        assert UNBELIEVABLE[w.start : w.end] == w.text
+
+
+def test_highlight_covers_the_text_exactly_once_and_is_scaled(sample):
+    value = render.highlight_value(sample)
+    assert "".join(text for text, _ in value) == UNBELIEVABLE
+    scores = [s for _, s in value if s is not None]
+    assert max(abs(s) for s in scores) == pytest.approx(1.0)
+    assert all(-1 <= s <= 1 for s in scores)
+    assert dict(value)["unbelievable"] == pytest.approx(1.0)
+    assert dict(value)["isn't"] == pytest.approx(-0.3)
+    assert all(s is None for t, s in value if t.strip() == "")  # whitespace is never highlighted
+
+
+def test_shared_scale_uses_the_largest_word_of_all(sample):
+    half = make(sample.text, [(t, a, b) for t, (a, b) in zip(sample.tokens[1:-1], sample.offsets[1:-1])],
+                [v / 2 for v in sample.attributions[1:-1]])
+    scale = render.shared_scale([sample, half])
+    assert scale == pytest.approx(1.0)
+    assert dict(render.highlight_value(half, scale=scale))["unbelievable"] == pytest.approx(0.5)
+    assert dict(render.highlight_value(half))["unbelievable"] == pytest.approx(1.0)
+
+
+def test_all_zero_attributions_do_not_divide_by_zero():
+    e = make("a b", [("a", 0, 1), ("b", 2, 3)], [0.0, 0.0])
+    assert render.highlight_value(e) == [("a", 0.0), (" ", None), ("b", 0.0)]
+    assert render.shared_scale([e]) == 0.0
+
+
+def test_truncated_tail_is_shown_unhighlighted():
+    text = "good movie but long tail"
+    e = make(text, [("good", 0, 4), ("movie", 5, 10)], [0.5, -0.5], truncated=True)
+    value = render.highlight_value(e)
+    assert "".join(t for t, _ in value) == text
+    assert value[-1] == (" but long tail", None)
+
+
+def test_real_tokenizer_offsets_group_words():
+    from transformers import AutoTokenizer
+
+    from udig.models import base_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir()))
+    text = "Unbelievably dull, isn't it?"
+    enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+    n = len(enc["input_ids"])
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
+    pieces = [(t, a, b) for t, (a, b), special in zip(tokens, enc["offset_mapping"], enc["special_tokens_mask"]) if not special]
+    assert len(pieces) == n - 2
+    e = make(text, pieces, [1.0] * len(pieces))
+    words = render.words(e)
+    assert [w.text for w in words] == ["Unbelievably", "dull", ",", "isn't", "it", "?"]
+    assert len(words[0].tokens) > 1  # a word made of several word pieces, shown once
+    assert sum(len(w.tokens) for w in words) == n - 2
+
+
+def test_qa_segment_keeps_only_that_part():
+    question, context = "who?", "Bob did."
+    text = f"{question}\n{context}"
+    e = make(text, [("who", 0, 3), ("?", 3, 4), ("bob", 5, 8), ("did", 9, 12), (".", 12, 13)], [0.1, 0.0, 0.9, 0.2, 0.0],
+             segments={"question": (0, 4), "context": (5, 13)})
+    assert [w.text for w in render.words(e, segment="context")] == ["Bob", "did", "."]
+    value = render.highlight_value(e, segment="context")
+    assert "".join(t for t, _ in value) == context
+    with pytest.raises(ValueError, match="segment"):
+        render.words(e, segment="answer")
+
+
+def test_word_at_accepts_index_label_and_text(sample):
+    words = render.words(sample)
+    assert render.word_at(words, None).text == "unbelievable"  # largest |attribution|
+    assert render.word_at(words, "").text == "unbelievable"
+    assert render.word_at(words, 7).text == "film"
+    assert render.word_at(words, "7: film").text == "film"
+    assert render.word_at(words, "FILM").text == "film"
+    with pytest.raises(ValueError, match="not in the input"):
+        render.word_at(words, "banana")
+    with pytest.raises(ValueError, match="out of range"):
+        render.word_at(words, 99)
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.text, self.attrs = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs += [name for name, _ in attrs]
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+INJECTION = '<script>alert(1)</script> <img src=x onerror="alert(2)"> "quoted" & fine'
+
+
+def injected() -> Explanation:
+    pieces, cursor = [], 0
+    for part in INJECTION.split(" "):
+        start = INJECTION.index(part, cursor)
+        pieces.append((part, start, start + len(part)))
+        cursor = start + len(part)
+    return make(INJECTION, pieces, [0.3 * (-1) ** i for i in range(len(pieces))], target_label="<b>pos</b>")
+
+
+@pytest.mark.parametrize("producer", [
+    lambda e: render.highlight_html(e),
+    lambda e: render.standalone_html(e, metrics={"log_odds": -0.5}),
+    lambda e: render.model_card(e, fmt="html"),
+    lambda e: render.legend_html(e.target_label),
+])
+def test_html_outputs_escape_user_text(producer):
+    html = producer(injected())
+    parser = _Collector()
+    parser.feed(html)
+    assert "script" not in parser.tags and "img" not in parser.tags
+    assert "onerror" not in parser.attrs
+    assert "<script>" not in html and "<img" not in html
+    assert "&lt;script&gt;" in html or "&lt;b&gt;" in html
+
+
+def test_standalone_html_is_self_contained(sample):
+    page = render.standalone_html(sample, metrics={"log_odds": -1.0, "comprehensiveness": 0.3, "sufficiency": 0.1, "completeness_error": 0.01})
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page.split("<body>")[0]
+    assert "Comprehensiveness" in page and "unbelievable" in page
+    assert "rgba(239, 68, 60" in page and "rgba(128, 90, 213" in page  # red +, purple -
+
+
+def test_markdown_card_escapes_and_keeps_tables_intact(sample):
+    card = render.model_card(injected(), metrics={"log_odds": -0.5, "completeness_error": 0.1}, fmt="markdown")
+    assert "<script>" not in card and "\\<script\\>" in card
+    for line in card.splitlines():
+        if line.startswith("| Completeness"):
+            assert line.count(" | ") == 2  # the |Δ| in the name is escaped, the table keeps 3 columns
+    with pytest.raises(ValueError):
+        render.model_card(sample, fmt="pdf")
+
+
+def test_json_export_has_inputs_tokens_offsets_scores_settings_versions(sample):
+    document = json.loads(render.to_json(sample, metrics={"log_odds": float("nan")}, inputs={"text": sample.text, "method": "udig"}))
+    assert document["format"] == "udig-explanation/1"
+    assert document["inputs"]["method"] == "udig"
+    e = document["explanation"]
+    assert e["tokens"] == sample.tokens and e["offsets"] == [list(o) for o in sample.offsets]
+    assert e["scores"] == pytest.approx(sample.scores) and e["settings"]["n_points"] == 32
+    assert "path" not in e
+    assert document["metrics"]["log_odds"] is None  # NaN becomes null: valid JSON
+    assert {"udig", "torch", "transformers", "python"} <= set(document["versions"])
+    assert [w["text"] for w in document["words"]][:2] == ["An", "unbelievable"]
+
+
+def test_csv_export_one_row_per_token_and_no_formulas():
+    text = "=cmd +1 -x @a ok"
+    pieces = spans(text, ["=", "cmd", "+", "1", "-", "x", "@", "a", "ok"])
+    e = make(text, pieces, [0.1] * len(pieces))
+    rows = list(csv.reader(io.StringIO(render.to_csv(e))))
+    header, body = rows[0], rows[1:]
+    assert header[:4] == ["position", "token", "start", "end"] and len(body) == len(e.tokens)
+    for row in body:
+        assert not row[1].startswith(("=", "+", "-", "@")) and not row[5].startswith(("=", "+", "-", "@"))
+    assert body[1][1] == "'="
+    assert float(body[1][7]) == pytest.approx(0.1)
+
+
+def test_metric_rows_and_winners():
+    results = {
+        "ig": {"log_odds": -0.5, "comprehensiveness": 0.2, "sufficiency": 0.3, "completeness_error": 0.001},
+        "dig": {"log_odds": -0.9, "comprehensiveness": 0.2, "sufficiency": 0.1, "completeness_error": 0.05},
+        "udig": {"log_odds": -0.7, "comprehensiveness": 0.1, "sufficiency": None, "completeness_error": -0.0005},
+    }
+    best = render.winners(results)
+    assert best == {"log_odds": ["dig"], "comprehensiveness": ["ig", "dig"], "sufficiency": ["dig"], "completeness_error": ["udig"]}
+    rows = render.metric_rows(results["udig"])
+    assert [r[0] for r in rows][:2] == ["Log-odds", "Comprehensiveness"]
+    assert rows[2][1] is None and all(r[2] in ("lower", "higher", "closer to 0") for r in rows)
+
+
+def test_label_value_and_token_rows(sample):
+    assert render.label_value(sample, {0: "negative", 1: "positive"}) == {"negative": 0.2, "positive": 0.8}
+    rows = render.token_rows(sample)
+    assert len(rows) == len(sample.tokens) and rows[0][1] == "[CLS]" and rows[0][3] == 0
+    assert rows[2][2] == "unbelievable"  # the token's word
+    assert max(abs(r[5]) for r in rows) == pytest.approx(1.0)
+
+
+def test_colour_is_clamped_and_signed():
+    assert render.colour(2.0) == "rgba(239, 68, 60, 1.000)"
+    assert render.colour(-0.5) == "rgba(128, 90, 213, 0.500)"
+    assert render.colour(math.nan) == "rgba(239, 68, 60, 0.000)"
