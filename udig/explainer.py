@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -19,7 +20,26 @@ from .integrate import integrate_path
 from .tasks import Encoding, Target, best_span, encode_question, encode_text, max_tokens, target_values, task_of
 from .vocab import CANDIDATE_RULES, VocabIndex, vocab_index_for
 
-METHODS = ("ig", "dig", "udig")
+CandidateSourceBuilder = Callable[[VocabIndex, Tensor, Tensor, "Settings"], paths.CandidateSource]
+
+
+def _dig_candidates(vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: "Settings") -> paths.CandidateSource:
+    """DIG: the KNN-graph neighbours of the previous anchor."""
+    graph = vocab.graph(settings.graph_k, settings.candidates)  # (V, K)
+    return lambda t, current: graph[current].long()
+
+
+def _udig_candidates(vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: "Settings") -> paths.CandidateSource:
+    """UDIG: the nearest words to the t-th evenly spaced reference point on the IG line."""
+    table = vocab.embeddings
+    alphas = paths.udig_reference_alphas(settings.steps)
+    nearest = vocab.nearest_on_segments(table[refs], table[word_ids], alphas, settings.nbrs, settings.candidates)
+    return lambda t, current: nearest[:, t]  # (T, nbrs)
+
+
+# The discretized methods differ only in where each anchor's candidates come from.
+ANCHOR_SOURCES: dict[str, CandidateSourceBuilder] = {"dig": _dig_candidates, "udig": _udig_candidates}
+METHODS = ("ig", *ANCHOR_SOURCES)
 BASELINES = ("mask", "pad", "unk")
 DEFAULT_BASELINE = {"ig": "pad", "dig": "pad", "udig": "mask"}  # the DIG and UDIG papers' choices
 TOKENS_PER_BATCH = 8192  # path points x tokens per forward/backward when internal_batch_size is None
@@ -288,20 +308,7 @@ class Explainer:
         moving = ~encoding.special_mask
         word_ids, refs = encoding.input_ids[moving], reference_ids[moving]  # (T,)
         m = settings.steps
-        if settings.method == "dig":
-            graph = vocab.graph(settings.graph_k, settings.candidates)
-
-            def source(t: int, current: Tensor) -> Tensor:
-                return graph[current].long()
-
-        else:
-            nearest = vocab.nearest_on_segments(
-                table[refs], table[word_ids], paths.udig_reference_alphas(m), settings.nbrs, settings.candidates
-            )  # (T, m, nbrs)
-
-            def source(t: int, current: Tensor) -> Tensor:
-                return nearest[:, t]
-
+        source = ANCHOR_SOURCES[settings.method](vocab, word_ids, refs, settings)
         chains = paths.chain_anchors(word_ids, refs, table, source, settings.strategy, m)  # (T, m + 1)
         points = paths.upscale(paths.anchor_points(chains, refs, table, m), settings.factor)  # (N, T, d)
         path = paths.sentence_path(points.to(inputs), inputs, moving.to(inputs.device))
