@@ -178,3 +178,15 @@ def test_hub_datasets_fail_clearly_without_the_datasets_package(monkeypatch):
         evaluate.load_items("sst2", seed=0)
     with pytest.raises(ValueError, match="unknown dataset"):
         evaluate.load_items("no-such-set", seed=0)
+
+
+def test_worker_processes_write_the_same_records(tiny_setup, tmp_path):
+    single = run_cli(tiny_setup, tmp_path / "one", 2, "--threads", "1")
+    double = run_cli(tiny_setup, tmp_path / "two", 2, "--workers", "2")
+    one = read_records(tmp_path / "one" / "records.jsonl")
+    two = read_records(tmp_path / "two" / "records.jsonl")
+    assert one.keys() == two.keys()
+    for key, record in one.items():
+        for name in ("log_odds", "comprehensiveness", "sufficiency", "top", "k", "pred"):
+            assert two[key][name] == pytest.approx(record[name], abs=1e-6), (key, name)
+    assert double["n_examples"] == single["n_examples"] == 2

@@ -348,6 +348,84 @@ def _check_run(out: Path, config: dict) -> None:
 # -- the run ------------------------------------------------------------------------------------------
 
 
+class Evaluator:
+    """Everything one process needs to turn an (example, method) pair into a record.
+
+    One Explainer per candidate rule, so each rule's DIG graph is built (or read from the disk cache)
+    once. Worker processes each build their own; nothing is shared between them but the disk cache.
+    """
+
+    def __init__(self, model, tokenizer, args: argparse.Namespace) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.task = task_of(model)
+        self.args = args
+        self.explainers = {rule: Explainer(model, tokenizer, candidates=rule, graph_k=args.graph_k) for rule in RULES}
+        self.vocab = self.explainers["all"].vocab_
+
+    def prepare(self, methods: list[MethodSpec]) -> None:
+        """Build the shared index state up front (DIG graphs land in the disk cache for the workers)."""
+        self.vocab.word_mask_
+        for rule in {spec.candidates for spec in methods if spec.method == "dig"}:
+            self.vocab.graph(self.args.graph_k, rule)
+
+    def record(self, item: Item, spec: MethodSpec) -> dict[str, Any]:
+        args = self.args
+        record = {"key": f"{item.id}|{spec.name}", "example": item.id, "method": spec.name, "label": item.label}
+        started = time.perf_counter()
+        try:
+            if spec.method in BASELINE_METHODS:
+                explanation = baseline_explanation(spec.method, self.model, self.tokenizer, item, args.seed)
+            else:
+                inputs = {"text": item.text} if self.task == "classification" else {"question": item.question, "context": item.context}
+                explanation = self.explainers[spec.candidates or "all"].explain(
+                    **inputs, method=spec.method, strategy=spec.strategy or "greedy",
+                    steps=args.steps, factor=args.factor, nbrs=args.nbrs,
+                )
+            scored = time.perf_counter()
+            record.update(score_record(explanation, self.model, self.tokenizer, self.vocab, args.topk))
+            record.update(seconds=scored - started, metric_seconds=time.perf_counter() - scored)
+        except ValueError as error:  # this input cannot be explained or scored: record it, go on
+            record.update(error=f"{type(error).__name__}: {error}", seconds=time.perf_counter() - started)
+        return record
+
+
+_worker: dict[str, Evaluator] = {}
+
+
+def _start_worker(arguments: dict, threads: int) -> None:
+    from .models import load_model
+
+    torch.set_num_threads(threads)
+    args = argparse.Namespace(**arguments)
+    _worker["evaluator"] = Evaluator(*load_model(args.model), args)
+
+
+def _work(item: Item, spec: MethodSpec) -> dict[str, Any]:
+    return _worker["evaluator"].record(item, spec)
+
+
+def _records(evaluator: Evaluator, todo: list[tuple[Item, MethodSpec]], args: argparse.Namespace) -> Iterable[dict]:
+    """The missing records, computed here or by ``args.workers`` processes, in completion order."""
+    if args.workers == 1:
+        for item, spec in todo:
+            yield evaluator.record(item, spec)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
+    with ProcessPoolExecutor(args.workers, mp_context=context, initializer=_start_worker,
+                             initargs=(vars(args), args.threads or 1)) as pool:
+        futures = [pool.submit(_work, item, spec) for item, spec in todo]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 def run(args: argparse.Namespace) -> dict:
     """Compute the missing records, then summarise and write every output file; returns the summary."""
     from tqdm import tqdm
@@ -381,34 +459,21 @@ def run(args: argparse.Namespace) -> dict:
     records_path = out / RECORDS
     records = read_records(records_path)
 
-    explainers = {rule: Explainer(model, tokenizer, candidates=rule, graph_k=args.graph_k) for rule in RULES}
-    vocab = explainers["all"].vocab_
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    evaluator = Evaluator(model, tokenizer, args)
     todo = [(item, spec) for item in items for spec in methods if f"{item.id}|{spec.name}" not in records]
-    progress = tqdm(total=len(items) * len(methods), initial=len(items) * len(methods) - len(todo), unit="expl",
-                    desc="evaluate", disable=args.quiet, dynamic_ncols=True)
+    if todo:
+        evaluator.prepare(methods)
+    total = len(items) * len(methods)
+    progress = tqdm(total=total, initial=total - len(todo), unit="expl", desc="evaluate", disable=args.quiet,
+                    dynamic_ncols=True)
     with open(records_path, "a", encoding="utf-8") as sink, progress:
-        for item, spec in todo:
-            progress.set_postfix_str(spec.name, refresh=False)
-            record = {"key": f"{item.id}|{spec.name}", "example": item.id, "method": spec.name, "label": item.label}
-            started = time.perf_counter()
-            try:
-                if spec.method in BASELINE_METHODS:
-                    explanation = baseline_explanation(spec.method, model, tokenizer, item, args.seed)
-                else:
-                    explainer = explainers[spec.candidates or "all"]
-                    inputs = {"text": item.text} if task == "classification" else {"question": item.question, "context": item.context}
-                    explanation = explainer.explain(
-                        **inputs, method=spec.method, strategy=spec.strategy or "greedy",
-                        steps=args.steps, factor=args.factor, nbrs=args.nbrs,
-                    )
-                scored = time.perf_counter()
-                record.update(score_record(explanation, model, tokenizer, vocab, args.topk))
-                record.update(seconds=scored - started, metric_seconds=time.perf_counter() - scored)
-            except ValueError as error:  # this input cannot be explained or scored: record it, go on
-                record.update(error=f"{type(error).__name__}: {error}", seconds=time.perf_counter() - started)
+        for record in _records(evaluator, todo, args):
             sink.write(json.dumps(record, allow_nan=False) + "\n")
-            sink.flush()
+            sink.flush()  # an interrupted run keeps every finished record
             records[record["key"]] = record
+            progress.set_postfix_str(record["method"], refresh=False)
             progress.update()
     summary = summarize(records, items, methods, config, seed=args.seed)
     write_outputs(out, summary)
@@ -637,6 +702,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--graph-k", type=int, default=500, help="DIG's KNN graph neighbours (default 500)")
     parser.add_argument("--topk", type=float, default=DEFAULT_TOPK, help="percent of tokens perturbed (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="example order, random baseline and bootstrap (default 0)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes computing records in parallel (default 1); each loads its own model")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per process (default: torch's own with 1 worker, 1 with several)")
     parser.add_argument("--out", default="eval-out", help="output folder; rerun with the same one to resume")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -644,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Iterable[str] | None = None) -> int:
     args = build_parser().parse_args(None if argv is None else list(argv))
-    for name in ("limit", "steps", "nbrs", "graph_k"):
+    for name in ("limit", "steps", "nbrs", "graph_k", "workers", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -666,4 +735,6 @@ def main(argv: Iterable[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from udig.evaluate import main as _main  # the importable module, so worker processes can find _work
+
+    sys.exit(_main())
