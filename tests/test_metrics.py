@@ -330,3 +330,24 @@ def test_wae_of_real_paths_is_zero_at_the_ends_and_larger_for_ig_than_udig(minil
     assert 0 < udig_wae < ig_wae  # UDIG's anchors are words; IG's straight line is not
     expected = vocab.nearest_distance(ig.path[:, 1:-1].reshape(-1, ig.path.shape[-1])).mean()
     assert ig_wae == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_the_wae_cache_is_exact_and_skips_paths_seen_before(minilm, monkeypatch):
+    import udig.metrics as metrics
+
+    model, tokenizer = minilm
+    explainer = Explainer(model, tokenizer)
+    vocab = explainer.vocab_
+    first = explainer.explain("a gorgeous film, a gorgeous cast", method="ig", steps=6)
+    second = explainer.explain("the gorgeous film", method="ig", steps=6)
+    cache: dict = {}
+    assert word_approximation_error(first.path, first.special_mask, vocab, cache=cache) == pytest.approx(
+        word_approximation_error(first.path, first.special_mask, vocab), rel=1e-6
+    )
+    assert len(cache) == 5  # a, gorgeous, film, ",", cast: repeated words are measured once
+    seen: list[int] = []
+    real = metrics.nearest_word_distances
+    monkeypatch.setattr(metrics, "nearest_word_distances", lambda points, *a: seen.append(len(points)) or real(points, *a))
+    cached = word_approximation_error(second.path, second.special_mask, vocab, cache=cache)
+    assert seen == [7]  # only "the" is new: its 7 points
+    assert cached == pytest.approx(word_approximation_error(second.path, second.special_mask, vocab), rel=1e-6)

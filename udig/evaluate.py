@@ -260,10 +260,10 @@ def baseline_explanation(kind: str, model, tokenizer, item: Item, seed: int) -> 
 # -- one record -------------------------------------------------------------------------------------------
 
 
-def score_explanation(explanation: Explanation, model, tokenizer, vocab, topk: float) -> dict[str, Any]:
+def score_explanation(explanation: Explanation, model, tokenizer, vocab, topk: float, cache: dict | None = None) -> dict[str, Any]:
     """Faithfulness and path diagnostics of one Explanation as a flat dict of JSON values."""
     faith = faithfulness(explanation, model, tokenizer, topk=topk)
-    quality = path_quality(explanation, vocab)
+    quality = path_quality(explanation, vocab, cache)
     return {
         **{name: getattr(faith, name) for name in METRICS},
         **quality.to_dict(),
@@ -275,11 +275,19 @@ def score_explanation(explanation: Explanation, model, tokenizer, vocab, topk: f
     }
 
 
-def score_record(explanation: Explanation | QAExplanation, model, tokenizer, vocab, topk: float) -> dict[str, Any]:
-    """One record; for QA the start and end scores are kept and their mean is the record's score."""
+def score_record(
+    explanation: Explanation | QAExplanation, model, tokenizer, vocab, topk: float, cache: dict | None = None
+) -> dict[str, Any]:
+    """One record; for QA the start and end scores are kept and their mean is the record's score.
+
+    cache: optional WAE cache (see :func:`udig.metrics.word_approximation_error`).
+    """
     if isinstance(explanation, Explanation):
-        return score_explanation(explanation, model, tokenizer, vocab, topk)
-    parts = {side: score_explanation(getattr(explanation, side), model, tokenizer, vocab, topk) for side in ("start", "end")}
+        return score_explanation(explanation, model, tokenizer, vocab, topk, cache)
+    parts = {
+        side: score_explanation(getattr(explanation, side), model, tokenizer, vocab, topk, cache)
+        for side in ("start", "end")
+    }
     record: dict[str, Any] = {}
     for name in (*METRICS, *DIAGNOSTICS):
         values = [parts[side][name] for side in parts if parts[side][name] is not None]
@@ -362,6 +370,7 @@ class Evaluator:
         self.args = args
         self.explainers = {rule: Explainer(model, tokenizer, candidates=rule, graph_k=args.graph_k) for rule in RULES}
         self.vocab = self.explainers["all"].vocab_
+        self.wae_cache: dict = {}  # a token's path depends only on its word: most repeat over a dataset
 
     def prepare(self, methods: list[MethodSpec]) -> None:
         """Build the shared index state up front (DIG graphs land in the disk cache for the workers)."""
@@ -383,7 +392,7 @@ class Evaluator:
                     steps=args.steps, factor=args.factor, nbrs=args.nbrs,
                 )
             scored = time.perf_counter()
-            record.update(score_record(explanation, self.model, self.tokenizer, self.vocab, args.topk))
+            record.update(score_record(explanation, self.model, self.tokenizer, self.vocab, args.topk, self.wae_cache))
             record.update(seconds=scored - started, metric_seconds=time.perf_counter() - scored)
         except ValueError as error:  # this input cannot be explained or scored: record it, go on
             record.update(error=f"{type(error).__name__}: {error}", seconds=time.perf_counter() - started)

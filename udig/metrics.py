@@ -37,6 +37,7 @@ Euclidean distance to the nearest vocabulary row (rule "all"), and the same to t
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -269,25 +270,49 @@ def nearest_word_distances(points: Tensor, vocab: VocabIndex, rules: Sequence[st
 
 
 def word_approximation_error(
-    path: Tensor, special_mask: Sequence[bool], vocab: VocabIndex, rules: Sequence[str] = ("all", "words")
+    path: Tensor,
+    special_mask: Sequence[bool],
+    vocab: VocabIndex,
+    rules: Sequence[str] = ("all", "words"),
+    cache: dict | None = None,
 ) -> dict[str, float]:
     """WAE: mean over all points ``(N, L, d)`` of the moving tokens of the distance to the nearest row.
 
     Every point counts, the two endpoints included (the input word itself, and the baseline word, which
     is a vocabulary row but not a real word). Repeated points (a word that occurs twice, DIG paths that
     reached the baseline early) are measured once and counted as often as they occur.
+
+    cache: an optional dict owned by the caller, mapping a hash of one token's points (and the rules) to
+    their distances. A token's path depends only on its word and the method's settings, so over a dataset
+    most paths repeat; a hit is bit-for-bit the same points, so the result is exact either way.
     """
     moving = ~torch.as_tensor(list(special_mask), dtype=torch.bool)
-    points = path[:, moving].reshape(-1, path.shape[-1])  # (N T, d)
-    if len(points) == 0:
+    per_token = path[:, moving].detach().float().cpu().transpose(0, 1).contiguous()  # (T, N, d)
+    if per_token.numel() == 0:
         return {rule: 0.0 for rule in rules}
-    unique, inverse = torch.unique(points, dim=0, return_inverse=True)
-    distances = nearest_word_distances(unique, vocab, rules)
-    return {rule: float(distances[rule][inverse].double().mean()) for rule in rules}
+    cache = {} if cache is None else cache
+    tag = f"{vocab.identity_}:{','.join(rules)}".encode()
+    keys = [hashlib.blake2b(token.numpy().tobytes() + tag, digest_size=16).digest() for token in per_token]
+    new_keys = [key for key in dict.fromkeys(keys) if key not in cache]  # distinct, in order
+    first = {key: t for t, key in reversed(list(enumerate(keys)))}  # a token holding each key
+    if new_keys:
+        points = per_token[[first[key] for key in new_keys]]  # (M, N, d)
+        unique, inverse = torch.unique(points.reshape(-1, points.shape[-1]), dim=0, return_inverse=True)
+        distances = nearest_word_distances(unique, vocab, rules)
+        for rule in rules:
+            distances[rule] = distances[rule][inverse].reshape(len(new_keys), -1)  # (M, N)
+        stacked = torch.stack([distances[rule] for rule in rules], dim=1)  # (M, R, N)
+        for m, key in enumerate(new_keys):
+            cache[key] = stacked[m].clone()
+    means = torch.stack([cache[key] for key in keys]).double().mean(dim=(0, 2))  # (R,)
+    return {rule: float(mean) for rule, mean in zip(rules, means)}
 
 
-def path_quality(explanation: Explanation, vocab: VocabIndex | None) -> PathQuality:
-    """Completeness error, WAE and real-word share; None wherever the method has no path."""
+def path_quality(explanation: Explanation, vocab: VocabIndex | None, cache: dict | None = None) -> PathQuality:
+    """Completeness error, WAE and real-word share; None wherever the method has no path.
+
+    cache: optional, see :func:`word_approximation_error`.
+    """
     has_path = explanation.path is not None and not math.isnan(explanation.delta)
     if not has_path:
         return PathQuality(None, None, None, None, explanation.real_word_share)
@@ -296,6 +321,6 @@ def path_quality(explanation: Explanation, vocab: VocabIndex | None) -> PathQual
     relative = delta / change if change > 0 else None
     wae = wae_words = None
     if vocab is not None:
-        errors = word_approximation_error(explanation.path, explanation.special_mask, vocab)
+        errors = word_approximation_error(explanation.path, explanation.special_mask, vocab, cache=cache)
         wae, wae_words = errors["all"], errors["words"]
     return PathQuality(delta, relative, wae, wae_words, explanation.real_word_share)
