@@ -55,7 +55,7 @@ DIAGNOSTICS = ("delta", "relative_delta", "wae", "wae_words", "real_word_share")
 BOOTSTRAP_RESAMPLES = 2000
 RECORDS = "records.jsonl"
 RUN_FILE = "run.json"
-RESULT_KEYS = ("model", "model_fingerprint", "dataset", "steps", "factor", "nbrs", "graph_k", "topk", "seed")
+RESULT_KEYS = ("model_fingerprint", "dataset", "steps", "factor", "nbrs", "graph_k", "topk", "seed")  # must match to resume
 
 
 # -- methods and data ---------------------------------------------------------------------------------
@@ -350,7 +350,7 @@ def _check_run(out: Path, config: dict) -> None:
             details = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in clash.items())
             raise SystemExit(f"{out} holds records of a different run ({details}); use another --out")
     out.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps({k: config[k] for k in RESULT_KEYS}, indent=1) + "\n")
+    run_file.write_text(json.dumps(config, indent=1) + "\n")
 
 
 # -- the run ------------------------------------------------------------------------------------------
