@@ -91,7 +91,7 @@ def _model_picker(demo: Demo, choices: tuple[str, ...], label: str) -> gr.Dropdo
 def _share_row(demo: Demo, fn, inputs: list, api_name: str) -> None:
     with gr.Row():
         button = gr.Button("🔗 Copy link", size="sm", scale=0, min_width=130)
-        link = gr.Textbox(show_label=False, placeholder="a link that reopens this explanation", buttons=["copy"], scale=4)
+        link = gr.Textbox(label="Link", show_label=False, placeholder="a link that reopens this explanation", buttons=["copy"], scale=4)
     button.click(fn, inputs, link, api_name=api_name, concurrency_limit=None).then(None, link, link, js=COPY_LINK_JS)
 
 
@@ -125,13 +125,13 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                         s_button = gr.Button("Explain", variant="primary", elem_id="sentiment-explain")
                     with gr.Column(scale=2):
                         s_label = gr.Label(label="Prediction", num_top_classes=5, elem_id="sentiment-label")
-                        s_runtime = gr.Markdown(elem_id="sentiment-runtime")
+                        s_runtime = gr.Markdown(label="Runtime and notices", elem_id="sentiment-runtime")
                 s_highlight = gr.HighlightedText(label="Word attributions (red: toward the predicted label, purple: away from it)",
                                                  show_legend=True, combine_adjacent=False, elem_id="sentiment-highlight")
-                s_legend = gr.HTML()
+                s_legend = gr.HTML(label="Colour legend")
                 s_scores = gr.Dataframe(label="Faithfulness", wrap=True, elem_id="sentiment-scores")
                 with gr.Accordion("Per-token table", open=False):
-                    s_tokens = gr.Dataframe(wrap=True, elem_id="sentiment-tokens")
+                    s_tokens = gr.Dataframe(label="Per-token table", show_label=False, wrap=True, elem_id="sentiment-tokens")
                 s_inputs = remember("sentiment", s)
                 s_outputs = [s_label, s_highlight, s_legend, s_tokens, s_scores, s_runtime]
                 gr.Examples(
@@ -160,11 +160,11 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                         q |= _settings(demo)
                         q_button = gr.Button("Explain", variant="primary", elem_id="qa-explain")
                     with gr.Column(scale=2):
-                        q_answer = gr.Markdown(elem_id="qa-answer")
-                        q_runtime = gr.Markdown()
+                        q_answer = gr.Markdown(label="Answer", elem_id="qa-answer")
+                        q_runtime = gr.Markdown(label="Runtime and notices")
                 q_start = gr.HighlightedText(label="Start logit attributions", show_legend=True, elem_id="qa-start")
                 q_end = gr.HighlightedText(label="End logit attributions", show_legend=True, elem_id="qa-end")
-                q_legend = gr.HTML()
+                q_legend = gr.HTML(label="Colour legend")
                 q_scores = gr.Dataframe(label="Faithfulness", wrap=True)
                 q_inputs = remember("qa", q)
                 q_outputs = [q_answer, q_start, q_end, q_legend, q_scores, q_runtime]
@@ -177,12 +177,12 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 c["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
                 c |= _settings(demo, method=False, baseline=False)
                 c_button = gr.Button("Compare IG, DIG and UDIG", variant="primary", elem_id="compare-run")
-                c_summary = gr.Markdown(elem_id="compare-summary")
+                c_summary = gr.Markdown(label="Summary", elem_id="compare-summary")
                 with gr.Row():
                     c_ig = gr.HighlightedText(label="IG", elem_id="compare-ig")
                     c_dig = gr.HighlightedText(label="DIG", elem_id="compare-dig")
                     c_udig = gr.HighlightedText(label="UDIG", elem_id="compare-udig")
-                c_legend = gr.HTML()
+                c_legend = gr.HTML(label="Colour legend")
                 c_table = gr.Dataframe(label="Scores (★ = best per score)", wrap=True, elem_id="compare-table")
                 c_bars = gr.BarPlot(x="score", y="value", color="method", color_map=METHOD_COLOURS, sort=BAR_ORDER,
                                     x_label_angle=-35, label="Scores by method (IG grey, DIG amber, UDIG indigo)", x_title="", height=420)
@@ -201,7 +201,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                                         info="empty: the most influential word (by UDIG)")
                 p |= _settings(demo, method=False, baseline=False)
                 p_button = gr.Button("Show the path", variant="primary", elem_id="path-run")
-                p_summary = gr.Markdown(elem_id="path-summary")
+                p_summary = gr.Markdown(label="Summary", elem_id="path-summary")
                 with gr.Row():
                     p_anchors = gr.Dataframe(label="Anchors, input word → baseline", elem_id="path-anchors")
                     p_plot = gr.LinePlot(x="position", y="distance", color="method", color_map=METHOD_COLOURS,
@@ -245,12 +245,16 @@ def launch_kwargs() -> dict:
 
 
 def main() -> None:
-    """Serve the app; unless UDIG_WARMUP=0, build the default model's vocabulary index in the background."""
+    """Serve the app and warm the default model up in the background.
+
+    UDIG_WARMUP=0 skips the warm-up; UDIG_WARMUP=full also builds DIG's vocabulary graph ahead of time.
+    """
     demo = Demo()
     blocks = build_demo(demo=demo)
     blocks.launch(prevent_thread_lock=True, **launch_kwargs())
-    if os.environ.get("UDIG_WARMUP", "1").strip().lower() not in {"0", "false", "no", "off"}:
-        threading.Thread(target=demo.warm_up, name="udig-warm-up", daemon=True).start()
+    warm_up = os.environ.get("UDIG_WARMUP", "1").strip().lower()
+    if warm_up not in {"0", "false", "no", "off"}:
+        threading.Thread(target=demo.warm_up, args=(warm_up == "full",), name="udig-warm-up", daemon=True).start()
     blocks.block_thread()
 
 

@@ -134,7 +134,13 @@ class Limits:
 
 @dataclass(frozen=True)
 class AppConfig:
-    """What the app offers: model choices (first = default), whether free-text model ids are allowed."""
+    """What the app offers: model choices (first = default), whether free-text model ids are allowed.
+
+    From the environment: UDIG_SENTIMENT_MODELS (comma-separated Hub ids or folders, first = default;
+    unset: udig's offline default, then the curated Hub models), UDIG_QA_MODEL (a QA model to offer
+    first), UDIG_ALLOW_ANY_MODEL, UDIG_MAX_CHARS, UDIG_MAX_TOKENS, UDIG_MAX_POINTS, UDIG_CONCURRENCY,
+    UDIG_CACHE_EXAMPLES.
+    """
 
     sentiment_models: tuple[str, ...]
     qa_models: tuple[str, ...]
@@ -152,8 +158,9 @@ class AppConfig:
         qa_models = available + [m for m in qa if m not in available] + [UNTRAINED_QA_MODEL]
         if not available:  # offline: the mechanics-only model first, so the tab works out of the box
             qa_models = [UNTRAINED_QA_MODEL] + qa_models[:-1]
+        listed = [m.strip() for m in os.environ.get("UDIG_SENTIMENT_MODELS", "").split(",") if m.strip()]
         return cls(
-            sentiment_models=(DEFAULT_MODEL, *CURATED_MODELS["sentiment"]),
+            sentiment_models=tuple(listed) or (DEFAULT_MODEL, *CURATED_MODELS["sentiment"]),
             qa_models=tuple(qa_models),
             allow_any_model=_env_flag("UDIG_ALLOW_ANY_MODEL"),
             limits=Limits.from_env(),
@@ -410,14 +417,19 @@ class Demo:
         self._cache_size = cache_size
         self._export_dirs: list[Path] = []
 
-    def warm_up(self) -> None:
-        """Load the default model and build its vocabulary index (DIG graph included) ahead of the first user."""
+    def warm_up(self, graph: bool = False) -> None:
+        """Load the default model and prepare what its first explanation needs, before the first user.
+
+        graph=True also builds DIG's KNN graph. That takes 10-30 s on 2 CPU cores and the vocabulary
+        index is locked while it runs (UDIG requests wait), so it is opt-in (UDIG_WARMUP=full).
+        """
         started = time.perf_counter()
         try:
-            explainer = self.registry.explainer(self.config.sentiment_models[0], self.config.defaults.candidates)
-            vocab = explainer.vocab_
-            vocab.word_mask_
-            vocab.graph(explainer.graph_k, self.config.defaults.candidates)
+            name, defaults = self.config.sentiment_models[0], self.config.defaults
+            explainer = self.registry.explainer(name, defaults.candidates)
+            explainer.explain(EXAMPLES[0], method="udig", steps=2, candidates=defaults.candidates)  # kernels, word mask
+            if graph:
+                explainer.vocab_.graph(explainer.graph_k, defaults.candidates)
         except Exception as error:  # noqa: BLE001 - the first request will report it properly
             logger.warning("warm-up failed: %s", error)
             return
