@@ -166,10 +166,21 @@ def test_path_lists_anchors_and_distances(demo):
         demo.path(TEXT, MODEL, "banana", "maxcount", STEPS, 0, 50, "words")
 
 
+def test_large_paths_are_not_kept_in_the_cache(demo, monkeypatch):
+    monkeypatch.setattr(app_handlers, "PATH_CACHE_BYTES", 0)
+    text = "Paths this big are dropped from the cache."
+    demo.explain(text, MODEL, *SETTINGS)
+    cached = demo.compute("classification", MODEL, {"text": text}, Settings(*SETTINGS))
+    assert cached.explanation.path is None
+    summary, anchors, _ = demo.path(text, MODEL, "big", "maxcount", STEPS, 0, 50, "words")  # recomputed
+    assert "big" in summary and anchors.iloc[0, 2] == "big"
+
+
 def test_words_lists_the_choices(demo):
     update = demo.words("Unbelievably dull, isn't it?", MODEL)
     assert [c[0] for c in update.choices] == ["0: Unbelievably", "1: dull", "2: ,", "3: isn't", "4: it", "5: ?"]
     assert demo.words("", MODEL).choices == []
+    assert demo.words("some text", "not/offered").choices == []  # silent: it runs on every keystroke
 
 
 def test_qa_explains_start_and_end(demo):

@@ -449,14 +449,20 @@ class Demo:
             "(set UDIG_ALLOW_ANY_MODEL=1 to allow any Hub id or local folder)"
         )
 
-    def compute(self, task: str, model: Any, inputs: dict[str, str], settings: Settings, notices: Sequence[str] = ()) -> Result:
-        """The explanation for (model, inputs, settings), from the cache or computed now."""
+    def compute(
+        self, task: str, model: Any, inputs: dict[str, str], settings: Settings, notices: Sequence[str] = (), need_path: bool = False
+    ) -> Result:
+        """The explanation for (model, inputs, settings), from the cache or computed now.
+
+        The cache keeps path points only up to PATH_CACHE_BYTES per result; need_path=True recomputes a
+        cached result whose points were dropped.
+        """
         name = self._model_name(model, task)
         key = (task, name, tuple(sorted(inputs.items())), settings)
         with self._results_lock:
-            if key in self._results:
+            cached = self._results.get(key)
+            if cached is not None and not (need_path and _main(cached.explanation).path is None):
                 self._results.move_to_end(key)
-                cached = self._results[key]
                 return replace(cached, notices=[*notices, *[n for n in cached.notices if n not in notices]])
         explainer = self.registry.explainer(name, settings.candidates)
         if explainer.task != task:
@@ -467,17 +473,21 @@ class Demo:
         result.notices = [*notices, *result.notices]
         if name == UNTRAINED_QA_MODEL:
             result.notices.append("This QA head is untrained (offline mechanics demo): its answer is meaningless.")
+        stored = result
+        path = _main(result.explanation).path
+        if path is not None and path.numel() * path.element_size() > PATH_CACHE_BYTES:
+            stored = replace(result, explanation=_without_path(result.explanation))
         with self._results_lock:
-            self._results[key] = result
+            self._results[key] = stored
             self._results.move_to_end(key)
             while len(self._results) > self._cache_size:
                 self._results.popitem(last=False)
         return result
 
-    def _sentiment(self, text, model, settings: Settings) -> Result:
+    def _sentiment(self, text, model, settings: Settings, need_path: bool = False) -> Result:
         notices: list[str] = []
         text = _clip_text("text", text, self.config.limits.max_chars, notices)
-        return self.compute("classification", model, {"text": text}, settings, notices)
+        return self.compute("classification", model, {"text": text}, settings, notices, need_path)
 
     # -- Sentiment tab --
 
@@ -499,13 +509,19 @@ class Demo:
     def explain_example(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates):
         return self.explain(text, model, method, strategy, steps, factor, nbrs, baseline, candidates)
 
-    @readable_errors
     def words(self, text, model):
-        """The words of ``text`` as the path view's choices (tokenizer only, no attribution)."""
+        """The words of ``text`` as the path view's choices (tokenizer only, no attribution).
+
+        Runs on every edit of the text, so it never raises: without a usable model the list is empty
+        (the Show-the-path button then reports the problem).
+        """
         if not isinstance(text, str) or not text.strip():
             return gr.Dropdown(choices=[], value=None)
-        name = self._model_name(model, "classification")
-        _, tokenizer = self.registry.model(name)
+        try:
+            _, tokenizer = self.registry.model(self._model_name(model, "classification"))
+        except Exception as error:  # noqa: BLE001
+            logger.info("no word list: %s", error)
+            return gr.Dropdown(choices=[])
         text = text[: self.config.limits.max_chars]
         encoded = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True, max_length=self.config.limits.max_tokens)
         stub = _stub_explanation(text, encoded)
@@ -593,7 +609,7 @@ class Demo:
         distances, anchors, chosen, notes = [], {}, None, []
         for method in METHODS:
             settings = make_settings(self.config.limits, method, strategy, steps, factor, nbrs, DEFAULT_BASELINE, candidates)
-            result = self._sentiment(text, model, settings)
+            result = self._sentiment(text, model, settings, need_path=True)
             e = result.explanation
             word_list = render.words(e)
             chosen = render.word_at(word_list, word) if chosen is None else word_list[chosen.index]
@@ -734,6 +750,19 @@ def _attribute(explainer: Explainer, inputs: dict[str, str], settings: Settings)
         timings = explanation.timings
     timings["scores"] = time.perf_counter() - tick
     return Result(explanation, metrics, time.perf_counter() - started, explainer.labels)
+
+
+PATH_CACHE_BYTES = 16 * 2**20  # path points kept per cached result (a 30-step, 20-token path is ~1 MB)
+
+
+def _main(explanation: Explanation | QAExplanation) -> Explanation:
+    return explanation.start if isinstance(explanation, QAExplanation) else explanation
+
+
+def _without_path(explanation: Explanation | QAExplanation) -> Explanation | QAExplanation:
+    if isinstance(explanation, QAExplanation):
+        return replace(explanation, start=replace(explanation.start, path=None), end=replace(explanation.end, path=None))
+    return replace(explanation, path=None)
 
 
 def _at(values: Sequence[str], i: int) -> str:
