@@ -253,6 +253,17 @@ def save_finetuned(model, folder: str | os.PathLike, base_dir: str | os.PathLike
     return folder
 
 
+def _no_init():
+    try:
+        from transformers.initialization import no_init_weights
+
+        return no_init_weights()
+    except ImportError:  # pragma: no cover - other transformers versions
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
 def _is_udig_folder(path: Path) -> bool:
     return (path / METADATA_FILE).is_file()
 
@@ -277,7 +288,8 @@ def _load_udig_folder(folder: Path, base_dir: Path | None, name: str):
     try:
         config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
         task = _task_from_architectures(config.architectures) or meta.get("task")
-        model = _auto_class(task).from_config(config)
+        with _no_init():  # every weight is loaded below; random init would take ~1 s
+            model = _auto_class(task).from_config(config)
         sd = {k: v.to(torch.float32) for k, v in load_file(str(weights)).items()}
         with safe_open(str(base_path), "pt") as f:
             for target, source in from_base.items():
@@ -286,7 +298,10 @@ def _load_udig_folder(folder: Path, base_dir: Path | None, name: str):
         raise
     except (OSError, ValueError, KeyError, SafetensorError) as e:
         raise ModelLoadError(f"Could not load udig model files from {folder}: {_short(e)}") from None
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # shape mismatch
+        raise ModelLoadError(f"The weights in {folder} do not fit its config: {_short(e)}") from None
     if missing or unexpected:
         raise ModelLoadError(
             f"The weights in {folder} do not fit its config (missing {sorted(missing)[:5]}, "
@@ -307,6 +322,41 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
+_probe_lock = threading.Lock()
+_probe: dict[str, tuple[float, bool]] = {}
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Quick TCP check of the Hub endpoint (cached for a minute), so that an unreachable Hub
+    fails in a second instead of after huggingface_hub's retries. Assumed reachable behind a proxy."""
+    import socket
+    import time
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except Exception:  # noqa: BLE001
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    with _probe_lock:
+        hit = _probe.get(endpoint)
+        if hit and time.monotonic() - hit[0] < 60:
+            return hit[1]
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        ok = True
+    except OSError:
+        ok = False
+    with _probe_lock:
+        _probe[endpoint] = (time.monotonic(), ok)
+    return ok
+
+
 def _chain(e: BaseException):
     seen = set()
     while e is not None and id(e) not in seen:
@@ -315,7 +365,7 @@ def _chain(e: BaseException):
         e = e.__cause__ or e.__context__
 
 
-def _hub_error(name: str, e: BaseException) -> ModelLoadError:
+def _hub_error(name: str, e: BaseException, unreachable: bool = False) -> ModelLoadError:
     types = {type(x).__name__ for x in _chain(e)}
     text = " ".join(str(x) for x in _chain(e)).lower()
     offline = _hub_offline()
@@ -324,7 +374,7 @@ def _hub_error(name: str, e: BaseException) -> ModelLoadError:
     )
     local_hint = (
         "To use a model without the Hub, pass the path of a local folder holding it (config.json, weights and "
-        "tokenizer files, e.g. written by `save_pretrained` or `huggingface-cli download <id> --local-dir <folder>` "
+        "tokenizer files, e.g. written by `save_pretrained` or `hf download <id> --local-dir <folder>` "
         "on a machine with access)."
     )
     if "RepositoryNotFoundError" in types or "HFValidationError" in types or "is not a valid model identifier" in text:
@@ -334,17 +384,21 @@ def _hub_error(name: str, e: BaseException) -> ModelLoadError:
         )
     if "GatedRepoError" in types:
         return ModelLoadError(f"{name!r} is a gated model on the Hub; log in with `huggingface-cli login` first.")
-    if offline or {"OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectError", "ConnectionError",
+    if offline or unreachable or {"OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectError", "ConnectionError",
                    "ConnectTimeout", "TimeoutException"} & types or "couldn't connect" in text or "offline" in text:
         why = (
             "Hub access is switched off (HF_HUB_OFFLINE is set)"
             if offline
             else "the Hugging Face Hub cannot be reached (no network?)"
         )
+        fix = (
+            "To download it from the Hub instead, unset HF_HUB_OFFLINE (with network access)"
+            if offline
+            else "To download it from the Hub instead, make sure https://huggingface.co is reachable"
+        )
         return ModelLoadError(
             f"Cannot load {name!r}: {why}, and it is not in the local Hugging Face cache. {default_hint} "
-            f"{local_hint} To download from the Hub instead, unset HF_HUB_OFFLINE and make sure "
-            "https://huggingface.co is reachable; the model is then cached for offline use."
+            f"{local_hint} {fix}; it is then cached for offline use."
         )
     return ModelLoadError(f"Could not load {name!r}: {_short(e)}")
 
@@ -354,8 +408,12 @@ def _load_transformers(name: str, local: bool, task: Task | None):
     from transformers import AutoConfig, AutoTokenizer
 
     kwargs: dict[str, Any] = {"trust_remote_code": False}
+    unreachable = False
     if local or _hub_offline():
         kwargs["local_files_only"] = True
+    elif not _hub_reachable():
+        unreachable = True
+        kwargs["local_files_only"] = True  # a cached copy still loads
     what = f"the folder {name}" if local else repr(name)
     try:
         config = AutoConfig.from_pretrained(name, **kwargs)
@@ -364,7 +422,7 @@ def _load_transformers(name: str, local: bool, task: Task | None):
             raise ModelLoadError(
                 f"{name} is not a usable model folder (it needs a valid config.json; {_short(e)})."
             ) from None
-        raise _hub_error(name, e) from None
+        raise _hub_error(name, e, unreachable) from None
     head = _task_from_architectures(getattr(config, "architectures", None))
     if task is None:
         task = head
@@ -382,7 +440,7 @@ def _load_transformers(name: str, local: bool, task: Task | None):
     except Exception as e:  # noqa: BLE001
         if local:
             raise ModelLoadError(f"Could not load the model in {name}: {_short(e)}") from None
-        raise _hub_error(name, e) from None
+        raise _hub_error(name, e, unreachable) from None
     return _finish(model, tokenizer, name)
 
 

