@@ -439,7 +439,7 @@ def run(args: argparse.Namespace) -> dict:
     """Compute the missing records, then summarise and write every output file; returns the summary."""
     from tqdm import tqdm
 
-    from .models import load_model
+    from .models import DEFAULT_MODEL, load_model
 
     methods = parse_methods(args.methods)
     model, tokenizer = load_model(args.model)
@@ -453,7 +453,7 @@ def run(args: argparse.Namespace) -> dict:
     if wanted != task:
         raise SystemExit(f"the dataset is for {wanted} but the model is a {task} model")
     config = {
-        "model": args.model or "default",
+        "model": args.model or DEFAULT_MODEL,
         "model_fingerprint": model_fingerprint(model),
         "dataset": args.dataset,
         "steps": args.steps,

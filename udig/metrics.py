@@ -1,6 +1,6 @@
 """Faithfulness metrics and path diagnostics for one :class:`~udig.explanation.Explanation`.
 
-Faithfulness follows the DIG paper (Sanyal & Ren, EMNLP 2021, section 4.2; their ``metrics.py``), which the
+Faithfulness follows the DIG paper (Sanyal & Ren, EMNLP 2021, and their ``metrics.py``), which the
 UDIG paper (Roy & Kundu 2024) reuses. Everything is computed on token ids: a perturbed input is a list of
 vocabulary ids fed to the model, and every perturbed input of one explanation goes through the model in
 one padded forward pass (the original input included, so p and p' come from the same call).
@@ -10,7 +10,7 @@ Conventions, exactly:
 * ``k = floor(L * topk / 100)`` where ``L`` counts every token, special tokens included.
 * The top-k tokens are the k largest *signed* attributions (ties: the earlier position first). Special
   tokens have attribution exactly 0 in every method here, so they are chosen only when the rule reaches
-  them (fewer than k tokens with a positive attribution); nothing is forced in or out.
+  them (fewer than k other tokens score above 0); nothing is forced in or out.
 * **Classification.** ŷ is the class predicted on the original input and p = softmax(logits)[ŷ]. The
   explanation must attribute ŷ (``explanation.target == ŷ``); an explanation of another class is refused,
   because its top-k tokens are evidence for a different output.
@@ -27,7 +27,8 @@ Conventions, exactly:
   and the sequence keeps its length. ŷ is the predicted answer's start position for the start explanation
   (its end position for the end explanation), i.e. ``explanation.target``, and p is the softmax over all
   positions of the start (end) logits. Log-odds and comprehensiveness mask the top-k tokens; sufficiency
-  masks every other token. Token-type ids (question 0, context 1) are kept as they were.
+  masks every other token, special tokens included (the same literal rule as for classification).
+  Token-type ids (question 0, context 1) are kept as they were.
 
 Path diagnostics (IG, DIG, UDIG): the completeness error ``|Δ|`` and ``|Δ| / |F(x) - F(x')|``; the
 word-approximation error (WAE), the mean over every point of every moving (non-special) token's path of the
