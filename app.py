@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Waiting OpenMP threads sleep instead of spinning: on a small shared CPU (2 cores, Spaces cpu-basic) the
+# default busy-wait made attributions 5-18x slower whenever another process held a core (measured).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import threading  # noqa: E402
 from dataclasses import astuple  # noqa: E402

@@ -111,6 +111,19 @@ def test_bad_input_is_a_readable_error(demo, args, message):
     assert "Traceback" not in caught.value.message
 
 
+def test_the_offline_default_model_explains():
+    from udig.models import DEFAULT_MODEL, ModelLoadError, load_model
+
+    try:
+        load_model()
+    except ModelLoadError as error:
+        pytest.skip(f"the offline default model is not available: {error}")
+    real = Demo(AppConfig(sentiment_models=(DEFAULT_MODEL,), qa_models=(UNTRAINED_QA_MODEL,), cache_examples=False))
+    label, highlight, _, _, scores, runtime = real.explain(TEXT, DEFAULT_MODEL, "udig", "maxcount", 30, 1, 50, "paper default", "words")
+    assert max(label, key=label.get) == "positive" and label["positive"] > 0.8  # a trained model, a clear review
+    assert "63 path points" in runtime and scores["value"].notna().all()
+
+
 def test_unknown_model_offline_says_what_to_do(minilm, minilm_qa):
     open_demo = make_demo(minilm, minilm_qa, allow_any_model=True)
     with pytest.raises(gr.Error) as caught:

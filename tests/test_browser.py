@@ -95,7 +95,7 @@ def set_steps(page) -> None:
     box.press("Enter")
 
 
-def test_explain_a_typed_sentence(page, url, shots):
+def test_explain_a_typed_sentence(page, url, demo, shots):
     open_app(page, url)
     set_steps(page)
     text = page.locator("#sentiment-text textarea")
@@ -111,7 +111,8 @@ def test_explain_a_typed_sentence(page, url, shots):
     scores = page.locator("#sentiment-scores").inner_text()
     for name in ("Log-odds", "Comprehensiveness", "Sufficiency", "Completeness error"):
         assert name in scores
-    assert f"{2**0 * (STEPS + 1) + 1} path points" in page.locator("#sentiment-runtime").inner_text()
+    factor = demo.config.defaults.factor
+    assert f"{2**factor * (STEPS + 1) + 1} path points" in page.locator("#sentiment-runtime").inner_text()
     page.screenshot(path=shots / "sentiment.png", full_page=True)
     assert not page.errors
 

@@ -310,7 +310,7 @@ class Settings:
     method: str = "udig"
     strategy: str = "maxcount"
     steps: int = 30
-    factor: int = 0
+    factor: int = 1  # the UDIG paper's DistilBERT-SST2 setting (MaxCount, m = 30, factor 1: 63 points)
     nbrs: int = 50
     baseline: str = DEFAULT_BASELINE
     candidates: str = "words"
