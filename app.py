@@ -34,8 +34,7 @@ from udig.app_handlers import (  # noqa: E402
     load_values,
     qa_notice,
 )
-from udig.explainer import BASELINES, METHODS  # noqa: E402
-from udig.paths import STRATEGIES  # noqa: E402
+from udig.explainer import BASELINES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 TITLE = "udig · Uniform Discretized Integrated Gradients"
