@@ -531,7 +531,11 @@ def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodS
     for spec in methods:
         if spec.method != "udig":
             continue
-        rivals = ["ig", f"dig-{spec.strategy}:{spec.candidates}"]
+        rivals = ["ig", f"dig-{spec.strategy}:{spec.candidates}"]  # the papers' question
+        if spec.candidates == "words":
+            rivals.append(f"udig-{spec.strategy}:all")  # does the real-word candidate rule help?
+        if spec.strategy == "maxcount":
+            rivals.append(f"udig-greedy:{spec.candidates}")  # which strategy?
         for rival in (r for r in rivals if r in names):
             for offset, metric in enumerate(METRICS):
                 common = sorted(set(rows_by_method[spec.name]) & set(rows_by_method[rival]))
@@ -598,7 +602,8 @@ def _interval(entry: dict) -> str:
 def markdown_table(summary: dict) -> str:
     """The per-method table and the paired comparisons, as Markdown."""
     head = [
-        "| Method | n | Log-odds ↓ | Comprehensiveness ↑ | Sufficiency ↓ | mean \\|Δ\\| | mean \\|Δ\\|/\\|F(x)−F(x′)\\| "
+        "| Method | n | Log-odds ↓ | Comprehensiveness ↑ | Sufficiency ↓ | mean \\|Δ\\| "
+        "| \\|Δ\\|/\\|F(x)−F(x′)\\| mean (median) "
         "| WAE (all rows) | WAE (real words) | real-word anchors | s / example |",
         "|---|--:|---|---|---|--:|--:|--:|--:|--:|--:|",
     ]
@@ -608,7 +613,8 @@ def markdown_table(summary: dict) -> str:
         share = m["real_word_share"]
         lines.append(
             f"| {name} | {m['n']} | {_interval(m['log_odds'])} | {_interval(m['comprehensiveness'])} "
-            f"| {_interval(m['sufficiency'])} | {_fmt(m['delta'], 4)} | {_fmt(m['relative_delta'])} "
+            f"| {_interval(m['sufficiency'])} | {_fmt(m['delta'], 4)} "
+            f"| {_fmt(m['relative_delta'])} ({_fmt(m['relative_delta_median'])}) "
             f"| {_fmt(m['wae'])} | {_fmt(m['wae_words'])} | {'–' if share is None else f'{share:.1%}'} "
             f"| {_fmt(m['seconds'], 2)} |"
         )
@@ -616,7 +622,7 @@ def markdown_table(summary: dict) -> str:
     if summary["comparisons"]:
         text += (
             "\nPaired differences (UDIG minus rival, same sentences; 95 % bootstrap interval; "
-            "better/worse only when the interval excludes 0):\n\n"
+            "better/worse for UDIG only when the interval excludes 0):\n\n"
             "| UDIG | versus | Log-odds ↓ | Comprehensiveness ↑ | Sufficiency ↓ |\n|---|---|---|---|---|\n"
         )
         grouped: dict[tuple[str, str], dict[str, dict]] = {}
