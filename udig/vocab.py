@@ -3,7 +3,7 @@
 DIG and UDIG choose their anchors among vocabulary rows, so all of them share one index per model:
 which rows may be anchors (the candidate rule), nearest-row queries along UDIG's reference line, and
 DIG's K-nearest-neighbour graph. The graph is the expensive part (a V x V distance pass); it is built
-lazily on first use, under a lock so two threads never build it twice, and cached on disk under
+lazily on first use, under a per-graph lock so two threads never build it twice, and cached on disk under
 ``huggingface_hub.cached_assets_path`` keyed by a hash of the embedding matrix. Cache files are written
 atomically and verified on load; anything that does not verify is rebuilt, never trusted.
 
@@ -106,7 +106,8 @@ class VocabIndex:
         self.tokens = [token or "" for token in tokens]  # ids past the tokenizer's vocabulary have no name
         self.special_ids = sorted(set(special_ids))
         self.cache_dir = cache_dir
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the cheap lazy attributes below
+        self._graph_locks: dict[tuple[int, str], threading.Lock] = {}  # one per graph: a build blocks no one else
         self._graphs: dict[tuple[int, str], Tensor] = {}
         self._identity: str | None = None
         self._word_mask: Tensor | None = None
@@ -182,10 +183,16 @@ class VocabIndex:
         return out
 
     def graph(self, k: int, rule: str) -> Tensor:
-        """DIG's KNN graph ``(V, k)``: from memory, else from a verified disk cache, else built and cached."""
+        """DIG's KNN graph ``(V, k)``: from memory, else from a verified disk cache, else built and cached.
+
+        Each graph has its own lock: two threads never build the same graph, and a build (seconds)
+        holds up neither other graphs nor UDIG's nearest-word queries.
+        """
         self.candidate_mask(rule)  # validates the rule before any work
         key = (k, rule)
         with self._lock:
+            build_lock = self._graph_locks.setdefault(key, threading.Lock())
+        with build_lock:
             if key not in self._graphs:
                 path = self._graph_path(k, rule)
                 graph = self._load_graph(path, k, rule)
