@@ -31,13 +31,14 @@ def test_knn_graph_equals_brute_force(tiny):
     assert torch.equal(graph.long(), expected)
 
 
-def test_nearest_on_segments_equals_brute_force(minilm):
+@pytest.mark.parametrize("m", [1, 5, 30])
+def test_nearest_on_segments_equals_brute_force(minilm, m):
     model, tokenizer = minilm
     index = vocab_index_for(model, tokenizer)
     table = index.embeddings
     starts = table[[103, 103, 0]]
     ends = table[[2204, 6659, 3185]]
-    alphas = udig_reference_alphas(5)
+    alphas = udig_reference_alphas(m)
     for rule in ("all", "words"):
         found = index.nearest_on_segments(starts, ends, alphas, 12, rule)
         allowed = index.candidate_mask(rule)
