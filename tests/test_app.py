@@ -207,7 +207,7 @@ def test_qa_explains_start_and_end(demo):
 
 def test_qa_tab_explains_itself_offline(demo, minilm, minilm_qa):
     notice = app_handlers.qa_notice(demo.config)
-    assert "No trained question-answering model" in notice and "UDIG_QA_MODEL" in notice and "HF_HUB_OFFLINE" in notice
+    assert "No trained question-answering model is on this machine" in notice and "UDIG_QA_MODEL" in notice and "HF_HUB_OFFLINE" in notice
     mixed = make_demo(minilm, minilm_qa, qa_models=(MODEL,))
     assert app_handlers.qa_notice(mixed.config) == ""
     with pytest.raises(gr.Error, match="question-answering"):

@@ -157,7 +157,7 @@ def test_screenshot_of_every_tab(page, url, shots):
             page.click(button)
             wait_for_text(page, output, needle)
         if tab == "Question answering":
-            assert "No trained question-answering model" in page.locator("#qa-notice").inner_text()
+            assert "No trained question-answering model is on this machine" in page.locator("#qa-notice").inner_text()
         page.wait_for_timeout(500)  # let plots draw
         page.screenshot(path=shots / f"{tab.lower().replace(' ', '-')}.png", full_page=True)
     assert "★" in page.get_by_role("tab", name="Compare methods").evaluate("() => document.querySelector('#compare-table').innerText")

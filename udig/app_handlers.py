@@ -188,15 +188,15 @@ def qa_notice(config: AppConfig) -> str:
     if config.qa_models and config.qa_models[0] != UNTRAINED_QA_MODEL:
         return ""
     return (
-        "**No trained question-answering model is available offline.** No package ships one and this "
-        f"machine cannot download `{DEFAULT_QA_MODEL}`. The default here is MiniLM with an *untrained* QA "
-        "head: it shows the mechanics (spans, start/end attributions, scores) but its answers are "
+        "**No trained question-answering model is on this machine yet.** No package ships one, and "
+        f"`{DEFAULT_QA_MODEL}` is not in the Hugging Face cache. The default here is MiniLM with an *untrained* "
+        "QA head: it shows the mechanics (spans, start/end attributions, scores) but its answers are "
         "meaningless. To explain a real QA model, either\n"
+        "- pick a curated model below: with network access (`HF_HUB_OFFLINE` unset) it is downloaded once and "
+        "cached for offline use afterwards, or\n"
         "- point the app at a local copy: `UDIG_QA_MODEL=/path/to/folder python app.py` (a folder written "
         "by `save_pretrained`, or by `hf download distilbert-base-cased-distilled-squad --local-dir folder` on a "
-        "machine with network), or\n"
-        "- enable the Hub (network access, `HF_HUB_OFFLINE` unset) and pick a curated model below; it is "
-        "cached for offline use afterwards."
+        "machine with network)."
     )
 
 

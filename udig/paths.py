@@ -84,18 +84,20 @@ def chain_anchors(
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
     chain = torch.empty(len(word_ids), m + 1, dtype=torch.long, device=word_ids.device)
     chain[:, 0] = word_ids
+    excluded = torch.zeros(len(word_ids), len(embeddings), dtype=torch.bool, device=word_ids.device)  # (T, V)
+    excluded.scatter_(1, torch.stack([word_ids, reference_ids], dim=1), True)  # the path so far, the reference
     baseline = embeddings[reference_ids][:, None, :]  # (T, 1, d)
     for t in range(m):
         current_ids = chain[:, t]
         cand = candidates(t, current_ids)  # (T, K)
-        on_path = (cand[:, :, None] == chain[:, None, : t + 1]).any(-1)  # (T, K)
-        valid = ~on_path & (cand != reference_ids[:, None])
+        valid = ~excluded.gather(1, cand)
         costs = candidate_costs(cand, embeddings, baseline, embeddings[current_ids][:, None, :], strategy, m)
         costs = costs.masked_fill(~valid, float("inf"))
         best = costs.argmin(dim=1)  # first minimum: stable ties
         chosen = cand.gather(1, best[:, None]).squeeze(1)
         stuck = ~valid.any(dim=1) | (current_ids == reference_ids)
         chain[:, t + 1] = torch.where(stuck, reference_ids, chosen)
+        excluded.scatter_(1, chain[:, t + 1 : t + 2], True)
     return chain
 
 

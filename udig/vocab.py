@@ -152,14 +152,14 @@ class VocabIndex:
         return self.word_mask_
 
     def candidate_keys(self, rule: str) -> tuple[Tensor, Tensor, Tensor | None]:
-        """A rule's candidate rows, their squared norms and their vocabulary ids (None: every row), kept."""
+        """A rule's candidate rows as a ``(d, A)`` matrix (the layout products want), their squared norms
+        and their vocabulary ids (None: every row, in order). Built once per rule."""
         allowed = self.candidate_mask(rule)
         with self._lock:
             if rule not in self._keys:
-                if rule == "all":
-                    self._keys[rule] = (self.embeddings, self.sq_norms_, None)
-                else:
-                    self._keys[rule] = (self.embeddings[allowed], self.sq_norms_[allowed], allowed.nonzero().squeeze(1))
+                ids = None if rule == "all" else allowed.nonzero().squeeze(1)
+                rows = self.embeddings if ids is None else self.embeddings[ids]
+                self._keys[rule] = (rows.T.contiguous(), self.sq_norms_ if ids is None else self.sq_norms_[ids], ids)
             return self._keys[rule]
 
     def nearest_on_segments(self, starts: Tensor, ends: Tensor, alphas: Tensor, k: int, rule: str) -> Tensor:
@@ -172,18 +172,18 @@ class VocabIndex:
         everywhere). Only those rows (about 2,000 of MiniLM's 30,522) are ranked point by point; the
         result is exact. Equal start rows (every token's baseline word) share one product.
         """
-        keys, key_sq, key_ids = self.candidate_keys(rule)
-        if k > len(keys):
-            raise ValueError(f"nbrs={k} exceeds the {len(keys)} candidate rows")
+        keys_t, key_sq, key_ids = self.candidate_keys(rule)
+        if k > len(key_sq):
+            raise ValueError(f"nbrs={k} exceeds the {len(key_sq)} candidate rows")
         unique_starts, which = torch.unique(starts, dim=0, return_inverse=True)
-        products = torch.cat([unique_starts, ends]) @ keys.T  # (U + T, A)
+        products = torch.cat([unique_starts, ends]) @ keys_t  # (U + T, A)
         at_start = products[: len(unique_starts)][which]  # (T, A)
         offset = key_sq - 2 * at_start  # a_c
         slope = 2 * (at_start - products[len(unique_starts) :])  # b_c
-        alphas = alphas.to(keys.dtype)
+        alphas = alphas.to(keys_t.dtype)
         ends_low, ends_high = offset + float(alphas.min()) * slope, offset + float(alphas.max()) * slope
         lower, upper = torch.minimum(ends_low, ends_high), torch.maximum(ends_low, ends_high)  # (T, A)
-        kth_upper = upper.kthvalue(k, dim=1, keepdim=True).values  # (T, 1)
+        kth_upper = upper.topk(k, dim=1, largest=False, sorted=False).values.amax(1, keepdim=True)  # (T, 1)
         n_kept = int((lower <= kth_upper).sum(1).max())
         kept = lower.topk(n_kept, dim=1, largest=False).indices  # (T, n): every row that may qualify
         rank_key = torch.baddbmm(
@@ -195,12 +195,12 @@ class VocabIndex:
 
     def nearest_distance(self, points: Tensor, rule: str = "all") -> Tensor:
         """Euclidean distance from each point ``(P, d)`` to its nearest candidate row: ``(P,)``."""
-        keys, key_sq, _ = self.candidate_keys(rule)
+        keys_t, key_sq, _ = self.candidate_keys(rule)
         points = points.float()
         out = torch.empty(len(points))
         for start in range(0, len(points), _QUERY_CHUNK):
             chunk = points[start : start + _QUERY_CHUNK]
-            sq = torch.addmm(key_sq.expand(len(chunk), -1), chunk, keys.T, alpha=-2.0).amin(1)
+            sq = torch.addmm(key_sq.expand(len(chunk), -1), chunk, keys_t, alpha=-2.0).amin(1)
             out[start : start + len(chunk)] = (sq + (chunk * chunk).sum(1)).clamp(min=0).sqrt()
         return out
 
