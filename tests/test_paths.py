@@ -1,9 +1,10 @@
-"""Pure path functions on hand-computed cases."""
+"""Pure path and integrator functions on hand-computed cases."""
 
 import pytest
 import torch
 
 from udig import paths
+from udig.integrate import integrate_path
 
 
 def test_linear_path_runs_from_baseline_to_input_in_equal_steps():
@@ -108,3 +109,28 @@ def test_anchor_points_end_at_word_and_start_at_baseline():
 def test_unknown_strategy_is_rejected():
     with pytest.raises(ValueError, match="strategy"):
         paths.chain_anchors(torch.tensor([1]), torch.tensor([0]), _toy_vocab(), lambda t, c: c[:, None], "best", 2)
+
+
+def test_integrate_path_is_the_left_riemann_sum_and_never_needs_the_last_gradient():
+    torch.manual_seed(0)
+    points = torch.randn(7, 3, 2).cumsum(0)  # (N, L, d): any path
+    weights = torch.tensor([1.0, -2.0])
+
+    def function(x):  # F(x) = sum_i (w . x_i)^2, two targets: F and 3F
+        value = ((x * weights).sum(-1) ** 2).sum(-1)
+        return torch.stack([value, 3 * value], dim=1)
+
+    expected = torch.zeros(3)
+    for k in range(6):  # sum_k dF/dx(P_k) . (P_{k+1} - P_k), by hand: dF/dx_i = 2 (w . x_i) w
+        grad = 2 * (points[k] * weights).sum(-1, keepdim=True) * weights
+        expected += (grad * (points[k + 1] - points[k])).sum(-1)
+    for batch_size in (1, 4, 10):
+        integral = integrate_path(function, points, batch_size)
+        assert torch.allclose(integral.attributions[0], expected, atol=1e-5)
+        assert torch.allclose(integral.attributions[1], 3 * expected, atol=1e-5)
+        assert torch.allclose(integral.values[:, -1], function(points[-1:])[0])
+    given_end = integrate_path(function, points, 4, end_values=torch.tensor([5.0, 15.0]))
+    assert given_end.values[:, -1].tolist() == [5.0, 15.0]  # taken as given: the input is not re-run
+    assert torch.equal(given_end.attributions, integrate_path(function, points, 4).attributions)
+    with pytest.raises(ValueError, match="two points"):
+        integrate_path(function, points[:1], 4)

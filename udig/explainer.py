@@ -17,7 +17,17 @@ from torch import Tensor
 from . import paths
 from .explanation import Explanation, QAExplanation
 from .integrate import integrate_path
-from .tasks import Encoding, Target, best_span, encode_question, encode_text, max_tokens, target_values, task_of
+from .tasks import (
+    Encoding,
+    Target,
+    best_span,
+    encode_question,
+    encode_text,
+    max_tokens,
+    select_targets,
+    target_values,
+    task_of,
+)
 from .vocab import CANDIDATE_RULES, VocabIndex, vocab_index_for
 
 CandidateSourceBuilder = Callable[[VocabIndex, Tensor, Tensor, "Settings"], paths.CandidateSource]
@@ -148,7 +158,7 @@ class Explainer:
         self.model.eval()
         embeddings = self.model.get_input_embeddings().weight  # (V, d)
         inputs = embeddings[encoding.input_ids.to(embeddings.device)].detach()  # (L, d)
-        targets, probs, answer = self._targets(encoding, inputs, target)
+        targets, probs, answer, input_values = self._targets(encoding, inputs, target)
         timings = {"encode": time.perf_counter() - started}
 
         tick = time.perf_counter()
@@ -159,7 +169,7 @@ class Explainer:
         tick = time.perf_counter()
         batch_size = self.internal_batch_size or max(1, TOKENS_PER_BATCH // len(encoding))
         integral = integrate_path(
-            lambda points: target_values(self.model, encoding, points, targets), path, batch_size
+            lambda points: target_values(self.model, encoding, points, targets), path, batch_size, input_values
         )
         timings["gradients"] = time.perf_counter() - tick
         timings["total"] = time.perf_counter() - started
@@ -265,22 +275,25 @@ class Explainer:
 
     # -- the steps ---------------------------------------------------------------------------------
 
-    def _targets(self, encoding: Encoding, inputs: Tensor, target) -> tuple[list[Target], list[list[float]], tuple]:
-        """The fixed targets along the path, the input's probabilities, and QA's answer positions."""
+    def _targets(self, encoding: Encoding, inputs: Tensor, target) -> tuple[list[Target], list[list[float]], tuple, Tensor]:
+        """The fixed targets along the path, the input's probabilities, QA's answer positions, and the
+        targets' values on the input (the path's end, so the integrator need not run it again)."""
         with torch.no_grad():
             extras = {k: v[None].to(inputs.device) for k, v in encoding.extras.items()}
             output = self.model(inputs_embeds=inputs[None], **extras)
         if self.task == "classification":
             probs = output.logits[0].float().softmax(-1)
             index = int(probs.argmax()) if target is None else self._class_index(target, len(probs))
-            return [Target("logits", index)], [probs.tolist()], ()
+            targets = [Target("logits", index)]
+            return targets, [probs.tolist()], (), select_targets(output, targets)[0]
         if target is not None:
             raise ValueError("QA explains the predicted answer span; target must be None")
         start_logits, end_logits = output.start_logits[0].float(), output.end_logits[0].float()
         allowed = encoding.context_mask.to(start_logits.device)
         answer = best_span(start_logits, end_logits, allowed)
         probs = [start_logits.softmax(-1).tolist(), end_logits.softmax(-1).tolist()]
-        return [Target("start_logits", answer[0]), Target("end_logits", answer[1])], probs, answer
+        targets = [Target("start_logits", answer[0]), Target("end_logits", answer[1])]
+        return targets, probs, answer, select_targets(output, targets)[0]
 
     def _class_index(self, target: int | str, n_classes: int) -> int:
         if isinstance(target, str):

@@ -131,8 +131,12 @@ class Target:
 def target_values(model: torch.nn.Module, encoding: Encoding, embeds: Tensor, targets: list[Target]) -> Tensor:
     """F for a batch of word embeddings ``(B, L, d)``: ``(B, n_targets)`` target values."""
     batch = embeds.shape[0]
-    extras = {name: value.expand(batch, -1) for name, value in encoding.extras.items()}
-    output = model(inputs_embeds=embeds, **extras)
+    extras = {name: value.expand(batch, -1).to(embeds.device) for name, value in encoding.extras.items()}
+    return select_targets(model(inputs_embeds=embeds, **extras), targets)
+
+
+def select_targets(output, targets: list[Target]) -> Tensor:
+    """The targets' values in a model output: ``(B, n_targets)``."""
     return torch.stack([getattr(output, t.output)[:, t.index] for t in targets], dim=1)
 
 
