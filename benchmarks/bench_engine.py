@@ -1,6 +1,6 @@
 """Speed and memory of the engine, as ratios against references measured in the same run.
 
-    python benchmarks/bench_engine.py [--repeats 5] [--out benchmarks/results.md]
+    python benchmarks/bench_engine.py [--repeats 9] [--out benchmarks/results.md]
 
 References (measured here, same process, same sentence): a bare forward+backward of the same N path
 points through the model, and captum's LayerIntegratedGradients with the same number of steps. Targets
@@ -31,17 +31,20 @@ from udig import Explainer  # noqa: E402
 from udig.models import load_model  # noqa: E402
 from udig.tasks import encode_text, max_tokens  # noqa: E402
 
-SENTENCE = "the film is a gorgeous, moving and deeply felt portrait of a family in crisis."  # 18 tokens
+SENTENCE = "the film is a gorgeous, moving and deeply felt portrait of a family in crisis."  # 19 tokens
 
 
-def median_seconds(function, repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def timed(function) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = function()
+    return time.perf_counter() - start, result
+
+
+def paired(reference, candidate, repeats: int) -> list[tuple[float, float, object]]:
+    """Alternate reference and candidate runs: each ratio compares two runs a moment apart, so the
+    slow drifts of a shared 2-core machine cancel out. Returns (reference s, candidate s, result)."""
+    reference(), candidate()  # warm-up
+    return [(timed(reference)[0], *timed(candidate)) for _ in range(repeats)]
 
 
 def forward_backward(model, tokenizer, n_points: int):
@@ -106,7 +109,7 @@ def graph_figures(rule: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -114,29 +117,31 @@ def main() -> None:
     explainer = Explainer(model, tokenizer)
     rows = []
 
-    def add(what: str, measured: float, reference: float, target: str) -> None:
-        rows.append((what, measured, reference, measured / reference, target))
-        print(f"{what:58s} {measured:8.3f} s  ref {reference:8.3f} s  ratio {measured / reference:6.2f}  ({target})",
-              flush=True)
+    def add(what: str, pairs: list[tuple[float, float]], target: str) -> None:
+        """One row: median seconds of both, and the median of the per-pair ratios."""
+        measured = statistics.median(m for _, m in pairs)
+        reference = statistics.median(r for r, _ in pairs)
+        ratio = statistics.median(m / r for r, m in pairs)
+        rows.append((what, measured, reference, ratio, target))
+        print(f"{what:58s} {measured:8.3f} s  ref {reference:8.3f} s  ratio {ratio:6.2f}  ({target})", flush=True)
 
     for factor in (0, 1):  # 32 points (the papers' code default, the app's) and 63 (UDIG's SST-2 runs)
         n_points = 2**factor * 31 + 1
         fb, length = forward_backward(model, tokenizer, n_points)
         for method, strategy, rule in itertools.product(("udig", "dig"), ("maxcount", "greedy"), ("all", "words")):
             run = lambda: explainer.explain(SENTENCE, method=method, strategy=strategy, factor=factor, candidates=rule)
-            run()  # builds the vocabulary index and graph outside the timings
-            fb_s = median_seconds(fb, args.repeats)  # measured right before: 2 cores drift within a run
+            pairs = paired(fb, run, args.repeats)  # the warm-up builds the vocabulary index and graph
             name = f"{method}-{strategy}, {rule}, {n_points} points, {length} tokens"
-            path_s = statistics.median(run().timings["path"] for _ in range(args.repeats))
-            add(f"path construction, {name}", path_s, fb_s, "target <= 0.10")
-            add(f"whole explain(), {name}", median_seconds(run, args.repeats), fb_s, "target <= 1.30")
+            add(f"path construction, {name}", [(r, e.timings["path"]) for r, _, e in pairs], "target <= 0.10")
+            add(f"whole explain(), {name}", [(r, m) for r, m, _ in pairs], "target <= 1.30")
 
     for steps in (30, 62):
-        ig_s = median_seconds(lambda: explainer.explain(SENTENCE, method="ig", steps=steps), args.repeats)
-        fb_s = median_seconds(forward_backward(model, tokenizer, steps + 1)[0], args.repeats)
-        add(f"whole explain(), ig, {steps + 1} points", ig_s, fb_s, "target <= 1.30")
-        add(f"whole explain(), ig, {steps + 1} points, vs captum IG ({steps} steps)", ig_s,
-            median_seconds(captum_ig(model, tokenizer, steps), args.repeats), "target <= 1.20")
+        run = lambda: explainer.explain(SENTENCE, method="ig", steps=steps)
+        fb = forward_backward(model, tokenizer, steps + 1)[0]
+        add(f"whole explain(), ig, {steps + 1} points", [(r, m) for r, m, _ in paired(fb, run, args.repeats)],
+            "target <= 1.30")
+        add(f"whole explain(), ig, {steps + 1} points, vs captum IG ({steps} steps)",
+            [(r, m) for r, m, _ in paired(captum_ig(model, tokenizer, steps), run, args.repeats)], "target <= 1.20")
 
     graph_rows = []
     for rule in ("all", "words"):
@@ -151,15 +156,16 @@ def main() -> None:
         "| --- | ---: | ---: | ---: | --- |",
         *[f"| {w} | {m:.3f} | {r:.3f} | {q:.2f} | {t} |" for w, m, r, q, t in rows],
         "",
-        "Reference for each row: a bare forward+backward of the same N points (or captum IG where named).",
+        "Reference for each row: a bare forward+backward of the same N points (or captum IG where named), run",
+        "alternately with the measured call; the ratio is the median of the per-pair ratios.",
         "",
         "| KNN graph, K = 500, MiniLM 30,522 x 384 | build (s) | load from cache (s) | build peak extra RSS (MiB) |",
         "| --- | ---: | ---: | ---: |",
         *[f"| candidates={rule} | {f['build_s']:.2f} | {f['load_s']:.3f} | {f['build_extra_mib']:.0f} |"
           for rule, f in graph_rows],
         "",
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, median of "
-        f"{args.repeats} runs.",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, medians of "
+        f"{args.repeats} pairs.",
     ]
     args.out.write_text("\n".join(lines) + "\n")
     print(f"\nwritten to {args.out}")
