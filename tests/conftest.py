@@ -61,18 +61,18 @@ def tiny_bert(vocab_file: Path, task: str = "classification", seed: int = 0, arc
     torch.manual_seed(seed)
     size = dict(vocab_size=len(vocab_file.read_text().split()), max_position_embeddings=40)
     if arch == "distilbert":
-        tokenizer = DistilBertTokenizerFast(vocab_file=str(vocab_file))
+        tokenizer = DistilBertTokenizerFast(vocab=str(vocab_file))  # transformers 5 ignores `vocab_file`
         config = DistilBertConfig(dim=16, n_layers=2, n_heads=2, hidden_dim=32, num_labels=2, **size)
         model = DistilBertForSequenceClassification(config)
     elif arch == "roberta":
-        tokenizer = BertTokenizerFast(vocab_file=str(vocab_file))
+        tokenizer = BertTokenizerFast(vocab=str(vocab_file))  # transformers 5 ignores `vocab_file`
         config = RobertaConfig(
             hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
             num_labels=2, pad_token_id=0, type_vocab_size=2, **{**size, "max_position_embeddings": 42},
         )
         model = RobertaForSequenceClassification(config)
     else:
-        tokenizer = BertTokenizerFast(vocab_file=str(vocab_file))
+        tokenizer = BertTokenizerFast(vocab=str(vocab_file))  # transformers 5 ignores `vocab_file`
         config = BertConfig(
             hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, num_labels=2, **size
         )

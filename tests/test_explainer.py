@@ -198,3 +198,11 @@ def test_explanation_serialises_without_the_path(tiny):
     assert "path" not in data and data["settings"]["method"] == "dig"
     assert data["scores"] == pytest.approx(e.scores)
     assert abs(sum(s * s for s in e.scores) - 1.0) < 1e-9
+
+
+def test_the_tiny_fixture_tokenizes_real_words(tiny):
+    """Guards the fixtures: a tokenizer that silently lost its vocabulary would turn every word into [UNK]."""
+    model, tokenizer = tiny
+    e = Explainer(model, tokenizer).explain("a gorgeous film", method="udig", steps=3)
+    assert e.tokens == ["[CLS]", "a", "gorgeous", "film", "[SEP]"]
+    assert all(chain is not None and chain[0] == word for chain, word in zip(e.anchors[1:-1], e.input_ids[1:-1]))

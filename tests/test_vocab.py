@@ -57,9 +57,20 @@ def test_undertrained_rows_are_found_from_the_matrix(minilm):
     vocab = tokenizer.get_vocab()
     assert not words[[vocab[f"[unused{i}]"] for i in range(0, 900, 7)]].any()
     assert not words[tokenizer.all_special_ids].any()
-    assert words[[vocab[w] for w in ("good", "film", "terrible", "movie", "the", "family", "##ing")]].all()
-    flagged_beyond_unused = int((~words).sum()) - 994 - len(tokenizer.all_special_ids)
-    assert 500 < flagged_beyond_unused < 3000  # the cluster of CJK/symbol pieces the issue describes
+    assert words[[vocab[w] for w in ("good", "film", "terrible", "movie", "the", "family", "dryly", "rasped")]].all()
+    unused = torch.tensor([vocab[f"[unused{i}]"] for i in range(994)])
+    cluster = vocab_module.undertrained_rows(index.embeddings, unused)
+    assert 500 < int(cluster.sum()) - 994 < 3000  # the cluster of CJK/symbol pieces the issue describes
+    # just outside the cluster: pieces no reader takes for a word, which a path to [MASK] runs past
+    for piece in ("ש", "1726", "##ם", "##ing", "中"):
+        assert not cluster[vocab[piece]] and not words[vocab[piece]], piece
+
+
+def test_lexical_words_are_whole_words_in_the_vocabularys_main_script():
+    surfaces = ["the", "##ing", "1726", "ש", "film", "straße", "中", "a", "don't", "", "naïve", "ok"]
+    expected = [True, False, False, False, True, True, False, True, False, False, True, True]
+    assert vocab_module.lexical_words(surfaces).tolist() == expected
+    assert vocab_module.lexical_words(["中", "文", "x"]).tolist() == [True, True, False]  # CJK is main here
 
 
 def test_otsu_threshold_splits_two_clusters():

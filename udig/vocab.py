@@ -7,9 +7,13 @@ lazily on first use, under a per-graph lock so two threads never build it twice,
 ``huggingface_hub.cached_assets_path`` keyed by a hash of the embedding matrix. Cache files are written
 atomically and verified on load; anything that does not verify is rebuilt, never trusted.
 
-Under-trained rows ("words" rule) are found from the matrix itself, after Land & Bartolo 2024
-("Fishing for Magikarp"): rows known to be unused (``[unusedN]``) define a direction; every row's cosine
-similarity to it (after centring) splits into two clusters, and Otsu's threshold separates them.
+The "words" rule keeps rows that are trained and that a reader recognises as words. Under-trained rows
+are found from the matrix itself, after Land & Bartolo 2024 ("Fishing for Magikarp"): rows known to be
+unused (``[unusedN]``) define a direction; every row's cosine similarity to it (after centring) splits into
+two clusters, and Otsu's threshold separates them. That cut leaves a tail of barely-trained rows just
+outside the cluster (a Hebrew letter, "1726", "##ם" in an English vocabulary), and the middle of a path
+to [MASK] runs right past them; so a word must also read as one: a whole word of letters in the
+vocabulary's main script (see :func:`lexical_words`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import hashlib
 import logging
 import os
 import re
+import unicodedata
+from collections import Counter
 import threading
 import weakref
 from pathlib import Path
@@ -64,6 +70,26 @@ def undertrained_rows(embeddings: Tensor, unused_ids: Tensor) -> Tensor:
     return mask
 
 
+def _script(character: str) -> str:
+    """The Unicode script a letter belongs to, as the first word of its name (LATIN, CJK, HEBREW, ...)."""
+    return unicodedata.name(character, "?").split(" ")[0]
+
+
+def lexical_words(surfaces: list[str]) -> Tensor:
+    """Rows whose surface form is a whole word of letters in the vocabulary's main script: ``(V,)`` bool.
+
+    Sub-word continuations (WordPiece's ``##ing``), numbers, punctuation and letters of scripts the
+    vocabulary barely covers are not words a reader recognises on a path. The main script is the one
+    most letters of whole-word entries belong to, so the rule follows the vocabulary, not a hand list.
+    """
+    alphabetic = [surface.isalpha() for surface in surfaces]
+    letters = Counter(_script(ch) for surface, ok in zip(surfaces, alphabetic) if ok for ch in surface)
+    if not letters:
+        return torch.zeros(len(surfaces), dtype=torch.bool)
+    main = letters.most_common(1)[0][0]
+    return torch.tensor([ok and all(_script(ch) == main for ch in s) for s, ok in zip(surfaces, alphabetic)])
+
+
 def knn_graph(embeddings: Tensor, k: int, allowed: Tensor) -> Tensor:
     """For every row, the ids of its k nearest allowed rows by Euclidean distance, itself excluded.
 
@@ -101,9 +127,11 @@ class VocabIndex:
         tokens: list[str | None],
         special_ids: Iterable[int],
         cache_dir: str | Path | None = None,
+        surfaces: list[str] | None = None,
     ) -> None:
         self.embeddings = embeddings.detach().float().cpu()
         self.tokens = [token or "" for token in tokens]  # ids past the tokenizer's vocabulary have no name
+        self.surfaces = self.tokens if surfaces is None else surfaces  # how each row reads as text
         self.special_ids = sorted(set(special_ids))
         self.cache_dir = cache_dir
         self._lock = threading.RLock()  # the cheap lazy attributes below
@@ -127,11 +155,11 @@ class VocabIndex:
 
     @property
     def word_mask_(self) -> Tensor:
-        """Rows that are real, trained words: not special tokens and not in the under-trained cluster."""
+        """Rows that are real, trained words: not special, not under-trained, and whole words of letters."""
         with self._lock:
             if self._word_mask is None:
                 unused = torch.tensor([i for i, t in enumerate(self.tokens) if UNUSED_TOKEN.match(t)], dtype=torch.long)
-                mask = ~undertrained_rows(self.embeddings, unused)
+                mask = ~undertrained_rows(self.embeddings, unused) & lexical_words(self.surfaces)
                 mask[self.special_ids] = False
                 self._word_mask = mask
             return self._word_mask
@@ -237,6 +265,7 @@ class VocabIndex:
             "identity": self.identity_,
             "k": str(k),
             "rule": rule,
+            "candidates": hashlib.blake2b(self.candidate_mask(rule).numpy().tobytes(), digest_size=16).hexdigest(),
             "format": _GRAPH_FORMAT,
             "checksum": hashlib.blake2b(graph.numpy().tobytes(), digest_size=16).hexdigest(),
         }
@@ -261,7 +290,7 @@ class VocabIndex:
             and int(graph.max()) < len(self.embeddings)
         )
         if not valid:
-            logger.warning("ignoring vocabulary cache %s that does not match this model; rebuilding", path)
+            logger.warning("ignoring vocabulary cache %s that does not match this model or candidate rule; rebuilding", path)
             return None
         return graph
 
@@ -287,7 +316,8 @@ def vocab_index_for(model: torch.nn.Module, tokenizer, cache_dir: str | Path | N
         entry = _shared.get(id(weight))
         if entry is None or entry[0]() is not weight:
             tokens = tokenizer.convert_ids_to_tokens(list(range(weight.shape[0])))
-            index = VocabIndex(weight, tokens, tokenizer.all_special_ids, cache_dir=cache_dir)
+            surfaces = [tokenizer.convert_tokens_to_string([token]).strip() if token else "" for token in tokens]
+            index = VocabIndex(weight, tokens, tokenizer.all_special_ids, cache_dir=cache_dir, surfaces=surfaces)
             key = id(weight)
             _shared[key] = (weakref.ref(weight, lambda _: _shared.pop(key, None)), index)
             entry = _shared[key]
