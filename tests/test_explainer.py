@@ -206,3 +206,16 @@ def test_the_tiny_fixture_tokenizes_real_words(tiny):
     e = Explainer(model, tokenizer).explain("a gorgeous film", method="udig", steps=3)
     assert e.tokens == ["[CLS]", "a", "gorgeous", "film", "[SEP]"]
     assert all(chain is not None and chain[0] == word for chain, word in zip(e.anchors[1:-1], e.input_ids[1:-1]))
+
+
+def test_concurrent_explanations_equal_sequential_ones(minilm):
+    """The app serves requests from several threads; the compiled anchor scoring must not mix them up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    explainer = Explainer(*minilm)
+    jobs = [("a gorgeous, moving film", "dig", "greedy"), ("a dull and lifeless plot", "dig", "maxcount"),
+            ("not bad at all", "udig", "maxcount"), ("the acting is wooden", "udig", "greedy")] * 2
+    run = lambda job: explainer.explain(job[0], method=job[1], strategy=job[2], steps=10).anchors  # noqa: E731
+    sequential = [run(job) for job in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(run, jobs)) == sequential

@@ -40,16 +40,19 @@ def test_candidate_costs_greedy_and_maxcount():
     assert torch.allclose(greedy, torch.tensor([[0.0, 4.0, (2 * 64.0) ** 0.5]]))
 
 
-def test_candidate_costs_do_not_depend_on_the_slicing(monkeypatch):
+def test_candidate_costs_equal_the_definition_on_random_rows():
+    """The compiled scoring against monotone_dims/monotonize written out in tensors."""
     torch.manual_seed(0)
     table, ids = torch.randn(300, 8), torch.randint(0, 300, (3, 150))
     baseline, current = torch.randn(3, 1, 8), torch.randn(3, 1, 8)
-    for strategy in paths.STRATEGIES:
-        sliced = paths.candidate_costs(ids, table, baseline, current, strategy, m=5)
-        monkeypatch.setattr(paths, "_COST_CHUNK", 1000)
-        whole = paths.candidate_costs(ids, table, baseline, current, strategy, m=5)
-        monkeypatch.undo()
-        assert torch.equal(sliced, whole)
+    table[ids[0, :5]] = torch.maximum(baseline[0], current[0])  # rows on the box's edge count as monotone
+    anchors = table[ids]  # (T, K, d)
+    monotone = paths.monotone_dims(anchors, baseline, current)
+    expected_maxcount = -monotone.sum(-1).float()
+    expected_greedy = (anchors - paths.monotonize(anchors, baseline, current, m=5)).norm(dim=-1)
+    assert torch.equal(paths.candidate_costs(ids, table, baseline, current, "maxcount", m=5), expected_maxcount)
+    assert torch.allclose(paths.candidate_costs(ids, table, baseline, current, "greedy", m=5), expected_greedy, atol=1e-5)
+    assert (expected_maxcount[0, :5] == -8).all()
 
 
 def test_upscale_inserts_midpoints():
