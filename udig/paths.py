@@ -57,19 +57,17 @@ def candidate_costs(
     ids = candidates.detach().cpu().contiguous().numpy()
     costs = torch.empty(candidates.shape, dtype=table.dtype)
     with _KERNEL_LOCK:  # numba's default thread pool must not be entered from two threads at once
-        if strategy == "maxcount":
-            _maxcount_costs(ids, table.numpy(), arrays[0], arrays[1], costs.numpy())
-        else:
-            _greedy_costs(ids, table.numpy(), *arrays, costs.numpy())
+        _score_candidates(ids, table.numpy(), *arrays, strategy == "greedy", costs.numpy())
     return costs.to(candidates.device)
 
 
 _KERNEL_LOCK = threading.Lock()
 
 
-@numba.njit(parallel=True, cache=True)
-def _maxcount_costs(ids, table, low, high, out):  # pragma: no cover - compiled
-    """out[t, j] = -(monotone dimensions of row ids[t, j]), one pass per row."""
+@numba.njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _score_candidates(ids, table, low, high, fallback, greedy, out):  # pragma: no cover - compiled
+    """out[t, j] for row ids[t, j], in one pass over it: Greedy, its distance to its monotonized version
+    (the fallback in every dimension outside the box [low, high]); MaxCount, minus its monotone dimensions."""
     n_tokens, n_candidates = ids.shape
     dims = table.shape[1]
     for flat in numba.prange(n_tokens * n_candidates):
@@ -77,25 +75,14 @@ def _maxcount_costs(ids, table, low, high, out):  # pragma: no cover - compiled
         j = flat - t * n_candidates
         row = table[ids[t, j]]
         outside = 0
+        gap_sq = row[0] * 0
         for i in range(dims):
-            outside += (row[i] < low[t, i]) | (row[i] > high[t, i])
-        out[t, j] = outside - dims
-
-
-@numba.njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _greedy_costs(ids, table, low, high, fallback, out):  # pragma: no cover - compiled
-    """out[t, j] = |row - monotonized row|: the distance to the fallback over non-monotone dimensions."""
-    n_tokens, n_candidates = ids.shape
-    dims = table.shape[1]
-    for flat in numba.prange(n_tokens * n_candidates):
-        t = flat // n_candidates
-        j = flat - t * n_candidates
-        row = table[ids[t, j]]
-        total = row[0] * 0
-        for i in range(dims):
-            gap = row[i] - fallback[t, i]
-            total += gap * gap if (row[i] < low[t, i]) | (row[i] > high[t, i]) else gap * 0
-        out[t, j] = np.sqrt(total)
+            if (row[i] < low[t, i]) | (row[i] > high[t, i]):
+                if greedy:  # loop-invariant: the compiler unswitches it
+                    gap_sq += (row[i] - fallback[t, i]) ** 2
+                else:
+                    outside += 1
+        out[t, j] = np.sqrt(gap_sq) if greedy else outside - dims
 
 
 CandidateSource = Callable[[int, Tensor], Tensor]
