@@ -10,11 +10,8 @@ arXiv 2412.03886 (UDIG). The maths follows the papers; the code is written from 
 
 from __future__ import annotations
 
-import threading
 from typing import Callable
 
-import numba
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,8 +44,7 @@ def candidate_costs(
     Greedy: distance between the candidate and its monotonized version. MaxCount: minus the number of
     monotone dimensions. A dimension is not monotone when it leaves the box spanned by baseline and
     current point (:func:`monotone_dims`). Every candidate is scored in one pass over its row by a
-    compiled kernel: DIG tests 500 candidates x d dimensions per token and step, which as separate
-    tensor operations costs several passes over memory.
+    compiled kernel (:mod:`udig.kernels`).
     """
     low, high = torch.minimum(baseline, current)[:, 0], torch.maximum(baseline, current)[:, 0]  # (T, d)
     fallback = (current - (current - baseline) / m)[:, 0]
@@ -56,33 +52,10 @@ def candidate_costs(
     arrays = [x.detach().cpu().to(table.dtype).contiguous().numpy() for x in (low, high, fallback)]
     ids = candidates.detach().cpu().contiguous().numpy()
     costs = torch.empty(candidates.shape, dtype=table.dtype)
-    with _KERNEL_LOCK:  # numba's default thread pool must not be entered from two threads at once
-        _score_candidates(ids, table.numpy(), *arrays, strategy == "greedy", costs.numpy())
+    from .kernels import score_candidates  # numba loads on first use, not when udig is imported
+
+    score_candidates(ids, table.numpy(), *arrays, strategy == "greedy", costs.numpy())
     return costs.to(candidates.device)
-
-
-_KERNEL_LOCK = threading.Lock()
-
-
-@numba.njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _score_candidates(ids, table, low, high, fallback, greedy, out):  # pragma: no cover - compiled
-    """out[t, j] for row ids[t, j], in one pass over it: Greedy, its distance to its monotonized version
-    (the fallback in every dimension outside the box [low, high]); MaxCount, minus its monotone dimensions."""
-    n_tokens, n_candidates = ids.shape
-    dims = table.shape[1]
-    for flat in numba.prange(n_tokens * n_candidates):
-        t = flat // n_candidates
-        j = flat - t * n_candidates
-        row = table[ids[t, j]]
-        outside = 0
-        gap_sq = row[0] * 0
-        for i in range(dims):
-            if (row[i] < low[t, i]) | (row[i] > high[t, i]):
-                if greedy:  # loop-invariant: the compiler unswitches it
-                    gap_sq += (row[i] - fallback[t, i]) ** 2
-                else:
-                    outside += 1
-        out[t, j] = np.sqrt(gap_sq) if greedy else outside - dims
 
 
 CandidateSource = Callable[[int, Tensor], Tensor]
