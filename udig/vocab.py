@@ -22,10 +22,10 @@ import hashlib
 import logging
 import os
 import re
-import unicodedata
-from collections import Counter
 import threading
+import unicodedata
 import weakref
+from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
@@ -194,11 +194,11 @@ class VocabIndex:
         """The k nearest candidate rows to each point ``start + alpha (end - start)``: ``(T, m, k)`` ids.
 
         A row c ranks by ``|c|^2 - 2 c.p``, which along a segment is linear in alpha: ``a_c + alpha b_c``.
-        So two products with the keys give every rank at every alpha, and a row can be among the k
+        So one product with the keys gives every rank at every alpha, and a row can be among the k
         nearest somewhere on ``[min alpha, max alpha]`` only if its lower end value is at most the k-th
         smallest upper end value (the k rows with the smallest upper ends are at least that close
-        everywhere). Only those rows (about 2,000 of MiniLM's 30,522) are ranked point by point; the
-        result is exact. Equal start rows (every token's baseline word) share one product.
+        everywhere). Only those rows (a few hundred to about 2,000 of MiniLM's 30,522) are ranked point
+        by point; the result is exact. Equal start rows (every token's baseline word) share one row.
         """
         keys_t, key_sq, key_ids = self.candidate_keys(rule)
         if k > len(key_sq):
