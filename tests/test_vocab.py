@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,7 +20,9 @@ def _index(tiny, tmp_path) -> VocabIndex:
     return VocabIndex(weight, tokens, tokenizer.all_special_ids, cache_dir=tmp_path)
 
 
-def test_knn_graph_equals_brute_force(tiny):
+@pytest.mark.parametrize("chunk", [2048, 7])  # one chunk; several, the last one short
+def test_knn_graph_equals_brute_force(tiny, monkeypatch, chunk):
+    monkeypatch.setattr(vocab_module, "_QUERY_CHUNK", chunk)
     embeddings = tiny[0].get_input_embeddings().weight.detach()
     allowed = torch.ones(len(embeddings), dtype=torch.bool)
     allowed[[0, 5, 7]] = False
@@ -29,6 +32,51 @@ def test_knn_graph_equals_brute_force(tiny):
     dist.fill_diagonal_(float("inf"))
     expected = dist.topk(6, largest=False).indices
     assert torch.equal(graph.long(), expected)
+
+
+def test_knn_graph_on_minilm_rows_finds_the_nearest(minilm, monkeypatch):
+    """Real rows, several chunks: the graph's distances are the k smallest (in float64), in order."""
+    monkeypatch.setattr(vocab_module, "_QUERY_CHUNK", 1024)
+    embeddings = minilm[0].get_input_embeddings().weight.detach()[:3000]
+    allowed = torch.rand(len(embeddings), generator=torch.Generator().manual_seed(0)) > 0.2
+    graph = knn_graph(embeddings, 50, allowed).long()
+    dist = torch.cdist(embeddings.double(), embeddings.double())
+    dist[:, ~allowed] = float("inf")
+    dist.fill_diagonal_(float("inf"))
+    assert allowed[graph].all() and not (graph == torch.arange(len(graph))[:, None]).any()
+    torch.testing.assert_close(dist.gather(1, graph), dist.topk(50, largest=False).values, atol=1e-5, rtol=0)
+
+
+def _stable_top_k(scores, k):
+    """The reference: largest first, equal scores in column order."""
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "random",  # the sampled guess holds
+        "ties",  # whole runs of equal scores, negative and positive
+        "sample_on_top",  # every 16th score is the largest: guesses fail until every score is kept
+        "short_rows",  # fewer columns than a sample needs
+    ],
+)
+def test_top_k_per_row_equals_stable_sort(case):
+    from udig.kernels import top_k_per_row
+
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal((40, 3000)).astype(np.float32)
+    k = 500
+    if case == "ties":
+        scores = np.round(scores * 2) / 2
+    elif case == "sample_on_top":
+        scores[:, ::16] += 100
+    elif case == "short_rows":
+        scores, k = scores[:, :20], 7
+    scores[0, 5] = -np.inf  # an excluded column
+    out = np.full((len(scores), k), -1, np.int32)
+    top_k_per_row(scores, k, out)
+    np.testing.assert_array_equal(out, _stable_top_k(scores, k))
 
 
 @pytest.mark.parametrize("m", [1, 5, 30])
