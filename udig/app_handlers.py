@@ -420,8 +420,8 @@ class Demo:
     def warm_up(self, graph: bool = False) -> None:
         """Load the default model and prepare what its first explanation needs, before the first user.
 
-        graph=True also builds DIG's KNN graph. That takes 10-30 s on 2 CPU cores and the vocabulary
-        index is locked while it runs (UDIG requests wait), so it is opt-in (UDIG_WARMUP=full).
+        graph=True also builds DIG's KNN graph. That takes about 7 s of both CPU cores (DIG requests wait
+        for it, UDIG and IG requests run slower beside it), so it is opt-in (UDIG_WARMUP=full).
         """
         started = time.perf_counter()
         try:
