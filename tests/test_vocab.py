@@ -79,6 +79,22 @@ def test_top_k_per_row_equals_stable_sort(case):
     np.testing.assert_array_equal(out, _stable_top_k(scores, k))
 
 
+def test_compiled_kernels_use_as_many_threads_as_torch():
+    import numba
+
+    from udig.kernels import top_k_per_row
+
+    before = torch.get_num_threads()
+    out = np.empty((2, 3), np.int32)
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            top_k_per_row(np.random.default_rng(0).random((2, 50), dtype=np.float32), 3, out)
+            assert numba.get_num_threads() == min(threads, numba.config.NUMBA_NUM_THREADS)
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("m", [1, 5, 30])
 def test_nearest_on_segments_equals_brute_force(minilm, m):
     model, tokenizer = minilm

@@ -14,13 +14,21 @@ import threading
 
 import numba
 import numpy as np
+import torch
 
 _LOCK = threading.Lock()  # numba's fallback thread pool (workqueue) must not be entered from two threads
+
+
+def _follow_torch_threads() -> None:
+    """Run on as many threads as torch: one knob (``torch.set_num_threads``) for all of udig's work, so
+    that one-thread evaluation workers do not each start a numba thread per core and fight over them."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
 def score_candidates(ids, table, low, high, fallback, greedy: bool, out) -> None:
     """Fill ``out (T, K)`` with the cost of candidate rows ``table[ids]``; see ``candidate_costs``."""
     with _LOCK:
+        _follow_torch_threads()
         _score_candidates(ids, table, low, high, fallback, greedy, out)
 
 
@@ -49,6 +57,7 @@ def top_k_per_row(scores, k: int, out) -> None:
     """Fill ``out (n, k)`` with the column indices of each row's k largest ``scores (n, V)`` (float32),
     largest first, equal scores in column order."""
     with _LOCK:
+        _follow_torch_threads()
         _top_k_per_row(scores, k, out)
 
 
