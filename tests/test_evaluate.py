@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 
 import numpy as np
@@ -127,6 +128,30 @@ def test_method_names_are_canonical_and_checked():
         evaluate.main(["--methods", "nope"])
 
 
+def test_a_path_method_may_name_its_baseline_token():
+    specs = parse_methods("udig-maxcount:words@pad, udig-greedy@mask, ig@mask, dig-greedy@pad")
+    assert [s.name for s in specs] == ["udig-maxcount:words@pad", "udig-greedy:all", "ig@mask", "dig-greedy:all"]
+    assert [s.baseline for s in specs] == ["pad", None, "mask", None]  # a paper's own baseline is not written
+    for bad in ("random@pad", "udig-greedy@cls", "udig-greedy:words@"):
+        with pytest.raises(ValueError, match="take a baseline"):
+            parse_methods(bad)
+
+
+def test_a_baseline_variant_is_explained_from_its_token_and_compared_with_its_twin(tiny_setup, tmp_path):
+    args = ["--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data.jsonl"), "--limit", "2",
+            "--methods", "ig,udig-maxcount,udig-maxcount@pad", "--steps", "4", "--nbrs", "4", "--out", str(tmp_path),
+            "--quiet"]
+    assert evaluate.main(args) == 0
+    records = read_records(tmp_path / "records.jsonl")
+    padded = [r for r in records.values() if r["method"] == "udig-maxcount:all@pad"]
+    assert len(padded) == 2
+    for record in padded:  # the [PAD] path starts elsewhere, so its completeness terms differ
+        assert record["delta"] != records[f"{record['example']}|udig-maxcount:all"]["delta"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rivals = {c["versus"] for c in summary["comparisons"] if c["method"] == "udig-maxcount:all@pad"}
+    assert rivals == {"ig", "udig-maxcount:all"}
+
+
 def test_resume_reader_drops_a_truncated_last_line_and_keeps_a_complete_one(tmp_path):
     path = tmp_path / "records.jsonl"
     path.write_text('{"key": "a"}\n{"key": "b"}\n{"key": "c", "x": [1, ')
@@ -180,9 +205,11 @@ def test_hub_datasets_fail_clearly_without_the_datasets_package(monkeypatch):
         evaluate.load_items("no-such-set", seed=0)
 
 
-def test_worker_processes_write_the_same_records(tiny_setup, tmp_path):
+def test_worker_processes_write_the_same_records(tiny_setup, tmp_path, monkeypatch):
     single = run_cli(tiny_setup, tmp_path / "one", 2, "--threads", "1")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     double = run_cli(tiny_setup, tmp_path / "two", 2, "--workers", "2")
+    assert os.environ.get("OMP_WAIT_POLICY") == "PASSIVE", "workers must not spin while they wait"
     one = read_records(tmp_path / "one" / "records.jsonl")
     two = read_records(tmp_path / "two" / "records.jsonl")
     assert one.keys() == two.keys()
