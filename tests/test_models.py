@@ -255,3 +255,20 @@ def test_unreachable_hub_fails_fast_with_clear_message(monkeypatch):
     assert time.perf_counter() - t < 10
     msg = str(info.value)
     assert "cannot be reached" in msg and DEFAULT_MODEL in msg and "local folder" in msg
+
+
+def test_loading_leaves_the_callers_transformers_logging_as_it_was(tmp_path):
+    """Loads are quiet (a fresh head is expected), but the caller's verbosity and progress bars stay theirs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_info()
+    hf_logging.enable_progress_bar()
+    try:
+        model, tokenizer = models.load_base_minilm("classification", seed=3)
+        model.save_pretrained(tmp_path / "clf")
+        tokenizer.save_pretrained(tmp_path / "clf")
+        load_model(str(tmp_path / "clf"))
+        assert hf_logging.get_verbosity() == hf_logging.INFO
+        assert hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.set_verbosity_warning()

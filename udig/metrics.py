@@ -19,9 +19,9 @@ Conventions, exactly:
   - comprehensiveness ``= p(ŷ) - p'(ŷ)``, the top-k tokens deleted and the rest re-packed (positions
     0..L-k-1). Higher is better. If nothing is left (k = L) the model has no input to read; p'(ŷ) is then
     taken as chance, 1/C.
-  - sufficiency ``= p(ŷ) - p'(ŷ)``, *only* the top-k tokens kept, re-packed. Like the DIG code
-    (``eval_sufficiency`` keeps exactly the top-k positions) and METHOD.md, [CLS]/[SEP] are not added
-    back unless the rule chose them. 0 when k = 0. Lower is better.
+  - sufficiency ``= p(ŷ) - p'(ŷ)``, *only* the top-k tokens kept, re-packed. As in the DIG code
+    (``eval_sufficiency`` keeps exactly the top-k positions), [CLS]/[SEP] are not added back unless the
+    rule chose them. 0 when k = 0. Lower is better.
 
 * **Extractive QA.** Positions must stay comparable, so nothing is deleted: tokens are *replaced* by [MASK]
   and the sequence keeps its length. ŷ is the predicted answer's start position for the start explanation

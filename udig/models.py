@@ -19,6 +19,8 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import util as importlib_util
 from pathlib import Path
 from typing import Any, Literal
@@ -80,14 +82,34 @@ class ModelLoadError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- helpers
-def _quiet_transformers() -> None:
+_quiet_lock = threading.Lock()
+_quiet_loads = 0  # loads in progress; the first saves the caller's settings, the last restores them
+_caller_settings: tuple[int, bool] = (0, True)
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load-time warnings and progress bars (a udig folder's head is loaded into a
+    fresh model on purpose) for the duration of the loads only: logging settings belong to the caller."""
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
+    global _quiet_loads, _caller_settings
+    with _quiet_lock:
+        if _quiet_loads == 0:
+            _caller_settings = (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled())
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+        _quiet_loads += 1
     try:
-        hf_logging.disable_progress_bar()
-    except AttributeError:  # pragma: no cover - older transformers
-        pass
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_loads -= 1
+            if _quiet_loads == 0:
+                verbosity, bars = _caller_settings
+                hf_logging.set_verbosity(verbosity)
+                if bars:
+                    hf_logging.enable_progress_bar()
 
 
 def base_model_dir() -> Path:
@@ -451,7 +473,6 @@ def load_model(
     ``base_dir`` (or ``$UDIG_BASE_MODEL_DIR``) overrides where the base MiniLM of udig-format
     folders is read from. Raises :class:`ModelLoadError`.
     """
-    _quiet_transformers()
     raw = DEFAULT_MODEL if name is None or str(name).strip() == "" else str(name).strip()
     bdir = Path(base_dir).expanduser().resolve() if base_dir is not None else None
     if raw in _ALIASES:
@@ -492,7 +513,8 @@ def load_model(
         with _cache_lock:
             if key in _cache:
                 return _cache[key]
-        result = loader()
+        with _quiet_transformers():
+            result = loader()
         with _cache_lock:
             _cache[key] = result
         return result
@@ -506,7 +528,6 @@ def load_base_minilm(task: Task = "classification", seed: int = 0, base_dir: str
     """
     import torch
 
-    _quiet_transformers()
     d = Path(base_dir) if base_dir is not None else base_model_dir()
     verify_base_weights(d)
     cls = _auto_class(task)
@@ -514,7 +535,7 @@ def load_base_minilm(task: Task = "classification", seed: int = 0, base_dir: str
     if task == "classification":
         kwargs.update(num_labels=2, id2label=dict(ID2LABEL), label2id={v: k for k, v in ID2LABEL.items()})
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _quiet_transformers():
             torch.manual_seed(seed)
             model = cls.from_pretrained(str(d), **kwargs)
     except Exception as e:  # noqa: BLE001
