@@ -47,6 +47,26 @@ def test_knn_graph_on_minilm_rows_finds_the_nearest(minilm, monkeypatch):
     torch.testing.assert_close(dist.gather(1, graph), dist.topk(50, largest=False).values, atol=1e-5, rtol=0)
 
 
+def test_knn_graph_product_uses_as_many_threads_as_torch(tiny, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    real_matmul = np.matmul
+
+    def spying_matmul(*args, **kwargs):
+        seen.extend(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+        return real_matmul(*args, **kwargs)
+
+    monkeypatch.setattr(vocab_module.np, "matmul", spying_matmul)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        knn_graph(tiny[0].get_input_embeddings().weight.detach(), 3, torch.ones(tiny[0].config.vocab_size, dtype=torch.bool))
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {1}
+
+
 def _stable_top_k(scores, k):
     """The reference: largest first, equal scores in column order."""
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]

@@ -34,6 +34,7 @@ import torch
 from huggingface_hub import cached_assets_path
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 logger = logging.getLogger(__name__)
@@ -114,14 +115,15 @@ def knn_graph(embeddings: Tensor, k: int, allowed: Tensor) -> Tensor:
     position[key_ids.numpy()] = np.arange(len(key_ids))
     scores = np.empty((min(_QUERY_CHUNK, len(rows)), len(key_ids)), np.float32)
     nearest = np.empty((len(rows), k), np.int32)  # positions among the keys
-    for start in range(0, len(rows), _QUERY_CHUNK):
-        stop = min(start + _QUERY_CHUNK, len(rows))
-        chunk = scores[: stop - start]
-        np.matmul(queries[start:stop], keys_t, out=chunk)
-        self_col = position[start:stop]
-        has_self = self_col >= 0
-        chunk[has_self.nonzero()[0], self_col[has_self]] = -np.inf
-        top_k_per_row(chunk, k, nearest[start:stop])
+    with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):  # torch's thread count rules
+        for start in range(0, len(rows), _QUERY_CHUNK):
+            stop = min(start + _QUERY_CHUNK, len(rows))
+            chunk = scores[: stop - start]
+            np.matmul(queries[start:stop], keys_t, out=chunk)
+            self_col = position[start:stop]
+            has_self = self_col >= 0
+            chunk[has_self.nonzero()[0], self_col[has_self]] = -np.inf
+            top_k_per_row(chunk, k, nearest[start:stop])
     return key_ids[torch.from_numpy(nearest).long()].to(torch.int32)
 
 
