@@ -67,6 +67,13 @@ def test_knn_graph_product_uses_as_many_threads_as_torch(tiny, monkeypatch):
     assert seen and set(seen) == {1}
 
 
+def test_knn_graph_refuses_a_broken_embedding_matrix(tiny):
+    embeddings = tiny[0].get_input_embeddings().weight.detach().clone()
+    embeddings[4, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        knn_graph(embeddings, 3, torch.ones(len(embeddings), dtype=torch.bool))
+
+
 def _stable_top_k(scores, k):
     """The reference: largest first, equal scores in column order."""
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]

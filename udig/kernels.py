@@ -54,8 +54,8 @@ def _score_candidates(ids, table, low, high, fallback, greedy, out):  # pragma: 
 
 
 def top_k_per_row(scores, k: int, out) -> None:
-    """Fill ``out (n, k)`` with the column indices of each row's k largest ``scores (n, V)`` (float32),
-    largest first, equal scores in column order."""
+    """Fill ``out (n, k)`` with the column indices of each row's k largest ``scores (n, V)`` (float32, no
+    NaN, k <= V), largest first, equal scores in column order."""
     with _LOCK:
         _follow_torch_threads()
         _top_k_per_row(scores, k, out)

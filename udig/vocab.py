@@ -107,7 +107,9 @@ def knn_graph(embeddings: Tensor, k: int, allowed: Tensor) -> Tensor:
     key_ids = allowed.nonzero().squeeze(1)  # (A,)
     if k > len(key_ids) - 1:
         raise ValueError(f"graph_k={k} needs at least {k + 1} candidate rows, the vocabulary has {len(key_ids)}")
-    rows = embeddings.numpy().astype(np.float32, copy=False)
+    rows = embeddings.detach().cpu().float().numpy()
+    if not np.isfinite(rows).all():
+        raise ValueError("the embedding matrix has NaN or infinite values; no neighbour graph can be built from it")
     queries = np.hstack([rows, np.ones((len(rows), 1), np.float32)])
     keys = rows[key_ids.numpy()]
     keys_t = np.ascontiguousarray(np.hstack([keys, -0.5 * np.square(keys).sum(1, keepdims=True)]).T)  # (d+1, A)
