@@ -27,7 +27,7 @@ import unicodedata
 import weakref
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -235,15 +235,23 @@ class VocabIndex:
         nearest = nearest.view(len(kept), len(alphas), k)
         return nearest if key_ids is None else key_ids[nearest]
 
-    def nearest_distance(self, points: Tensor, rule: str = "all") -> Tensor:
-        """Euclidean distance from each point ``(P, d)`` to its nearest candidate row: ``(P,)``."""
-        keys_t, key_sq, _ = self.candidate_keys(rule)
-        points = points.float()
-        out = torch.empty(len(points))
+    def nearest_distances(self, points: Tensor, rules: Sequence[str] = ("all",)) -> dict[str, Tensor]:
+        """Euclidean distance from each point ``(P, d)`` to its nearest row under each candidate rule: ``(P,)`` each.
+
+        One product per chunk of points serves every rule (a rule only masks columns), so two rules cost one.
+        The path view and the word-approximation error (:mod:`udig.metrics`) both measure with this.
+        """
+        masks = {rule: self.candidate_mask(rule) for rule in rules}
+        keys_t, key_sq, _ = self.candidate_keys("all")
+        points = points.detach().float().cpu()
+        out = {rule: torch.empty(len(points)) for rule in rules}
         for start in range(0, len(points), _QUERY_CHUNK):
-            chunk = points[start : start + _QUERY_CHUNK]
-            sq = torch.addmm(key_sq.expand(len(chunk), -1), chunk, keys_t, alpha=-2.0).amin(1)
-            out[start : start + len(chunk)] = (sq + (chunk * chunk).sum(1)).clamp(min=0).sqrt()
+            chunk = points[start : start + _QUERY_CHUNK]  # (c, d)
+            sq = torch.addmm(key_sq.expand(len(chunk), -1), chunk, keys_t, alpha=-2.0)  # (c, V)
+            chunk_sq = (chunk * chunk).sum(1)
+            for rule, allowed in masks.items():
+                nearest = sq.amin(1) if bool(allowed.all()) else sq[:, allowed].amin(1)
+                out[rule][start : start + len(chunk)] = (nearest + chunk_sq).clamp(min=0).sqrt()
         return out
 
     def graph(self, k: int, rule: str) -> Tensor:

@@ -1,0 +1,209 @@
+"""Attribution methods in one registry: how each one turns a :class:`Problem` into attributions.
+
+IG, DIG and UDIG are *path methods*: they differ only in the points of the path (:mod:`udig.paths`), which
+one integrator (:mod:`udig.integrate`) turns into attributions. ``random`` (seeded Gaussian scores) and
+``grad-input`` (gradient x input at the input, Shrikumar et al. 2016) are path-free sanity baselines for the
+evaluation. A new method is one entry of :data:`REGISTRY`; :func:`get_method` raises on unknown names.
+
+References: Sundararajan et al. 2017 (IG); Sanyal & Ren, EMNLP 2021 (DIG); Roy & Kundu 2024,
+arXiv 2412.03886 (UDIG).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import paths
+from .integrate import integrate_path
+from .tasks import Encoding
+from .vocab import VocabIndex
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+
+@dataclass
+class Problem:
+    """One input in canonical form, built once by the Explainer: everything a method may read."""
+
+    encoding: Encoding
+    inputs: Tensor  # (L, d) word embeddings, model dtype and device
+    embeddings: Tensor  # (V, d) the model's word-embedding matrix
+    reference_ids: Tensor | None  # (L,) baseline ids (special tokens keep their own); None without a baseline
+    value: Callable[[Tensor], Tensor]  # word embeddings (B, L, d) -> target values (B, n_targets)
+    input_values: Tensor  # (n_targets,) the targets at the input, from the prediction pass
+    batch_size: int  # path points per forward/backward pass
+    vocab: Callable[[], VocabIndex]  # the shared vocabulary index, built on first call
+    graph_k: int  # neighbours per word in DIG's KNN graph
+
+
+@dataclass
+class Attribution:
+    """What a method returns: per-target token attributions and, for path methods, the path itself."""
+
+    attributions: Tensor  # (n_targets, L)
+    f_baseline: Tensor  # (n_targets,) F at the path's start; NaN without a path
+    path: Tensor | None = None  # (N, L, d)
+    chains: Tensor | None = None  # (T, m + 1) anchor ids of the moving tokens, word first (DIG/UDIG)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Method(Protocol):
+    """A registry entry. ``uses`` names the settings it reads; the others are set to neutral values."""
+
+    name: str
+    title: str
+    paper_baseline: str | None  # the baseline token its paper integrates from; None without a path
+    uses: frozenset[str]
+
+    def n_points(self, settings: Settings) -> int | None: ...
+
+    def attribute(self, problem: Problem, settings: Settings) -> Attribution: ...
+
+
+PathBuilder = Callable[[Problem, "Settings"], tuple[Tensor, Tensor | None]]
+"""(problem, settings) -> path points ``(N, L, d)`` and the anchor chains (None for IG)."""
+
+
+@dataclass(frozen=True)
+class PathMethod:
+    """A path from the baseline to the input, integrated by the left Riemann sum."""
+
+    name: str
+    title: str
+    paper_baseline: str
+    uses: frozenset[str]
+    build: PathBuilder
+    count: Callable[[Settings], int]
+
+    def n_points(self, settings: Settings) -> int:
+        return self.count(settings)
+
+    def attribute(self, problem: Problem, settings: Settings) -> Attribution:
+        tick = time.perf_counter()
+        path, chains = self.build(problem, settings)
+        timings = {"path": time.perf_counter() - tick}
+        tick = time.perf_counter()
+        integral = integrate_path(problem.value, path, problem.batch_size, problem.input_values)
+        timings["gradients"] = time.perf_counter() - tick
+        return Attribution(integral.attributions, integral.values[:, 0], path, chains, timings)
+
+
+@dataclass(frozen=True)
+class PathFreeMethod:
+    """Scores without a path (no baseline, no completeness): special tokens get exactly 0, as in every method."""
+
+    name: str
+    title: str
+    uses: frozenset[str]
+    scores: Callable[[Problem, Settings], Tensor]  # (n_targets, L)
+    paper_baseline: None = None
+
+    def n_points(self, settings: Settings) -> None:
+        return None
+
+    def attribute(self, problem: Problem, settings: Settings) -> Attribution:
+        tick = time.perf_counter()
+        scores = self.scores(problem, settings)
+        scores = scores.masked_fill(problem.encoding.special_mask.to(scores.device), 0.0)
+        nan = torch.full((scores.shape[0],), float("nan"))
+        return Attribution(scores, nan, timings={"gradients": time.perf_counter() - tick})
+
+
+# -- paths ----------------------------------------------------------------------------------------------
+
+
+def _linear_path(problem: Problem, settings: Settings) -> tuple[Tensor, None]:
+    """IG: the straight line from the baseline embeddings to the input."""
+    baseline = problem.embeddings[problem.reference_ids.to(problem.embeddings.device)].detach()  # (L, d)
+    return paths.linear_path(baseline, problem.inputs, settings.steps), None
+
+
+CandidateSourceBuilder = Callable[[VocabIndex, Tensor, Tensor, "Settings", int], paths.CandidateSource]
+
+
+def _graph_candidates(vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: Settings, graph_k: int) -> paths.CandidateSource:
+    """DIG: the KNN-graph neighbours of the previous anchor."""
+    graph = vocab.graph(graph_k, settings.candidates)  # (V, K)
+    return lambda t, current: graph[current].long()
+
+
+def _line_candidates(vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: Settings, graph_k: int) -> paths.CandidateSource:
+    """UDIG: the nearest words to the t-th evenly spaced reference point on the IG line."""
+    table = vocab.embeddings
+    alphas = paths.udig_reference_alphas(settings.steps)
+    nearest = vocab.nearest_on_segments(table[refs], table[word_ids], alphas, settings.nbrs, settings.candidates)
+    return lambda t, current: nearest[:, t]  # (T, nbrs)
+
+
+def _anchored_path(candidates: CandidateSourceBuilder) -> PathBuilder:
+    """DIG and UDIG differ only in where each anchor's candidates come from."""
+
+    def build(problem: Problem, settings: Settings) -> tuple[Tensor, Tensor]:
+        vocab = problem.vocab()
+        table = vocab.embeddings  # (V, d) float32 on CPU
+        encoding, inputs = problem.encoding, problem.inputs
+        moving = ~encoding.special_mask
+        word_ids, refs = encoding.input_ids[moving], problem.reference_ids[moving]  # (T,)
+        source = candidates(vocab, word_ids, refs, settings, problem.graph_k)
+        chains = paths.chain_anchors(word_ids, refs, table, source, settings.strategy, settings.steps)  # (T, m + 1)
+        points = paths.upscale(paths.anchor_points(chains, refs, table, settings.steps), settings.factor)  # (N, T, d)
+        return paths.sentence_path(points.to(inputs), inputs, moving.to(inputs.device)), chains
+
+    return build
+
+
+def _anchored_points(settings: Settings) -> int:
+    return 2**settings.factor * (settings.steps + 1) + 1
+
+
+# -- path-free baselines -----------------------------------------------------------------------------------
+
+
+def _random_scores(problem: Problem, settings: Settings) -> Tensor:
+    """Standard normal scores seeded by (seed, text): the same input always gets the same scores."""
+    rng = np.random.default_rng([settings.seed, zlib.crc32(problem.encoding.text.encode())])
+    rows = [rng.standard_normal(len(problem.encoding)) for _ in range(len(problem.input_values))]
+    return torch.from_numpy(np.stack(rows))  # (n_targets, L)
+
+
+def _gradient_times_input(problem: Problem, settings: Settings) -> Tensor:
+    """``sum_j dF/dx_ij * x_ij`` at the input, for each target, from one forward pass."""
+    point = problem.inputs[None].detach().requires_grad_(True)  # (1, L, d)
+    with torch.enable_grad():
+        values = problem.value(point)[0]  # (n_targets,)
+        grads = [
+            torch.autograd.grad(values[t], point, retain_graph=t < len(values) - 1)[0][0] for t in range(len(values))
+        ]  # each (L, d)
+    return torch.stack([(grad * problem.inputs).sum(-1) for grad in grads]).double().cpu()  # (n_targets, L)
+
+
+_ANCHORED = frozenset({"steps", "factor", "nbrs", "strategy", "baseline", "candidates"})
+
+REGISTRY: dict[str, Method] = {
+    method.name: method
+    for method in (
+        PathMethod("ig", "IG", "pad", frozenset({"steps", "baseline"}), _linear_path, lambda s: s.steps + 1),
+        PathMethod("dig", "DIG", "pad", _ANCHORED - {"nbrs"}, _anchored_path(_graph_candidates), _anchored_points),
+        PathMethod("udig", "UDIG", "mask", _ANCHORED, _anchored_path(_line_candidates), _anchored_points),
+        PathFreeMethod("random", "Random", frozenset({"seed"}), _random_scores),
+        PathFreeMethod("grad-input", "Gradient × input", frozenset(), _gradient_times_input),
+    )
+}
+METHODS = tuple(REGISTRY)
+PATH_METHODS = tuple(name for name, method in REGISTRY.items() if isinstance(method, PathMethod))
+
+
+def get_method(name: str) -> Method:
+    """The registered method called ``name``; ValueError naming the choices otherwise."""
+    try:
+        return REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}") from None

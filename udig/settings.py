@@ -1,0 +1,171 @@
+"""Every attribution parameter in one place: its default, its allowed values and what it means.
+
+The Explainer, the demo and ``python -m udig.evaluate`` all build a frozen :class:`Settings` through
+:meth:`Settings.make`, which checks each value against :data:`PARAMETERS`. A caller with tighter rules (the
+public demo) passes :class:`Bounds` that narrow the ranges and choices; it never restates them. A new
+parameter is one :class:`Parameter` entry and one :class:`Settings` field (plus its use in a method).
+
+Values from a user interface (slider floats such as ``30.0``, link strings such as ``"30"`` or ``"UDIG"``)
+are accepted with ``lenient=True``; library calls are strict, so ``steps=2.5`` or ``steps=True`` is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from .methods import METHODS, get_method
+from .paths import STRATEGIES
+from .vocab import CANDIDATE_RULES
+
+BASELINES = ("mask", "pad", "unk")
+MAX_BASELINE_CHARS = 64  # a vocabulary token is short; anything longer is not one
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One setting's rule: a whole number in ``[low, high]``, one of ``choices``, or a baseline token."""
+
+    name: str
+    default: Any
+    help: str
+    low: int | None = None
+    high: int | None = None
+    choices: tuple[str, ...] | None = None
+    token: bool = False  # a baseline: one of BASELINES or any vocabulary token (checked against the tokenizer)
+
+    def check(self, value: Any, bounds: Bounds | None = None, *, lenient: bool = False) -> Any:
+        """The canonical value, or ValueError naming the parameter, the allowed values and the bad one."""
+        if self.token:
+            return _token(self.name, value)
+        if self.choices is not None:
+            return _choice(self.name, value, bounds.choices.get(self.name, self.choices) if bounds else self.choices, lenient)
+        low, high = self.low, self.high
+        if bounds and self.name in bounds.ranges:
+            low, high = bounds.ranges[self.name]
+        return _whole(self.name, value, low, high, lenient)
+
+
+PARAMETERS: dict[str, Parameter] = {
+    p.name: p
+    for p in (
+        Parameter("method", "udig", "attribution method", choices=METHODS),
+        Parameter("strategy", "maxcount", "DIG/UDIG anchor rule", choices=STRATEGIES),
+        Parameter("steps", 30, "IG's Riemann steps, or the number of anchors m for DIG/UDIG", low=1),
+        Parameter("factor", 0, "DIG/UDIG upscaling: 2^factor (m + 1) + 1 points", low=0, high=6),
+        Parameter("nbrs", 50, "UDIG's candidate words per reference point", low=1),
+        Parameter("baseline", None, "mask, pad, unk or a vocabulary token; None: the method's paper's", token=True),
+        Parameter("candidates", "all", "anchor candidates: every row (the papers) or real words", choices=CANDIDATE_RULES),
+        Parameter("seed", 0, "the random baseline's seed", low=0),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Tighter rules of one caller: ``ranges`` narrows whole numbers, ``choices`` narrows choices, and
+    ``max_points`` caps the path points (the runtime) of one explanation."""
+
+    ranges: Mapping[str, tuple[int, int | None]] = field(default_factory=dict)
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    max_points: int | None = None
+
+    def range(self, name: str) -> tuple[int | None, int | None]:
+        """The effective ``(low, high)`` of a whole-number parameter (for sliders and help texts)."""
+        parameter = PARAMETERS[name]
+        return self.ranges.get(name, (parameter.low, parameter.high))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One explanation's validated parameters. Build it with :meth:`make`; ``info()`` is enough to rerun.
+
+    Parameters the method does not use are set to neutral values (IG has no strategy and no factor), and
+    ``baseline`` is resolved to the method's paper's choice when not given, so two requests that compute
+    the same explanation have equal settings.
+    """
+
+    method: str = "udig"
+    strategy: str | None = "maxcount"
+    steps: int = 30
+    factor: int = 0
+    nbrs: int = 50
+    baseline: str | None = "mask"
+    candidates: str = "all"
+    seed: int = 0
+
+    @classmethod
+    def make(cls, values: Mapping[str, Any] | None = None, *, bounds: Bounds | None = None, lenient: bool = False, **changes: Any) -> Settings:
+        """Check ``values`` (and ``changes``) against :data:`PARAMETERS` and ``bounds``; unknown names are refused."""
+        given = {**(values or {}), **changes}
+        unknown = sorted(set(given) - set(PARAMETERS))
+        if unknown:
+            raise ValueError(f"unknown setting {unknown[0]!r}; the settings are {', '.join(PARAMETERS)}")
+        checked = {
+            name: parameter.default if given.get(name) is None else parameter.check(given[name], bounds, lenient=lenient)
+            for name, parameter in PARAMETERS.items()
+        }
+        method = get_method(checked["method"])
+        checked["baseline"] = checked["baseline"] or method.paper_baseline
+        for name in PARAMETERS.keys() - method.uses - {"method"}:  # what the method ignores cannot tell two results apart
+            checked[name] = None if name in ("strategy", "baseline") else PARAMETERS[name].default
+        settings = cls(**checked)
+        if bounds is not None and bounds.max_points is not None and (settings.n_points or 0) > bounds.max_points:
+            raise ValueError(
+                f"{settings.n_points} path points is more than this demo allows ({bounds.max_points}); "
+                "lower the steps or the upscaling factor"
+            )
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        """A checked copy with some values changed."""
+        return Settings.make({**asdict(self), **changes})
+
+    @property
+    def n_points(self) -> int | None:
+        """Points on the path (each but the last takes a forward and backward pass); None without a path."""
+        return get_method(self.method).n_points(self)
+
+    def info(self) -> dict[str, Any]:
+        """The settings and the path's size, as JSON values."""
+        return {**asdict(self), "n_points": self.n_points}
+
+
+SETTING_NAMES = tuple(f.name for f in fields(Settings))
+
+
+def _whole(name: str, value: Any, low: int | None, high: int | None, lenient: bool) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str) if lenient else int):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    number = int(number)
+    if (low is not None and number < low) or (high is not None and number > high):
+        if high is None:
+            raise ValueError(f"{name} must be at least {low}, got {number}")
+        raise ValueError(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...], lenient: bool) -> str:
+    if lenient and isinstance(value, str):
+        value = value.strip().lower()
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+    return value
+
+
+def _token(name: str, value: Any) -> str:
+    """A named baseline (case-insensitive) or a token as typed; the tokenizer checks it exists."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be one of {', '.join(BASELINES)} or a vocabulary token, got {value!r}")
+    value = value.strip()
+    if len(value) > MAX_BASELINE_CHARS:
+        raise ValueError(f"{name} must be a vocabulary token, not {len(value)} characters of text")
+    return value.lower() if value.lower() in BASELINES else value
+
