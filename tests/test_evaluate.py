@@ -13,7 +13,8 @@ import torch
 
 from conftest import tiny_bert
 from udig import evaluate
-from udig.evaluate import Item, baseline_explanation, bootstrap_interval, parse_methods, read_records
+from udig import Explainer
+from udig.evaluate import EvaluationError, bootstrap_interval, parse_methods, read_records
 
 METHODS = "ig,dig-greedy:all,udig-maxcount,udig-greedy:words,random,grad-input"
 SENTENCES = [
@@ -81,15 +82,26 @@ def test_a_finished_run_is_not_recomputed(tiny_setup, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("nothing should be recomputed")
 
-    monkeypatch.setattr(evaluate, "baseline_explanation", fail)
     monkeypatch.setattr(evaluate.Explainer, "explain", fail)
     run_cli(tiny_setup, tmp_path, 2)
 
 
-def test_records_of_different_settings_are_not_mixed(tiny_setup, tmp_path):
+def test_records_of_different_settings_are_not_mixed(tiny_setup, tmp_path, capsys):
     run_cli(tiny_setup, tmp_path, 1)
-    with pytest.raises(SystemExit, match="steps"):
-        run_cli(tiny_setup, tmp_path, 1, "--steps", "5")
+    args = ["--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data.jsonl"), "--methods", "ig",
+            "--limit", "1", "--steps", "5", "--out", str(tmp_path), "--quiet"]
+    assert evaluate.main(args) == 2  # library code raised; only main turns it into an exit status
+    error = capsys.readouterr().err
+    assert "different run" in error and "steps: 4 there, 5 now" in error
+
+
+def test_bad_values_are_refused_with_the_engine_rules(tiny_setup, tmp_path, capsys):
+    base = ["--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data.jsonl"), "--out", str(tmp_path), "--quiet"]
+    for extra, message in ((["--steps", "0"], "steps must be at least 1"), (["--factor", "9"], "factor must be between 0 and 6"),
+                           (["--methods", "shap"], "unknown method"), (["--topk", "120"], "topk")):
+        assert evaluate.main(base + extra) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "records.jsonl").exists(), "nothing is written for a refused run"
 
 
 def test_outputs_table_csv_and_chart(tiny_setup, tmp_path):
@@ -124,8 +136,7 @@ def test_method_names_are_canonical_and_checked():
     for bad, message in [("ig:words", "no candidate rule"), ("udig-fast", "unknown method"), ("dig-greedy:some", "rule"), ("", "no methods")]:
         with pytest.raises(ValueError, match=message):
             parse_methods(bad)
-    with pytest.raises(SystemExit):
-        evaluate.main(["--methods", "nope"])
+    assert evaluate.main(["--methods", "nope"]) == 2
 
 
 def test_a_path_method_may_name_its_baseline_token():
@@ -161,7 +172,7 @@ def test_resume_reader_drops_a_truncated_last_line_and_keeps_a_complete_one(tmp_
     assert list(read_records(path)) == ["a", "b"]
     assert path.read_text().endswith('"b"}\n')
     path.write_text('{"key": "a"}\nnot json\n{"key": "b"}\n')
-    with pytest.raises(SystemExit, match="line 2"):
+    with pytest.raises(EvaluationError, match="line 2"):
         read_records(path)
 
 
@@ -181,8 +192,8 @@ def test_grad_input_is_gradient_times_input_and_random_is_seeded(tiny_setup):
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_setup / "model").eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_setup / "model")
-    item = Item(id="x", text=SENTENCES[1])
-    e = baseline_explanation("grad-input", model, tokenizer, item, seed=0)
+    explainer = Explainer(model, tokenizer)
+    e = explainer.explain(SENTENCES[1], method="grad-input")
     ids = torch.tensor([e.input_ids])
     embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
     logits = model(inputs_embeds=embeds).logits[0]
@@ -190,16 +201,18 @@ def test_grad_input_is_gradient_times_input_and_random_is_seeded(tiny_setup):
     (grad,) = torch.autograd.grad(logits[e.target], embeds)
     expected = (grad * embeds).sum(-1)[0].masked_fill(torch.tensor(e.special_mask), 0.0)
     assert torch.allclose(torch.tensor(e.attributions, dtype=torch.float32), expected, atol=1e-6)
+    assert e.path is None and np.isnan(e.delta) and e.settings["n_points"] is None
 
-    first = baseline_explanation("random", model, tokenizer, item, seed=0)
-    assert first.attributions == baseline_explanation("random", model, tokenizer, item, seed=0).attributions
-    assert first.attributions != baseline_explanation("random", model, tokenizer, item, seed=1).attributions
+    first = explainer.explain(SENTENCES[1], method="random", seed=0)
+    assert first.attributions == explainer.explain(SENTENCES[1], method="random", seed=0).attributions
+    assert first.attributions != explainer.explain(SENTENCES[1], method="random", seed=1).attributions
+    assert first.attributions != explainer.explain(SENTENCES[2], method="random", seed=0).attributions[: len(first.attributions)]
     assert all(a == 0.0 for a, s in zip(first.attributions, first.special_mask) if s)
 
 
 def test_hub_datasets_fail_clearly_without_the_datasets_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # import fails, as offline without the package
-    with pytest.raises(SystemExit, match="rt-offline"):
+    with pytest.raises(EvaluationError, match="rt-offline"):
         evaluate.load_items("sst2", seed=0)
     with pytest.raises(ValueError, match="unknown dataset"):
         evaluate.load_items("no-such-set", seed=0)

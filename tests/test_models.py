@@ -60,7 +60,7 @@ def test_default_loads_offline_fast():
     assert elapsed < 2.0, f"default model took {elapsed:.2f} s to load"
     assert not model.training
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    assert task_of(model) == "classification"
+    assert task_of(model).name == "classification"
     assert model.config.id2label == {0: "negative", 1: "positive"}
     assert tokenizer.is_fast
     assert load_model(DEFAULT_MODEL)[0] is model  # cached, and the name resolves to the same model
@@ -197,15 +197,15 @@ def test_local_folder_roundtrip_and_fresh_heads(tmp_path):
     qa, tok = models.load_base_minilm("qa", seed=0)
     qa2, _ = models.load_base_minilm("qa", seed=0)
     qa3, _ = models.load_base_minilm("qa", seed=1)
-    assert task_of(qa) == "qa" and not qa.training
+    assert task_of(qa).name == "qa" and not qa.training
     assert torch.equal(qa.qa_outputs.weight, qa2.qa_outputs.weight)
     assert not torch.equal(qa.qa_outputs.weight, qa3.qa_outputs.weight)
     clf, _ = models.load_base_minilm("classification", seed=0)
-    assert task_of(clf) == "classification" and clf.config.num_labels == 2
+    assert task_of(clf).name == "classification" and clf.config.num_labels == 2
     qa.save_pretrained(tmp_path / "qa")
     tok.save_pretrained(tmp_path / "qa")
     loaded, loaded_tok = load_model(str(tmp_path / "qa"))
-    assert task_of(loaded) == "qa" and loaded_tok.is_fast
+    assert task_of(loaded).name == "qa" and loaded_tok.is_fast
     assert torch.equal(loaded.qa_outputs.weight, qa.qa_outputs.weight)
     # a head-less checkpoint (the base package itself) needs an explicit task
     with pytest.raises(ModelLoadError, match="head"):
@@ -239,7 +239,7 @@ def test_concurrent_loads_share_one_model():
 
 
 def test_task_of_and_curated_lists(default):
-    assert task_of(default[0]) == "classification"
+    assert task_of(default[0]).name == "classification"
     with pytest.raises(TypeError, match="not supported"):
         task_of(torch.nn.Linear(2, 2))
     assert models.DEFAULT_QA_MODEL in models.CURATED_MODELS["qa"]

@@ -8,10 +8,14 @@ Beside UDIG (Roy & Kundu 2024) it implements the methods it improves on: Integra
     explanation = Explainer(model, tokenizer).explain("a gorgeous, moving film", method="udig")
 """
 
-from .explainer import BASELINES, METHODS, Explainer
+from .explainer import Explainer
 from .explanation import Explanation, QAExplanation
+from .methods import METHODS, PATH_METHODS, get_method
 from .models import DEFAULT_MODEL, ModelLoadError, load_model
 from .paths import STRATEGIES
+from .settings import BASELINES, PARAMETERS, Settings
+from .tasks import TASKS
+from .version import __version__
 from .vocab import CANDIDATE_RULES
 
 __all__ = [
@@ -19,11 +23,16 @@ __all__ = [
     "CANDIDATE_RULES",
     "DEFAULT_MODEL",
     "METHODS",
+    "PARAMETERS",
+    "PATH_METHODS",
     "STRATEGIES",
+    "TASKS",
     "Explainer",
     "Explanation",
     "ModelLoadError",
     "QAExplanation",
+    "Settings",
+    "__version__",
+    "get_method",
     "load_model",
 ]
-__version__ = "0.1.0"

@@ -7,15 +7,18 @@ records of the selected examples and methods are summarised into ``summary.json`
 ``table.md`` and ``chart.png``: per method the mean of each metric with a seeded bootstrap 95 % interval,
 and paired UDIG-versus-IG/DIG differences with their own intervals.
 
-Methods: ``ig``, ``dig-greedy``, ``dig-maxcount``, ``udig-greedy``, ``udig-maxcount``, each DIG/UDIG one
-with a candidate rule (``udig-maxcount:words``; ``:all`` when omitted), any path method with a baseline token
-other than its paper's (``udig-maxcount:words@pad``: UDIG integrates from [MASK], IG and DIG from [PAD],
-while log-odds inserts [PAD]), plus two sanity baselines that are
-not path methods: ``random`` (seeded Gaussian scores) and ``grad-input`` (gradient x input at the input
-point, Shrikumar et al. 2016). Special tokens get attribution 0 in all of them.
+Methods are the entries of :data:`udig.methods.REGISTRY`, written ``name[-strategy][:rule][@baseline]``:
+``ig``, ``dig-greedy``, ``dig-maxcount``, ``udig-greedy``, ``udig-maxcount``, each DIG/UDIG one with a
+candidate rule (``udig-maxcount:words``; ``:all`` when omitted), any path method with a baseline token other
+than its paper's (``udig-maxcount:words@pad``: UDIG integrates from [MASK], IG and DIG from [PAD], while
+log-odds inserts [PAD]), plus the two sanity baselines ``random`` (seeded Gaussian scores) and ``grad-input``
+(gradient x input at the input point, Shrikumar et al. 2016). Special tokens get attribution 0 in all of them.
 
     python -m udig.evaluate --limit 20 --out eval-out              # a quick look
     python -m udig.evaluate --limit 500 --out docs/evaluation      # the committed table
+
+Library functions raise :class:`EvaluationError` (or ValueError for a bad value); only :func:`main` turns
+them into an exit status.
 """
 
 from __future__ import annotations
@@ -28,38 +31,34 @@ import math
 import os
 import sys
 import time
-import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import torch
 
-from .explainer import BASELINES, DEFAULT_BASELINE, Explainer
+from .explainer import Explainer
 from .explanation import Explanation, QAExplanation
-from .metrics import DEFAULT_TOPK, faithfulness, path_quality
-from .tasks import Target, best_span, encode_question, encode_text, max_tokens, task_of
+from .methods import REGISTRY
+from .metrics import DEFAULT_TOPK, FAITHFULNESS, METRIC_INFO, faithfulness, path_quality
+from .paths import STRATEGIES
+from .settings import BASELINES, EXPLAINER_PARAMETERS, PARAMETERS, Settings
+from .tasks import Task, task_of
+from .vocab import CANDIDATE_RULES
 
-PATH_METHODS = ("ig", "dig-greedy", "dig-maxcount", "udig-greedy", "udig-maxcount")
-BASELINE_METHODS = ("random", "grad-input")
-RULES = ("all", "words")
-DEFAULT_METHODS = (
-    "ig",
-    *(f"{m}:{rule}" for m in PATH_METHODS[1:] for rule in RULES),
-    *(f"{m}:{rule}@pad" for m in PATH_METHODS[3:] for rule in RULES),  # UDIG from IG's and DIG's baseline
-    *BASELINE_METHODS,
-)
+FAITHFULNESS_KEYS = tuple(m.key for m in FAITHFULNESS)
+DIAGNOSTICS = ("delta", "relative_delta", "wae", "wae_words", "real_word_share")
 HUB_DATASETS = ("sst2", "imdb", "rotten_tomatoes", "squad")
 OFFLINE_DATASET = "rt-offline"
-METRICS = ("log_odds", "comprehensiveness", "sufficiency")
-BETTER = {"log_odds": "lower", "comprehensiveness": "higher", "sufficiency": "lower"}
-LABELS = {"log_odds": "Log-odds ↓", "comprehensiveness": "Comprehensiveness ↑", "sufficiency": "Sufficiency ↓"}
-DIAGNOSTICS = ("delta", "relative_delta", "wae", "wae_words", "real_word_share")
 BOOTSTRAP_RESAMPLES = 2000
 RECORDS = "records.jsonl"
 RUN_FILE = "run.json"
 RESULT_KEYS = ("model_fingerprint", "dataset", "steps", "factor", "nbrs", "graph_k", "topk", "seed")  # must match to resume
+
+
+class EvaluationError(Exception):
+    """A run that cannot go on; the message says why and what to do instead."""
 
 
 # -- methods and data ---------------------------------------------------------------------------------
@@ -70,43 +69,112 @@ class MethodSpec:
     """One evaluated method: ``name`` is the canonical key, e.g. ``udig-maxcount:words`` or ``ig@mask``."""
 
     name: str
-    method: str  # ig, dig, udig, random, grad-input
+    method: str  # a name in udig.methods.REGISTRY
     strategy: str | None = None
     candidates: str | None = None
     baseline: str | None = None  # None: the paper's
 
 
+def method_names() -> dict[str, tuple[str, str | None]]:
+    """Every spelling of a method without rule or baseline -> (registry name, strategy):
+    ``ig``, ``dig-greedy``, ..., ``random``, ``grad-input``."""
+    names: dict[str, tuple[str, str | None]] = {}
+    for name, method in REGISTRY.items():
+        strategies = STRATEGIES if "strategy" in method.uses else (None,)
+        names.update({name if s is None else f"{name}-{s}": (name, s) for s in strategies})
+    return names
+
+
 def parse_methods(text: str) -> list[MethodSpec]:
     """``"ig,udig-maxcount:words,random"`` -> specs; ``dig-greedy`` means ``dig-greedy:all``, and
     ``udig-greedy@mask`` means ``udig-greedy:all`` (a paper's own baseline is never written)."""
+    spellings = method_names()
     specs: list[MethodSpec] = []
     for raw in (part.strip() for part in text.split(",")):
         if not raw:
             continue
         head, at, baseline = raw.partition("@")
         base, _, rule = head.partition(":")
-        if at and (base not in PATH_METHODS or baseline not in BASELINES):
-            raise ValueError(f"{raw!r}: only {', '.join(PATH_METHODS)} take a baseline, one of {', '.join(BASELINES)}")
-        if base in BASELINE_METHODS or base == "ig":
+        if base not in spellings:
+            raise ValueError(f"unknown method {raw!r}; choose from {', '.join(spellings)} (DIG/UDIG with :all or :words)")
+        name, strategy = spellings[base]
+        method = REGISTRY[name]
+        if at and ("baseline" not in method.uses or baseline not in BASELINES):
+            takers = [spelling for spelling, (n, _) in spellings.items() if "baseline" in REGISTRY[n].uses]
+            raise ValueError(f"{raw!r}: only {', '.join(takers)} take a baseline, one of {', '.join(BASELINES)}")
+        if "candidates" not in method.uses:
             if rule:
                 raise ValueError(f"{base} has no candidate rule; write {base!r}, not {raw!r}")
-            spec = MethodSpec(base, base)
-        elif base in PATH_METHODS:
-            rule = rule or "all"
-            if rule not in RULES:
-                raise ValueError(f"unknown candidate rule {rule!r} in {raw!r}; choose one of {', '.join(RULES)}")
-            method, strategy = base.split("-")
-            spec = MethodSpec(f"{base}:{rule}", method, strategy, rule)
+            spec = MethodSpec(base, name, strategy)
         else:
-            known = ", ".join((*PATH_METHODS, *BASELINE_METHODS))
-            raise ValueError(f"unknown method {raw!r}; choose from {known} (DIG/UDIG with :all or :words)")
-        if at and baseline != DEFAULT_BASELINE[spec.method]:
+            rule = rule or "all"
+            if rule not in CANDIDATE_RULES:
+                raise ValueError(f"unknown candidate rule {rule!r} in {raw!r}; choose one of {', '.join(CANDIDATE_RULES)}")
+            spec = MethodSpec(f"{base}:{rule}", name, strategy, rule)
+        if at and baseline != method.paper_baseline:
             spec = MethodSpec(f"{spec.name}@{baseline}", spec.method, spec.strategy, spec.candidates, baseline)
         if spec not in specs:
             specs.append(spec)
     if not specs:
         raise ValueError("no methods given")
     return specs
+
+
+DEFAULT_METHODS = (
+    "ig",
+    *(f"{m}-{s}:{rule}" for m in ("dig", "udig") for s in STRATEGIES for rule in CANDIDATE_RULES),
+    *(f"udig-{s}:{rule}@pad" for s in STRATEGIES for rule in CANDIDATE_RULES),  # UDIG from IG's and DIG's baseline
+    "random",
+    "grad-input",
+)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One run's validated settings (the CLI's arguments, frozen); attribution values follow :mod:`udig.settings`."""
+
+    model: str | None = None
+    dataset: str = OFFLINE_DATASET
+    methods: tuple[MethodSpec, ...] = tuple(parse_methods(",".join(DEFAULT_METHODS)))
+    limit: int | None = None
+    steps: int = PARAMETERS["steps"].default
+    factor: int = PARAMETERS["factor"].default
+    nbrs: int = PARAMETERS["nbrs"].default
+    graph_k: int = EXPLAINER_PARAMETERS["graph_k"].default
+    topk: float = DEFAULT_TOPK
+    seed: int = PARAMETERS["seed"].default
+    workers: int = 1
+    threads: int | None = None
+    out: str = "eval-out"
+    quiet: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EvalConfig:
+        """Check every value once (ValueError naming the bad one), with the same rules as the Explainer."""
+        for name in ("steps", "factor", "nbrs", "seed"):
+            PARAMETERS[name].check(getattr(args, name))
+        EXPLAINER_PARAMETERS["graph_k"].check(args.graph_k)
+        for name in ("limit", "workers", "threads"):
+            value = getattr(args, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be at least 1, got {value}")
+        if not 0 <= args.topk <= 100:
+            raise ValueError(f"--topk must be a percentage from 0 to 100, got {args.topk}")
+        topk = int(args.topk) if float(args.topk).is_integer() else args.topk
+        fields = {name: getattr(args, name) for name in cls.__dataclass_fields__ if name not in ("methods", "topk")}
+        return cls(**fields, methods=tuple(parse_methods(args.methods)), topk=topk)
+
+    def settings(self, spec: MethodSpec) -> Settings:
+        """The attribution settings of one method in this run."""
+        return Settings.make(
+            method=spec.method, strategy=spec.strategy, candidates=spec.candidates, baseline=spec.baseline,
+            steps=self.steps, factor=self.factor, nbrs=self.nbrs, seed=self.seed,
+        )
+
+    def identity(self, model_name: str, fingerprint: str) -> dict[str, Any]:
+        """What ``run.json`` records; the RESULT_KEYS of two runs must match for their records to mix."""
+        return {"model": model_name, "model_fingerprint": fingerprint, "dataset": self.dataset, "steps": self.steps,
+                "factor": self.factor, "nbrs": self.nbrs, "graph_k": self.graph_k, "topk": self.topk, "seed": self.seed}
 
 
 @dataclass(frozen=True)
@@ -118,6 +186,10 @@ class Item:
     question: str | None = None
     context: str | None = None
     label: int | None = None
+
+    def inputs(self) -> dict[str, str]:
+        """The example's inputs by name, for :meth:`udig.tasks.Task.check_inputs` and the Explainer."""
+        return {name: value for name in ("text", "question", "context") if (value := getattr(self, name)) is not None}
 
 
 def load_items(dataset: str, seed: int) -> list[Item]:
@@ -164,7 +236,7 @@ def _hub_items(name: str) -> list[Item]:
     try:
         from datasets import load_dataset
     except ImportError:
-        raise SystemExit(
+        raise EvaluationError(
             f"--dataset {name} needs the `datasets` package (pip install datasets) and access to the Hugging "
             f"Face Hub; offline, use --dataset {OFFLINE_DATASET} (udig's Rotten Tomatoes test sentences)"
         ) from None
@@ -181,91 +253,10 @@ def _hub_items(name: str) -> list[Item]:
         rows = load_dataset("squad", split="validation")
         return [Item(id=r["id"], question=r["question"], context=r["context"]) for r in rows]
     except Exception as error:  # noqa: BLE001 - datasets raises many kinds for "no network"
-        raise SystemExit(
+        raise EvaluationError(
             f"could not load {name!r} from the Hugging Face Hub ({type(error).__name__}: {error}); "
             f"offline, use --dataset {OFFLINE_DATASET}"
         ) from None
-
-
-# -- the two sanity baselines ---------------------------------------------------------------------------
-
-
-def baseline_explanation(kind: str, model, tokenizer, item: Item, seed: int) -> Explanation | QAExplanation:
-    """``random`` or ``grad-input`` scores in an :class:`Explanation` (no path: delta and WAE are None).
-
-    random: standard normal scores from a generator seeded by (seed, example id), so reruns agree.
-    grad-input: ``sum_j dF/dx_ij * x_ij`` at the input, F the same target the path methods explain.
-    """
-    if kind not in BASELINE_METHODS:
-        raise ValueError(f"unknown baseline {kind!r}; choose one of {BASELINE_METHODS}")
-    started = time.perf_counter()
-    task = task_of(model)
-    limit = max_tokens(model, tokenizer)
-    if task == "classification":
-        encoding = encode_text(tokenizer, item.text, limit)
-    else:
-        encoding = encode_question(tokenizer, item.question, item.context, limit)
-    embeddings = model.get_input_embeddings().weight
-    inputs = embeddings[encoding.input_ids.to(embeddings.device)].detach().requires_grad_(True)  # (L, d)
-    extras = {name: value[None].to(inputs.device) for name, value in encoding.extras.items()}
-    with torch.enable_grad():
-        output = model(inputs_embeds=inputs[None], **extras)
-    if task == "classification":
-        probs = [output.logits[0].detach().float().softmax(-1)]
-        targets = [Target("logits", int(probs[0].argmax()))]
-        answer = None
-    else:
-        start_logits, end_logits = output.start_logits[0].detach().float(), output.end_logits[0].detach().float()
-        answer = best_span(start_logits, end_logits, encoding.context_mask.to(start_logits.device))
-        targets = [Target("start_logits", answer[0]), Target("end_logits", answer[1])]
-        probs = [start_logits.softmax(-1), end_logits.softmax(-1)]
-    special = encoding.special_mask
-    rng = np.random.default_rng([seed, zlib.crc32(item.id.encode())])
-    explanations = []
-    for i, target in enumerate(targets):
-        value = getattr(output, target.output)[0, target.index]
-        if kind == "random":
-            scores = torch.from_numpy(rng.standard_normal(len(encoding)))
-        else:
-            (grad,) = torch.autograd.grad(value, inputs, retain_graph=i < len(targets) - 1)
-            scores = (grad * inputs.detach()).sum(-1).double().cpu()  # (L,)
-        scores = scores.masked_fill(special, 0.0)
-        label = model.config.id2label.get(target.index, str(target.index)) if task == "classification" else (
-            f"{target.output.removesuffix('_logits')} position {target.index}"
-        )
-        explanations.append(
-            Explanation(
-                task=task,
-                method=kind,
-                strategy=None,
-                text=encoding.text,
-                tokens=tokenizer.convert_ids_to_tokens(encoding.input_ids.tolist()),
-                input_ids=encoding.input_ids.tolist(),
-                offsets=encoding.offsets,
-                special_mask=special.tolist(),
-                attributions=scores.tolist(),
-                target=target.index,
-                target_label=label,
-                output=target.output,
-                probs=probs[i].tolist(),
-                f_input=float(value.detach()),
-                f_baseline=math.nan,
-                delta=math.nan,
-                anchors=[None] * len(encoding),
-                anchor_tokens=[None] * len(encoding),
-                real_word_share=None,
-                baseline_token="",
-                settings={"method": kind, "seed": seed},
-                timings={"total": time.perf_counter() - started},
-                truncated=encoding.truncated,
-                segments=dict(encoding.segments),
-            )
-        )
-    if task == "classification":
-        return explanations[0]
-    shift = encoding.segments["context"][0]
-    span = (encoding.offsets[answer[0]][0] - shift, encoding.offsets[answer[1]][1] - shift)
-    return QAExplanation(item.question, item.context, item.context[span[0] : span[1]], span, *explanations)
 
 
 # -- one record -------------------------------------------------------------------------------------------
@@ -276,7 +267,7 @@ def score_explanation(explanation: Explanation, model, tokenizer, vocab, topk: f
     faith = faithfulness(explanation, model, tokenizer, topk=topk)
     quality = path_quality(explanation, vocab, cache)
     return {
-        **{name: getattr(faith, name) for name in METRICS},
+        **{name: getattr(faith, name) for name in FAITHFULNESS_KEYS},
         **quality.to_dict(),
         "k": faith.k,
         "length": faith.length,
@@ -289,21 +280,20 @@ def score_explanation(explanation: Explanation, model, tokenizer, vocab, topk: f
 def score_record(
     explanation: Explanation | QAExplanation, model, tokenizer, vocab, topk: float, cache: dict | None = None
 ) -> dict[str, Any]:
-    """One record; for QA the start and end scores are kept and their mean is the record's score.
+    """One record; a result of several parts (QA's start and end) keeps each part's scores, and their
+    mean is the record's score.
 
     cache: optional WAE cache (see :func:`udig.metrics.word_approximation_error`).
     """
-    if isinstance(explanation, Explanation):
-        return score_explanation(explanation, model, tokenizer, vocab, topk, cache)
-    parts = {
-        side: score_explanation(getattr(explanation, side), model, tokenizer, vocab, topk, cache)
-        for side in ("start", "end")
-    }
+    parts = {role: score_explanation(part, model, tokenizer, vocab, topk, cache) for role, part in explanation.parts.items()}
+    if len(parts) == 1:
+        return next(iter(parts.values()))
     record: dict[str, Any] = {}
-    for name in (*METRICS, *DIAGNOSTICS):
-        values = [parts[side][name] for side in parts if parts[side][name] is not None]
+    for name in (*FAITHFULNESS_KEYS, *DIAGNOSTICS):
+        values = [part[name] for part in parts.values() if part[name] is not None]
         record[name] = float(np.mean(values)) if values else None
-    record.update(k=parts["start"]["k"], length=parts["start"]["length"], answer=explanation.answer, **parts)
+    first = next(iter(parts.values()))
+    record.update(k=first["k"], length=first["length"], answer=getattr(explanation, "answer", None), **parts)
     return record
 
 
@@ -330,7 +320,7 @@ def read_records(path: Path) -> dict[str, dict]:
         except (ValueError, KeyError, TypeError):
             if last:
                 break  # cut below
-            raise SystemExit(f"{path}, line {number + 1}, is not a record; move the file away or fix the line") from None
+            raise EvaluationError(f"{path}, line {number + 1}, is not a record; move the file away or fix the line") from None
         records[key] = record
         good_end += len(line) + (0 if last else 1)
     if good_end < len(data):
@@ -359,7 +349,7 @@ def _check_run(out: Path, config: dict) -> None:
         clash = {k: (previous.get(k), config[k]) for k in RESULT_KEYS if previous.get(k) != config[k]}
         if clash:
             details = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in clash.items())
-            raise SystemExit(f"{out} holds records of a different run ({details}); use another --out")
+            raise EvaluationError(f"{out} holds records of a different run ({details}); use another --out")
     out.mkdir(parents=True, exist_ok=True)
     run_file.write_text(json.dumps(config, indent=1) + "\n")
 
@@ -374,36 +364,28 @@ class Evaluator:
     once. Worker processes each build their own; nothing is shared between them but the disk cache.
     """
 
-    def __init__(self, model, tokenizer, args: argparse.Namespace) -> None:
+    def __init__(self, model, tokenizer, config: EvalConfig) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.task = task_of(model)
-        self.args = args
-        self.explainers = {rule: Explainer(model, tokenizer, candidates=rule, graph_k=args.graph_k) for rule in RULES}
+        self.config = config
+        self.explainers = {rule: Explainer(model, tokenizer, candidates=rule, graph_k=config.graph_k) for rule in CANDIDATE_RULES}
         self.vocab = self.explainers["all"].vocab_
         self.wae_cache: dict = {}  # a token's path depends only on its word: most repeat over a dataset
 
-    def prepare(self, methods: list[MethodSpec]) -> None:
+    def prepare(self) -> None:
         """Build the shared index state up front (DIG graphs land in the disk cache for the workers)."""
         self.vocab.word_mask_
-        for rule in {spec.candidates for spec in methods if spec.method == "dig"}:
-            self.vocab.graph(self.args.graph_k, rule)
+        for rule in {spec.candidates for spec in self.config.methods if spec.method == "dig"}:
+            self.vocab.graph(self.config.graph_k, rule)
 
     def record(self, item: Item, spec: MethodSpec) -> dict[str, Any]:
-        args = self.args
         record = {"key": f"{item.id}|{spec.name}", "example": item.id, "method": spec.name, "label": item.label}
         started = time.perf_counter()
         try:
-            if spec.method in BASELINE_METHODS:
-                explanation = baseline_explanation(spec.method, self.model, self.tokenizer, item, args.seed)
-            else:
-                inputs = {"text": item.text} if self.task == "classification" else {"question": item.question, "context": item.context}
-                explanation = self.explainers[spec.candidates or "all"].explain(
-                    **inputs, method=spec.method, strategy=spec.strategy or "greedy",
-                    steps=args.steps, factor=args.factor, nbrs=args.nbrs, baseline=spec.baseline,
-                )
+            settings = self.config.settings(spec)
+            explanation = self.explainers[settings.candidates].explain(**item.inputs(), **asdict(settings))
             scored = time.perf_counter()
-            record.update(score_record(explanation, self.model, self.tokenizer, self.vocab, args.topk, self.wae_cache))
+            record.update(score_record(explanation, self.model, self.tokenizer, self.vocab, self.config.topk, self.wae_cache))
             record.update(seconds=scored - started, metric_seconds=time.perf_counter() - scored)
         except ValueError as error:  # this input cannot be explained or scored: record it, go on
             record.update(error=f"{type(error).__name__}: {error}", seconds=time.perf_counter() - started)
@@ -413,21 +395,21 @@ class Evaluator:
 _worker: dict[str, Evaluator] = {}
 
 
-def _start_worker(arguments: dict, threads: int) -> None:
+def _start_worker(config: EvalConfig) -> None:
     from .models import load_model
 
-    torch.set_num_threads(threads)
-    args = argparse.Namespace(**arguments)
-    _worker["evaluator"] = Evaluator(*load_model(args.model), args)
+    torch.set_num_threads(config.threads or 1)
+    _worker["evaluator"] = Evaluator(*load_model(config.model), config)
 
 
 def _work(item: Item, spec: MethodSpec) -> dict[str, Any]:
     return _worker["evaluator"].record(item, spec)
 
 
-def _records(evaluator: Evaluator, todo: list[tuple[Item, MethodSpec]], args: argparse.Namespace) -> Iterable[dict]:
-    """The missing records, computed here or by ``args.workers`` processes, in completion order."""
-    if args.workers == 1:
+def _records(evaluator: Evaluator, todo: list[tuple[Item, MethodSpec]]) -> Iterable[dict]:
+    """The missing records, computed here or by ``config.workers`` processes, in completion order."""
+    config = evaluator.config
+    if config.workers == 1:
         for item, spec in todo:
             yield evaluator.record(item, spec)
         return
@@ -438,8 +420,7 @@ def _records(evaluator: Evaluator, todo: list[tuple[Item, MethodSpec]], args: ar
     # Workers share the cores: an OpenMP thread spinning while it waits in each made a run 3.5x slower
     # (1.45 vs 0.41 s per record, 2 workers on 2 cores). Spawned workers read this when torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    with ProcessPoolExecutor(args.workers, mp_context=context, initializer=_start_worker,
-                             initargs=(vars(args), args.threads or 1)) as pool:
+    with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_start_worker, initargs=(config,)) as pool:
         futures = [pool.submit(_work, item, spec) for item, spec in todo]
         try:
             for future in as_completed(futures):
@@ -449,56 +430,51 @@ def _records(evaluator: Evaluator, todo: list[tuple[Item, MethodSpec]], args: ar
                 future.cancel()
 
 
-def run(args: argparse.Namespace) -> dict:
+def check_task(task: Task, items: list[Item]) -> None:
+    """Refuse a dataset whose examples are not the model's inputs (texts for a QA model, say)."""
+    given = sorted(items[0].inputs())
+    if given != sorted(task.fields):
+        raise EvaluationError(
+            f"the dataset gives {'/'.join(given)} but the model is a {task.description} model, "
+            f"which takes {'/'.join(task.fields)}"
+        )
+
+
+def run(config: EvalConfig) -> dict:
     """Compute the missing records, then summarise and write every output file; returns the summary."""
     from tqdm import tqdm
 
     from .models import DEFAULT_MODEL, load_model
 
-    methods = parse_methods(args.methods)
-    model, tokenizer = load_model(args.model)
-    task = task_of(model)
-    items = load_items(args.dataset, args.seed)
-    if args.limit is not None:
-        items = items[: args.limit]
+    model, tokenizer = load_model(config.model)
+    items = load_items(config.dataset, config.seed)[: config.limit]
     if not items:
-        raise SystemExit("no examples to evaluate")
-    wanted = "qa" if items[0].question is not None else "classification"
-    if wanted != task:
-        raise SystemExit(f"the dataset is for {wanted} but the model is a {task} model")
-    config = {
-        "model": args.model or DEFAULT_MODEL,
-        "model_fingerprint": model_fingerprint(model),
-        "dataset": args.dataset,
-        "steps": args.steps,
-        "factor": args.factor,
-        "nbrs": args.nbrs,
-        "graph_k": args.graph_k,
-        "topk": args.topk,
-        "seed": args.seed,
-    }
-    out = Path(args.out)
-    _check_run(out, config)
+        raise EvaluationError("no examples to evaluate")
+    check_task(task_of(model), items)
+    identity = config.identity(config.model or DEFAULT_MODEL, model_fingerprint(model))
+    out = Path(config.out)
+    _check_run(out, identity)
     records_path = out / RECORDS
     records = read_records(records_path)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    evaluator = Evaluator(model, tokenizer, args)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    evaluator = Evaluator(model, tokenizer, config)
+    methods = list(config.methods)
     todo = [(item, spec) for item in items for spec in methods if f"{item.id}|{spec.name}" not in records]
     if todo:
-        evaluator.prepare(methods)
+        evaluator.prepare()
     total = len(items) * len(methods)
-    progress = tqdm(total=total, initial=total - len(todo), unit="expl", desc="evaluate", disable=args.quiet,
+    progress = tqdm(total=total, initial=total - len(todo), unit="expl", desc="evaluate", disable=config.quiet,
                     dynamic_ncols=True)
     with open(records_path, "a", encoding="utf-8") as sink, progress:
-        for record in _records(evaluator, todo, args):
+        for record in _records(evaluator, todo):
             sink.write(json.dumps(record, allow_nan=False) + "\n")
             sink.flush()  # an interrupted run keeps every finished record
             records[record["key"]] = record
             progress.set_postfix_str(record["method"], refresh=False)
             progress.update()
-    summary = summarize(records, items, methods, config, seed=args.seed)
+    summary = summarize(records, items, methods, identity, seed=config.seed)
     write_outputs(out, summary)
     return summary
 
@@ -526,7 +502,7 @@ def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodS
         good = {i: r for i, r in rows.items() if r is not None and "error" not in r}
         rows_by_method[spec.name] = good
         entry: dict[str, Any] = {"n": len(good), "missing": len(missing), "errors": len(errors)}
-        for offset, name in enumerate(METRICS):
+        for offset, name in enumerate(FAITHFULNESS_KEYS):
             values = np.array([r[name] for r in good.values()], dtype=float)
             rng = np.random.default_rng([seed, offset])
             low, high = bootstrap_interval(values, rng)
@@ -554,7 +530,7 @@ def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodS
             if spec.strategy == "maxcount":
                 rivals.append(f"udig-greedy:{spec.candidates}")  # which strategy?
         for rival in (r for r in rivals if r in names):
-            for offset, metric in enumerate(METRICS):
+            for offset, metric in enumerate(FAITHFULNESS_KEYS):
                 common = sorted(set(rows_by_method[spec.name]) & set(rows_by_method[rival]))
                 diff = np.array(
                     [rows_by_method[spec.name][i][metric] - rows_by_method[rival][i][metric] for i in common], dtype=float
@@ -599,7 +575,7 @@ def _verdict(metric: str, low: float, high: float) -> str:
     """"better", "worse" or "tie" from a difference interval (UDIG minus rival)."""
     if math.isnan(low) or low <= 0 <= high:
         return "tie"
-    lower_is_better = BETTER[metric] == "lower"
+    lower_is_better = METRIC_INFO[metric].better == "lower"
     return "better" if (high < 0) == lower_is_better else "worse"
 
 
@@ -648,7 +624,7 @@ def markdown_table(summary: dict) -> str:
         for (method, versus), cells in grouped.items():
             row = [
                 f"{_fmt(c['difference'])} [{_fmt(c['low'])}, {_fmt(c['high'])}] {c['verdict']}"
-                for c in (cells[name] for name in METRICS)
+                for c in (cells[name] for name in FAITHFULNESS_KEYS)
             ]
             text += f"| {method} | {versus} | " + " | ".join(row) + " |\n"
     return text
@@ -656,7 +632,7 @@ def markdown_table(summary: dict) -> str:
 
 def write_csv(path: Path, summary: dict) -> None:
     columns = ["method", "n", "errors"]
-    for name in METRICS:
+    for name in FAITHFULNESS_KEYS:
         columns += [name, f"{name}_low", f"{name}_high"]
     columns += [*DIAGNOSTICS, "relative_delta_median", "seconds", "metric_seconds"]
     with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -665,7 +641,7 @@ def write_csv(path: Path, summary: dict) -> None:
         for name in summary["methods_order"]:
             m = summary["methods"][name]
             row = [name, m["n"], m["errors"]]
-            for metric in METRICS:
+            for metric in FAITHFULNESS_KEYS:
                 row += [m[metric]["mean"], m[metric]["low"], m[metric]["high"]]
             row += [m[d] for d in (*DIAGNOSTICS, "relative_delta_median", "seconds", "metric_seconds")]
             writer.writerow(["" if v is None else v for v in row])
@@ -684,7 +660,7 @@ def write_chart(path: Path, summary: dict) -> None:
     hatches = ["//" if n.endswith(":words") else "" for n in names]
     fig, axes = plt.subplots(1, 3, figsize=(15, 0.42 * len(names) + 1.6), sharey=True)
     positions = np.arange(len(names))
-    for ax, metric in zip(axes, METRICS):
+    for ax, metric in zip(axes, FAITHFULNESS_KEYS):
         entries = [summary["methods"][n][metric] for n in names]
         means = np.array([e["mean"] if e["mean"] is not None else np.nan for e in entries])
         errors = np.array([[m - e["low"], e["high"] - m] for m, e in zip(means, entries)]).T
@@ -692,7 +668,7 @@ def write_chart(path: Path, summary: dict) -> None:
         for bar, hatch in zip(bars, hatches):
             bar.set_hatch(hatch)
         ax.axvline(0, color="black", linewidth=0.6)
-        ax.set_title(LABELS[metric])
+        ax.set_title(f"{METRIC_INFO[metric].name} {METRIC_INFO[metric].arrow}")
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(positions, names)
     axes[0].invert_yaxis()
@@ -729,10 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated; e.g. ig,udig-maxcount:words,dig-greedy:all,random,grad-input; "
                              "@mask/@pad/@unk after a path method sets its baseline token")
     parser.add_argument("--limit", type=int, default=None, help="first N examples of the seeded order (default: all)")
-    parser.add_argument("--steps", type=int, default=30, help="IG steps / DIG-UDIG anchors m (default 30)")
-    parser.add_argument("--factor", type=int, default=0, help="DIG/UDIG upscaling factor (default 0: m + 2 points)")
-    parser.add_argument("--nbrs", type=int, default=50, help="UDIG candidates per reference point (default 50)")
-    parser.add_argument("--graph-k", type=int, default=500, help="DIG's KNN graph neighbours (default 500)")
+    for parameter in (PARAMETERS["steps"], PARAMETERS["factor"], PARAMETERS["nbrs"], EXPLAINER_PARAMETERS["graph_k"]):
+        parser.add_argument(f"--{parameter.name.replace('_', '-')}", type=int, default=parameter.default,
+                            help=f"{parameter.help} (default {parameter.default})")
     parser.add_argument("--topk", type=float, default=DEFAULT_TOPK, help="percent of tokens perturbed (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="example order, random baseline and bootstrap (default 0)")
     parser.add_argument("--workers", type=int, default=1,
@@ -745,25 +720,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
+    """The command line: 0 when the run finished, 2 with a message on standard error when it cannot."""
     args = build_parser().parse_args(None if argv is None else list(argv))
-    for name in ("limit", "steps", "nbrs", "graph_k", "workers", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if not 0 <= args.factor <= 6:
-        raise SystemExit(f"--factor must be from 0 to 6, got {args.factor}")
-    if not 0 <= args.topk <= 100:
-        raise SystemExit(f"--topk must be a percentage from 0 to 100, got {args.topk}")
-    if float(args.topk).is_integer():
-        args.topk = int(args.topk)
     try:
-        parse_methods(args.methods)
-    except ValueError as error:
-        raise SystemExit(str(error)) from None
-    summary = run(args)
-    if not args.quiet:
+        config = EvalConfig.from_args(args)
+        summary = run(config)
+    except (EvaluationError, ValueError) as error:
+        print(f"python -m udig.evaluate: {error}", file=sys.stderr)
+        return 2
+    if not config.quiet:
         print(markdown_table(summary))
-        print(f"written to {args.out}/ (summary.json, results.csv, table.md, chart.png, {RECORDS})")
+        print(f"written to {config.out}/ (summary.json, results.csv, table.md, chart.png, {RECORDS})")
     return 0
 
 

@@ -26,8 +26,8 @@ class Explanation:
     """
 
     task: str  # "classification" or "qa"
-    method: str  # "ig", "dig" or "udig"
-    strategy: str | None  # "greedy" / "maxcount" for DIG and UDIG, None for IG
+    method: str  # a name in udig.methods.REGISTRY: "ig", "dig", "udig", "random", "grad-input"
+    strategy: str | None  # "greedy" / "maxcount" for DIG and UDIG, None for the others
     text: str  # the text the offsets index into (the context-joined text for QA, see `segments`)
     tokens: list[str]
     input_ids: list[int]
@@ -58,6 +58,11 @@ class Explanation:
         a = torch.tensor(self.attributions, dtype=torch.float64)
         norm = float(a.norm())
         return (a / norm).tolist() if norm > 0 else a.tolist()
+
+    @property
+    def parts(self) -> dict[str, Explanation]:
+        """The explanations this result is made of, by role: just this one."""
+        return {"": self}
 
     @property
     def prediction(self) -> float:
@@ -95,6 +100,11 @@ class QAExplanation:
     @property
     def delta(self) -> float:
         return self.start.delta + self.end.delta
+
+    @property
+    def parts(self) -> dict[str, Explanation]:
+        """The start and end explanations, by role."""
+        return {"start": self.start, "end": self.end}
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -48,10 +48,41 @@ import torch
 from torch import Tensor
 
 from .explanation import Explanation, QAExplanation
+from .tasks import Variant, get_task
 from .vocab import VocabIndex
 
 DEFAULT_TOPK = 20
-_DISTANCE_CHUNK = 1024  # path points per distance pass: chunk x V floats of memory
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How one score reads: the renderers, the demo and the CLI derive their labels from this."""
+
+    key: str
+    name: str
+    short: str  # for chart labels
+    better: str  # "lower", "higher" or "closer to 0"
+    meaning: str
+
+    @property
+    def arrow(self) -> str:
+        return {"lower": "↓", "higher": "↑"}.get(self.better, "")
+
+
+FAITHFULNESS: tuple[MetricInfo, ...] = (
+    MetricInfo("log_odds", "Log-odds", "log-odds", "lower",
+               "change in log-probability of the label when the top 20 % tokens are replaced by [PAD]"),
+    MetricInfo("comprehensiveness", "Comprehensiveness", "compr.", "higher",
+               "drop in the label's probability when the top 20 % tokens are deleted"),
+    MetricInfo("sufficiency", "Sufficiency", "suff.", "lower",
+               "drop in the label's probability when only the top 20 % tokens are kept"),
+)
+COMPLETENESS = MetricInfo(
+    "completeness_error", "Completeness error |Δ|", "|Δ|", "closer to 0",
+    "|sum of attributions − (F(input) − F(baseline))|: how well the path integral adds up",
+)
+SCORES: tuple[MetricInfo, ...] = (*FAITHFULNESS, COMPLETENESS)  # what one explanation is shown with
+METRIC_INFO: dict[str, MetricInfo] = {m.key: m for m in SCORES}
 
 
 @dataclass(frozen=True)
@@ -112,72 +143,40 @@ def top_k_positions(attributions: Sequence[float], k: int) -> list[int]:
 
 
 def faithfulness(explanation: Explanation, model: torch.nn.Module, tokenizer, *, topk: float = DEFAULT_TOPK) -> Faithfulness:
-    """Log-odds, comprehensiveness and sufficiency of one explanation (see the module docstring)."""
+    """Log-odds, comprehensiveness and sufficiency of one explanation (see the module docstring).
+
+    The task adapter says how the input is perturbed and which output ŷ is followed; every perturbed input
+    goes through the model in one padded forward pass.
+    """
     if not isinstance(explanation, Explanation):
         raise TypeError(
             f"faithfulness takes one Explanation, got {type(explanation).__name__}; "
             "for QA score .start and .end separately (or use qa_faithfulness)"
         )
+    task = get_task(explanation.task)
     ids = torch.tensor(explanation.input_ids, dtype=torch.long)  # (L,)
     length = len(ids)
     k = top_k_count(length, topk)
     top = top_k_positions(explanation.attributions, k)
     chosen = torch.zeros(length, dtype=torch.bool)
     chosen[top] = True
-    types = _token_type_ids(explanation, tokenizer)  # (L,) or None
-
-    if explanation.task == "qa":
-        mask_id = _special_id(tokenizer, ("mask", "unk", "pad"))
-        variants = {
-            "original": ids,
-            "removed": torch.where(chosen, mask_id, ids),  # log-odds and comprehensiveness
-            "kept": torch.where(chosen, ids, mask_id),  # sufficiency
-        }
-        variant_types = {name: types for name in variants}
-    elif explanation.task == "classification":
-        pad_id = _special_id(tokenizer, ("pad", "unk", "mask"))
-        variants = {
-            "original": ids,
-            "padded": torch.where(chosen, pad_id, ids),  # log-odds: in place
-            "removed": ids[~chosen],  # comprehensiveness: deleted, re-packed
-            "kept": ids[chosen],  # sufficiency: only the top-k, re-packed
-        }
-        variant_types = {
-            "original": types,
-            "padded": types,
-            "removed": None if types is None else types[~chosen],
-            "kept": None if types is None else types[chosen],
-        }
-    else:
-        raise ValueError(f"unknown task {explanation.task!r}")
-
-    names = [name for name, row in variants.items() if len(row) > 0]  # an empty input cannot be run
-    logits = _forward(
-        model,
-        tokenizer,
-        [variants[name] for name in names],
-        None if types is None else [variant_types[name] for name in names],
-        explanation.output,
-    )  # (R, C) classes, or (R, L) positions
-    log_probs = dict(zip(names, logits.log_softmax(-1)))  # each (C,) or (L,)
-    if explanation.task == "qa":
-        label = explanation.target
-    else:
-        label = int(log_probs["original"].argmax())
-        if explanation.target != label:
-            raise ValueError(
-                f"the explanation attributes class {explanation.target} but the model predicts class {label}; "
-                "faithfulness metrics score explanations of the predicted class"
-            )
+    uses_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+    variants = task.perturbations(ids, chosen, task.token_types(explanation) if uses_types else None, tokenizer)
+    rows = list({id(v): v for v in variants.values() if len(v[0]) > 0}.values())  # distinct, non-empty inputs
+    logits = _forward(model, tokenizer, rows, uses_types, explanation.output)  # (R, C) classes, or (R, L) positions
+    by_row = {id(row): row_log_probs for row, row_log_probs in zip(rows, logits.log_softmax(-1))}
     chance = torch.tensor(-math.log(logits.shape[1]))  # p'(ŷ) when every token was deleted
-    log_p = log_probs["original"][label]
+    label = task.scored_label(explanation, by_row[id(variants["original"])])
+
+    def log_prob(name: str) -> Tensor:
+        return by_row[id(variants[name])][label] if id(variants[name]) in by_row else chance
+
+    log_p = log_prob("original")
     p = float(log_p.exp())
-    removed = log_probs["removed"][label] if "removed" in log_probs else chance
-    padded = log_probs["padded"][label] if "padded" in log_probs else removed
     return Faithfulness(
-        log_odds=float(padded - log_p),
-        comprehensiveness=p - float(removed.exp()),
-        sufficiency=0.0 if k == 0 else p - float(log_probs["kept"][label].exp()),
+        log_odds=float(log_prob("log_odds") - log_p),
+        comprehensiveness=p - float(log_prob("comprehensiveness").exp()),
+        sufficiency=0.0 if k == 0 else p - float(log_prob("sufficiency").exp()),
         k=k,
         length=length,
         label=int(label),
@@ -194,80 +193,31 @@ def qa_faithfulness(explanation: QAExplanation, model, tokenizer, *, topk: float
     }
 
 
-def _special_id(tokenizer, names: tuple[str, ...]) -> int:
-    """The first of the named special tokens the tokenizer has (e.g. PAD, else UNK)."""
-    for name in names:
-        token_id = getattr(tokenizer, f"{name}_token_id", None)
-        if token_id is not None:
-            return int(token_id)
-    raise ValueError(f"the tokenizer has none of the tokens {[n.upper() for n in names]} to perturb inputs with")
-
-
-def _token_type_ids(explanation: Explanation, tokenizer) -> Tensor | None:
-    """Token-type ids as the tokenizer made them: all 0 for one text; for QA 1 from the context on.
-
-    The Explanation does not store them, so they are rebuilt from its offsets: a token is in the second
-    segment when it starts inside the context, and a special token when a context token came before it
-    (BERT's ``[CLS] q [SEP] c [SEP]`` gives 0 ... 0 1 ... 1).
-    """
-    if "token_type_ids" not in getattr(tokenizer, "model_input_names", ()):
-        return None
-    types = torch.zeros(len(explanation.input_ids), dtype=torch.long)
-    context = explanation.segments.get("context")
-    if context is None:
-        return types
-    seen_context = False
-    for i, ((start, _end), special) in enumerate(zip(explanation.offsets, explanation.special_mask)):
-        if not special and start >= context[0]:
-            seen_context = True
-        types[i] = int(seen_context)
-    return types
-
-
-def _forward(model, tokenizer, rows: list[Tensor], types: list[Tensor | None] | None, output: str) -> Tensor:
-    """One forward pass over id sequences of any lengths, right-padded: ``(R, ...)`` float logits."""
+def _forward(model, tokenizer, rows: list[Variant], with_types: bool, output: str) -> Tensor:
+    """One forward pass over ``(ids, token types)`` rows of any lengths, right-padded: ``(R, ...)`` float logits."""
     device = next(model.parameters()).device
-    width = max(len(row) for row in rows)
+    width = max(len(ids) for ids, _ in rows)
     pad_id = getattr(tokenizer, "pad_token_id", None) or 0
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, row in enumerate(rows):
+    for r, (row, _) in enumerate(rows):
         ids[r, : len(row)] = row
         attention[r, : len(row)] = 1
     inputs = {"input_ids": ids.to(device), "attention_mask": attention.to(device)}
-    if types is not None:
+    if with_types:
         token_types = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row_types in enumerate(types):
+        for r, (_, row_types) in enumerate(rows):
             token_types[r, : len(row_types)] = row_types
         inputs["token_type_ids"] = token_types.to(device)
     with torch.no_grad():
         out = model(**inputs)
     logits = getattr(out, output).float()
-    if output != "logits" and width != min(len(row) for row in rows):
+    if output != "logits" and width != min(len(ids) for ids, _ in rows):
         raise ValueError("QA rows must all keep the input's length")
     return logits.cpu()
 
 
 # -- path diagnostics --------------------------------------------------------------------------------
-
-
-def nearest_word_distances(points: Tensor, vocab: VocabIndex, rules: Sequence[str] = ("all", "words")) -> dict[str, Tensor]:
-    """Distance from each point ``(P, d)`` to its nearest vocabulary row under each candidate rule.
-
-    One distance pass serves every rule (a rule only masks columns), so two rules cost one matmul.
-    """
-    keys, key_sq = vocab.embeddings, vocab.sq_norms_  # (V, d), (V,)
-    masks = {rule: vocab.candidate_mask(rule) for rule in rules}
-    points = points.detach().float().cpu()
-    out = {rule: torch.empty(len(points)) for rule in rules}
-    for start in range(0, len(points), _DISTANCE_CHUNK):
-        chunk = points[start : start + _DISTANCE_CHUNK]  # (c, d)
-        sq = torch.addmm(key_sq.expand(len(chunk), -1), chunk, keys.T, alpha=-2.0)  # (c, V)
-        chunk_sq = (chunk * chunk).sum(1)
-        for rule, allowed in masks.items():
-            nearest = sq.amin(1) if bool(allowed.all()) else sq[:, allowed].amin(1)
-            out[rule][start : start + len(chunk)] = (nearest + chunk_sq).clamp(min=0).sqrt()
-    return out
 
 
 def word_approximation_error(
@@ -299,7 +249,7 @@ def word_approximation_error(
     if new_keys:
         points = per_token[[first[key] for key in new_keys]]  # (M, N, d)
         unique, inverse = torch.unique(points.reshape(-1, points.shape[-1]), dim=0, return_inverse=True)
-        distances = nearest_word_distances(unique, vocab, rules)
+        distances = vocab.nearest_distances(unique, rules)
         for rule in rules:
             distances[rule] = distances[rule][inverse].reshape(len(new_keys), -1)  # (M, N)
         stacked = torch.stack([distances[rule] for rule in rules], dim=1)  # (M, R, N)
@@ -325,3 +275,10 @@ def path_quality(explanation: Explanation, vocab: VocabIndex | None, cache: dict
         errors = word_approximation_error(explanation.path, explanation.special_mask, vocab, cache=cache)
         wae, wae_words = errors["all"], errors["words"]
     return PathQuality(delta, relative, wae, wae_words, explanation.real_word_share)
+
+
+def scores(explanation: Explanation, model: torch.nn.Module, tokenizer, *, topk: float = DEFAULT_TOPK) -> dict[str, float | None]:
+    """The :data:`SCORES` of one explanation by key: faithfulness and the completeness error |Δ| (None without a path)."""
+    faith = faithfulness(explanation, model, tokenizer, topk=topk)
+    delta = None if math.isnan(explanation.delta) else abs(float(explanation.delta))
+    return {**{m.key: getattr(faith, m.key) for m in FAITHFULNESS}, COMPLETENESS.key: delta}

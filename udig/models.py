@@ -25,7 +25,7 @@ from importlib import util as importlib_util
 from pathlib import Path
 from typing import Any, Literal
 
-from .tasks import task_from_architectures, task_of
+from .tasks import TASKS, task_from_architectures, task_of
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -187,13 +187,9 @@ def _short(e: BaseException) -> str:
 
 
 def _auto_class(task: Task):
-    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
-
-    if task == "qa":
-        return AutoModelForQuestionAnswering
-    if task == "classification":
-        return AutoModelForSequenceClassification
-    raise ModelLoadError(f"Unknown task {task!r}; expected 'classification' or 'qa'.")
+    if task not in TASKS:
+        raise ModelLoadError(f"Unknown task {task!r}; expected one of {', '.join(map(repr, TASKS))}.")
+    return TASKS[task].auto_class()
 
 
 def _finish(model, tokenizer, name: str):
@@ -246,7 +242,7 @@ def save_finetuned(model, folder: str | os.PathLike, base_dir: str | os.PathLike
     update_metadata(folder, {
         "name": DEFAULT_MODEL,
         "format": FORMAT,
-        "task": task_of(model),
+        "task": task_of(model).name,
         "weights_file": WEIGHTS_FILE,
         "weights_dtype": "float16",
         "base": {"package": BASE_PACKAGE, "upstream": BASE_UPSTREAM, "file": BASE_WEIGHTS, "sha256": BASE_SHA256},
@@ -289,7 +285,8 @@ def _load_udig_folder(folder: Path, base_dir: Path | None, name: str):
     base_path = verify_base_weights(base_dir, expected)
     try:
         config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-        task = task_from_architectures(config.architectures) or meta.get("task")
+        head = task_from_architectures(config.architectures)
+        task = head.name if head is not None else meta.get("task")
         with _no_init():  # every weight is loaded below; random init would take ~1 s
             model = _auto_class(task).from_config(config)
         sd = {k: v.to(torch.float32) for k, v in load_file(str(weights)).items()}
@@ -426,8 +423,8 @@ def _load_transformers(name: str, local: bool, task: Task | None):
             ) from None
         raise _hub_error(name, e, unreachable) from None
     head = task_from_architectures(getattr(config, "architectures", None))
-    if task is None:
-        task = head
+    if task is None and head is not None:
+        task = head.name
     if task is None:
         raise ModelLoadError(
             f"{what} has no sequence-classification or question-answering head "

@@ -27,9 +27,10 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from .explanation import Explanation
+from .metrics import METRIC_INFO, SCORES
+from .version import __version__
 
 __all__ = [
-    "METRICS",
     "Word",
     "words",
     "word_at",
@@ -54,45 +55,6 @@ __all__ = [
 ]
 
 _WORD_CHAR = re.compile(r"[\w'’\-]")
-
-
-@dataclass(frozen=True)
-class Metric:
-    """How one faithfulness score reads: its name, meaning and which direction is better."""
-
-    key: str
-    name: str
-    better: str  # "lower", "higher" or "closer to 0"
-    meaning: str
-
-
-METRICS: tuple[Metric, ...] = (
-    Metric(
-        "log_odds",
-        "Log-odds",
-        "lower",
-        "change in log-probability of the label when the top 20 % tokens are replaced by [PAD]",
-    ),
-    Metric(
-        "comprehensiveness",
-        "Comprehensiveness",
-        "higher",
-        "drop in the label's probability when the top 20 % tokens are deleted",
-    ),
-    Metric(
-        "sufficiency",
-        "Sufficiency",
-        "lower",
-        "drop in the label's probability when only the top 20 % tokens are kept",
-    ),
-    Metric(
-        "completeness_error",
-        "Completeness error |Δ|",
-        "closer to 0",
-        "|sum of attributions − (F(input) − F(baseline))|: how well the path integral adds up",
-    ),
-)
-_METRIC_BY_KEY = {m.key: m for m in METRICS}
 
 
 def escape(text: Any) -> str:
@@ -319,7 +281,7 @@ def token_rows(explanation: Explanation, *, max_anchors: int = 6) -> list[list]:
 def metric_rows(metrics: dict[str, float | None]) -> list[list]:
     """Rows (score, value, better, meaning) for the faithfulness table."""
     rows = []
-    for metric in METRICS:
+    for metric in SCORES:
         if metric.key in metrics:
             value = metrics[metric.key]
             rows.append([metric.name, None if value is None else round(float(value), 4), metric.better, metric.meaning])
@@ -327,7 +289,7 @@ def metric_rows(metrics: dict[str, float | None]) -> list[list]:
 
 
 def _goodness(key: str, value: float) -> float:
-    better = _METRIC_BY_KEY[key].better
+    better = METRIC_INFO[key].better
     if better == "lower":
         return -value
     if better == "higher":
@@ -338,7 +300,7 @@ def _goodness(key: str, value: float) -> float:
 def winners(results: dict[str, dict[str, float | None]]) -> dict[str, list[str]]:
     """For each metric, the method(s) with the best value (ties share the win)."""
     best: dict[str, list[str]] = {}
-    for metric in METRICS:
+    for metric in SCORES:
         values = {m: s[metric.key] for m, s in results.items() if s.get(metric.key) is not None and math.isfinite(s[metric.key])}
         if not values:
             continue
@@ -354,8 +316,6 @@ def versions() -> dict[str, str]:
     """Versions of everything that shapes a result, for exports."""
     import torch
     import transformers
-
-    from . import __version__
 
     return {
         "udig": __version__,

@@ -60,6 +60,14 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("seed", 0, "the random baseline's seed", low=0),
     )
 }
+EXPLAINER_PARAMETERS: dict[str, Parameter] = {  # per model, not per explanation: set once on the Explainer
+    p.name: p
+    for p in (
+        Parameter("graph_k", 500, "neighbours per word in DIG's KNN graph (500 in the DIG paper)", low=1),
+        Parameter("internal_batch_size", None, "path points per forward/backward pass; None: from the length", low=1),
+        Parameter("max_length", None, "token limit; None: the model's own", low=3),
+    )
+}
 
 
 @dataclass(frozen=True)
