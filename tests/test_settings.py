@@ -1,0 +1,102 @@
+"""One settings table: the rules every caller (Explainer, demo, CLI) checks values against."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+
+import pytest
+
+from udig import evaluate
+from udig.methods import PATH_METHODS, REGISTRY
+from udig.settings import PARAMETERS, Bounds, Settings
+
+
+def test_every_setting_has_exactly_one_rule():
+    assert [f.name for f in fields(Settings)] == list(PARAMETERS)
+    assert Settings.make() == Settings()  # the dataclass defaults are the table's, resolved
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"steps": 0}, "steps must be at least 1, got 0"),
+        ({"steps": 2.5}, "steps must be a whole number"),
+        ({"steps": "30"}, "steps must be a whole number"),  # strict for library calls
+        ({"steps": True}, "steps must be a whole number"),
+        ({"factor": 7}, "factor must be between 0 and 6, got 7"),
+        ({"method": "lime"}, "unknown method 'lime'"),
+        ({"method": "UDIG"}, "unknown method"),
+        ({"strategy": "best"}, "unknown strategy"),
+        ({"candidates": "nouns"}, "unknown candidates"),
+        ({"baseline": "  "}, "baseline must be one of"),
+        ({"baseline": "x" * 65}, "not 65 characters"),
+        ({"nbrs": float("nan")}, "nbrs must be a whole number"),
+        ({"steps_": 3}, "unknown setting 'steps_'"),
+    ],
+)
+def test_bad_values_name_the_parameter_and_the_rule(values, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.make(values)
+
+
+def test_interface_values_are_accepted_leniently():
+    settings = Settings.make({"method": " UDIG ", "steps": 12.0, "factor": "1", "nbrs": "40", "baseline": "PAD"}, lenient=True)
+    assert (settings.method, settings.steps, settings.factor, settings.nbrs, settings.baseline) == ("udig", 12, 1, 40, "pad")
+    with pytest.raises(ValueError, match="whole number"):
+        Settings.make({"steps": "12.5"}, lenient=True)
+
+
+def test_bounds_only_narrow_the_table():
+    bounds = Bounds(ranges={"steps": (2, 100)}, choices={"method": PATH_METHODS}, max_points=120)
+    assert Settings.make(steps=100, method="ig", bounds=bounds).n_points == 101  # IG: steps + 1 points
+    with pytest.raises(ValueError, match="steps must be between 2 and 100, got 1"):
+        Settings.make(steps=1, bounds=bounds)
+    with pytest.raises(ValueError, match="unknown method 'random'"):
+        Settings.make(method="random", bounds=bounds)
+    with pytest.raises(ValueError, match="125 path points is more than this demo allows \\(120\\)"):
+        Settings.make(method="udig", steps=30, factor=2, bounds=bounds)
+    assert bounds.range("steps") == (2, 100) and bounds.range("factor") == (0, 6)
+
+
+def test_the_paper_baseline_is_resolved_and_unused_settings_are_neutral():
+    assert Settings.make(method="udig").baseline == "mask"
+    assert Settings.make(method="dig").baseline == Settings.make(method="ig").baseline == "pad"
+    ig = Settings.make(method="ig", strategy="greedy", factor=3, candidates="words", nbrs=7)
+    assert ig == Settings.make(method="ig")  # the same explanation, the same settings (and cache key)
+    assert (ig.strategy, ig.factor, ig.candidates) == (None, 0, "all")
+    random = Settings.make(method="random", baseline="unk", seed=4)
+    assert (random.baseline, random.seed, random.n_points) == (None, 4, None)
+    assert Settings.make(method="udig", seed=4).seed == 0  # only the random baseline reads the seed
+
+
+def test_points_per_method():
+    assert Settings.make(method="ig", steps=30).n_points == 31
+    assert Settings.make(method="udig", steps=30, factor=1).n_points == 2 * 31 + 1
+    assert Settings.make(method="dig", steps=5, factor=0).n_points == 7  # m + 2: word, m anchors, baseline
+
+
+def test_replace_checks_again_and_info_is_json_ready():
+    settings = Settings.make(method="dig", strategy="greedy")
+    assert settings.replace(steps=10).steps == 10
+    with pytest.raises(ValueError, match="steps"):
+        settings.replace(steps=0)
+    assert settings.info() == {**asdict(settings), "n_points": 32}
+
+
+def test_the_command_line_takes_its_defaults_and_rules_from_the_table():
+    parser = evaluate.build_parser()
+    args = parser.parse_args([])
+    assert (args.steps, args.factor, args.nbrs) == tuple(PARAMETERS[n].default for n in ("steps", "factor", "nbrs"))
+    config = evaluate.EvalConfig.from_args(parser.parse_args(["--steps", "7", "--topk", "20.0"]))
+    assert config.steps == 7 and config.topk == 20 and isinstance(config.topk, int)
+    with pytest.raises(AttributeError):
+        config.steps = 8  # frozen: nothing downstream can change the run
+    spec = evaluate.parse_methods("udig-greedy:words@pad")[0]
+    settings = config.settings(spec)
+    assert (settings.method, settings.strategy, settings.candidates, settings.baseline, settings.steps) == ("udig", "greedy", "words", "pad", 7)
+
+
+def test_every_registered_method_declares_only_known_settings():
+    for method in REGISTRY.values():
+        assert method.uses <= set(PARAMETERS), method.name
+        assert (method.paper_baseline is None) == ("baseline" not in method.uses), method.name

@@ -1,0 +1,145 @@
+"""Task adapters and the method registry: what differs between tasks and methods lives in one class or entry."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from udig import Explainer
+from udig.methods import METHODS, PATH_METHODS, REGISTRY, get_method
+from udig.metrics import faithfulness
+from udig.settings import PARAMETERS, Settings
+from udig.tasks import TASKS, Classification, QuestionAnswering, get_task, task_of
+
+
+def test_adapters_are_found_by_head_and_by_name(tiny, minilm_qa):
+    assert task_of(tiny[0]) is TASKS["classification"] and task_of(minilm_qa[0]) is TASKS["qa"]
+    assert get_task("qa") is TASKS["qa"]
+    with pytest.raises(ValueError, match="unknown task 'ner'"):
+        get_task("ner")
+
+
+def test_inputs_are_checked_by_the_adapter():
+    classification, qa = TASKS["classification"], TASKS["qa"]
+    assert classification.check_inputs({"text": "fine", "question": None}) == {"text": "fine"}
+    with pytest.raises(ValueError, match="classification model: pass text=..., not question/context"):
+        classification.check_inputs({"text": None, "question": "q", "context": "c"})
+    with pytest.raises(ValueError, match="question-answering model: pass question=... and context=..., not text"):
+        qa.check_inputs({"text": "t", "question": "q", "context": "c"})
+    with pytest.raises(TypeError, match="context must be a string"):
+        qa.check_inputs({"question": "q", "context": 3})
+    with pytest.raises(ValueError, match="question is empty"):
+        qa.check_inputs({"question": " ", "context": "c"})
+
+
+def test_classification_perturbations_by_hand(tiny):
+    ids = torch.tensor([2, 10, 11, 12, 3])  # [CLS] w1 w2 w3 [SEP]
+    chosen = torch.tensor([False, True, False, True, False])
+    types = torch.zeros(5, dtype=torch.long)
+    variants = TASKS["classification"].perturbations(ids, chosen, types, tiny[1])
+    pad = tiny[1].pad_token_id
+    assert variants["original"][0].tolist() == [2, 10, 11, 12, 3]
+    assert variants["log_odds"][0].tolist() == [2, pad, 11, pad, 3]  # replaced in place
+    assert variants["comprehensiveness"][0].tolist() == [2, 11, 3]  # deleted, re-packed
+    assert variants["sufficiency"][0].tolist() == [10, 12]  # only the top-k, no [CLS]/[SEP] added back
+    assert variants["sufficiency"][1].tolist() == [0, 0]
+    assert TASKS["classification"].perturbations(ids, chosen, None, tiny[1])["comprehensiveness"][1] is None
+
+
+def test_qa_perturbations_keep_positions(minilm_qa):
+    tokenizer = minilm_qa[1]
+    ids = torch.tensor([101, 2040, 102, 3000, 3001, 102])
+    chosen = torch.tensor([False, False, False, True, False, False])
+    variants = TASKS["qa"].perturbations(ids, chosen, None, tokenizer)
+    mask = tokenizer.mask_token_id
+    assert variants["log_odds"] is variants["comprehensiveness"]  # one masked input serves both
+    assert variants["log_odds"][0].tolist() == [101, 2040, 102, mask, 3001, 102]
+    assert variants["sufficiency"][0].tolist() == [mask, mask, mask, 3000, mask, mask]
+
+
+def test_qa_token_types_start_at_the_context(minilm_qa):
+    model, tokenizer = minilm_qa
+    explanation = Explainer(model, tokenizer).explain(question="who?", context="Ann did.", method="ig", steps=2).start
+    expected = tokenizer("who?", "Ann did.")["token_type_ids"]
+    assert TASKS["qa"].token_types(explanation).tolist() == expected
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_text_without_readable_tokens_is_one_clear_error_for_every_method(tiny, method):
+    model, tokenizer = tiny
+    assert tokenizer("\u200b\u200c\x01")["input_ids"] == [tokenizer.cls_token_id, tokenizer.sep_token_id]
+    with pytest.raises(ValueError, match="no word the model can read"):
+        Explainer(model, tokenizer).explain("\u200b\u200c\x01", method=method, steps=3)
+
+
+def test_qa_context_without_readable_tokens_is_named(minilm_qa):
+    with pytest.raises(ValueError, match="the context has no word the model can read"):
+        Explainer(*minilm_qa).explain(question="who?", context="\u200b\ufe0f", method="ig", steps=2)
+
+
+# -- the registry's contract: every method, one suite -------------------------------------------------------
+
+
+def test_unknown_methods_are_refused_with_the_choices():
+    with pytest.raises(ValueError, match="unknown method 'shap'; choose one of ig, dig, udig, random, grad-input"):
+        get_method("shap")
+    assert set(PATH_METHODS) == {"ig", "dig", "udig"} and set(METHODS) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_keeps_the_contract(tiny, method):
+    model, tokenizer = tiny
+    explainer = Explainer(model, tokenizer, graph_k=8)
+    text = "a gorgeous, moving film"
+    first = explainer.explain(text, method=method, steps=4, nbrs=4)
+    again = Explainer(model, tokenizer, graph_k=8, internal_batch_size=1).explain(text, method=method, steps=4, nbrs=4)
+    assert len(first.attributions) == len(first.tokens) == len(first.input_ids)
+    assert all(a == 0.0 for a, special in zip(first.attributions, first.special_mask) if special)
+    assert first.attributions == pytest.approx(again.attributions, rel=1e-5, abs=1e-7)  # chunking changes nothing
+    assert first.settings["method"] == method and first.method == method
+    if method in PATH_METHODS:
+        rerun = Settings.make({k: v for k, v in first.settings.items() if k in PARAMETERS})  # settings are enough to rerun
+        assert first.path.shape[0] == first.settings["n_points"] == get_method(method).n_points(rerun)
+        assert first.delta == pytest.approx(sum(first.attributions) - (first.f_input - first.f_baseline), abs=1e-5)
+    else:
+        assert first.path is None and math.isnan(first.delta) and first.baseline_token == ""
+    assert faithfulness(first, model, tokenizer).k == 1  # every method's output is scored the same way
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_explains_qa(tiny_vocab_file, method):
+    from conftest import tiny_bert
+
+    model, tokenizer = tiny_bert(tiny_vocab_file, task="qa")
+    result = Explainer(model, tokenizer, graph_k=8).explain(question="what film?", context="a good film", method=method, steps=3, nbrs=4)
+    assert set(result.parts) == {"start", "end"}
+    assert result.answer == result.context[result.answer_span[0] : result.answer_span[1]]
+    assert result.start.target <= result.end.target
+
+
+# -- a new task is one class ---------------------------------------------------------------------------------
+
+
+class SentencePairClassification(Classification):
+    """Two sentences, one label (NLI, paraphrase): pair encoding and token types from QA, the rest classification."""
+
+    name = "pair-classification"
+    description = "sentence-pair classification"
+    fields = ("question", "context")  # the first and second sentence
+    encode = QuestionAnswering.encode
+    token_types = QuestionAnswering.token_types
+
+
+def test_a_new_task_is_one_class(tiny, monkeypatch):
+    model, tokenizer = tiny
+    pair = SentencePairClassification()
+    monkeypatch.setitem(TASKS, pair.name, pair)
+    explainer = Explainer(model, tokenizer)
+    explainer.task = pair
+    explanation = explainer.explain(question="the film is good", context="it was fine", method="ig", steps=4)
+    assert explanation.task == "pair-classification" and explanation.output == "logits"
+    assert explanation.text == "the film is good\nit was fine"
+    assert pair.token_types(explanation).tolist() == tokenizer("the film is good", "it was fine")["token_type_ids"]
+    assert faithfulness(explanation, model, tokenizer).length == len(explanation.tokens)
