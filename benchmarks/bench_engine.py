@@ -29,7 +29,7 @@ import torch  # noqa: E402
 
 from udig import Explainer  # noqa: E402
 from udig.models import load_model  # noqa: E402
-from udig.tasks import encode_text, max_tokens  # noqa: E402
+from udig.tasks import TASKS, max_tokens  # noqa: E402
 
 SENTENCE = "the film is a gorgeous, moving and deeply felt portrait of a family in crisis."  # 19 tokens
 
@@ -49,7 +49,7 @@ def paired(reference, candidate, repeats: int) -> list[tuple[float, float, objec
 
 def forward_backward(model, tokenizer, n_points: int):
     """The floor any explainer pays: N copies of the sentence, one forward and one backward."""
-    encoding = encode_text(tokenizer, SENTENCE, max_tokens(model, tokenizer))
+    encoding = TASKS["classification"].encode(tokenizer, {"text": SENTENCE}, max_tokens(model, tokenizer))
     embeddings = model.get_input_embeddings().weight.detach()[encoding.input_ids]
 
     def run():
@@ -64,7 +64,7 @@ def forward_backward(model, tokenizer, n_points: int):
 def captum_ig(model, tokenizer, steps: int):
     from captum.attr import LayerIntegratedGradients
 
-    encoding = encode_text(tokenizer, SENTENCE, max_tokens(model, tokenizer))
+    encoding = TASKS["classification"].encode(tokenizer, {"text": SENTENCE}, max_tokens(model, tokenizer))
     ids = encoding.input_ids[None]
     reference = torch.where(encoding.special_mask, encoding.input_ids, tokenizer.pad_token_id)[None]
 

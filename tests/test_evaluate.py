@@ -230,3 +230,16 @@ def test_worker_processes_write_the_same_records(tiny_setup, tmp_path, monkeypat
         for name in ("log_odds", "comprehensiveness", "sufficiency", "top", "k", "pred"):
             assert two[key][name] == pytest.approx(record[name], abs=1e-6), (key, name)
     assert double["n_examples"] == single["n_examples"] == 2
+
+
+def test_the_committed_evaluation_reproduces_from_its_records():
+    """docs/evaluation: the summary, table and intervals follow from records.jsonl alone (seeded bootstrap)."""
+    from pathlib import Path
+
+    out = Path(__file__).resolve().parent.parent / "docs" / "evaluation"
+    summary = json.loads((out / "summary.json").read_text())
+    items = evaluate.load_items(summary["config"]["dataset"], summary["config"]["seed"])[: summary["n_examples"]]
+    methods = parse_methods(",".join(summary["methods_order"]))
+    again = evaluate.summarize(read_records(out / "records.jsonl"), items, methods, summary["config"], seed=summary["config"]["seed"])
+    assert json.loads(json.dumps(again)) == summary
+    assert evaluate.markdown_table(summary) == (out / "table.md").read_text()

@@ -592,10 +592,14 @@ def _interval(entry: dict) -> str:
     return f"{_fmt(entry['mean'])} [{_fmt(entry['low'])}, {_fmt(entry['high'])}]"
 
 
+def _metric_headers() -> str:
+    return " | ".join(f"{m.name} {m.arrow}" for m in FAITHFULNESS)
+
+
 def markdown_table(summary: dict) -> str:
     """The per-method table and the paired comparisons, as Markdown."""
     head = [
-        "| Method | n | Log-odds ↓ | Comprehensiveness ↑ | Sufficiency ↓ | mean \\|Δ\\| "
+        f"| Method | n | {_metric_headers()} | mean \\|Δ\\| "
         "| \\|Δ\\|/\\|F(x)−F(x′)\\| mean (median) "
         "| WAE (all rows) | WAE (real words) | real-word anchors | s / example |",
         "|---|--:|---|---|---|--:|--:|--:|--:|--:|--:|",
@@ -616,7 +620,7 @@ def markdown_table(summary: dict) -> str:
         text += (
             "\nPaired differences (UDIG minus rival, same sentences; 95 % bootstrap interval; "
             "better/worse for UDIG only when the interval excludes 0):\n\n"
-            "| UDIG | versus | Log-odds ↓ | Comprehensiveness ↑ | Sufficiency ↓ |\n|---|---|---|---|---|\n"
+            f"| UDIG | versus | {_metric_headers()} |\n|---|---|---|---|---|\n"
         )
         grouped: dict[tuple[str, str], dict[str, dict]] = {}
         for c in summary["comparisons"]:
