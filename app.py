@@ -1,6 +1,6 @@
 """udig demo: explain a sentiment or question-answering model with IG, DIG and UDIG.
 
-Layout and wiring only; every handler lives in :mod:`udig.app_handlers`. Run ``python app.py``
+Layout and wiring only; the handlers, views and configuration live in :mod:`udig.app`. Run ``python app.py``
 (offline on udig's built-in sentiment model) and open http://127.0.0.1:7860.
 """
 
@@ -14,68 +14,47 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import threading  # noqa: E402
-from dataclasses import astuple  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
-from udig.app_handlers import (  # noqa: E402
-    ABOUT,
-    BAR_ORDER,
-    CANDIDATE_LABELS,
-    COPY_LINK_JS,
-    DEFAULT_BASELINE,
-    EXAMPLES,
-    METHOD_COLOURS,
-    QA_EXAMPLE,
-    AppConfig,
-    Demo,
-    autorun,
-    load_values,
-    qa_notice,
-)
-from udig.explainer import BASELINES  # noqa: E402
+from udig.app import PAPER_DEFAULT, AppConfig, Demo, qa_notice  # noqa: E402
+from udig.app.content import ABOUT, CANDIDATE_LABELS, EXAMPLES, INTRO, QA_EXAMPLE, STRATEGY_LABELS, TITLE  # noqa: E402
+from udig.app.links import COPY_LINK_JS, autorun, load_values  # noqa: E402
+from udig.app.views import BAR_ORDER, METHOD_COLOURS, METHOD_NAMES  # noqa: E402
+from udig.settings import BASELINES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
-TITLE = "udig · Uniform Discretized Integrated Gradients"
-INTRO = """# 🔍 udig: which words made the model decide?
-Integrated Gradients (**IG**) integrates the model's gradient along a straight line from a baseline to the input;
-Discretized IG (**DIG**) and Uniform Discretized IG (**UDIG**, Roy & Kundu 2024) walk through real words instead.
-Type a sentence, pick a method, and see each word's share of the decision."""
 
 
 def _settings(demo: Demo, *, method: bool = True, baseline: bool = True) -> dict[str, gr.components.Component]:
     """Method, strategy and the Advanced accordion; returns the components by field name."""
-    limits, defaults = demo.config.limits, demo.config.defaults
+    bounds, defaults = demo.config.limits.bounds(), demo.config.defaults
     controls: dict[str, gr.components.Component] = {}
+
+    def slider(name: str, label: str, info: str) -> gr.Slider:
+        low, high = bounds.range(name)
+        return gr.Slider(low, high, value=getattr(defaults, name), step=1, label=label, info=info)
+
     with gr.Row():
         if method:
             controls["method"] = gr.Radio(
-                [("IG", "ig"), ("DIG", "dig"), ("UDIG", "udig")], value=defaults.method, label="Method"
+                [(title, name) for name, title in METHOD_NAMES.items()], value=defaults.method, label="Method"
             )
         controls["strategy"] = gr.Radio(
-            [("MaxCount", "maxcount"), ("Greedy", "greedy")],
+            [(label, strategy) for strategy, label in STRATEGY_LABELS.items()],
             value=defaults.strategy,
             label="Anchor strategy (DIG, UDIG)",
         )
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
-            controls["steps"] = gr.Slider(
-                2, limits.max_steps, value=defaults.steps, step=1, label="Steps",
-                info="IG: Riemann steps; DIG/UDIG: anchors m per word",
-            )
-            controls["factor"] = gr.Slider(
-                0, limits.max_factor, value=defaults.factor, step=1, label="Upscaling factor",
-                info="DIG/UDIG: 2^factor·(m+1)+1 points",
-            )
-            controls["nbrs"] = gr.Slider(
-                1, limits.max_nbrs, value=defaults.nbrs, step=1, label="Neighbours",
-                info="UDIG: candidate words per reference point",
-            )
+            controls["steps"] = slider("steps", "Steps", "IG: Riemann steps; DIG/UDIG: anchors m per word")
+            controls["factor"] = slider("factor", "Upscaling factor", "DIG/UDIG: 2^factor·(m+1)+1 points")
+            controls["nbrs"] = slider("nbrs", "Neighbours", "UDIG: candidate words per reference point")
         with gr.Row():
             if baseline:
                 controls["baseline"] = gr.Dropdown(
-                    [DEFAULT_BASELINE, *BASELINES], value=DEFAULT_BASELINE, allow_custom_value=True,
+                    [PAPER_DEFAULT, *BASELINES], value=PAPER_DEFAULT, allow_custom_value=True,
                     label="Baseline token", info="paper default: [PAD] for IG/DIG, [MASK] for UDIG; or type a token",
                 )
             controls["candidates"] = gr.Radio(
@@ -83,6 +62,13 @@ def _settings(demo: Demo, *, method: bool = True, baseline: bool = True) -> dict
                 label="Anchor candidates",
             )
     return controls
+
+
+def _example_rows(config: AppConfig) -> list[list]:
+    """The sentiment examples as values of the sentiment inputs, in their order, with the default controls."""
+    d = config.defaults
+    controls = [d.method, d.strategy, d.steps, d.factor, d.nbrs, PAPER_DEFAULT, d.candidates]
+    return [[text, config.sentiment_models[0], *controls] for text in EXAMPLES]
 
 
 def _model_picker(demo: Demo, choices: tuple[str, ...], label: str) -> gr.Dropdown:
@@ -137,7 +123,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 s_inputs = remember("sentiment", s)
                 s_outputs = [s_label, s_highlight, s_legend, s_tokens, s_scores, s_runtime]
                 gr.Examples(
-                    [[t, config.sentiment_models[0], *astuple(config.defaults)] for t in EXAMPLES],
+                    _example_rows(config),
                     s_inputs, s_outputs, fn=demo.explain_example, cache_examples=config.cache_examples,
                     cache_mode="lazy", visible_columns=[0],
                 )
@@ -156,7 +142,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 gr.Markdown(notice, visible=bool(notice), elem_id="qa-notice")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        q = {"question": gr.Textbox(QA_EXAMPLE[0], label="Question", max_length=300),
+                        q = {"question": gr.Textbox(QA_EXAMPLE[0], label="Question", max_length=config.limits.max_question_chars),
                              "context": gr.Textbox(QA_EXAMPLE[1], lines=5, label="Context", max_length=config.limits.max_chars)}
                         q["model"] = _model_picker(demo, config.qa_models, "QA model")
                         q |= _settings(demo)
@@ -178,18 +164,17 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 c = {"text": gr.Textbox(EXAMPLES[2], lines=2, label="Text", max_length=config.limits.max_chars)}
                 c["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
                 c |= _settings(demo, method=False, baseline=False)
-                c_button = gr.Button("Compare IG, DIG and UDIG", variant="primary", elem_id="compare-run")
+                *others, last = METHOD_NAMES.values()
+                c_button = gr.Button(f"Compare {', '.join(others)} and {last}", variant="primary", elem_id="compare-run")
                 c_summary = gr.Markdown(label="Summary", elem_id="compare-summary")
                 with gr.Row():
-                    c_ig = gr.HighlightedText(label="IG", elem_id="compare-ig")
-                    c_dig = gr.HighlightedText(label="DIG", elem_id="compare-dig")
-                    c_udig = gr.HighlightedText(label="UDIG", elem_id="compare-udig")
+                    c_highlights = [gr.HighlightedText(label=title, elem_id=f"compare-{name}") for name, title in METHOD_NAMES.items()]
                 c_legend = gr.HTML(label="Colour legend")
                 c_table = gr.Dataframe(label="Scores (★ = best per score)", wrap=True, elem_id="compare-table")
                 c_bars = gr.BarPlot(x="score", y="value", color="method", color_map=METHOD_COLOURS, sort=BAR_ORDER,
                                     x_label_angle=-35, label="Scores by method (IG grey, DIG amber, UDIG indigo)", x_title="", height=420)
                 c_inputs = remember("compare", c)
-                c_outputs = [c_ig, c_dig, c_udig, c_legend, c_table, c_bars, c_summary]
+                c_outputs = [*c_highlights, c_legend, c_table, c_bars, c_summary]
                 _share_row(demo, demo.share_compare, c_inputs, "share_compare")
                 c_button.click(demo.compare, c_inputs, c_outputs, api_name="compare", concurrency_id="classifier", **attribution)
 
@@ -221,7 +206,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
 
         # ---------------------------------------------------------------- shared links
         def on_load(request: gr.Request):
-            return load_values(demo, layout, dict(request.query_params))
+            return load_values(config, layout, dict(request.query_params))
 
         restore = blocks.load(on_load, None, [tabs, run_tab, link_notice, *components], api_visibility="private")
         for tab, fn, inputs, outputs in (
@@ -232,31 +217,28 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
         ):
             restore.then(autorun(tab, fn, len(outputs)), [run_tab, *inputs], outputs, api_visibility="private",
                          concurrency_id="qa" if tab == "qa" else "classifier", **attribution)
-    blocks.queue(default_concurrency_limit=config.concurrency, max_size=int(os.environ.get("UDIG_QUEUE_SIZE", "32")))
+    blocks.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     return blocks
 
 
-def launch_kwargs() -> dict:
-    """Bind 127.0.0.1 unless GRADIO_SERVER_NAME says otherwise (Spaces sets 0.0.0.0)."""
+def launch_kwargs(config: AppConfig | None = None) -> dict:
+    """Where and how to serve: 127.0.0.1:7860 unless the configuration says otherwise (Spaces sets 0.0.0.0)."""
+    config = config or AppConfig.from_env()
     return dict(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        server_name=config.server_name,
+        server_port=config.server_port,
         css_paths=[ROOT / "assets" / "style.css"],
         theme=gr.themes.Soft(),
     )
 
 
 def main() -> None:
-    """Serve the app and warm the default model up in the background.
-
-    UDIG_WARMUP=0 skips the warm-up; UDIG_WARMUP=full also builds DIG's vocabulary graph ahead of time.
-    """
+    """Serve the app and, unless UDIG_WARMUP=0, warm the default model up in the background."""
     demo = Demo()
     blocks = build_demo(demo=demo)
-    blocks.launch(prevent_thread_lock=True, **launch_kwargs())
-    warm_up = os.environ.get("UDIG_WARMUP", "1").strip().lower()
-    if warm_up not in {"0", "false", "no", "off"}:
-        threading.Thread(target=demo.warm_up, args=(warm_up == "full",), name="udig-warm-up", daemon=True).start()
+    blocks.launch(prevent_thread_lock=True, **launch_kwargs(demo.config))
+    if demo.config.warmup != "off":
+        threading.Thread(target=demo.warm_up, name="udig-warm-up", daemon=True).start()
     blocks.block_thread()
 
 

@@ -23,8 +23,9 @@ import gradio as gr
 import pandas as pd
 import pytest
 
-from udig import app_handlers
-from udig.app_handlers import UNTRAINED_QA_MODEL, AppConfig, Demo, Limits, Settings
+from udig.app import UNTRAINED_QA_MODEL, AppConfig, Demo, Limits, links, qa_notice, service, views
+from udig.app.content import QA_EXAMPLE
+from udig.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "test/minilm"
@@ -38,12 +39,12 @@ def make_demo(classifier, qa, **config) -> Demo:
     """A Demo over the given (model, tokenizer) pairs, small defaults, no example cache."""
     options = dict(
         sentiment_models=(MODEL,), qa_models=(UNTRAINED_QA_MODEL,), cache_examples=False,
-        defaults=Settings(steps=STEPS), limits=Limits(max_chars=1000, max_tokens=64),
+        defaults=Settings.make(steps=STEPS, candidates="words"), limits=Limits(max_chars=1000, max_tokens=64),
     )
     options.update(config)
     demo = Demo(AppConfig(**options))
-    demo.registry.register(MODEL, lambda: classifier)
-    demo.registry.register(UNTRAINED_QA_MODEL, lambda: qa)
+    demo.service.registry.register(MODEL, lambda: classifier)
+    demo.service.registry.register(UNTRAINED_QA_MODEL, lambda: qa)
     return demo
 
 
@@ -160,7 +161,7 @@ def test_compare_uses_one_scale_and_marks_winners(demo):
     stars = table.drop(columns=["method", "seconds"]).apply(lambda col: col.str.contains("★").sum())
     assert (stars >= 1).all()  # a winner for every score
     assert set(bars["method"]) == {"IG", "DIG", "UDIG"} and len(bars) == 12
-    assert set(bars["score"]) <= set(app_handlers.BAR_ORDER)
+    assert set(bars["score"]) <= set(views.BAR_ORDER)
     assert "One colour scale" in summary
 
 
@@ -180,10 +181,10 @@ def test_path_lists_anchors_and_distances(demo):
 
 
 def test_large_paths_are_not_kept_in_the_cache(demo, monkeypatch):
-    monkeypatch.setattr(app_handlers, "PATH_CACHE_BYTES", 0)
+    monkeypatch.setattr(service, "PATH_CACHE_BYTES", 0)
     text = "Paths this big are dropped from the cache."
     demo.explain(text, MODEL, *SETTINGS)
-    cached = demo.compute("classification", MODEL, {"text": text}, Settings(*SETTINGS))
+    cached = demo.service.compute("classification", MODEL, {"text": text}, demo.config.settings(*SETTINGS))
     assert cached.explanation.path is None
     summary, anchors, _ = demo.path(text, MODEL, "big", "maxcount", STEPS, 0, 50, "words")  # recomputed
     assert "big" in summary and anchors.iloc[0, 2] == "big"
@@ -197,7 +198,7 @@ def test_words_lists_the_choices(demo):
 
 
 def test_qa_explains_start_and_end(demo):
-    question, context = app_handlers.QA_EXAMPLE
+    question, context = QA_EXAMPLE
     answer, start, end, legend, scores, runtime = demo.explain_qa(question, context, UNTRAINED_QA_MODEL, *SETTINGS)
     assert answer.startswith("**Answer:**")
     assert "".join(t for t, _ in start) == f"{question}\n{context}" == "".join(t for t, _ in end)
@@ -206,10 +207,10 @@ def test_qa_explains_start_and_end(demo):
 
 
 def test_qa_tab_explains_itself_offline(demo, minilm, minilm_qa):
-    notice = app_handlers.qa_notice(demo.config)
+    notice = qa_notice(demo.config)
     assert "No trained question-answering model is on this machine" in notice and "UDIG_QA_MODEL" in notice and "HF_HUB_OFFLINE" in notice
     mixed = make_demo(minilm, minilm_qa, qa_models=(MODEL,))
-    assert app_handlers.qa_notice(mixed.config) == ""
+    assert qa_notice(mixed.config) == ""
     with pytest.raises(gr.Error, match="question-answering"):
         mixed.explain_qa("who?", "Bob.", MODEL, *SETTINGS)
 
@@ -218,7 +219,7 @@ def test_share_link_round_trip(demo):
     layout = [("sentiment", f) for f in ("text", "model", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates")]
     query = demo.share_sentiment(INJECTION, MODEL, "dig", "greedy", 12, 1, 20, "mask", "all")
     assert query.startswith("?s=") and len(query) < 400
-    tab, values, notices = demo.restore(layout, {"s": query[3:]})
+    tab, values, notices = links.restore(demo.config, layout, {"s": query[3:]})
     assert tab == "sentiment" and not notices
     assert values[("sentiment", "text")] == INJECTION
     assert values[("sentiment", "method")] == "dig" and values[("sentiment", "steps")] == 12
@@ -227,14 +228,14 @@ def test_share_link_round_trip(demo):
 
 def test_restore_never_raises(demo):
     layout = [("sentiment", "text"), ("sentiment", "steps"), ("sentiment", "model"), ("compare", "text")]
-    assert demo.restore(layout, {}) == (None, {}, [])
-    tab, values, notices = demo.restore(layout, {"s": "not-a-valid-state"})
+    assert links.restore(demo.config, layout, {}) == (None, {}, [])
+    tab, values, notices = links.restore(demo.config, layout, {"s": "not-a-valid-state"})
     assert tab is None and "could not be read" in notices[0]
-    tab, values, notices = demo.restore(layout, {"tab": "sentiment", "text": "plain link", "steps": "9999", "model": "evil/model"})
+    tab, values, notices = links.restore(demo.config, layout, {"tab": "sentiment", "text": "plain link", "steps": "9999", "model": "evil/model"})
     assert tab == "sentiment" and values == {("sentiment", "text"): "plain link"} and len(notices) == 2
-    bomb = app_handlers._encode_state({"tab": "compare", "text": "x" * 200_000})
-    assert demo.restore(layout, {"s": bomb})[0] is None  # over the size limit: refused, no crash
-    values = app_handlers.load_values(demo, layout, {"tab": "compare", "text": "hello"})
+    bomb = links._encode_state({"tab": "compare", "text": "x" * 200_000})
+    assert links.restore(demo.config, layout, {"s": bomb})[0] is None  # over the size limit: refused, no crash
+    values = links.load_values(demo.config, layout, {"tab": "compare", "text": "hello"})
     assert values[1] == "compare" and values[-1] == "hello" and isinstance(values[3], dict)  # gr.skip() for the rest
 
 
@@ -247,12 +248,12 @@ def test_one_explainer_and_one_vocab_index_under_concurrency(minilm, minilm_qa):
         return minilm
 
     fresh = make_demo(minilm, minilm_qa)
-    fresh.registry.register(MODEL, loader)
+    fresh.service.registry.register(MODEL, loader)
     explainers, errors = [], []
 
     def work():
         try:
-            e = fresh.registry.explainer(MODEL, "words")
+            e = fresh.service.registry.explainer(MODEL)
             explainers.append((e, e.vocab_))
         except Exception as error:  # noqa: BLE001
             errors.append(error)
@@ -264,11 +265,11 @@ def test_one_explainer_and_one_vocab_index_under_concurrency(minilm, minilm_qa):
         t.join()
     assert not errors and len(loads) == 1
     assert len({id(e) for e, _ in explainers}) == 1 and len({id(v) for _, v in explainers}) == 1
-    assert fresh.registry.explainer(MODEL, "all").vocab_ is explainers[0][1]  # one index per model, any rule
+    assert fresh.service.registry.explainer(MODEL).vocab_ is explainers[0][1]  # one explainer, so one index, per model
 
 
 def test_spaces_gpu_shim(monkeypatch):
-    assert app_handlers.gpu(duration=5)(len) is len and app_handlers.gpu(len) is len
+    assert service.gpu(duration=5)(len) is len and service.gpu(len) is len
     calls = []
 
     class FakeSpaces:
@@ -278,7 +279,7 @@ def test_spaces_gpu_shim(monkeypatch):
             return fn if fn is not None else (lambda f: f)
 
     monkeypatch.setitem(sys.modules, "spaces", FakeSpaces)
-    spec = importlib.util.spec_from_file_location("udig._app_handlers_on_spaces", ROOT / "udig" / "app_handlers.py")
+    spec = importlib.util.spec_from_file_location("udig.app._service_on_spaces", ROOT / "udig" / "app" / "service.py")
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)
     spec.loader.exec_module(module)
@@ -328,7 +329,7 @@ def test_client_errors_are_messages(client):
 
 
 def test_client_qa_compare_path_words(client):
-    question, context = app_handlers.QA_EXAMPLE
+    question, context = QA_EXAMPLE
     answer, *_ = client.predict(question, context, UNTRAINED_QA_MODEL, *SETTINGS, api_name="/explain_qa")
     assert "Answer" in answer
     compared = client.predict(TEXT, MODEL, "maxcount", STEPS, 0, 50, "words", api_name="/compare")

@@ -1,0 +1,178 @@
+"""What the demo offers and allows: every environment variable it reads is read here, once, at start-up.
+
+A deployment changes the demo through :meth:`AppConfig.from_env`; tests build an :class:`AppConfig`
+directly. The attribution parameters' own rules live in :mod:`udig.settings`: the demo only narrows them
+(:meth:`Limits.bounds`) and never restates them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..methods import PATH_METHODS
+from ..models import CURATED_MODELS, DEFAULT_MODEL, DEFAULT_QA_MODEL
+from ..settings import Bounds, Settings
+
+logger = logging.getLogger(__name__)
+
+UNTRAINED_QA_MODEL = "udig/minilm-untrained-qa"  # base MiniLM with a seeded, untrained QA head (offline mechanics)
+PAPER_DEFAULT = "paper default"  # the baseline dropdown's value for "the method's paper's baseline"
+_ON, _OFF = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+Warmup = Literal["off", "model", "full"]
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        logger.warning("ignoring %s=%r: not an integer", name, raw)
+        return default
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in _ON | _OFF:
+        return raw in _ON
+    if raw:
+        logger.warning("ignoring %s=%r: not 1/0, true/false, yes/no or on/off", name, raw)
+    return default
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Guard rails for a public demo, tighter than the library's own; some can be raised by the environment."""
+
+    max_chars: int = 1000  # UDIG_MAX_CHARS: longer text (or context) is cut, with a notice
+    max_question_chars: int = 300
+    max_tokens: int = 128  # UDIG_MAX_TOKENS: the Explainer truncates longer inputs, with a notice
+    max_steps: int = 100  # steps (IG) or anchors m (DIG/UDIG)
+    max_factor: int = 3
+    max_nbrs: int = 200
+    max_points: int = 520  # UDIG_MAX_POINTS: path points per explanation (steps, factor) bound the runtime
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        return cls(
+            max_chars=_env_int("UDIG_MAX_CHARS", cls.max_chars),
+            max_tokens=_env_int("UDIG_MAX_TOKENS", cls.max_tokens),
+            max_points=_env_int("UDIG_MAX_POINTS", cls.max_points),
+        )
+
+    def bounds(self) -> Bounds:
+        """These limits as :class:`~udig.settings.Bounds`: the path methods only, and smaller ranges."""
+        return Bounds(
+            ranges={"steps": (2, self.max_steps), "factor": (0, self.max_factor), "nbrs": (1, self.max_nbrs)},
+            choices={"method": PATH_METHODS},
+            max_points=self.max_points,
+        )
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The models on offer (first = default), the guard rails, the serving options and the controls' defaults."""
+
+    sentiment_models: tuple[str, ...]
+    qa_models: tuple[str, ...]
+    allow_any_model: bool = False  # UDIG_ALLOW_ANY_MODEL=1: any Hub id or local folder
+    limits: Limits = field(default_factory=Limits)
+    concurrency: int = 1  # UDIG_CONCURRENCY: simultaneous attributions per model family
+    queue_size: int = 32  # UDIG_QUEUE_SIZE: longest queue before requests are turned away
+    cache_examples: bool = True  # UDIG_CACHE_EXAMPLES=0 turns the lazy example cache off
+    warmup: Warmup = "model"  # UDIG_WARMUP: 0 = "off", 1 = "model" (load it, one tiny run), "full" (+ DIG's graph)
+    device: str | None = None  # UDIG_DEVICE; None: cuda when available, else cpu
+    server_name: str = "127.0.0.1"  # GRADIO_SERVER_NAME (Spaces sets 0.0.0.0)
+    server_port: int = 7860  # GRADIO_SERVER_PORT
+    defaults: Settings = field(default_factory=lambda: Settings.make(candidates="words"))  # the controls' initial values
+
+    @classmethod
+    def from_env(cls) -> AppConfig:
+        """The configuration a deployment asked for; unset variables keep the defaults above."""
+        listed = tuple(m.strip() for m in os.environ.get("UDIG_SENTIMENT_MODELS", "").split(",") if m.strip())
+        warmup = os.environ.get("UDIG_WARMUP", "").strip().lower()
+        return cls(
+            sentiment_models=listed or (DEFAULT_MODEL, *CURATED_MODELS["sentiment"]),
+            qa_models=_qa_models(os.environ.get("UDIG_QA_MODEL", "").strip()),
+            allow_any_model=_env_flag("UDIG_ALLOW_ANY_MODEL", False),
+            limits=Limits.from_env(),
+            concurrency=max(1, _env_int("UDIG_CONCURRENCY", cls.concurrency)),
+            queue_size=_env_int("UDIG_QUEUE_SIZE", cls.queue_size),
+            cache_examples=_env_flag("UDIG_CACHE_EXAMPLES", cls.cache_examples),
+            warmup="off" if warmup in _OFF else "full" if warmup == "full" else "model",
+            device=os.environ.get("UDIG_DEVICE", "").strip() or None,
+            server_name=os.environ.get("GRADIO_SERVER_NAME", "").strip() or cls.server_name,
+            server_port=_env_int("GRADIO_SERVER_PORT", cls.server_port),
+        )
+
+    @property
+    def models(self) -> dict[str, tuple[str, ...]]:
+        """The models offered per task name (as in :data:`udig.tasks.TASKS`)."""
+        return {"classification": self.sentiment_models, "qa": self.qa_models}
+
+    def model_name(self, name: Any, task: str) -> str:
+        """The model a request names: the task's default when empty; refused when this app does not offer it."""
+        choices = self.models[task]
+        name = str(name).strip() if name is not None else ""
+        if not name:
+            return choices[0]
+        if name in choices or self.allow_any_model:
+            return name
+        raise ValueError(
+            f"model {name!r} is not offered by this app; choose one of the list "
+            "(set UDIG_ALLOW_ANY_MODEL=1 to allow any Hub id or local folder)"
+        )
+
+    def settings(self, method, strategy, steps, factor, nbrs, baseline, candidates) -> Settings:
+        """One request's settings from the controls' values (slider floats, link strings), within :attr:`limits`."""
+        if baseline is None or str(baseline).strip() in ("", PAPER_DEFAULT):
+            baseline = None  # Settings.make resolves it to the method's paper's
+        values = dict(method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates)
+        return Settings.make(values, bounds=self.limits.bounds(), lenient=True)
+
+
+def _qa_models(wanted: str) -> tuple[str, ...]:
+    """The QA choices: ``wanted`` and the curated models, loadable ones first, then the untrained head.
+
+    Offline, with no trained QA model at hand, the untrained head comes first so the tab works out of the box.
+    """
+    candidates = [wanted] if wanted else []
+    candidates += [m for m in CURATED_MODELS["qa"] if m not in candidates]
+    available = [m for m in candidates if qa_model_available(m)]
+    missing = [m for m in candidates if m not in available]
+    if not available:
+        return (UNTRAINED_QA_MODEL, *missing)
+    return (*available, *missing, UNTRAINED_QA_MODEL)
+
+
+def qa_model_available(name: str) -> bool:
+    """Whether a QA model can be loaded without the network: a local folder, or already in the Hub cache."""
+    if name == UNTRAINED_QA_MODEL or Path(name).expanduser().is_dir():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an invalid id is simply not available
+        return False
+
+
+def qa_notice(config: AppConfig) -> str:
+    """What the QA tab says up front when no trained QA model can be loaded offline."""
+    if config.qa_models and config.qa_models[0] != UNTRAINED_QA_MODEL:
+        return ""
+    return (
+        "**No trained question-answering model is on this machine yet.** No package ships one, and "
+        f"`{DEFAULT_QA_MODEL}` is not in the Hugging Face cache. The default here is MiniLM with an *untrained* "
+        "QA head: it shows the mechanics (spans, start/end attributions, scores) but its answers are "
+        "meaningless. To explain a real QA model, either\n"
+        "- pick a curated model below: with network access (`HF_HUB_OFFLINE` unset) it is downloaded once and "
+        "cached for offline use afterwards, or\n"
+        "- point the app at a local copy: `UDIG_QA_MODEL=/path/to/folder python app.py` (a folder written "
+        "by `save_pretrained`, or by `hf download distilbert-base-cased-distilled-squad --local-dir folder` on a "
+        "machine with network)."
+    )

@@ -1,0 +1,47 @@
+"""The demo's words: title, introduction, examples, control labels and the About tab."""
+
+from __future__ import annotations
+
+TITLE = "udig · Uniform Discretized Integrated Gradients"
+INTRO = """# 🔍 udig: which words made the model decide?
+Integrated Gradients (**IG**) integrates the model's gradient along a straight line from a baseline to the input;
+Discretized IG (**DIG**) and Uniform Discretized IG (**UDIG**, Roy & Kundu 2024) walk through real words instead.
+Type a sentence, pick a method, and see each word's share of the decision."""
+
+EXAMPLES = [
+    "A gorgeous, witty, seductive movie.",
+    "The plot is paper-thin and the acting is wooden.",
+    "It's not a bad film, just a forgettable one.",
+    "An utterly charming and hilarious film that reminded me why I love the movies.",
+]
+QA_EXAMPLE = (
+    "Who introduced Integrated Gradients?",
+    "Integrated Gradients was introduced by Mukund Sundararajan, Ankur Taly and Qiqi Yan in 2017. It attributes "
+    "a prediction to the input features by integrating gradients along a straight line from a baseline.",
+)
+
+STRATEGY_LABELS = {"maxcount": "MaxCount", "greedy": "Greedy"}  # in the order the radio shows them
+CANDIDATE_LABELS = {"words": "real words only", "all": "whole vocabulary (the papers)"}
+
+ABOUT = """### What you are looking at
+Each word's colour is its **attribution**: how much it moved the model's score for the explained label, summed
+over its sub-word tokens. Red words push toward the label, purple words away from it; colours are scaled so that
+the strongest word is ±1. Attributions integrate the model's gradient along a **path** from a baseline (every
+word replaced by [PAD] or [MASK]) to the input:
+
+- **IG** (Sundararajan et al. 2017) takes the straight line; its points lie between words, where the model has
+  never been trained.
+- **DIG** (Sanyal & Ren 2021) hops from word to word through a nearest-neighbour graph of the vocabulary, keeping
+  each step monotone toward the baseline.
+- **UDIG** (Roy & Kundu 2024) places evenly spaced reference points on the straight line and picks, near each,
+  the real word that keeps the path monotone: evenly spread anchors, closer to the line.
+
+### How to read the scores
+The faithfulness scores (DIG paper, top 20 % of tokens) ask whether the highlighted words really matter:
+**log-odds** (lower is better) and **comprehensiveness** (higher is better) remove them, **sufficiency** (lower is
+better) keeps only them. The **completeness error** |Δ| (closer to 0 is better) says how well the attributions
+add up to the change in the model's score between baseline and input; large values mean too few steps.
+
+The offline default model is MiniLM (all-MiniLM-L6-v2) fine-tuned on Rotten Tomatoes sentences by udig itself;
+it is a small model, not a state-of-the-art classifier. Every event has an API endpoint: see "Use via API" below.
+"""
