@@ -165,15 +165,27 @@ def test_a_baseline_variant_is_explained_from_its_token_and_compared_with_its_tw
 
 def test_resume_reader_drops_a_truncated_last_line_and_keeps_a_complete_one(tmp_path):
     path = tmp_path / "records.jsonl"
-    path.write_text('{"key": "a"}\n{"key": "b"}\n{"key": "c", "x": [1, ')
+    a, b = (json.dumps(record(key)) for key in "ab")
+    path.write_text(f'{a}\n{b}\n{{"key": "c", "x": [1, ')
     assert list(read_records(path)) == ["a", "b"]
-    assert path.read_text() == '{"key": "a"}\n{"key": "b"}\n'
-    path.write_text('{"key": "a"}\n{"key": "b"}')
+    assert path.read_text() == f"{a}\n{b}\n"
+    path.write_text(f"{a}\n{b}")
     assert list(read_records(path)) == ["a", "b"]
-    assert path.read_text().endswith('"b"}\n')
-    path.write_text('{"key": "a"}\nnot json\n{"key": "b"}\n')
-    with pytest.raises(EvaluationError, match="line 2"):
-        read_records(path)
+    assert path.read_text().endswith('}\n')
+    broken = ["not json", '{"key": "x"}', json.dumps({**record("x"), "log_odds": "high"}), json.dumps(record("x") | {"wae": [1]}),
+              json.dumps({k: v for k, v in record("x").items() if k != "seconds"}), "[1, 2]", json.dumps(record(3))]
+    for line in broken:  # JSON or not, a line summarize cannot use is refused with the same message
+        path.write_text(f"{a}\n{line}\n{b}\n")
+        with pytest.raises(EvaluationError, match="line 2, is not a record"):
+            read_records(path)
+    path.write_text(json.dumps({"key": "e", "example": "e", "method": "ig", "error": "ValueError: x", "seconds": 0.1}) + "\n")
+    assert list(read_records(path)) == ["e"]  # an explanation that failed is a record too
+
+
+def record(key) -> dict:
+    return {"key": key, "example": str(key), "method": "ig", "log_odds": -0.5, "comprehensiveness": 0.2, "sufficiency": 0.1,
+            "delta": 0.01, "relative_delta": 0.02, "wae": None, "wae_words": None, "real_word_share": None,
+            "seconds": 0.2, "metric_seconds": 0.1, "length": 9}
 
 
 def test_bootstrap_interval_is_seeded_and_covers_the_mean():

@@ -316,8 +316,8 @@ def read_records(path: Path) -> dict[str, dict]:
             continue
         try:
             record = json.loads(line)
-            key = record["key"]
-        except (ValueError, KeyError, TypeError):
+            key = _record_key(record)
+        except ValueError:
             if last:
                 break  # cut below
             raise EvaluationError(f"{path}, line {number + 1}, is not a record; move the file away or fix the line") from None
@@ -330,6 +330,21 @@ def read_records(path: Path) -> dict[str, dict]:
         with open(path, "ab") as handle:  # a complete last record that lost its newline
             handle.write(b"\n")
     return records
+
+
+def _record_key(record: Any) -> str:
+    """The key of a line :func:`summarize` can use; ValueError for well-formed JSON that is not such a record."""
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if not isinstance(record, dict) or not all(isinstance(record.get(f), str) for f in ("key", "example", "method")):
+        raise ValueError("not a record")
+    failed = "error" in record
+    required = ("seconds",) if failed else (*FAITHFULNESS_KEYS, "seconds", "metric_seconds", "length")
+    optional = () if failed else DIAGNOSTICS
+    if not all(number(record.get(f)) for f in required) or not all(record.get(f) is None or number(record[f]) for f in optional):
+        raise ValueError("not a record")
+    return record["key"]
 
 
 def model_fingerprint(model) -> str:
