@@ -235,7 +235,9 @@ def word_approximation_error(
 
     cache: an optional dict owned by the caller, mapping a hash of one token's points (and the rules) to
     their distances. A token's path depends only on its word and the method's settings, so over a dataset
-    most paths repeat; a hit is bit-for-bit the same points, so the result is exact either way.
+    most paths repeat; a hit is bit-for-bit the same points, and each token's distances are computed on their
+    own (never batched with other tokens, whose number would change the BLAS blocking and the last bits), so
+    the result is exactly the same with or without the cache, on any CPU.
     """
     moving = ~torch.as_tensor(list(special_mask), dtype=torch.bool)
     per_token = path[:, moving].detach().float().cpu().transpose(0, 1).contiguous()  # (T, N, d)
@@ -246,15 +248,10 @@ def word_approximation_error(
     keys = [hashlib.blake2b(token.numpy().tobytes() + tag, digest_size=16).digest() for token in per_token]
     new_keys = [key for key in dict.fromkeys(keys) if key not in cache]  # distinct, in order
     first = {key: t for t, key in reversed(list(enumerate(keys)))}  # a token holding each key
-    if new_keys:
-        points = per_token[[first[key] for key in new_keys]]  # (M, N, d)
-        unique, inverse = torch.unique(points.reshape(-1, points.shape[-1]), dim=0, return_inverse=True)
+    for key in new_keys:  # one token at a time: its distances never depend on which other tokens are new
+        unique, inverse = torch.unique(per_token[first[key]], dim=0, return_inverse=True)  # (U, d), (N,)
         distances = vocab.nearest_distances(unique, rules)
-        for rule in rules:
-            distances[rule] = distances[rule][inverse].reshape(len(new_keys), -1)  # (M, N)
-        stacked = torch.stack([distances[rule] for rule in rules], dim=1)  # (M, R, N)
-        for m, key in enumerate(new_keys):
-            cache[key] = stacked[m].clone()
+        cache[key] = torch.stack([distances[rule][inverse] for rule in rules])  # (R, N)
     means = torch.stack([cache[key] for key in keys]).double().mean(dim=(0, 2))  # (R,)
     return {rule: float(mean) for rule, mean in zip(rules, means)}
 
