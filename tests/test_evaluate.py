@@ -255,3 +255,28 @@ def test_the_committed_evaluation_reproduces_from_its_records():
     again = evaluate.summarize(read_records(out / "records.jsonl"), items, methods, summary["config"], seed=summary["config"]["seed"])
     assert json.loads(json.dumps(again)) == summary
     assert evaluate.markdown_table(summary) == (out / "table.md").read_text()
+
+
+def test_a_method_name_may_carry_its_integration_rule():
+    specs = parse_methods("ig/riemann_middle, udig-maxcount:words@pad/riemann_trapezoid, dig-greedy/riemann_left, random")
+    assert [s.name for s in specs] == ["ig/riemann_middle", "udig-maxcount:words@pad/riemann_trapezoid", "dig-greedy:all", "random"]
+    assert [s.rule for s in specs] == ["riemann_middle", "riemann_trapezoid", None, None]  # the papers' left sum is never written
+    by_default = parse_methods("ig,udig-greedy,random", rule="riemann_right")
+    assert [s.name for s in by_default] == ["ig/riemann_right", "udig-greedy:all/riemann_right", "random"]
+    for bad, message in [("random/riemann_left", "no path to integrate"), ("udig-greedy/gausslegendre", "integrates by"),
+                         ("ig/simpson", "unknown rule")]:
+        with pytest.raises(ValueError, match=message):
+            parse_methods(bad)
+
+
+def test_a_rule_variant_is_compared_with_its_left_sum_twin(tiny_setup, tmp_path):
+    args = ["--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data.jsonl"), "--limit", "2",
+            "--methods", "ig,udig-maxcount,udig-maxcount/riemann_trapezoid", "--steps", "4", "--nbrs", "4",
+            "--out", str(tmp_path), "--quiet"]
+    assert evaluate.main(args) == 0
+    records = read_records(tmp_path / "records.jsonl")
+    trapezoid = [r for r in records.values() if r["method"] == "udig-maxcount:all/riemann_trapezoid"]
+    assert len(trapezoid) == 2 and all(r["log_odds"] is not None for r in trapezoid)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rivals = {c["versus"] for c in summary["comparisons"] if c["method"] == "udig-maxcount:all/riemann_trapezoid"}
+    assert rivals == {"ig", "udig-maxcount:all"}

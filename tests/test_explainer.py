@@ -22,11 +22,15 @@ PATH_METHODS = [
 
 
 
-def test_ig_matches_captum_layer_integrated_gradients(minilm):
+@pytest.mark.parametrize("rule", ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"])
+def test_ig_matches_captum_layer_integrated_gradients(minilm, rule):
+    """Every rule: captum's rule of the same name with n_steps = the gradient evaluations udig reports."""
     from captum.attr import LayerIntegratedGradients
 
     model, tokenizer = minilm
-    explanation = Explainer(model, tokenizer).explain(SENTENCE, method="ig", steps=30)
+    explanation = Explainer(model, tokenizer).explain(SENTENCE, method="ig", steps=30, rule=rule)
+    n_evaluations = explanation.settings["n_evaluations"]
+    assert n_evaluations == (31 if rule == "riemann_trapezoid" else 30)
     ids = torch.tensor([explanation.input_ids])
     special = torch.tensor(explanation.special_mask)
     reference = torch.where(special, ids, tokenizer.pad_token_id)
@@ -35,7 +39,9 @@ def test_ig_matches_captum_layer_integrated_gradients(minilm):
         return model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits[:, explanation.target]
 
     lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
-    expected = lig.attribute(ids, baselines=reference, n_steps=30, method="riemann_left").sum(-1)[0]
+    expected = lig.attribute(ids, baselines=reference, n_steps=n_evaluations, method=rule).sum(-1)[0]
+    if rule == "riemann_trapezoid":  # captum 0.9 weights its n points 1/(2n), 1/n, ..., 1/(2n): they sum to
+        expected *= n_evaluations / (n_evaluations - 1)  # (n-1)/n, not 1; udig's trapezoid weights sum to 1
     ours = torch.tensor(explanation.attributions)
     assert torch.linalg.norm(ours - expected) / torch.linalg.norm(expected) < 1e-4
 

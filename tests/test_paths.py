@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from udig import paths
-from udig.integrate import integrate_path
+from udig.integrate import RULES, integrate_path
 
 
 def test_linear_path_runs_from_baseline_to_input_in_equal_steps():
@@ -114,26 +114,66 @@ def test_unknown_strategy_is_rejected():
         paths.chain_anchors(torch.tensor([1]), torch.tensor([0]), _toy_vocab(), lambda t, c: c[:, None], "best", 2)
 
 
+def _quadratic(x):  # F(x) = sum_i (w . x_i)^2 and 3F: two targets; dF/dx_i = 2 (w . x_i) w
+    weights = torch.tensor([1.0, -2.0])
+    value = ((x * weights).sum(-1) ** 2).sum(-1)
+    return torch.stack([value, 3 * value], dim=1)
+
+
+def _grad(point):
+    weights = torch.tensor([1.0, -2.0])
+    return 2 * (point * weights).sum(-1, keepdim=True) * weights
+
+
 def test_integrate_path_is_the_left_riemann_sum_and_never_needs_the_last_gradient():
     torch.manual_seed(0)
     points = torch.randn(7, 3, 2).cumsum(0)  # (N, L, d): any path
-    weights = torch.tensor([1.0, -2.0])
+    calls: list[int] = []
 
-    def function(x):  # F(x) = sum_i (w . x_i)^2, two targets: F and 3F
-        value = ((x * weights).sum(-1) ** 2).sum(-1)
-        return torch.stack([value, 3 * value], dim=1)
+    def function(x):
+        calls.append(len(x))
+        return _quadratic(x)
 
     expected = torch.zeros(3)
-    for k in range(6):  # sum_k dF/dx(P_k) . (P_{k+1} - P_k), by hand: dF/dx_i = 2 (w . x_i) w
-        grad = 2 * (points[k] * weights).sum(-1, keepdim=True) * weights
-        expected += (grad * (points[k + 1] - points[k])).sum(-1)
+    for k in range(6):  # sum_k dF/dx(P_k) . (P_{k+1} - P_k), by hand
+        expected += (_grad(points[k]) * (points[k + 1] - points[k])).sum(-1)
     for batch_size in (1, 4, 10):
+        calls.clear()
         integral = integrate_path(function, points, batch_size)
         assert torch.allclose(integral.attributions[0], expected, atol=1e-5)
         assert torch.allclose(integral.attributions[1], 3 * expected, atol=1e-5)
-        assert torch.allclose(integral.values[:, -1], function(points[-1:])[0])
-    given_end = integrate_path(function, points, 4, end_values=torch.tensor([5.0, 15.0]))
-    assert given_end.values[:, -1].tolist() == [5.0, 15.0]  # taken as given: the input is not re-run
-    assert torch.equal(given_end.attributions, integrate_path(function, points, 4).attributions)
+        assert torch.allclose(integral.f_baseline, _quadratic(points[:1])[0])
+        assert sum(calls) == integral.n_evaluations == 6  # the input's gradient is never needed
     with pytest.raises(ValueError, match="two points"):
         integrate_path(function, points[:1], 4)
+    with pytest.raises(ValueError, match="unknown rule 'simpson'"):
+        integrate_path(function, points, 4, rule="simpson")
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_rules_by_hand(n):
+    """Each rule on a path of n points, against the formula written out segment by segment."""
+    torch.manual_seed(n)
+    path = torch.randn(n, 3, 2).cumsum(0)
+    steps = [path[k + 1] - path[k] for k in range(n - 1)]
+    by_hand = {
+        "riemann_left": sum(_grad(path[k]) * steps[k] for k in range(n - 1)),
+        "riemann_right": sum(_grad(path[k + 1]) * steps[k] for k in range(n - 1)),
+        "riemann_middle": sum(_grad((path[k] + path[k + 1]) / 2) * steps[k] for k in range(n - 1)),
+        "riemann_trapezoid": sum((_grad(path[k]) + _grad(path[k + 1])) / 2 * steps[k] for k in range(n - 1)),
+    }
+    for rule, expected in by_hand.items():
+        integral = integrate_path(_quadratic, path, 2, rule=rule)
+        assert torch.allclose(integral.attributions[0], expected.sum(-1), atol=1e-4), rule
+        assert integral.n_evaluations == RULES[rule].n_evaluations(n) == (n if rule == "riemann_trapezoid" else n - 1)
+        assert torch.allclose(integral.f_baseline, _quadratic(path[:1])[0]), rule
+    # F is quadratic along a straight line, so Gauss-Legendre with n - 1 >= 2 nodes is exact: A sums to F(x) - F(x')
+    line = path[0] + torch.linspace(0, 1, n)[:, None, None] * (path[-1] - path[0])
+    exact = integrate_path(_quadratic, line, 3, rule="gausslegendre")
+    change = _quadratic(line[-1:])[0] - _quadratic(line[:1])[0]
+    if n > 2:
+        assert torch.allclose(exact.attributions.sum(1), change, rtol=1e-4)
+    nodes, weights = RULES["gausslegendre"].nodes(line)
+    assert len(nodes) == n - 1 and torch.allclose(weights.sum(0), line[-1] - line[0], atol=1e-5)  # weights sum to 1
+
+

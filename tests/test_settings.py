@@ -80,7 +80,7 @@ def test_replace_checks_again_and_info_is_json_ready():
     assert settings.replace(steps=10).steps == 10
     with pytest.raises(ValueError, match="steps"):
         settings.replace(steps=0)
-    assert settings.info() == {**asdict(settings), "n_points": 32}
+    assert settings.info() == {**asdict(settings), "n_points": 32, "n_evaluations": 31}
 
 
 def test_the_command_line_takes_its_defaults_and_rules_from_the_table():

@@ -143,3 +143,20 @@ def test_a_new_task_is_one_class(tiny, monkeypatch):
     assert explanation.text == "the film is good\nit was fine"
     assert pair.token_types(explanation).tolist() == tokenizer("the film is good", "it was fine")["token_type_ids"]
     assert faithfulness(explanation, model, tokenizer).length == len(explanation.tokens)
+
+
+@pytest.mark.parametrize("method", PATH_METHODS)
+def test_every_rule_integrates_the_same_path(tiny, method):
+    """A rule changes where gradients are taken, never the path: the points, and so F(x) - F(x'), stay."""
+    model, tokenizer = tiny
+    explainer = Explainer(model, tokenizer, graph_k=8)
+    left = explainer.explain("a gorgeous, moving film", method=method, steps=5, nbrs=4)
+    for rule in ("riemann_right", "riemann_middle", "riemann_trapezoid"):
+        other = explainer.explain("a gorgeous, moving film", method=method, steps=5, nbrs=4, rule=rule)
+        assert torch.equal(other.path, left.path) and other.settings["rule"] == rule
+        assert other.f_baseline == pytest.approx(left.f_baseline, abs=1e-6) and other.f_input == left.f_input
+        assert other.attributions != left.attributions
+        assert other.settings["n_evaluations"] == len(left.path) - (0 if rule == "riemann_trapezoid" else 1)
+    if method != "ig":
+        with pytest.raises(ValueError, match="takes rule riemann_left, .*not 'gausslegendre'"):
+            explainer.explain("a film", method=method, rule="gausslegendre")

@@ -31,7 +31,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -73,6 +73,7 @@ class MethodSpec:
     strategy: str | None = None
     candidates: str | None = None
     baseline: str | None = None  # None: the paper's
+    rule: str | None = None  # None: the papers' left Riemann sum (or no path)
 
 
 def method_names() -> dict[str, tuple[str, str | None]]:
@@ -85,16 +86,21 @@ def method_names() -> dict[str, tuple[str, str | None]]:
     return names
 
 
-def parse_methods(text: str) -> list[MethodSpec]:
-    """``"ig,udig-maxcount:words,random"`` -> specs; ``dig-greedy`` means ``dig-greedy:all``, and
-    ``udig-greedy@mask`` means ``udig-greedy:all`` (a paper's own baseline is never written)."""
+def parse_methods(text: str, rule: str = PARAMETERS["rule"].default) -> list[MethodSpec]:
+    """``"ig,udig-maxcount:words,random"`` -> specs, each written ``name[-strategy][:candidates][@baseline][/rule]``.
+
+    ``dig-greedy`` means ``dig-greedy:all``, ``udig-greedy@mask`` means ``udig-greedy:all`` (a paper's own
+    baseline is never written), and a path method without ``/rule`` integrates by ``rule``; the papers' left
+    Riemann sum is never written either, so the records of the published settings keep their names.
+    """
     spellings = method_names()
     specs: list[MethodSpec] = []
     for raw in (part.strip() for part in text.split(",")):
         if not raw:
             continue
-        head, at, baseline = raw.partition("@")
-        base, _, rule = head.partition(":")
+        body, slash, integration = raw.partition("/")
+        head, at, baseline = body.partition("@")
+        base, _, candidates = head.partition(":")
         if base not in spellings:
             raise ValueError(f"unknown method {raw!r}; choose from {', '.join(spellings)} (DIG/UDIG with :all or :words)")
         name, strategy = spellings[base]
@@ -102,17 +108,26 @@ def parse_methods(text: str) -> list[MethodSpec]:
         if at and ("baseline" not in method.uses or baseline not in BASELINES):
             takers = [spelling for spelling, (n, _) in spellings.items() if "baseline" in REGISTRY[n].uses]
             raise ValueError(f"{raw!r}: only {', '.join(takers)} take a baseline, one of {', '.join(BASELINES)}")
+        if slash and "rule" not in method.uses:
+            raise ValueError(f"{base} has no path to integrate; write {body!r}, not {raw!r}")
         if "candidates" not in method.uses:
-            if rule:
+            if candidates:
                 raise ValueError(f"{base} has no candidate rule; write {base!r}, not {raw!r}")
             spec = MethodSpec(base, name, strategy)
         else:
-            rule = rule or "all"
-            if rule not in CANDIDATE_RULES:
-                raise ValueError(f"unknown candidate rule {rule!r} in {raw!r}; choose one of {', '.join(CANDIDATE_RULES)}")
-            spec = MethodSpec(f"{base}:{rule}", name, strategy, rule)
+            candidates = candidates or "all"
+            if candidates not in CANDIDATE_RULES:
+                raise ValueError(f"unknown candidate rule {candidates!r} in {raw!r}; choose one of {', '.join(CANDIDATE_RULES)}")
+            spec = MethodSpec(f"{base}:{candidates}", name, strategy, candidates)
         if at and baseline != method.paper_baseline:
-            spec = MethodSpec(f"{spec.name}@{baseline}", spec.method, spec.strategy, spec.candidates, baseline)
+            spec = replace(spec, name=f"{spec.name}@{baseline}", baseline=baseline)
+        if "rule" in method.uses:
+            spec_rule = PARAMETERS["rule"].check(integration if slash else rule)
+            allowed = method.restricts.get("rule", PARAMETERS["rule"].choices)
+            if spec_rule not in allowed:
+                raise ValueError(f"{raw!r}: {method.title} integrates by {', '.join(allowed)}, not {spec_rule!r}")
+            if spec_rule != PARAMETERS["rule"].default:
+                spec = replace(spec, name=f"{spec.name}/{spec_rule}", rule=spec_rule)
         if spec not in specs:
             specs.append(spec)
     if not specs:
@@ -162,12 +177,12 @@ class EvalConfig:
             raise ValueError(f"--topk must be a percentage from 0 to 100, got {args.topk}")
         topk = int(args.topk) if float(args.topk).is_integer() else args.topk
         fields = {name: getattr(args, name) for name in cls.__dataclass_fields__ if name not in ("methods", "topk")}
-        return cls(**fields, methods=tuple(parse_methods(args.methods)), topk=topk)
+        return cls(**fields, methods=tuple(parse_methods(args.methods, args.rule)), topk=topk)
 
     def settings(self, spec: MethodSpec) -> Settings:
         """The attribution settings of one method in this run."""
         return Settings.make(
-            method=spec.method, strategy=spec.strategy, candidates=spec.candidates, baseline=spec.baseline,
+            method=spec.method, strategy=spec.strategy, candidates=spec.candidates, baseline=spec.baseline, rule=spec.rule,
             steps=self.steps, factor=self.factor, nbrs=self.nbrs, seed=self.seed,
         )
 
@@ -537,7 +552,9 @@ def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodS
         if spec.method != "udig":
             continue
         rivals = ["ig", f"dig-{spec.strategy}:{spec.candidates}"]  # the papers' question
-        if spec.baseline:
+        if spec.rule:
+            rivals.append(spec.name.rpartition("/")[0])  # the same method with the papers' left sum: does the rule matter?
+        elif spec.baseline:
             rivals.append(f"udig-{spec.strategy}:{spec.candidates}")  # does the baseline token matter?
         else:
             if spec.candidates == "words":
@@ -727,6 +744,8 @@ def build_parser() -> argparse.ArgumentParser:
     for parameter in (PARAMETERS["steps"], PARAMETERS["factor"], PARAMETERS["nbrs"], EXPLAINER_PARAMETERS["graph_k"]):
         parser.add_argument(f"--{parameter.name.replace('_', '-')}", type=int, default=parameter.default,
                             help=f"{parameter.help} (default {parameter.default})")
+    parser.add_argument("--rule", default=PARAMETERS["rule"].default, choices=PARAMETERS["rule"].choices,
+                        help="integration rule of every path method not named with /rule (default: the papers' riemann_left)")
     parser.add_argument("--topk", type=float, default=DEFAULT_TOPK, help="percent of tokens perturbed (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="example order, random baseline and bootstrap (default 0)")
     parser.add_argument("--workers", type=int, default=1,

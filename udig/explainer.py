@@ -85,6 +85,7 @@ class Explainer:
         target: int | str | None = None,
         candidates: str | None = None,
         seed: int = 0,
+        rule: str = "riemann_left",
     ) -> Explanation | QAExplanation:
         """Explain one input: ``text`` for classification, ``question`` + ``context`` for QA.
 
@@ -95,12 +96,14 @@ class Explainer:
         baseline: "mask", "pad", "unk" or any vocabulary token; None takes the paper's (PAD for IG and
             DIG, MASK for UDIG). target: class index or label (classification); None = predicted class.
         candidates: None uses the Explainer's rule. seed: the random baseline's seed.
+        rule: where each path segment's gradient is taken: "riemann_left" (the papers), "riemann_right",
+            "riemann_middle", "riemann_trapezoid", or "gausslegendre" (IG only); see :mod:`udig.integrate`.
         Every parameter's rule is in :data:`udig.settings.PARAMETERS`.
         """
         started = time.perf_counter()
         settings = Settings.make(
             method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline,
-            candidates=self.candidates if candidates is None else candidates, seed=seed,
+            candidates=self.candidates if candidates is None else candidates, seed=seed, rule=rule,
         )
         inputs = self.task.check_inputs({"text": text, "question": question, "context": context})
         warnings: list[str] = []
@@ -163,7 +166,7 @@ class Explainer:
         """One Explanation per target; Δ = Σ attributions − (F(x) − F(x′)), NaN without a path."""
         anchors, real_share = self._anchors(attribution.chains, encoding, reference_id)
         tokens = self.tokenizer.convert_ids_to_tokens(encoding.input_ids.tolist())
-        info = self._info(settings)
+        info = {**self._info(settings), "n_evaluations": attribution.n_evaluations}  # as counted, not as planned
         path = None if attribution.path is None else attribution.path.detach().cpu()
         explanations = []
         for i, target in enumerate(prediction.targets):

@@ -14,14 +14,14 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from . import paths
-from .integrate import integrate_path
+from .integrate import RULES, SEGMENT_RULES, integrate_path
 from .tasks import Encoding
 from .vocab import VocabIndex
 
@@ -50,6 +50,7 @@ class Attribution:
 
     attributions: Tensor  # (n_targets, L)
     f_baseline: Tensor  # (n_targets,) F at the path's start; NaN without a path
+    n_evaluations: int  # points that took a forward and a backward pass
     path: Tensor | None = None  # (N, L, d)
     chains: Tensor | None = None  # (T, m + 1) anchor ids of the moving tokens, word first (DIG/UDIG)
     timings: dict[str, float] = field(default_factory=dict)
@@ -62,8 +63,11 @@ class Method(Protocol):
     title: str
     paper_baseline: str | None  # the baseline token its paper integrates from; None without a path
     uses: frozenset[str]
+    restricts: Mapping[str, tuple[str, ...]]  # settings it uses with fewer choices than the table allows
 
     def n_points(self, settings: Settings) -> int | None: ...
+
+    def n_evaluations(self, settings: Settings) -> int: ...
 
     def attribute(self, problem: Problem, settings: Settings) -> Attribution: ...
 
@@ -82,18 +86,22 @@ class PathMethod:
     uses: frozenset[str]
     build: PathBuilder
     count: Callable[[Settings], int]
+    restricts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def n_points(self, settings: Settings) -> int:
         return self.count(settings)
+
+    def n_evaluations(self, settings: Settings) -> int:
+        return RULES[settings.rule].n_evaluations(self.count(settings))
 
     def attribute(self, problem: Problem, settings: Settings) -> Attribution:
         tick = time.perf_counter()
         path, chains = self.build(problem, settings)
         timings = {"path": time.perf_counter() - tick}
         tick = time.perf_counter()
-        integral = integrate_path(problem.value, path, problem.batch_size, problem.input_values)
+        integral = integrate_path(problem.value, path, problem.batch_size, settings.rule)
         timings["gradients"] = time.perf_counter() - tick
-        return Attribution(integral.attributions, integral.values[:, 0], path, chains, timings)
+        return Attribution(integral.attributions, integral.f_baseline, integral.n_evaluations, path, chains, timings)
 
 
 @dataclass(frozen=True)
@@ -104,17 +112,22 @@ class PathFreeMethod:
     title: str
     uses: frozenset[str]
     scores: Callable[[Problem, Settings], Tensor]  # (n_targets, L)
+    evaluations: int  # forward and backward passes it takes
     paper_baseline: None = None
+    restricts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def n_points(self, settings: Settings) -> None:
         return None
+
+    def n_evaluations(self, settings: Settings) -> int:
+        return self.evaluations
 
     def attribute(self, problem: Problem, settings: Settings) -> Attribution:
         tick = time.perf_counter()
         scores = self.scores(problem, settings)
         scores = scores.masked_fill(problem.encoding.special_mask.to(scores.device), 0.0)
         nan = torch.full((scores.shape[0],), float("nan"))
-        return Attribution(scores, nan, timings={"gradients": time.perf_counter() - tick})
+        return Attribution(scores, nan, self.evaluations, timings={"gradients": time.perf_counter() - tick})
 
 
 # -- paths ----------------------------------------------------------------------------------------------
@@ -185,16 +198,17 @@ def _gradient_times_input(problem: Problem, settings: Settings) -> Tensor:
     return torch.stack([(grad * problem.inputs).sum(-1) for grad in grads]).double().cpu()  # (n_targets, L)
 
 
-_ANCHORED = frozenset({"steps", "factor", "nbrs", "strategy", "baseline", "candidates"})
+_WORD_PATH_RULES = {"rule": SEGMENT_RULES}  # a word path is made of segments: no Gauss-Legendre on it
+_ANCHORED = frozenset({"steps", "factor", "nbrs", "strategy", "baseline", "candidates", "rule"})
 
 REGISTRY: dict[str, Method] = {
     method.name: method
     for method in (
-        PathMethod("ig", "IG", "pad", frozenset({"steps", "baseline"}), _linear_path, lambda s: s.steps + 1),
-        PathMethod("dig", "DIG", "pad", _ANCHORED - {"nbrs"}, _anchored_path(_graph_candidates), _anchored_points),
-        PathMethod("udig", "UDIG", "mask", _ANCHORED, _anchored_path(_line_candidates), _anchored_points),
-        PathFreeMethod("random", "Random", frozenset({"seed"}), _random_scores),
-        PathFreeMethod("grad-input", "Gradient × input", frozenset(), _gradient_times_input),
+        PathMethod("ig", "IG", "pad", frozenset({"steps", "baseline", "rule"}), _linear_path, lambda s: s.steps + 1),
+        PathMethod("dig", "DIG", "pad", _ANCHORED - {"nbrs"}, _anchored_path(_graph_candidates), _anchored_points, _WORD_PATH_RULES),
+        PathMethod("udig", "UDIG", "mask", _ANCHORED, _anchored_path(_line_candidates), _anchored_points, _WORD_PATH_RULES),
+        PathFreeMethod("random", "Random", frozenset({"seed"}), _random_scores, evaluations=0),
+        PathFreeMethod("grad-input", "Gradient × input", frozenset(), _gradient_times_input, evaluations=1),
     )
 }
 METHODS = tuple(REGISTRY)

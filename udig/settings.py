@@ -15,6 +15,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
+from .integrate import RULES
 from .methods import METHODS, get_method
 from .paths import STRATEGIES
 from .vocab import CANDIDATE_RULES
@@ -58,6 +59,7 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("baseline", None, "mask, pad, unk or a vocabulary token; None: the method's paper's", token=True),
         Parameter("candidates", "all", "anchor candidates: every row (the papers) or real words", choices=CANDIDATE_RULES),
         Parameter("seed", 0, "the random baseline's seed", low=0),
+        Parameter("rule", "riemann_left", "where each path segment's gradient is taken (captum's names)", choices=tuple(RULES)),
     )
 }
 EXPLAINER_PARAMETERS: dict[str, Parameter] = {  # per model, not per explanation: set once on the Explainer
@@ -102,6 +104,7 @@ class Settings:
     baseline: str | None = "mask"
     candidates: str = "all"
     seed: int = 0
+    rule: str | None = "riemann_left"
 
     @classmethod
     def make(cls, values: Mapping[str, Any] | None = None, *, bounds: Bounds | None = None, lenient: bool = False, **changes: Any) -> Settings:
@@ -117,7 +120,10 @@ class Settings:
         method = get_method(checked["method"])
         checked["baseline"] = checked["baseline"] or method.paper_baseline
         for name in PARAMETERS.keys() - method.uses - {"method"}:  # what the method ignores cannot tell two results apart
-            checked[name] = None if name in ("strategy", "baseline") else PARAMETERS[name].default
+            checked[name] = None if name in ("strategy", "baseline", "rule") else PARAMETERS[name].default
+        for name, allowed in method.restricts.items():
+            if checked[name] not in allowed:
+                raise ValueError(f"{method.title} takes {name} {', '.join(allowed)}, not {checked[name]!r}")
         settings = cls(**checked)
         if bounds is not None and bounds.max_points is not None and (settings.n_points or 0) > bounds.max_points:
             raise ValueError(
@@ -135,9 +141,14 @@ class Settings:
         """Points on the path (each but the last takes a forward and backward pass); None without a path."""
         return get_method(self.method).n_points(self)
 
+    @property
+    def n_evaluations(self) -> int:
+        """Points that take a forward and a backward pass: the cost."""
+        return get_method(self.method).n_evaluations(self)
+
     def info(self) -> dict[str, Any]:
-        """The settings and the path's size, as JSON values."""
-        return {**asdict(self), "n_points": self.n_points}
+        """The settings and the path's size and cost, as JSON values."""
+        return {**asdict(self), "n_points": self.n_points, "n_evaluations": self.n_evaluations}
 
 
 SETTING_NAMES = tuple(f.name for f in fields(Settings))
