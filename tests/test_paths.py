@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from udig import paths
-from udig.integrate import RULES, integrate_path
+from udig.integrate import RULES, integrate_path, refine_path, target_met
 
 
 def test_linear_path_runs_from_baseline_to_input_in_equal_steps():
@@ -177,3 +177,52 @@ def test_rules_by_hand(n):
     assert len(nodes) == n - 1 and torch.allclose(weights.sum(0), line[-1] - line[0], atol=1e-5)  # weights sum to 1
 
 
+
+
+def _wavy(x):  # a non-linear F with two targets, so the left sum is far from complete on a coarse path
+    value = (torch.sin((x * torch.tensor([1.0, -2.0])).sum(-1)) * 3).sum(-1)
+    return torch.stack([value, 2 * value], dim=1)
+
+
+@pytest.mark.parametrize("rule", ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"])
+def test_refinement_meets_the_target_and_equals_integrating_the_refined_path(rule):
+    torch.manual_seed(0)
+    path = torch.randn(9, 3, 2).cumsum(0)
+    f_input = _wavy(path[-1:])[0]
+    coarse = integrate_path(_wavy, path, 4, rule)
+    coarse_error = (coarse.attributions.sum(1) - (f_input - coarse.f_baseline)).abs()
+    refined = refine_path(_wavy, path, 4, rule, f_input, max_delta=0.05, max_points=1000)
+    change = f_input - refined.f_baseline
+    delta = refined.attributions.sum(1) - change
+    assert target_met(delta, change, 0.05) and bool((delta.abs() < coarse_error).all())
+    assert len(path) < len(refined.path) <= 1000
+    # every gradient kept from an earlier round is exact: the same as integrating the final path from scratch
+    direct = integrate_path(_wavy, refined.path, 4, rule)
+    assert torch.allclose(refined.attributions, direct.attributions, atol=1e-4)
+    assert torch.allclose(refined.f_baseline, direct.f_baseline)
+    assert refined.path[0].equal(path[0]) and torch.allclose(refined.path[-1], path[-1])
+    if rule != "riemann_middle":  # each split costs one evaluation (the middle rule's cost two, its old midpoint unused)
+        assert refined.n_evaluations == direct.n_evaluations
+
+
+def test_refinement_stops_at_the_point_cap_and_on_a_flat_function():
+    torch.manual_seed(1)
+    path = torch.randn(5, 3, 2).cumsum(0)
+    f_input = _wavy(path[-1:])[0]
+    capped = refine_path(_wavy, path, 8, "riemann_left", f_input, max_delta=1e-6, max_points=12)
+    assert len(capped.path) == 12 and capped.n_evaluations == 11
+    flat = lambda x: torch.zeros(len(x), 2) + 0.0 * x.sum((1, 2))[:, None]  # noqa: E731 - F(x) = F(x'): change 0
+    done = refine_path(flat, path, 8, "riemann_left", torch.zeros(2), max_delta=0.05, max_points=1000)
+    assert len(done.path) == len(path)  # |Δ| = 0 <= 0.05 x MIN_CHANGE: nothing to refine, no division by zero
+    assert target_met(torch.tensor([4e-5]), torch.tensor([0.0]), 0.05) and not target_met(torch.tensor([6e-5]), torch.tensor([0.0]), 0.05)
+
+
+def test_gauss_legendre_refines_by_doubling_its_nodes():
+    line = torch.linspace(0, 1, 4)[:, None, None] * torch.tensor([[[2.0, -1.0]]])  # 3 nodes on a straight line
+    f_input = _wavy(line[-1:])[0]
+    refined = refine_path(_wavy, line, 2, "gausslegendre", f_input, max_delta=1e-4, max_points=100)
+    sizes = [4, 7, 13, 25, 49, 97]  # each round doubles the nodes and evaluates them all again
+    rounds = sizes[: sizes.index(len(refined.path)) + 1]
+    assert len(rounds) > 1 and refined.n_evaluations == sum(n - 1 for n in rounds)
+    change = f_input - refined.f_baseline
+    assert target_met(refined.attributions.sum(1) - change, change, 1e-4)

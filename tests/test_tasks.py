@@ -160,3 +160,26 @@ def test_every_rule_integrates_the_same_path(tiny, method):
     if method != "ig":
         with pytest.raises(ValueError, match="takes rule riemann_left, .*not 'gausslegendre'"):
             explainer.explain("a film", method=method, rule="gausslegendre")
+
+
+@pytest.mark.parametrize("method", PATH_METHODS)
+def test_a_completeness_target_refines_until_met_or_capped(minilm, method):
+    model, tokenizer = minilm
+    explainer = Explainer(model, tokenizer, graph_k=50)
+    text = "a gorgeous, witty film"
+    plain = explainer.explain(text, method=method, steps=6, nbrs=8)
+    assert plain.delta_target_met is None and plain.relative_delta == pytest.approx(abs(plain.delta) / abs(plain.f_input - plain.f_baseline))
+    # the trapezoid converges fast enough for a test (the left sum needs ~1,000 points on this small F(x) - F(x'))
+    target = explainer.explain(text, method=method, steps=6, nbrs=8, rule="riemann_trapezoid", max_delta=0.05, max_points=600)
+    assert target.delta_target_met is True and target.relative_delta <= 0.05
+    assert target.settings["max_delta"] == 0.05 and target.settings["n_points"] == len(target.path) >= len(plain.path)
+    capped = explainer.explain(text, method=method, steps=6, nbrs=8, max_delta=1e-7, max_points=len(plain.path) + 3)
+    assert capped.delta_target_met is False and len(capped.path) == len(plain.path) + 3
+    assert capped.settings["n_evaluations"] == len(capped.path) - 1  # the left sum: every point but the input
+
+
+def test_a_target_is_refused_where_it_cannot_apply(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="max_delta must be more than 0"):
+        Explainer(model, tokenizer).explain("a film", max_delta=0)
+    assert Explainer(model, tokenizer).explain("a film", method="random", max_delta=0.05).delta_target_met is None

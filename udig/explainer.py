@@ -8,12 +8,14 @@ text -> task adapter -> method (path -> integrator) -> :class:`Explanation` -> t
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
 from torch import Tensor
 
 from .explanation import Explanation, QAExplanation
+from .integrate import target_met
 from .methods import Attribution, Problem, get_method
 from .settings import BASELINES, EXPLAINER_PARAMETERS, PARAMETERS, Settings
 from .tasks import Encoding, Prediction, max_tokens, select_targets, target_values, task_of
@@ -86,6 +88,8 @@ class Explainer:
         candidates: str | None = None,
         seed: int = 0,
         rule: str = "riemann_left",
+        max_delta: float | None = None,
+        max_points: int = 256,
     ) -> Explanation | QAExplanation:
         """Explain one input: ``text`` for classification, ``question`` + ``context`` for QA.
 
@@ -98,12 +102,16 @@ class Explainer:
         candidates: None uses the Explainer's rule. seed: the random baseline's seed.
         rule: where each path segment's gradient is taken: "riemann_left" (the papers), "riemann_right",
             "riemann_middle", "riemann_trapezoid", or "gausslegendre" (IG only); see :mod:`udig.integrate`.
+        max_delta: a completeness target: the path is refined where its integral is least exact until
+            |Δ| <= max_delta |F(x) - F(x')| (or max_delta x 1e-3 when that change is below 1e-3) or the path
+            has max_points points; ``delta_target_met`` says which. None keeps the path as given.
         Every parameter's rule is in :data:`udig.settings.PARAMETERS`.
         """
         started = time.perf_counter()
         settings = Settings.make(
             method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline,
             candidates=self.candidates if candidates is None else candidates, seed=seed, rule=rule,
+            max_delta=max_delta, max_points=max_points,
         )
         inputs = self.task.check_inputs({"text": text, "question": question, "context": context})
         warnings: list[str] = []
@@ -167,11 +175,15 @@ class Explainer:
         anchors, real_share = self._anchors(attribution.chains, encoding, reference_id)
         tokens = self.tokenizer.convert_ids_to_tokens(encoding.input_ids.tolist())
         info = {**self._info(settings), "n_evaluations": attribution.n_evaluations}  # as counted, not as planned
+        if attribution.path is not None:
+            info["n_points"] = len(attribution.path)  # a completeness target may have refined the path
         path = None if attribution.path is None else attribution.path.detach().cpu()
         explanations = []
         for i, target in enumerate(prediction.targets):
             attributions = attribution.attributions[i]
             f_input, f_baseline = float(input_values[i]), float(attribution.f_baseline[i])
+            delta = float(attributions.sum()) - (f_input - f_baseline)
+            change = f_input - f_baseline
             explanations.append(Explanation(
                 task=self.task.name,
                 method=settings.method,
@@ -188,7 +200,10 @@ class Explainer:
                 probs=prediction.probs[i],
                 f_input=f_input,
                 f_baseline=f_baseline,
-                delta=float(attributions.sum()) - (f_input - f_baseline),
+                delta=delta,
+                relative_delta=abs(delta) / abs(change) if math.isfinite(delta) and change != 0 else None,
+                delta_target_met=None if settings.max_delta is None else target_met(
+                    torch.tensor([delta]), torch.tensor([change]), settings.max_delta),
                 anchors=anchors,
                 anchor_tokens=[None if a is None else self.tokenizer.convert_ids_to_tokens(a) for a in anchors],
                 real_word_share=real_share,

@@ -51,6 +51,8 @@ class Explanation:
     warnings: list[str] = field(default_factory=list)
     segments: dict[str, tuple[int, int]] = field(default_factory=dict)  # QA: char range of question/context
     path: torch.Tensor | None = field(default=None, repr=False)  # (N, L, d) path points, in-process only
+    relative_delta: float | None = None  # |Δ| / |F(x) - F(x')|; None without a path or when F(x) = F(x')
+    delta_target_met: bool | None = None  # whether |Δ| met explain(max_delta=...); None when no target was set
 
     @property
     def scores(self) -> list[float]:
@@ -105,6 +107,12 @@ class QAExplanation:
     def parts(self) -> dict[str, Explanation]:
         """The start and end explanations, by role."""
         return {"start": self.start, "end": self.end}
+
+    @property
+    def delta_target_met(self) -> bool | None:
+        """Whether both the start and the end explanation met the completeness target (None: no target)."""
+        met = [part.delta_target_met for part in self.parts.values()]
+        return None if None in met else all(met)
 
     def to_dict(self) -> dict[str, Any]:
         return {

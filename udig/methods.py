@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from . import paths
-from .integrate import RULES, SEGMENT_RULES, integrate_path
+from .integrate import RULES, SEGMENT_RULES, integrate_path, refine_path
 from .tasks import Encoding
 from .vocab import VocabIndex
 
@@ -99,9 +99,13 @@ class PathMethod:
         path, chains = self.build(problem, settings)
         timings = {"path": time.perf_counter() - tick}
         tick = time.perf_counter()
-        integral = integrate_path(problem.value, path, problem.batch_size, settings.rule)
+        if settings.max_delta is None:
+            integral = integrate_path(problem.value, path, problem.batch_size, settings.rule)
+        else:
+            integral = refine_path(problem.value, path, problem.batch_size, settings.rule, problem.input_values,
+                                   settings.max_delta, settings.max_points)
         timings["gradients"] = time.perf_counter() - tick
-        return Attribution(integral.attributions, integral.f_baseline, integral.n_evaluations, path, chains, timings)
+        return Attribution(integral.attributions, integral.f_baseline, integral.n_evaluations, integral.path, chains, timings)
 
 
 @dataclass(frozen=True)
@@ -199,12 +203,13 @@ def _gradient_times_input(problem: Problem, settings: Settings) -> Tensor:
 
 
 _WORD_PATH_RULES = {"rule": SEGMENT_RULES}  # a word path is made of segments: no Gauss-Legendre on it
-_ANCHORED = frozenset({"steps", "factor", "nbrs", "strategy", "baseline", "candidates", "rule"})
+_INTEGRATED = frozenset({"steps", "baseline", "rule", "max_delta", "max_points"})
+_ANCHORED = _INTEGRATED | {"factor", "nbrs", "strategy", "candidates"}
 
 REGISTRY: dict[str, Method] = {
     method.name: method
     for method in (
-        PathMethod("ig", "IG", "pad", frozenset({"steps", "baseline", "rule"}), _linear_path, lambda s: s.steps + 1),
+        PathMethod("ig", "IG", "pad", _INTEGRATED, _linear_path, lambda s: s.steps + 1),
         PathMethod("dig", "DIG", "pad", _ANCHORED - {"nbrs"}, _anchored_path(_graph_candidates), _anchored_points, _WORD_PATH_RULES),
         PathMethod("udig", "UDIG", "mask", _ANCHORED, _anchored_path(_line_candidates), _anchored_points, _WORD_PATH_RULES),
         PathFreeMethod("random", "Random", frozenset({"seed"}), _random_scores, evaluations=0),

@@ -35,6 +35,7 @@ class Parameter:
     high: int | None = None
     choices: tuple[str, ...] | None = None
     token: bool = False  # a baseline: one of BASELINES or any vocabulary token (checked against the tokenizer)
+    real: bool = False  # a number in (low, high], not a whole number
 
     def check(self, value: Any, bounds: Bounds | None = None, *, lenient: bool = False) -> Any:
         """The canonical value, or ValueError naming the parameter, the allowed values and the bad one."""
@@ -45,7 +46,7 @@ class Parameter:
         low, high = self.low, self.high
         if bounds and self.name in bounds.ranges:
             low, high = bounds.ranges[self.name]
-        return _whole(self.name, value, low, high, lenient)
+        return (_real if self.real else _whole)(self.name, value, low, high, lenient)
 
 
 PARAMETERS: dict[str, Parameter] = {
@@ -60,6 +61,8 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("candidates", "all", "anchor candidates: every row (the papers) or real words", choices=CANDIDATE_RULES),
         Parameter("seed", 0, "the random baseline's seed", low=0),
         Parameter("rule", "riemann_left", "where each path segment's gradient is taken (captum's names)", choices=tuple(RULES)),
+        Parameter("max_delta", None, "completeness target |Δ| / |F(x) - F(x')|; None: the path as given", low=0, high=1, real=True),
+        Parameter("max_points", 256, "the most path points a completeness target may refine the path to", low=2),
     )
 }
 EXPLAINER_PARAMETERS: dict[str, Parameter] = {  # per model, not per explanation: set once on the Explainer
@@ -105,6 +108,8 @@ class Settings:
     candidates: str = "all"
     seed: int = 0
     rule: str | None = "riemann_left"
+    max_delta: float | None = None
+    max_points: int = 256
 
     @classmethod
     def make(cls, values: Mapping[str, Any] | None = None, *, bounds: Bounds | None = None, lenient: bool = False, **changes: Any) -> Settings:
@@ -121,6 +126,8 @@ class Settings:
         checked["baseline"] = checked["baseline"] or method.paper_baseline
         for name in PARAMETERS.keys() - method.uses - {"method"}:  # what the method ignores cannot tell two results apart
             checked[name] = None if name in ("strategy", "baseline", "rule") else PARAMETERS[name].default
+        if checked["max_delta"] is None:
+            checked["max_points"] = PARAMETERS["max_points"].default  # a cap without a target changes nothing
         for name, allowed in method.restricts.items():
             if checked[name] not in allowed:
                 raise ValueError(f"{method.title} takes {name} {', '.join(allowed)}, not {checked[name]!r}")
@@ -168,6 +175,19 @@ def _whole(name: str, value: Any, low: int | None, high: int | None, lenient: bo
         if high is None:
             raise ValueError(f"{name} must be at least {low}, got {number}")
         raise ValueError(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _real(name: str, value: Any, low: float | None, high: float | None, lenient: bool) -> float:
+    """A finite number in ``(low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str) if lenient else (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or (low is not None and number <= low) or (high is not None and number > high):
+        raise ValueError(f"{name} must be more than {low} and at most {high}, got {value!r}")
     return number
 
 
