@@ -12,7 +12,7 @@ are accepted with ``lenient=True``; library calls are strict, so ``steps=2.5`` o
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from .integrate import RULES
