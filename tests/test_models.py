@@ -243,7 +243,7 @@ def test_task_of_and_curated_lists(default):
     with pytest.raises(TypeError, match="not supported"):
         task_of(torch.nn.Linear(2, 2))
     assert models.DEFAULT_QA_MODEL in models.CURATED_MODELS["qa"]
-    assert "distilbert-base-uncased-finetuned-sst-2-english" in models.CURATED_MODELS["sentiment"]
+    assert "distilbert/distilbert-base-uncased-finetuned-sst-2-english" in models.CURATED_MODELS["sentiment"]
 
 
 def test_unreachable_hub_fails_fast_with_clear_message(monkeypatch):
