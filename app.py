@@ -20,7 +20,8 @@ import gradio as gr  # noqa: E402
 
 from udig.app import PAPER_DEFAULT, AppConfig, Demo, qa_notice  # noqa: E402
 from udig.app.content import ABOUT, CANDIDATE_LABELS, EXAMPLES, INTRO, QA_EXAMPLE, STRATEGY_LABELS, TITLE  # noqa: E402
-from udig.app.links import COPY_LINK_JS, autorun, load_values  # noqa: E402
+from udig.app.handlers import ReadableBlocks  # noqa: E402
+from udig.app.links import COPY_LINK_JS, load_values  # noqa: E402
 from udig.app.views import BAR_ORDER, METHOD_COLOURS, METHOD_NAMES  # noqa: E402
 from udig.settings import BASELINES  # noqa: E402
 
@@ -80,14 +81,18 @@ def _share_row(demo: Demo, fn, inputs: list, api_name: str) -> None:
     with gr.Row():
         button = gr.Button("🔗 Copy link", size="sm", scale=0, min_width=130)
         link = gr.Textbox(label="Link", show_label=False, placeholder="a link that reopens this explanation", buttons=["copy"], scale=4)
-    button.click(fn, inputs, link, api_name=api_name, concurrency_limit=None).then(None, link, link, js=COPY_LINK_JS)
+    button.click(fn, inputs, link, api_name=api_name, concurrency_limit=None, preprocess=False).then(None, link, link, js=COPY_LINK_JS)
 
 
 def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.Blocks:
-    """The app; ``config``/``demo`` let tests and deployments choose the models."""
+    """The app; ``config``/``demo`` let tests and deployments choose the models.
+
+    Every handler gets its inputs as sent (``preprocess=False``) and checks them itself, so that an API call
+    with a wrong value gets the same readable message as the UI, not Gradio's internal one.
+    """
     demo = demo or Demo(config)
     config = demo.config
-    attribution = dict(concurrency_limit=config.concurrency)
+    attribution = dict(concurrency_limit=config.concurrency, preprocess=False)
     layout: list[tuple[str, str]] = []
     components: list[gr.components.Component] = []
 
@@ -97,10 +102,10 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
             components.append(component)
         return list(fields.values())
 
-    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as blocks:
+    with ReadableBlocks(title=TITLE, delete_cache=(3600, 3600)) as blocks:
         gr.Markdown(INTRO)
-        link_notice = gr.Markdown(visible=False)
-        run_tab = gr.State("")
+        link_notice = gr.Markdown(visible=False, elem_id="link-notice")
+        runs = {tab: gr.Textbox(visible="hidden") for tab in ("sentiment", "qa", "compare", "path")}  # a link's run
         with gr.Tabs() as tabs:
             # ---------------------------------------------------------------- Sentiment
             with gr.Tab("Sentiment", id="sentiment"):
@@ -198,25 +203,28 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 p_outputs = [p_summary, p_anchors, p_plot]
                 _share_row(demo, demo.share_path, p_inputs, "share_path")
                 p_button.click(demo.path, p_inputs, p_outputs, api_name="path", concurrency_id="classifier", **attribution)
-                gr.on([p["text"].change, p["model"].change], demo.words, [p["text"], p["model"]], p["word"],
-                      api_name="words", trigger_mode="always_last", show_progress="hidden", concurrency_limit=None)
+                gr.on([p["text"].change, p["model"].change], demo.words, [p["text"], p["model"]], p["word"], api_name="words",
+                      trigger_mode="always_last", show_progress="hidden", concurrency_limit=None, preprocess=False)
+                gr.on([p["text"].input, p["model"].input], None, None, p["word"], js="() => ''")  # a user's edit: pick again
 
             with gr.Tab("About", id="about"):
                 gr.Markdown(ABOUT)
 
         # ---------------------------------------------------------------- shared links
+        # Restoring is not queued, and each tab's run waits on its hidden trigger, which only a link to that tab
+        # changes: a plain visit costs the queue nothing, and a link is restored even when the queue is full.
         def on_load(request: gr.Request):
-            return load_values(config, layout, dict(request.query_params))
+            return load_values(config, layout, list(runs), dict(request.query_params), demo.tokenizer)
 
-        restore = blocks.load(on_load, None, [tabs, run_tab, link_notice, *components], api_visibility="private")
+        blocks.load(on_load, None, [tabs, link_notice, *components, *runs.values()], queue=False, api_visibility="private")
         for tab, fn, inputs, outputs in (
             ("sentiment", demo.explain, s_inputs, s_outputs),
             ("qa", demo.explain_qa, q_inputs, q_outputs),
             ("compare", demo.compare, c_inputs, c_outputs),
             ("path", demo.path, p_inputs, p_outputs),
         ):
-            restore.then(autorun(tab, fn, len(outputs)), [run_tab, *inputs], outputs, api_visibility="private",
-                         concurrency_id="qa" if tab == "qa" else "classifier", **attribution)
+            runs[tab].change(fn, inputs, outputs, api_visibility="private", concurrency_id="qa" if tab == "qa" else "classifier",
+                             **attribution)
     blocks.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     return blocks
 

@@ -6,6 +6,7 @@ not depend on it; steps are small (8) to keep the module well under a minute aft
 
 from __future__ import annotations
 
+import base64
 import html
 import importlib.util
 import json
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
+import zlib
 from pathlib import Path
 
 import gradio as gr
@@ -24,6 +26,7 @@ import pandas as pd
 import pytest
 
 from udig.app import UNTRAINED_QA_MODEL, AppConfig, Demo, Limits, links, qa_notice, service, views
+from udig.app import config as app_config
 from udig.app.content import QA_EXAMPLE
 from udig.settings import Settings
 
@@ -77,18 +80,24 @@ def test_explain_shows_label_words_table_scores_and_runtime(demo):
     assert "UDIG" in runtime and " s" in runtime and "Δ" in runtime
 
 
-def test_results_are_cached_and_reused_by_export(demo):
+def test_results_are_cached_and_reused_by_export(demo, monkeypatch):
+    from udig import Explainer
+
     demo.explain(TEXT, MODEL, *SETTINGS)
-    started = time.perf_counter()
+
+    def recompute(*args, **kwargs):
+        raise AssertionError("the export must reuse the explanation just shown")
+
+    monkeypatch.setattr(Explainer, "explain", recompute)  # a recomputation would fail the export
     files, card = demo.export(TEXT, MODEL, *SETTINGS)
-    assert time.perf_counter() - started < 1.0  # no recomputation
     names = sorted(Path(f).name for f in files)
-    assert names == sorted(["udig-udig.json", "udig-udig.csv", "udig-udig.html", "udig-udig-model-card.md", "udig-udig-model-card.html"])
+    assert names == sorted(["udig-udig.json", "udig-udig.csv", "udig-udig.html", "udig-udig-model-card.md", "udig-udig-model-card.html",
+                            "udig-udig.png", "udig-udig.svg"])
     document = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
     assert document["inputs"]["text"] == TEXT and document["inputs"]["steps"] == STEPS and document["inputs"]["model"] == MODEL
     assert document["explanation"]["offsets"][1] == [0, 1] and "versions" in document
     assert set(document["metrics"]) == {"log_odds", "comprehensiveness", "sufficiency", "completeness_error"}
-    assert card.startswith("### Example explanation")
+    assert "Example explanation" in card
 
 
 @pytest.mark.parametrize(
@@ -102,7 +111,7 @@ def test_results_are_cached_and_reused_by_export(demo):
         ((TEXT, "someone/else", *SETTINGS), "not offered"),
         ((TEXT, MODEL, "udig", "maxcount", STEPS, 0, 50, "notaword", "words"), "not in the vocabulary"),
         ((None, MODEL, *SETTINGS), "empty"),
-        ((42, MODEL, *SETTINGS), "must be text"),
+        ((42, MODEL, *SETTINGS), "must be given as text"),
     ],
 )
 def test_bad_input_is_a_readable_error(demo, args, message):
@@ -235,8 +244,10 @@ def test_restore_never_raises(demo):
     assert tab == "sentiment" and values == {("sentiment", "text"): "plain link"} and len(notices) == 2
     bomb = links._encode_state({"tab": "compare", "text": "x" * 200_000})
     assert links.restore(demo.config, layout, {"s": bomb})[0] is None  # over the size limit: refused, no crash
-    values = links.load_values(demo.config, layout, {"tab": "compare", "text": "hello"})
-    assert values[1] == "compare" and values[-1] == "hello" and isinstance(values[3], dict)  # gr.skip() for the rest
+    runs = ["sentiment", "compare"]
+    values = links.load_values(demo.config, layout, runs, {"tab": "compare", "text": "hello"})
+    assert values[-3] == "hello" and isinstance(values[2], dict)  # gr.skip() for the rest
+    assert values[-2:] == [gr.skip(), links.RUN]  # only the link's tab runs
 
 
 def test_one_explainer_and_one_vocab_index_under_concurrency(minilm, minilm_qa):
@@ -283,7 +294,220 @@ def test_spaces_gpu_shim(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)
     spec.loader.exec_module(module)
-    assert module.gpu is FakeSpaces.GPU and calls == [{"duration": 120}]
+    assert module.gpu is FakeSpaces.GPU and calls == [{"duration": module.attribution_seconds}]  # seconds per request
+
+
+# -- user input in messages, links and configuration --------------------------------------------------
+
+PAYLOADS = [  # markup, style, a link, an image request: each must reach the user as text
+    '<h1 style="font-size:80px">HACKED</h1>',
+    '<img src="https://evil.example/x.png" onerror="window.__pwned = 4">',
+    '<a href="https://evil.example/login">Log in again</a>',
+    "<style>body { display: none }</style>",
+]
+PATH_ARGS = (TEXT, MODEL, "witty", "maxcount", STEPS, 0, 50, "words")
+SETTING_NAMES = ("method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates")
+PATH_NAMES = ("strategy", "steps", "factor", "nbrs", "candidates")
+FIELDS = {  # handler: (good arguments, the names of its arguments): each field a user types or a link or call sets
+    "explain": ((TEXT, MODEL, *SETTINGS), ("text", "model", *SETTING_NAMES)),
+    "explain_qa": ((*QA_EXAMPLE, UNTRAINED_QA_MODEL, *SETTINGS), ("question", "context", "model", *SETTING_NAMES)),
+    "compare": ((TEXT, MODEL, "maxcount", STEPS, 0, 50, "words"), ("text", "model", *PATH_NAMES)),
+    "path": (PATH_ARGS, ("text", "model", "word", *PATH_NAMES)),
+    "share_sentiment": ((TEXT, MODEL, *SETTINGS), ("text", "model", *SETTING_NAMES)),
+    "share_path": (PATH_ARGS, ("text", "model", "word", *PATH_NAMES)),
+}
+QUOTING = {"model", "word", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates"}  # refused, quoted
+NOT_CHECKED_BY_SHARE = {"baseline", "word"}  # any token or word: restore checks them against the model
+
+
+@pytest.mark.parametrize("handler", list(FIELDS))
+def test_error_messages_show_user_input_as_text(demo, handler):
+    """Gradio renders gr.Error messages as HTML: every message quoting a field's value has it escaped."""
+    args, names = FIELDS[handler]
+    fields = QUOTING - (NOT_CHECKED_BY_SHARE if handler.startswith("share") else set())
+    quoted = 0
+    for index, name in enumerate(names):
+        if name not in fields:
+            continue
+        for payload in PAYLOADS:
+            with pytest.raises(gr.Error) as caught:
+                getattr(demo, handler)(*args[:index], payload, *args[index + 1:])
+            message = caught.value.message
+            assert "<" not in message and ">" not in message, (name, message)
+            quoted += payload in html.unescape(message)
+    assert quoted >= len(PAYLOADS) * 2  # the model and a choice at least are quoted, as text
+
+
+def test_text_the_model_cannot_read_is_one_clear_message_for_every_method(demo):
+    unreadable = "\u200b\u200b \u2063"  # zero-width and invisible characters only
+    for method in ("ig", "dig", "udig"):
+        with pytest.raises(gr.Error, match="no word the model can read"):
+            demo.explain(unreadable, MODEL, method, *SETTINGS[1:])
+    with pytest.raises(gr.Error, match="no word the model can read"):
+        demo.compare(unreadable, MODEL, "maxcount", STEPS, 0, 50, "words")
+    with pytest.raises(gr.Error, match="no word the model can read"):
+        demo.path(unreadable, MODEL, "", "maxcount", STEPS, 0, 50, "words")
+    with pytest.raises(gr.Error, match="no word the model can read"):
+        demo.explain_qa("Who?", unreadable, UNTRAINED_QA_MODEL, *SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((TEXT, MODEL, "udig", "maxcount", None, 0, 50, None, None), None),  # missing settings: the controls' defaults
+        (("\ud800 lone surrogate", MODEL, *SETTINGS), "not valid Unicode"),
+        ((TEXT, "\udfff", *SETTINGS), "not valid Unicode"),
+        ((TEXT, MODEL, "udig", "maxcount", STEPS, 0, 50, "\ud800", "words"), "not valid Unicode"),
+        ((TEXT, "m" * 500, *SETTINGS), "at most 200 characters"),
+        ((TEXT, MODEL, "udig", "maxcount", [8], 0, 50, "paper default", "words"), "whole number"),
+    ],
+)
+def test_api_values_get_the_uis_messages(demo, args, message):
+    if message is None:
+        assert "UDIG" in demo.explain(*args)[-1]
+        return
+    with pytest.raises(gr.Error) as caught:
+        demo.explain(*args)
+    assert message in caught.value.message and "codec" not in caught.value.message
+
+
+def test_model_load_errors_name_only_what_was_typed(minilm, minilm_qa, tmp_path):
+    """UDIG_ALLOW_ANY_MODEL: the loader's messages name resolved folders; the visitor sees only their own words."""
+    open_demo = make_demo(minilm, minilm_qa, allow_any_model=True)
+    (tmp_path / "folder").mkdir()
+    messages = {}
+    for typed in ("/root", "/proc/self", "/no/such/folder", "~", "udig", str(tmp_path / "folder"), "../..", "someone/no-such-model"):
+        with pytest.raises(gr.Error) as caught:
+            open_demo.explain(TEXT, typed, *SETTINGS)
+        message = caught.value.message
+        assert caught.value.title == "Model not available"
+        assert repr(typed) in message, message
+        for secret in (str(ROOT), str(Path.home()), "/proc/", str(Path(os.sep, "proc", str(os.getpid())))):
+            assert secret not in message.replace(repr(typed), ""), (typed, message)
+        messages[typed] = message.replace(repr(typed), "NAME")
+    assert len(set(messages.values())) == 1  # an existing folder reads like a missing one: nothing to probe
+    with pytest.raises(gr.Error) as caught:
+        open_demo.explain(TEXT, '<img src=x onerror="window.__pwned=5">', *SETTINGS)
+    assert "<" not in caught.value.message
+
+
+def _restore(demo, query: dict) -> tuple:
+    layout = [(tab, f) for tab, fields in {
+        "sentiment": ("text", "model", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates"),
+        "path": ("text", "model", "word", "strategy", "steps", "factor", "nbrs", "candidates"),
+    }.items() for f in fields]
+    return links.restore(demo.config, layout, query, demo.tokenizer)
+
+
+def test_restore_checks_every_field(demo):
+    tab, values, notices = _restore(demo, {"tab": "sentiment", "text": "ok", "baseline": "zzz"})
+    assert tab == "sentiment" and values == {("sentiment", "text"): "ok"}
+    assert notices == ["Ignored baseline from the link: 'zzz' is not a token of test/minilm."]
+    tab, values, notices = _restore(demo, {"tab": "sentiment", "text": "ok", "baseline": "film", "__theme": "dark"})
+    assert values[("sentiment", "baseline")] == "film" and not notices  # a vocabulary token, Gradio's own parameter
+    tab, values, notices = _restore(demo, {"tab": "path", "text": TEXT, "word": "3: witty"})
+    assert values[("path", "word")] == "3: witty" and not notices
+    tab, values, notices = _restore(demo, {"tab": "path", "text": TEXT, "word": "banana", "method": "ig", "color": "red"})
+    assert set(values) == {("path", "text")} and len(notices) == 3
+    assert any("banana" in n and "not in the input" in n for n in notices)
+    assert any(n.startswith("Ignored method") for n in notices) and any(n.startswith("Ignored color") for n in notices)
+    tab, values, notices = _restore(demo, {"tab": "sentiment", "text": "x " * 3000, "steps": "1e9", "model": {"a": 1}})
+    assert len(values[("sentiment", "text")]) <= demo.config.limits.max_chars and len(notices) == 3
+    assert "shortened" in notices[0]
+    bad_text = json.dumps({"tab": "sentiment", "text": "\ud800", "method": "dig"}).encode()  # ASCII: \ud800 escaped
+    tab, values, notices = _restore(demo, {"s": base64.urlsafe_b64encode(zlib.compress(bad_text)).decode()})
+    assert values == {("sentiment", "method"): "dig"} and "not valid Unicode" in notices[0]
+
+
+def test_restore_downloads_nothing_to_check_a_link(minilm, minilm_qa):
+    two = make_demo(minilm, minilm_qa, sentiment_models=(MODEL, "someone/not-downloaded"))
+    asked = []
+    layout = [("sentiment", "model"), ("sentiment", "baseline")]
+    query = {"tab": "sentiment", "model": "someone/not-downloaded", "baseline": "zzz"}
+    tab, values, notices = links.restore(two.config, layout, query, asked.append)
+    assert asked == [] and values[("sentiment", "baseline")] == "zzz" and not notices  # its run will say
+
+
+def test_restore_survives_deeply_nested_json(demo):
+    token = base64.urlsafe_b64encode(zlib.compress(b"[" * 30_000 + b"]" * 30_000, 9)).decode()
+    tab, values, notices = _restore(demo, {"s": token})
+    assert tab is None and values == {} and notices == ["The shared link could not be read (nested too deeply); showing the defaults."]
+    deep = links._encode_state({"tab": "sentiment", "text": "ok", "steps": {"a": [[[[[1]]]]]}})
+    tab, values, notices = _restore(demo, {"s": deep})
+    assert values == {("sentiment", "text"): "ok"} and "steps" in notices[0]
+
+
+def test_share_links_are_cut_like_the_ui(demo):
+    limits = demo.config.limits
+    query = demo.share_sentiment("x " * 30_000, MODEL, *SETTINGS)
+    assert len(query) < 200  # 60,000 characters in, a link to the first 1000 out
+    tab, values, _ = _restore(demo, {"s": query[3:]})
+    assert len(values[("sentiment", "text")]) <= limits.max_chars
+    query = demo.share_qa("why? " * 1000, "because " * 5000, UNTRAINED_QA_MODEL, *SETTINGS)
+    state = links._decode_state(query[3:])
+    assert len(state["question"]) <= limits.max_question_chars and len(state["context"]) <= limits.max_chars
+    state = links._decode_state(demo.share_path(TEXT, MODEL, "w" * 10_000, "maxcount", STEPS, 0, 50, "words")[3:])
+    assert len(state["word"]) <= limits.max_word_chars
+    random_text = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(60_000))  # incompressible
+    assert len(demo.share_compare(random_text, MODEL, "maxcount", STEPS, 0, 50, "words")) < 6000
+    for bad in (("steps", "abc"), ("method", "x" * 60_000)):
+        args = dict(zip(("text", "model", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates"), (TEXT, MODEL, *SETTINGS)))
+        with pytest.raises(gr.Error):
+            demo.share_sentiment(**{**args, bad[0]: bad[1]})
+
+
+def test_env_numbers_fall_back_with_a_warning(monkeypatch, caplog):
+    for name in ("UDIG_QUEUE_SIZE", "UDIG_CONCURRENCY", "UDIG_MAX_CHARS", "UDIG_MAX_TOKENS", "UDIG_MAX_POINTS", "GRADIO_SERVER_PORT"):
+        monkeypatch.setenv(name, "abc")
+    with caplog.at_level("WARNING"):
+        config = AppConfig.from_env()
+    assert config.queue_size == 32 and config.concurrency == 1 and config.limits == Limits() and config.server_port == 7860
+    assert "UDIG_QUEUE_SIZE='abc'" in caplog.text and "not an integer" in caplog.text
+    monkeypatch.setenv("UDIG_QUEUE_SIZE", "0")
+    monkeypatch.setenv("UDIG_MAX_CHARS", "-5")
+    assert AppConfig.from_env().queue_size == 32 and AppConfig.from_env().limits.max_chars == 1000
+    monkeypatch.setenv("UDIG_QUEUE_SIZE", "8")
+    assert AppConfig.from_env().queue_size == 8
+
+
+@pytest.mark.parametrize(("offline", "reachable", "cached", "trained"), [
+    (False, True, False, True),  # a Space: the trained model, fetched on first use
+    (True, True, False, False),  # HF_HUB_OFFLINE: the mechanics demo
+    (False, False, False, False),  # no network
+    (True, False, True, True),  # in the cache: offline is fine
+])
+def test_qa_default_is_a_trained_model_when_the_hub_answers(monkeypatch, offline, reachable, cached, trained):
+    from udig.models import CURATED_MODELS
+
+    first = CURATED_MODELS["qa"][0] if trained else UNTRAINED_QA_MODEL
+    monkeypatch.setattr(app_config, "_hub_offline", lambda: offline)
+    monkeypatch.setattr(app_config, "_hub_reachable", lambda: reachable)
+    monkeypatch.setattr(app_config, "model_at_hand", lambda name: name == UNTRAINED_QA_MODEL or cached)
+    monkeypatch.delenv("UDIG_QA_MODEL", raising=False)
+    config = AppConfig.from_env()
+    assert config.qa_models[0] == first and UNTRAINED_QA_MODEL in config.qa_models
+    notice = qa_notice(config)
+    if first == UNTRAINED_QA_MODEL:
+        assert "No trained question-answering model" in notice and "untrained" in notice  # saying so
+    elif cached:
+        assert notice == ""
+    else:
+        assert f"`{first}` is downloaded from the Hugging Face Hub on its first use" in notice
+
+
+def test_first_use_of_a_hub_qa_model_says_it_downloads(demo, monkeypatch):
+    from udig.app import handlers
+
+    told = []
+    monkeypatch.setattr(gr, "Info", lambda message, **kwargs: told.append(message))
+    monkeypatch.setattr(handlers, "hub_usable", lambda: True)
+    monkeypatch.setattr(handlers, "model_at_hand", lambda name: False)  # as a Hub model not yet in the cache
+    question, context = QA_EXAMPLE
+    demo.explain_qa(question, context, UNTRAINED_QA_MODEL, *SETTINGS)
+    assert told == [f"Downloading {UNTRAINED_QA_MODEL} from the Hugging Face Hub for its first use: about a minute."]
+    monkeypatch.setattr(handlers, "model_at_hand", lambda name: True)  # cached now: nothing to say
+    demo.explain_qa(question, context, UNTRAINED_QA_MODEL, *SETTINGS)
+    assert len(told) == 1
 
 
 # -- the launched app through gradio_client -----------------------------------------------------------
@@ -350,7 +574,53 @@ def test_client_share_and_export(client):
     ]:
         assert client.predict(*args, api_name=name).startswith("?s=")
     files, card = client.predict(TEXT, MODEL, *SETTINGS, api_name="/export")
-    assert len(files) == 5 and all(Path(f).is_file() for f in files) and "Example explanation" in card
+    assert len(files) == 7 and all(Path(f).is_file() for f in files) and "Example explanation" in card
+
+
+def _raw_call(client, api_name: str, data: list) -> dict:
+    """POST an API call as any HTTP client may send it (JSON escapes: lone surrogates, too few values)."""
+    base = f"{client.src.rstrip('/')}/gradio_api/call/{api_name}"
+    body = json.dumps({"data": data}).encode()  # ASCII JSON: "\ud800" travels as an escape
+    request = urllib.request.Request(base, data=body, headers={"Content-Type": "application/json"})
+    event = json.loads(urllib.request.urlopen(request, timeout=30).read())["event_id"]
+    stream = urllib.request.urlopen(f"{base}/{event}", timeout=120).read().decode()
+    kind, payload = re.findall(r"event: (\w+)\ndata: (.*)", stream)[-1]
+    return {"event": kind, **(json.loads(payload) if payload.startswith("{") else {"data": json.loads(payload)})}
+
+
+@pytest.mark.parametrize(
+    ("api_name", "args", "message"),
+    [
+        ("/explain", (TEXT, MODEL, "udig", "maxcount", "abc", 0, 50, "paper default", "words"), "Steps must be a whole number, got 'abc'"),
+        ("/explain", (None, MODEL, *SETTINGS), "empty"),
+        ("/explain", (TEXT, MODEL, "udig", "maxcount", STEPS, 0, 50, "paper default", 7), "Unknown candidates 7"),
+        ("/compare", (TEXT, MODEL, "maxcount", 8.5, 0, 50, "words"), "whole number"),
+        ("/explain_qa", ("Who?", "", UNTRAINED_QA_MODEL, *SETTINGS), "context is empty"),
+        ("/path", (TEXT, MODEL, "banana", "maxcount", STEPS, 0, 50, "words"), "not in the input"),
+        ("/share_path", (TEXT, MODEL, "w", "maxcount", "1e9", 0, 50, "words"), "between 2 and 100"),
+        ("/explain", (TEXT, PAYLOADS[0], *SETTINGS), "&lt;h1 style=\"font-size:80px\"&gt;HACKED&lt;/h1&gt;"),
+    ],
+)
+def test_client_wrong_values_get_the_uis_messages(client, api_name, args, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as caught:
+        client.predict(*args, api_name=api_name)
+    assert message in str(caught.value) and "upstream" not in str(caught.value)
+
+
+def test_client_missing_values_default_and_raw_calls_are_readable(client):
+    runtime = client.predict(TEXT, MODEL, "udig", "maxcount", None, None, None, None, None, api_name="/explain")[-1]
+    assert "UDIG" in runtime  # None: the control's default
+    few = _raw_call(client, "explain", [TEXT, MODEL])
+    assert few["event"] == "error" and few["error"].startswith("This endpoint takes 9 values (Text, Sentiment model, Method")
+    lone = _raw_call(client, "explain", ["\ud800 broken", MODEL, *SETTINGS])
+    assert lone["event"] == "error" and "not valid Unicode" in lone["error"]
+    for api_name, data in (("share_sentiment", [TEXT, "\udfff", *SETTINGS]), ("words", ["\ud800", MODEL])):
+        answer = _raw_call(client, api_name, data)
+        assert answer["event"] == "error" and "not valid Unicode" in answer["error"], answer
+    link = client.predict("a " * 30_000, MODEL, *SETTINGS, api_name="/share_sentiment")
+    assert len(link) < 200  # cut to the text limit, as the UI
 
 
 # -- python app.py ------------------------------------------------------------------------------------
@@ -374,8 +644,7 @@ def test_python_app_py_serves_offline_on_localhost(tmp_path):
                 time.sleep(0.25)
         elapsed = time.perf_counter() - started
         assert page is not None, (tmp_path / "app.log").read_text()[-2000:]
-        print(f"python app.py answered after {elapsed:.1f} s")
-        assert elapsed < 30
+        print(f"python app.py answered after {elapsed:.1f} s")  # a figure for the log; speed lives in benchmarks/
         names = {d.get("api_name") for d in page["dependencies"]}
         assert {"explain", "explain_qa", "compare", "path", "export"} <= names
         with pytest.raises(OSError):  # bound to 127.0.0.1 only

@@ -5,12 +5,16 @@ Screenshots of every tab go to ``tests/output/browser/`` for a human to look at.
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
+import zlib
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import pytest
 
-from test_app import INJECTION, MODEL, STEPS, free_port, make_demo
+from test_app import INJECTION, MODEL, PAYLOADS, STEPS, TEXT, free_port, make_demo
 
 CHROMIUM = "/usr/bin/chromium"
 OUTPUT = Path(__file__).resolve().parent / "output" / "browser"
@@ -30,16 +34,30 @@ def demo(minilm, minilm_qa):
 
 
 @pytest.fixture(scope="module")
-def url(demo):
+def served(demo):
+    """The app's address, the names of the events that joined its queue (in order), and the app."""
     import app
 
     blocks = app.build_demo(demo=demo)
     port = free_port()
     blocks.launch(**{**app.launch_kwargs(), "server_port": port}, prevent_thread_lock=True, quiet=True)
+    queued: list[str] = []
+    push = blocks._queue.push
+
+    async def counted(body, request, username):
+        queued.append(blocks.fns[body.fn_index].name)
+        return await push(body, request, username)
+
+    blocks._queue.push = counted
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", queued, blocks
     finally:
         blocks.close()
+
+
+@pytest.fixture(scope="module")
+def url(served):
+    return served[0]
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +203,132 @@ def test_injection_renders_as_text(page, url, demo, shots):
     page.wait_for_timeout(1000)
     assert page.evaluate("() => window.__pwned") is None
     assert "Unknown tab" in page.inner_text("body")
+
+
+# -- links and error pop-ups as a visitor meets them ---------------------------------------------------
+
+MARKED = [  # the payloads (short enough for a baseline token), each leaving a mark on the page if rendered as HTML
+    '<h1 id="pwn-h1" style="font-size:80px">HACKED</h1>',
+    '<img id="pwn-img" src=x onerror="window.__pwned=7">',
+    '<a id="pwn-a" href="https://evil.example/">Log in</a>',
+    '<b id="pwn-style" style="font-size:200px">HACKED</b>',
+    *PAYLOADS,
+]
+INJECTED = """() => document.querySelectorAll('[id^=pwn-], a[href*="evil"], img[src*="evil"]').length
+  + (document.querySelectorAll('h1').length > 1 ? 10 : 0) + (window.__pwned === undefined ? 0 : 100)"""  # 0: nothing rendered
+
+
+def shown(page, selector: str) -> str:
+    return page.evaluate("(s) => Array.from(document.querySelectorAll(s)).map(e => e.innerText).join('\\n')", selector)
+
+
+def toast_text(page) -> str:
+    page.wait_for_selector("[data-testid=toast-text]")
+    return shown(page, "[data-testid=toast-text]")
+
+
+def test_link_payloads_stay_text_in_every_field(page, url):
+    """A link may put anything in any field: what it cannot use is named in the notice, as text."""
+    fields = {
+        "sentiment": ["text", "model", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates"],
+        "qa": ["question", "context", "model", "method", "strategy", "baseline"],
+        "compare": ["text", "model", "strategy", "candidates"],
+        "path": ["model", "word", "steps"],
+    }
+    for payload in MARKED:
+        for tab, names in fields.items():
+            query = {"tab": tab, **{name: payload for name in names}}
+            if tab == "path":
+                query["text"] = "a fine film"
+            page.goto(url + "?" + urlencode(query, quote_via=quote))
+            page.wait_for_selector("#link-notice:not(.hidden)")
+            wait_for_text(page, "#link-notice", "Ignored")
+            notice = shown(page, "#link-notice")
+            assert f"Ignored model from the link: model {payload!r} is not offered" in notice, notice
+            assert page.evaluate(INJECTED) == 0, (tab, payload)
+        page.goto(url + "?" + urlencode({"tab": payload}, quote_via=quote))
+        wait_for_text(page, "#link-notice", "Unknown tab")
+        assert repr(payload) in shown(page, "#link-notice") and page.evaluate(INJECTED) == 0
+    page.goto(url + "?" + urlencode({"tab": "sentiment", "text": MARKED[0], "steps": STEPS}, quote_via=quote))
+    wait_for_text(page, "#sentiment-runtime", "path points")  # text is data: restored and explained, as text
+    assert page.locator("#sentiment-text textarea").input_value() == MARKED[0]
+    assert page.evaluate(INJECTED) == 0 and not page.errors
+
+
+@pytest.mark.parametrize("payload", MARKED[:4])
+def test_error_popups_show_typed_payloads_as_text(page, url, payload):
+    """The boxes that take any value (baseline token, path word) quote it in their error pop-ups: as text."""
+    open_app(page, url)
+    set_steps(page)
+    panel = page.locator("[role=tabpanel]:visible")
+    box = panel.get_by_label("Baseline token").first
+    box.fill(payload)
+    box.press("Enter")
+    page.click("#sentiment-explain")
+    message = toast_text(page)
+    assert f"Baseline token {payload!r} is not in the vocabulary" in message
+    assert page.evaluate(INJECTED) == 0
+    page.get_by_role("tab", name="See the path").click()
+    panel = page.locator("[role=tabpanel]:visible")
+    word = panel.get_by_label("Word").first
+    word.fill(payload)
+    word.press("Enter")
+    page.locator("[data-testid=toast-close]").first.click()
+    page.click("#path-run")
+    page.wait_for_function("(p) => Array.from(document.querySelectorAll('[data-testid=toast-text]')).some(e => e.innerText.includes(p))",
+                           arg="is not in the input")
+    assert f"the word {payload!r} is not in the input" in shown(page, "[data-testid=toast-text]").replace("The word", "the word")
+    assert page.evaluate(INJECTED) == 0 and not page.errors
+
+
+def test_a_visit_costs_the_queue_nothing_unless_a_link_runs(page, url, served, demo):
+    queued = served[1]
+    queued.clear()
+    for _ in range(4):
+        open_app(page, url)
+        page.wait_for_timeout(1500)
+    assert queued == []  # before: 5 events per visit (a queued restore and four do-nothing runs)
+    page.goto(url + demo.share_sentiment(TEXT, MODEL, "ig", "maxcount", STEPS, 0, 50, "pad", "words"))
+    wait_for_text(page, "#sentiment-runtime", "path points")
+    assert queued == ["explain"]  # exactly the run the link asks for
+
+
+def test_a_link_restores_every_field_it_can_and_says_which_not(page, url):
+    page.goto(url + "?tab=sentiment&text=ok+then&baseline=zzz&steps=" + str(STEPS))
+    wait_for_text(page, "#sentiment-runtime", "path points")  # runs, with the paper's baseline
+    assert "Ignored baseline from the link: 'zzz' is not a token of test/minilm." in shown(page, "#link-notice")
+    page.locator("[role=tabpanel]:visible").get_by_text("Advanced").first.click()
+    assert page.locator("[role=tabpanel]:visible").get_by_label("Baseline token").first.input_value() == "paper default"
+    nested = base64.urlsafe_b64encode(zlib.compress(b"[" * 30_000 + b"]" * 30_000)).decode()
+    page.goto(url + "?s=" + nested)
+    wait_for_text(page, "#link-notice", "could not be read (nested too deeply)")
+
+
+def test_a_path_link_keeps_its_word_for_the_next_link(page, url, demo):
+    page.goto(url + demo.share_path(TEXT, MODEL, "3: witty", "maxcount", STEPS, 0, 50, "words"))
+    wait_for_text(page, "#path-summary", "witty")
+    panel = page.locator("[role=tabpanel]:visible")
+    word = panel.get_by_label("Word").first
+    page.wait_for_timeout(1000)  # the word list arrives after the restore, and leaves the word alone
+    assert word.input_value() == "3: witty"
+    panel.get_by_role("button", name="🔗 Copy link").first.click()
+    link_box = panel.get_by_placeholder("a link that reopens this explanation").first
+    page.wait_for_function("(el) => el.value.startsWith('http')", arg=link_box.element_handle())
+    token = link_box.input_value().split("?s=", 1)[1]
+    state = json.loads(zlib.decompress(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))))
+    assert state["word"] == "3: witty" and state["tab"] == "path"
+    panel.locator("textarea").first.press_sequentially(" Or not.")  # a user's edit: the old word may no longer apply
+    page.wait_for_function("(el) => el.value === ''", arg=word.element_handle())
+
+
+def test_a_link_is_restored_when_the_queue_is_full(page, served):
+    url, _, blocks = served
+    size = blocks._queue.max_size
+    blocks._queue.max_size = 0  # every queue join is turned away
+    try:
+        page.goto(url + "?tab=compare&text=restored+while+full")
+        wait_for_text(page, "[data-testid=toast-text]", "busy")  # the run waits for a quieter moment...
+        assert page.get_by_role("tab", selected=True).inner_text().strip() == "Compare methods"  # ...the link is restored
+        assert page.locator("[role=tabpanel]:visible textarea").first.input_value() == "restored while full"
+    finally:
+        blocks._queue.max_size = size

@@ -335,8 +335,6 @@ def test_wae_of_real_paths_is_zero_at_the_ends_and_larger_for_ig_than_udig(minil
 
 
 def test_the_wae_cache_is_exact_and_skips_paths_seen_before(minilm, monkeypatch):
-    import udig.metrics as metrics
-
     model, tokenizer = minilm
     explainer = Explainer(model, tokenizer)
     vocab = explainer.vocab_

@@ -49,15 +49,12 @@ def _predict(model, tokenizer, texts):
         return model(**enc).logits.argmax(-1).tolist()
 
 
-def test_default_loads_offline_fast():
+def test_default_loads_offline():
     import transformers.models.bert.modeling_bert  # noqa: F401  (module import time is not load time)
 
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     models.clear_cache()
-    t = time.perf_counter()
     model, tokenizer = load_model()
-    elapsed = time.perf_counter() - t
-    assert elapsed < 2.0, f"default model took {elapsed:.2f} s to load"
     assert not model.training
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert task_of(model).name == "classification"

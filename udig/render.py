@@ -9,6 +9,8 @@ Plain functions over plain data; no Gradio here (the app passes these values to 
   and ``isn ' t`` are one word each, ``gorgeous ,`` is two.
 - **Colours** are max-abs scaled to [-1, 1] (the HighlightedText score convention, red = +, purple = -):
   positive pushes the model *toward* the explained label, negative *away* from it.
+- **Images** of the highlight (PNG, SVG; matplotlib without pyplot) for model cards, whose renderers may
+  strip the HTML's inline colours; they use the same words and colours as the HTML.
 - **Everything user-typed is escaped** wherever HTML or Markdown is produced; CSV cells that a spreadsheet
   would run as a formula are neutralised.
 """
@@ -22,9 +24,11 @@ import json
 import math
 import platform
 import re
+import threading
+import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .explanation import Explanation
 from .metrics import METRIC_INFO, SCORES
@@ -39,6 +43,8 @@ __all__ = [
     "highlight_value",
     "highlight_html",
     "legend_html",
+    "highlight_image",
+    "IMAGE_FORMATS",
     "label_value",
     "token_rows",
     "TOKEN_HEADERS",
@@ -246,6 +252,130 @@ def legend_html(label: str) -> str:
     )
 
 
+# -- images -------------------------------------------------------------------------------------------
+
+IMAGE_FORMATS = ("png", "svg")
+_WIDTH_IN, _MARGIN_IN, _PNG_DPI = 8.0, 0.3, 150
+_TEXT_PT, _SMALL_PT = 14.0, 9.5
+_PAD = 0.18  # box padding around a word, in font sizes (as matplotlib's boxstyle pad)
+_SVG_AS_TEXT = threading.Lock()  # svg.fonttype is a process-wide rcParam: set for one drawing at a time
+
+
+def _rgba(css: str) -> tuple[float, float, float, float]:
+    """A :func:`colour` value (``rgba(r, g, b, a)``) as matplotlib's 0-1 tuple."""
+    r, g, b, a = (float(v) for v in css[css.index("(") + 1 : css.rindex(")")].split(","))
+    return r / 255, g / 255, b / 255, a
+
+
+def _clipped(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+Placed = tuple[float, int, str, "float | None"]  # x (inches), line, text, scaled score (None: not a word)
+
+
+def _wrap(
+    pieces: Iterable[tuple[str, float | None]], width: Callable[[str], float], usable: float, pad: float
+) -> tuple[list[Placed], int]:
+    """Words (and the visible text between them) placed left to right in lines ``usable`` inches wide.
+
+    width(text) measures in inches; each word takes its width plus ``pad`` on both sides. Lines break at
+    newlines in the text and before a word that would overflow; returns the placements and the line count.
+    """
+    space = width("a a") - width("aa")
+    placed: list[Placed] = []
+    x, line = 0.0, 0
+    for text, score in pieces:
+        for part in [text] if score is not None else re.findall(r"\n|[^\S\n]+|\S+", text):
+            if part == "\n":
+                x, line = 0.0, line + 1
+            elif part.isspace():
+                x += space if x else 0.0
+            else:
+                advance = width(part) + 2 * pad
+                if x and x + advance > usable:
+                    x, line = 0.0, line + 1
+                placed.append((x, line, part, score))
+                x += advance
+    return placed, line + 1
+
+
+def highlight_image(explanation: Explanation, fmt: str = "png", *, attributions: Sequence[float] | None = None) -> bytes:
+    """The highlight as a PNG or SVG image: wrapped words coloured by :func:`colour`, legend, model, label.
+
+    For model cards: the Hub's card renderer and other sanitisers may strip the inline colours of
+    :func:`highlight_html`, but not an image. Drawn on a bare :class:`matplotlib.figure.Figure` (no pyplot,
+    so concurrent requests share no figure state); matplotlib's parser for ``$...$`` is off, and the SVG
+    keeps the words as ``<text>``, escaped by matplotlib's XML writer.
+    """
+    if fmt not in IMAGE_FORMATS:
+        raise ValueError(f"unknown image format {fmt!r}; choose png or svg")
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.patches import Rectangle
+
+    figure = Figure(figsize=(_WIDTH_IN, 1.0), dpi=_PNG_DPI)
+    renderer = FigureCanvasAgg(figure).get_renderer()
+
+    def width(text: str, size: float = _TEXT_PT) -> float:  # inches
+        return renderer.get_text_width_height_descent(text, FontProperties(size=size), ismath=False)[0] / figure.dpi
+
+    pad, usable = _PAD * _TEXT_PT / 72, _WIDTH_IN - 2 * _MARGIN_IN
+    placed, lines = _wrap(highlight_value(explanation, attributions=attributions), width, usable, pad)
+
+    small, row = _SMALL_PT / 72 * 1.6, _TEXT_PT / 72 * 1.9  # line heights, inches
+    label = _clipped(explanation.target_label, 40)
+    probability = f" (p = {explanation.probs[explanation.target]:.3f})" if explanation.output == "logits" else ""
+
+    def fit(text: str) -> str:  # a header line cut to the drawing's width
+        text = _clipped(text, 160)
+        while len(text) > 1 and width(text, _SMALL_PT) > usable:
+            text = text[:-2] + "…"
+        return text
+
+    header = [fit(f"Model {explanation.settings.get('model', '')} · explained label {label}{probability}"),
+              fit(f"{_describe(explanation)} · completeness error Δ = {explanation.delta:+.4f}")]
+    text_top = _MARGIN_IN + len(header) * small + 0.1
+    legend_top = text_top + lines * row + 0.1
+    height = legend_top + 2 * small + _MARGIN_IN
+    figure.set_size_inches(_WIDTH_IN, height)
+
+    def at(x_in: float, y_in: float) -> tuple[float, float]:  # inches from the top left -> figure fraction
+        return (_MARGIN_IN + x_in) / _WIDTH_IN, 1 - y_in / height
+
+    def write(x_in: float, y_in: float, text: str, size: float = _SMALL_PT, **style: Any) -> None:
+        figure.text(*at(x_in, y_in), text, fontsize=size, va="center", parse_math=False, **style)
+
+    for n, text in enumerate(header):
+        write(0, _MARGIN_IN + (n + 0.5) * small, text, color="#444444")
+    for x_in, line_no, text, score in placed:
+        box = None if score is None else {"boxstyle": f"round,pad={_PAD}", "facecolor": _rgba(colour(score)), "edgecolor": "none"}
+        write(x_in + pad, text_top + (line_no + 0.5) * row, text, _TEXT_PT, color="#111111", bbox=box)
+    y = legend_top + 0.5 * small
+    away = f"− away from {label}"
+    write(0, y, away)
+    x_in, swatch = width(away, _SMALL_PT) + 0.1, 0.22
+    for stop in range(-4, 5):
+        corner = at(x_in, y + 0.07)
+        figure.add_artist(Rectangle(corner, swatch / _WIDTH_IN, 0.14 / height, transform=figure.transFigure,
+                                    facecolor=_rgba(colour(stop / 4)), edgecolor="none"))
+        x_in += swatch
+    write(x_in + 0.1, y, f"toward {label} +")
+    write(0, y + small, "Per-word attribution, summed over sub-words, scaled to [−1, 1] by the largest |score|. Made with udig.",
+          color="#666666")
+
+    buffer = io.BytesIO()
+    if fmt == "svg":
+        with _SVG_AS_TEXT, matplotlib.rc_context({"svg.fonttype": "none"}):  # words as <text>, not glyph paths
+            figure.savefig(buffer, format="svg", metadata={"Date": None})
+    else:
+        figure.savefig(buffer, format="png", dpi=_PNG_DPI)
+    return buffer.getvalue()
+
+
 # -- tables -------------------------------------------------------------------------------------------
 
 
@@ -383,30 +513,55 @@ method {escape(_describe(explanation))} · completeness error Δ = {explanation.
 """
 
 
+_URL_SAFE = ":/?#@!$&'*+,;=%-._~"  # kept as typed; anything else (spaces, quotes, brackets, <>) is %-encoded
+
+
+def _link_target(url: str) -> str:
+    """``url`` percent-encoded for a Markdown or HTML link; only relative, http and https links are allowed."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in ("", "http", "https"):
+        raise ValueError(f"refusing a {scheme}: link in a model card; give a file name, a relative link or an http(s) URL")
+    return urllib.parse.quote(url, safe=_URL_SAFE)
+
+
 def model_card(
     explanation: Explanation,
     *,
     metrics: dict[str, float | None] | None = None,
     fmt: str = "markdown",
     top: int = 5,
+    image: str | None = None,
+    link: str | None = None,
 ) -> str:
-    """A snippet for a model card: the example, its top words, the scores; ``fmt`` "markdown" or "html"."""
+    """A "Model examination" snippet for a model card: the example, its top words, the scores.
+
+    fmt: "markdown" or "html". image: file name or URL of :func:`highlight_image`'s drawing, shown first
+    (card renderers may strip the inline colours of the HTML highlight, not an image). link: the Space's
+    share link (or a relative ``?s=...`` query) that reopens this example in the demo.
+    """
     if fmt not in ("markdown", "html"):
         raise ValueError(f"unknown format {fmt!r}; choose markdown or html")
     word_list = sorted(words(explanation), key=lambda w: -abs(w.attribution))[:top]
     model = explanation.settings.get("model", "")
+    alt = f"Word attributions for the label {explanation.target_label}: red pushes toward it, purple away from it"
+    demo = "Open this example in the udig demo"
     if fmt == "html":
         top_html = ", ".join(f"<code>{escape(w.text)}</code> ({w.attribution:+.3f})" for w in word_list)
+        picture = f'<p><img src="{escape(_link_target(image))}" alt="{escape(alt)}"></p>\n' if image else ""
+        back = f'<p><a href="{escape(_link_target(link))}">{demo}</a></p>\n' if link else ""
         return (
-            f"<h3>Example explanation ({escape(_describe(explanation))})</h3>\n"
+            f"<h3>Model examination</h3>\n<h4>Example explanation ({escape(_describe(explanation))})</h4>\n{picture}"
             f"<p>Model <code>{escape(model)}</code>, label <b>{escape(explanation.target_label)}</b>. "
             "Red pushes toward the label, purple away from it.</p>\n"
             f'<p style="line-height:1.8">{highlight_html(explanation)}</p>\n'
-            f"<p>Most influential words: {top_html}</p>\n{_metrics_html(metrics)}\n"
+            f"<p>Most influential words: {top_html}</p>\n{_metrics_html(metrics)}\n{back}"
         )
-    lines = [
-        f"### Example explanation ({escape_markdown(_describe(explanation))})",
-        "",
+    lines = ["### Model examination", "", f"#### Example explanation ({escape_markdown(_describe(explanation))})", ""]
+    if image:
+        lines += [f"![{escape_markdown(alt)}]({_link_target(image)})", ""]
+    if link:
+        lines += [f"[{demo}]({_link_target(link)})", ""]
+    lines += [
         f"Model `{model}`, explained label **{escape_markdown(explanation.target_label)}**, "
         f"completeness error Δ = {explanation.delta:+.4f}.",
         "",

@@ -14,25 +14,42 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..methods import PATH_METHODS
-from ..models import CURATED_MODELS, DEFAULT_MODEL, DEFAULT_QA_MODEL
+from ..models import CURATED_MODELS, DEFAULT_MODEL, DEFAULT_QA_MODEL, _hub_offline, _hub_reachable
 from ..settings import Bounds, Settings
 
 logger = logging.getLogger(__name__)
 
 UNTRAINED_QA_MODEL = "udig/minilm-untrained-qa"  # base MiniLM with a seeded, untrained QA head (offline mechanics)
 PAPER_DEFAULT = "paper default"  # the baseline dropdown's value for "the method's paper's baseline"
+MAX_MODEL_CHARS = 200  # a Hub id is at most 96 characters; a longer "name" is not one
 _ON, _OFF = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 Warmup = Literal["off", "model", "full"]
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
+    """An integer setting; a value that is not a whole number >= ``minimum`` is ignored with a warning."""
     raw = os.environ.get(name, "").strip()
     try:
-        return int(raw) if raw else default
+        value = int(raw) if raw else default
     except ValueError:
         logger.warning("ignoring %s=%r: not an integer", name, raw)
         return default
+    if value < minimum:
+        logger.warning("ignoring %s=%r: less than %d", name, raw, minimum)
+        return default
+    return value
+
+
+def valid_text(name: str, value: Any) -> str:
+    """``value`` if it is a string that can be encoded and shown (API calls can send lone surrogates)."""
+    if not isinstance(value, str):
+        raise TypeError(f"the {name} must be given as text, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"the {name} holds a character that is not valid Unicode (a lone surrogate such as \\ud800)") from None
+    return value
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -50,6 +67,7 @@ class Limits:
 
     max_chars: int = 1000  # UDIG_MAX_CHARS: longer text (or context) is cut, with a notice
     max_question_chars: int = 300
+    max_word_chars: int = 60  # the path view's word
     max_tokens: int = 128  # UDIG_MAX_TOKENS: the Explainer truncates longer inputs, with a notice
     max_steps: int = 100  # steps (IG) or anchors m (DIG/UDIG)
     max_factor: int = 3
@@ -63,6 +81,17 @@ class Limits:
             max_tokens=_env_int("UDIG_MAX_TOKENS", cls.max_tokens),
             max_points=_env_int("UDIG_MAX_POINTS", cls.max_points),
         )
+
+    def text(self, name: str, value: Any, notices: list[str]) -> str:
+        """A text field (text, question, context, word) as the demo takes it, from the UI, the API or a link:
+        valid text within its limit, cut at a space near the limit where there is one, saying so in ``notices``."""
+        limit = {"question": self.max_question_chars, "word": self.max_word_chars}.get(name, self.max_chars)
+        value = valid_text(name, value).replace("\r\n", "\n").replace("\x00", "")
+        if len(value) > limit:
+            cut = value.rfind(" ", 0, limit)
+            value = value[: cut if cut > limit // 2 else limit]
+            notices.append(f"The {name} was shortened to its first {len(value)} characters (this demo's limit is {limit}).")
+        return value
 
     def bounds(self) -> Bounds:
         """These limits as :class:`~udig.settings.Bounds`: the path methods only, and smaller ranges."""
@@ -117,9 +146,11 @@ class AppConfig:
     def model_name(self, name: Any, task: str) -> str:
         """The model a request names: the task's default when empty; refused when this app does not offer it."""
         choices = self.models[task]
-        name = str(name).strip() if name is not None else ""
+        name = valid_text("model", name if isinstance(name, str) else "" if name is None else str(name)).strip()
         if not name:
             return choices[0]
+        if len(name) > MAX_MODEL_CHARS:
+            raise ValueError(f"a model name has at most {MAX_MODEL_CHARS} characters, not {len(name)}")
         if name in choices or self.allow_any_model:
             return name
         raise ValueError(
@@ -128,29 +159,41 @@ class AppConfig:
         )
 
     def settings(self, method, strategy, steps, factor, nbrs, baseline, candidates) -> Settings:
-        """One request's settings from the controls' values (slider floats, link strings), within :attr:`limits`."""
-        if baseline is None or str(baseline).strip() in ("", PAPER_DEFAULT):
+        """One request's settings from the controls' values (slider floats, link or API strings), within
+        :attr:`limits`; a missing value (None) is the control's default, a missing baseline the paper's."""
+        if baseline is None or (isinstance(baseline, str) and baseline.strip() in ("", PAPER_DEFAULT)):
             baseline = None  # Settings.make resolves it to the method's paper's
-        values = dict(method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates)
-        return Settings.make(values, bounds=self.limits.bounds(), lenient=True)
+        given = dict(method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates)
+        values = {name: getattr(self.defaults, name) if value is None else value for name, value in given.items()}
+        for name, value in (*values.items(), ("baseline", baseline)):
+            if isinstance(value, str):
+                valid_text(name, value)
+        return Settings.make({**values, "baseline": baseline}, bounds=self.limits.bounds(), lenient=True)
 
 
 def _qa_models(wanted: str) -> tuple[str, ...]:
     """The QA choices: ``wanted`` and the curated models, loadable ones first, then the untrained head.
 
-    Offline, with no trained QA model at hand, the untrained head comes first so the tab works out of the box.
+    With none of them at hand, a reachable Hub makes the first one the default (downloaded on first use, see
+    :func:`qa_notice`); offline, the untrained head comes first so the tab works out of the box.
     """
     candidates = [wanted] if wanted else []
     candidates += [m for m in CURATED_MODELS["qa"] if m not in candidates]
-    available = [m for m in candidates if qa_model_available(m)]
+    available = [m for m in candidates if model_at_hand(m)]
     missing = [m for m in candidates if m not in available]
-    if not available:
+    if not available and not hub_usable():
         return (UNTRAINED_QA_MODEL, *missing)
     return (*available, *missing, UNTRAINED_QA_MODEL)
 
 
-def qa_model_available(name: str) -> bool:
-    """Whether a QA model can be loaded without the network: a local folder, or already in the Hub cache."""
+def hub_usable() -> bool:
+    """Whether models can be downloaded now: Hub access not switched off, and the Hub answers."""
+    return not _hub_offline() and _hub_reachable()
+
+
+def model_at_hand(name: str) -> bool:
+    """Whether a model can be loaded without the network: the untrained QA head, a local folder, or a Hub id
+    already in the Hub cache (udig's built-in default is none of these: callers know it is at hand)."""
     if name == UNTRAINED_QA_MODEL or Path(name).expanduser().is_dir():
         return True
     try:
@@ -162,9 +205,15 @@ def qa_model_available(name: str) -> bool:
 
 
 def qa_notice(config: AppConfig) -> str:
-    """What the QA tab says up front when no trained QA model can be loaded offline."""
-    if config.qa_models and config.qa_models[0] != UNTRAINED_QA_MODEL:
-        return ""
+    """What the QA tab says up front: that its default model is fetched on first use, or that none is at hand."""
+    default = config.qa_models[0] if config.qa_models else UNTRAINED_QA_MODEL
+    if default != UNTRAINED_QA_MODEL:
+        if model_at_hand(default) or not hub_usable():
+            return ""
+        return (
+            f"The QA model `{default}` is downloaded from the Hugging Face Hub on its first use: the first "
+            "explanation takes a minute longer, later ones reuse it."
+        )
     return (
         "**No trained question-answering model is on this machine yet.** No package ships one, and "
         f"`{DEFAULT_QA_MODEL}` is not in the Hugging Face cache. The default here is MiniLM with an *untrained* "

@@ -2,12 +2,15 @@
 
 ``app.py`` lays the components out and wires them to these methods. A handler checks its inputs, asks the
 :class:`~udig.app.service.Service` for results and hands them to :mod:`udig.app.views`. Errors reach the
-user as readable ``gr.Error`` messages, never tracebacks (those go to the server log).
+user as readable ``gr.Error`` messages shown as text (:func:`shown_as_text`), never tracebacks (those go to
+the server log).
 """
 
 from __future__ import annotations
 
 import functools
+import html
+import inspect
 import logging
 import shutil
 import tempfile
@@ -24,7 +27,7 @@ from .. import render
 from ..methods import PATH_METHODS
 from ..models import ModelLoadError
 from . import links, views
-from .config import PAPER_DEFAULT, AppConfig
+from .config import PAPER_DEFAULT, AppConfig, Limits, hub_usable, model_at_hand
 from .content import EXAMPLES
 from .service import Result, Service
 
@@ -33,26 +36,45 @@ logger = logging.getLogger(__name__)
 KEPT_EXPORTS = 64  # export folders kept on disk; older ones are deleted
 
 
+def as_text(message: str) -> str:
+    """A pop-up's message escaped. Gradio renders ``gr.Error`` and ``gr.Info`` messages as HTML, and messages
+    quote user input (a link's or an API call's too): escaped, markup shows as text."""
+    return html.escape(message, quote=False)
+
+
+def shown_as_text(message: str, title: str = "Check the input") -> gr.Error:
+    """The error every handler failure becomes (:func:`readable_errors`)."""
+    return gr.Error(as_text(message), title=title)
+
+
 def readable_errors(fn: Callable) -> Callable:
-    """Turn every failure into a ``gr.Error`` with a plain message; log the traceback server-side."""
+    """Turn every failure of a :class:`Demo` handler into a :func:`shown_as_text` error; log unexpected ones."""
+    signature = inspect.signature(fn)
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(demo: Demo, *args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
-        except gr.Error:
+            return fn(demo, *args, **kwargs)
+        except gr.Error:  # from a handler called by this one: already shown as text
             raise
         except ModelLoadError as error:
-            raise gr.Error(str(error), title="Model not available") from None
+            try:
+                model = signature.bind(demo, *args, **kwargs).arguments.get("model")
+            except TypeError:
+                model = None
+            raise shown_as_text(_model_message(error, demo.config, model), "Model not available") from None
+        except UnicodeError:
+            raise shown_as_text("A value holds characters that are not valid Unicode text (a lone surrogate); remove them.") from None
         except (ValueError, TypeError, KeyError) as error:
-            raise gr.Error(_message(error), title="Check the input") from None
+            raise shown_as_text(_message(error)) from None
         except MemoryError:
-            raise gr.Error("The computation ran out of memory: use fewer steps or a shorter text.") from None
+            raise shown_as_text("The computation ran out of memory: use fewer steps or a shorter text.", "Error") from None
         except Exception as error:  # noqa: BLE001
             logger.exception("handler %s failed", fn.__name__)
-            raise gr.Error(
+            raise shown_as_text(
                 f"Something went wrong ({type(error).__name__}). Try fewer steps or a shorter text; "
-                "if it persists, report it with the exported settings."
+                "if it persists, report it with the exported settings.",
+                "Error",
             ) from None
 
     return wrapper
@@ -63,19 +85,36 @@ def _message(error: BaseException) -> str:
     return text[:1].upper() + text[1:] if text else type(error).__name__
 
 
-def _clip(name: str, text: Any, limit: int, notices: list[str]) -> str:
-    """``text`` checked and cut to ``limit`` characters (at a space where one is near), saying so in ``notices``."""
-    if text is None:
-        text = ""
-    if not isinstance(text, str):
-        raise TypeError(f"{name} must be text, got {type(text).__name__}")
-    text = text.replace("\r\n", "\n").replace("\x00", "")
+def _model_message(error: ModelLoadError, config: AppConfig, model: Any) -> str:
+    """An offered model's load failure as it is; a visitor's own model's (UDIG_ALLOW_ANY_MODEL) names only what
+    they typed: the loader's messages name resolved folders, which would let a visitor probe the server's."""
+    name = model.strip() if isinstance(model, str) else ""
+    if not name or any(name in offered for offered in config.models.values()):
+        return str(error)
+    logger.info("model %r not loaded: %s", name, error)
+    why = "check the spelling" if hub_usable() else "this server cannot reach the Hugging Face Hub, so only models in its cache load"
+    return (
+        f"Could not load the model {name!r}. Give the id of a Hugging Face Hub model with a sequence-classification "
+        f"or question-answering head ({why})."
+    )
+
+
+class ReadableBlocks(gr.Blocks):
+    """``gr.Blocks`` that answers an API call with too few inputs readably: Gradio's own message names its
+    internals, and an API caller gets only "the upstream app raised an exception"."""
+
+    def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        if len(inputs) < len(block_fn.inputs):
+            names = ", ".join(str(getattr(block, "label", None) or block.get_block_name()) for block in block_fn.inputs)
+            raise shown_as_text(f"This endpoint takes {len(block_fn.inputs)} values ({names}); the call gave {len(inputs)}.")
+        super().validate_inputs(block_fn, inputs)
+
+
+def _clip(limits: Limits, name: str, text: Any, notices: list[str]) -> str:
+    """A text input within the demo's limits (:meth:`~udig.app.config.Limits.text`); an empty one is refused."""
+    text = limits.text(name, "" if text is None else text, notices)
     if not text.strip():
         raise ValueError(f"the {name} is empty: type something to explain")
-    if len(text) > limit:
-        cut = text.rfind(" ", 0, limit)
-        text = text[: cut if cut > limit // 2 else limit]
-        notices.append(f"The {name} was shortened to its first {len(text)} characters (this demo's limit is {limit}).")
     return text
 
 
@@ -108,7 +147,7 @@ class Demo:
 
     def _sentiment(self, text, model, settings, need_path: bool = False) -> Result:
         notices: list[str] = []
-        text = _clip("text", text, self.config.limits.max_chars, notices)
+        text = _clip(self.config.limits, "text", text, notices)
         return self.service.compute("classification", model, {"text": text}, settings, notices, need_path)
 
     def _path_methods(self, text, model, strategy, steps, factor, nbrs, candidates, need_path: bool = False) -> dict[str, Result]:
@@ -130,25 +169,27 @@ class Demo:
         """:meth:`explain` under its own name, for the examples' cache."""
         return self.explain(text, model, method, strategy, steps, factor, nbrs, baseline, candidates)
 
+    def tokenizer(self, name: str) -> Any:
+        """The tokenizer of model ``name`` (loading the model once, as its first explanation would)."""
+        return self.service.registry.model(name)[1]
+
+    @readable_errors
     def words(self, text, model):
         """The words of ``text`` as the path view's choices (tokenizer only, no attribution).
 
-        Runs on every edit of the text, so it never raises: without a usable model the list is empty
-        (the Show-the-path button then reports the problem).
+        Runs on every edit of the text and when a link is restored, so it leaves the chosen word alone (the
+        browser clears it when the user edits the text or the model, so a link's word survives), and without a
+        usable model the list is empty (the Show-the-path button then reports the problem).
         """
-        if not isinstance(text, str) or not text.strip():
-            return gr.Dropdown(choices=[], value=None)
-        limits = self.config.limits
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return gr.Dropdown(choices=[])
+        text = self.config.limits.text("text", text, [])
         try:
-            _, tokenizer = self.service.registry.model(self.config.model_name(model, "classification"))
+            tokenizer = self.tokenizer(self.config.model_name(model, "classification"))
         except Exception as error:  # noqa: BLE001
             logger.info("no word list: %s", error)
             return gr.Dropdown(choices=[])
-        text = text[: limits.max_chars]
-        encoded = tokenizer(
-            text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True, max_length=limits.max_tokens
-        )
-        return gr.Dropdown(choices=views.word_choices(text, encoded), value=None)
+        return gr.Dropdown(choices=views.word_choices(views.text_words(text, tokenizer, self.config.limits.max_tokens)))
 
     # -- other tabs --
 
@@ -157,9 +198,12 @@ class Demo:
         """QA: answer, start and end highlights, legend, scores, runtime."""
         settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates)
         notices: list[str] = []
-        question = _clip("question", question, self.config.limits.max_question_chars, notices)
-        context = _clip("context", context, self.config.limits.max_chars, notices)
-        return views.qa(self.service.compute("qa", model, {"question": question, "context": context}, settings, notices))
+        question = _clip(self.config.limits, "question", question, notices)
+        context = _clip(self.config.limits, "context", context, notices)
+        name = self.config.model_name(model, "qa")
+        if not model_at_hand(name) and hub_usable():
+            gr.Info(as_text(f"Downloading {name} from the Hugging Face Hub for its first use: about a minute."), title="First use")
+        return views.qa(self.service.compute("qa", name, {"question": question, "context": context}, settings, notices))
 
     @readable_errors
     def compare(self, text, model, strategy, steps, factor, nbrs, candidates):
@@ -181,38 +225,49 @@ class Demo:
 
     @readable_errors
     def share_sentiment(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates):
-        return links.share("sentiment", text=text, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates)
+        """A link to this sentiment explanation (fields checked and cut as the UI's)."""
+        return links.share(self.config, "sentiment", text=text, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates)
 
     @readable_errors
     def share_qa(self, question, context, model, method, strategy, steps, factor, nbrs, baseline, candidates):
-        return links.share("qa", question=question, context=context, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates)
+        return links.share(self.config, "qa", question=question, context=context, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates)
 
     @readable_errors
     def share_compare(self, text, model, strategy, steps, factor, nbrs, candidates):
-        return links.share("compare", text=text, model=model, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates)
+        return links.share(self.config, "compare", text=text, model=model, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates)
 
     @readable_errors
     def share_path(self, text, model, word, strategy, steps, factor, nbrs, candidates):
-        return links.share("path", text=text, model=model, word=word, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates)
+        return links.share(self.config, "path", text=text, model=model, word=word, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates)
 
     @readable_errors
     def export(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates):
-        """Files for the current sentiment explanation: JSON, CSV, standalone HTML, model-card snippets."""
+        """Files for the current sentiment explanation: JSON, CSV, standalone HTML, model-card snippets, images.
+
+        The Markdown card embeds the PNG (card renderers may strip the HTML's inline colours) and links back
+        to the demo with this example's share query (relative: the app does not know its public address).
+        """
         settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates)
         result = self._sentiment(text, model, settings)
         e, scores = result.explanation, result.scores[""]
         inputs = {"text": e.text, "model": self.config.model_name(model, "classification"), **asdict(settings)}
+        link = self.share_sentiment(text, model, method, strategy, steps, factor, nbrs, baseline, candidates)
         stem = f"udig-{e.method}"
-        files = {
+        image = f"{stem}.png"
+        files: dict[str, str | bytes] = {
             f"{stem}.json": render.to_json(e, metrics=scores, inputs=inputs),
             f"{stem}.csv": render.to_csv(e),
             f"{stem}.html": render.standalone_html(e, metrics=scores),
-            f"{stem}-model-card.md": render.model_card(e, metrics=scores, fmt="markdown"),
-            f"{stem}-model-card.html": render.model_card(e, metrics=scores, fmt="html"),
+            f"{stem}-model-card.md": render.model_card(e, metrics=scores, fmt="markdown", image=image, link=link),
+            f"{stem}-model-card.html": render.model_card(e, metrics=scores, fmt="html", image=image, link=link),
+            **{f"{stem}.{fmt}": render.highlight_image(e, fmt) for fmt in render.IMAGE_FORMATS},
         }
         folder = self._export_folder()
         for name, content in files.items():
-            (folder / name).write_text(content, encoding="utf-8")
+            if isinstance(content, bytes):
+                (folder / name).write_bytes(content)
+            else:
+                (folder / name).write_text(content, encoding="utf-8")
         return [str(folder / name) for name in files], files[f"{stem}-model-card.md"]
 
     def _export_folder(self) -> Path:

@@ -3,12 +3,17 @@
 Shared state is limited to lock-protected caches: loaded models (one per name), explainers (one per model,
 so the vocabulary index behind it is built once even under concurrent requests) and an LRU of recent
 results, so that the path view and the exports reuse the explanation just shown instead of recomputing it.
+The attribution itself (:func:`attribute`) is the one step that runs under ``spaces.GPU`` on ZeroGPU Spaces,
+for a time sized from the request (:func:`gpu_seconds`); it is handed model names, not models.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+import uuid
+import weakref
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
@@ -18,7 +23,7 @@ from ..explainer import Explainer
 from ..explanation import Explanation, QAExplanation
 from ..models import load_base_minilm, load_model
 from ..settings import Settings
-from ..tasks import get_task
+from ..tasks import get_task, max_tokens
 from .config import UNTRAINED_QA_MODEL, AppConfig, Limits
 
 try:  # Hugging Face Spaces (ZeroGPU): run attribution under @spaces.GPU; elsewhere a no-op
@@ -27,14 +32,32 @@ try:  # Hugging Face Spaces (ZeroGPU): run attribution under @spaces.GPU; elsewh
     gpu = spaces.GPU
 except ImportError:  # pragma: no cover - depends on the environment
 
-    def gpu(fn: Callable | None = None, **_kwargs):
-        """Stand-in for ``spaces.GPU`` when the ``spaces`` package is absent."""
+    def gpu(fn: Callable | None = None, **_kwargs: Any) -> Callable:
+        """Stand-in for ``spaces.GPU`` when the ``spaces`` package is absent: ``@gpu``, ``@gpu(duration=...)``
+        (a number of seconds or a callable of the function's arguments) and ``gpu(fn, duration=...)``."""
         return fn if fn is not None else (lambda f: f)
 
+
+# ZeroGPU seconds requested per attribution (the request counts against each visitor's quota, and shorter
+# requests queue first): GPU_MARGIN x (GPU_FIXED_S + GPU_S_PER_POINT_TOKEN x path points x tokens), clamped to
+# GPU_SECONDS. Measured: attribute()'s wall time (explanation and scores) on the 2-core CPU development
+# machine, no GPU at hand, for a BERT-base-sized model (the largest curated ones): 1.7 s at 32 points x 10
+# tokens, 4.9 s at 32 x 32, 53.5 s at 63 x 102, so about 8 ms per point-token plus a second (MiniLM: 1-1.6 ms;
+# QA about 1.2x classification). A GPU runs the forward/backward passes far faster, so this is a ceiling;
+# the floor covers a fresh ZeroGPU worker's start, the ceiling is the fixed 120 s requested before.
+GPU_S_PER_POINT_TOKEN = 0.008
+GPU_FIXED_S = 1.0
+GPU_MARGIN = 1.5
+GPU_SECONDS = (10, 120)
 
 PATH_CACHE_BYTES = 16 * 2**20  # path points kept per cached result (a 30-step, 20-token path is ~1 MB)
 
 ModelAndTokenizer = tuple[Any, Any]
+
+_REGISTRIES: weakref.WeakValueDictionary[str, Registry] = weakref.WeakValueDictionary()
+"""Every live :class:`Registry` by key. :func:`attribute` gets a registry key and a model name, never the model:
+on ZeroGPU its arguments are pickled into a worker process forked from this one, where the registry and the
+models loaded before the fork (moved to the GPU by ZeroGPU) already are; a model loaded later loads there again."""
 
 
 class Registry:
@@ -49,6 +72,8 @@ class Registry:
         self._model_locks: dict[str, threading.Lock] = {}
         self._explainers: dict[str, Explainer] = {}
         self._semaphores: dict[str, threading.BoundedSemaphore] = {}
+        self.key = uuid.uuid4().hex
+        _REGISTRIES[self.key] = self
 
     def register(self, name: str, loader: Callable[[], ModelAndTokenizer]) -> None:
         """Offer a model under ``name`` built by ``loader()`` (tests, custom deployments)."""
@@ -78,6 +103,9 @@ class Registry:
 
     def explainer(self, name: str) -> Explainer:
         """The Explainer of model ``name`` (every request passes its own settings)."""
+        found = self._explainers.get(name)  # without the lock: a ZeroGPU worker may be forked while a thread holds it
+        if found is not None:
+            return found
         model, tokenizer = self.model(name)
         with self._lock:
             if name not in self._explainers:
@@ -112,9 +140,27 @@ class Result:
         return next(iter(self.explanation.parts.values()))
 
 
-@gpu(duration=120)
-def attribute(explainer: Explainer, inputs: dict[str, str], settings: Settings) -> Result:
-    """The GPU-worthy part (under ``@spaces.GPU`` on ZeroGPU Spaces): attribution plus scores."""
+def gpu_seconds(n_points: int, tokens: int) -> int:
+    """ZeroGPU seconds to request for a path of ``n_points`` points over ``tokens`` tokens (see GPU_MARGIN)."""
+    low, high = GPU_SECONDS
+    cost = GPU_FIXED_S + GPU_S_PER_POINT_TOKEN * max(n_points, 1) * max(tokens, 1)
+    return int(min(high, max(low, math.ceil(GPU_MARGIN * cost))))
+
+
+def attribution_seconds(registry: str, model: str, inputs: dict[str, str], settings: Settings) -> int:
+    """:func:`gpu_seconds` for :func:`attribute`'s arguments (``spaces.GPU`` calls it with them before asking
+    for a GPU): the tokens counted as the explainer will encode the inputs, without running the model."""
+    explainer = _REGISTRIES[registry].explainer(model)
+    task = explainer.task
+    limit = explainer.max_length or max_tokens(explainer.model, explainer.tokenizer)
+    return gpu_seconds(settings.n_points or 1, len(task.encode(explainer.tokenizer, task.check_inputs(inputs), limit)))
+
+
+@gpu(duration=attribution_seconds)
+def attribute(registry: str, model: str, inputs: dict[str, str], settings: Settings) -> Result:
+    """The GPU-worthy part (under ``@spaces.GPU`` on ZeroGPU Spaces): attribution plus scores, by ``model`` of
+    the registry keyed ``registry`` (see :data:`_REGISTRIES`)."""
+    explainer = _REGISTRIES[registry].explainer(model)
     started = time.perf_counter()
     explanation = explainer.explain(**inputs, **asdict(settings))
     tick = time.perf_counter()
@@ -153,7 +199,9 @@ class Service:
         if explainer.task.name != task:
             raise ValueError(f"{name} is a {explainer.task.description} model; this tab needs a {get_task(task).description} model")
         with self.registry.slot(name, self.config.concurrency):
-            result = attribute(explainer, inputs, settings)
+            if settings.method == "dig":  # its KNN graph is CPU work (a 5-10 s build, or a load): not in the GPU window
+                explainer.vocab_.graph(explainer.graph_k, settings.candidates)
+            result = attribute(self.registry.key, name, inputs, settings)
         result.notices = [*notices, *result.notices]
         if name == UNTRAINED_QA_MODEL:
             result.notices.append("This QA head is untrained (offline mechanics demo): its answer is meaningless.")

@@ -1,12 +1,12 @@
 """What each tab shows, as plain values for its components: pure functions of computed results.
 
 No Gradio event logic here: :mod:`udig.app.handlers` computes the results, these functions turn them into
-Markdown, HighlightedText values and data frames, with every user-typed string escaped.
+Markdown, HighlightedText values and data frames, with every user-typed string shown as text (:func:`literal`).
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -25,9 +25,16 @@ BAR_ORDER = [f"{score.short} {title}" for score in SCORES for title in METHOD_NA
 PATH_COLUMNS = ["position", "distance", "method"]
 
 
+def literal(text: Any) -> str:
+    """User text for a Markdown component, shown character for character: every character but letters, digits
+    and spaces becomes a numeric character reference, which Markdown neither parses as syntax nor turns into a
+    link (backslash escapes leave ``https://...`` a live link, with the backslashes showing)."""
+    return "".join(c if c.isalnum() or c == " " else f"&#{ord(c)};" for c in str(text).replace("\r", " ").replace("\n", " "))
+
+
 def notices_markdown(notices: Iterable[str]) -> str:
     """One warning line per notice, escaped (notices quote user input)."""
-    return "  \n".join(f"⚠️ {render.escape_markdown(notice)}" for notice in notices)
+    return "  \n".join(f"⚠️ {literal(notice)}" for notice in notices)
 
 
 def runtime(result: Result) -> str:
@@ -37,7 +44,7 @@ def runtime(result: Result) -> str:
         f"**{METHOD_NAMES[e.method]}**" + (f" ({e.strategy})" if e.strategy else ""),
         f"{e.settings.get('n_points')} path points",
         f"{len(e.tokens)} tokens",
-        f"baseline {render.escape_markdown(e.baseline_token)}",
+        f"baseline {literal(e.baseline_token)}",
         f"**{result.seconds:.2f} s** (path {timings.get('path', 0):.2f} s, gradients {timings.get('gradients', 0):.2f} s, "
         f"scores {timings.get('scores', 0):.2f} s)",
         f"completeness error Δ = {result.explanation.delta:+.4f}",
@@ -67,7 +74,7 @@ def qa(result: Result) -> tuple:
     answer: QAExplanation = result.explanation
     start, end = answer.answer_span
     summary = (
-        f"**Answer:** {render.escape_markdown(answer.answer) or '(empty span)'}  \n"
+        f"**Answer:** {literal(answer.answer) or '(empty span)'}  \n"
         f"<small>characters {start}–{end} of the context · start token {answer.start.target}, end token {answer.end.target} · "
         f"p(start) = {answer.start.prediction:.3f}, p(end) = {answer.end.prediction:.3f}</small>"
     )
@@ -89,7 +96,7 @@ def comparison(results: Mapping[str, Result]) -> tuple:
     scores = {method: r.scores[""] for method, r in results.items()}
     first = explanations[0]
     summary = (
-        f"Explained label **{render.escape_markdown(first.target_label)}** (p = {first.prediction:.3f}). "
+        f"Explained label **{literal(first.target_label)}** (p = {first.prediction:.3f}). "
         "One colour scale for all three methods (the largest |word score| among them). "
         "★ marks the best method per score. " + " · ".join(f"{METHOD_NAMES[m]} {r.seconds:.2f} s" for m, r in results.items())
     )
@@ -143,7 +150,7 @@ def path(results: Mapping[str, Result], word: render.Word, vocab: VocabIndex) ->
             notes.append(note + ("" if share is None else f", {share:.0%} of anchors are real words"))
     tokens = " ".join(next(iter(results.values())).explanation.tokens[i] for i in word.tokens)
     summary = (
-        f"Word **{render.escape_markdown(word.text)}** (tokens: {render.escape_markdown(tokens)}). "
+        f"Word **{literal(word.text)}** (tokens: {literal(tokens)}). "
         "Anchors run from the input word (step 0) toward the baseline word (last). "
         "The plot shows each path point's Euclidean distance to the nearest real vocabulary word "
         "(0 = on a word; lower means the path stays among words). " + " · ".join(notes)
@@ -166,8 +173,9 @@ def _anchor_table(results: Mapping[str, Result], token: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step (0 = input word)", *(f"{METHOD_NAMES[m]} anchor" for m in chains)])
 
 
-def word_choices(text: str, encoded: Mapping[str, Sequence]) -> list[str]:
-    """The path view's word choices, ``"index: word"``, from a tokenizer's output (offsets, special-token mask)."""
+def text_words(text: str, tokenizer: Any, max_tokens: int) -> list[render.Word]:
+    """The words of ``text`` as the model reads them (tokenizer only, attributions 0): the path view's choices."""
+    encoded = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True, max_length=max_tokens)
     n = len(encoded["input_ids"])
     tokens_only = Explanation(  # zero attributions: render.words needs only the text, offsets and specials
         task="classification", method="ig", strategy=None, text=text, tokens=[""] * n, input_ids=list(encoded["input_ids"]),
@@ -175,7 +183,12 @@ def word_choices(text: str, encoded: Mapping[str, Sequence]) -> list[str]:
         attributions=[0.0] * n, target=0, target_label="", output="logits", probs=[1.0], f_input=0.0, f_baseline=0.0,
         delta=0.0, anchors=[None] * n, anchor_tokens=[None] * n, real_word_share=None, baseline_token="", settings={}, timings={},
     )
-    return [f"{w.index}: {w.text}" for w in render.words(tokens_only)]
+    return render.words(tokens_only)
+
+
+def word_choices(words: Iterable[render.Word]) -> list[str]:
+    """The path view's word choices, ``"index: word"``."""
+    return [f"{w.index}: {w.text}" for w in words]
 
 
 def _at(values: Sequence[str], i: int) -> str:
