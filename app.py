@@ -19,7 +19,17 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from udig.app import PAPER_DEFAULT, AppConfig, Demo, qa_notice  # noqa: E402
-from udig.app.content import ABOUT, CANDIDATE_LABELS, EXAMPLES, INTRO, QA_EXAMPLE, STRATEGY_LABELS, TITLE  # noqa: E402
+from udig.app.content import (  # noqa: E402
+    ABOUT,
+    CANDIDATE_LABELS,
+    EXAMPLES,
+    INTRO,
+    QA_EXAMPLE,
+    RULE_LABELS,
+    STRATEGY_LABELS,
+    TITLE,
+)
+from udig.integrate import SEGMENT_RULES  # noqa: E402
 from udig.app.handlers import ReadableBlocks  # noqa: E402
 from udig.app.links import COPY_LINK_JS, load_values  # noqa: E402
 from udig.app.views import BAR_ORDER, METHOD_COLOURS, METHOD_NAMES  # noqa: E402
@@ -62,13 +72,18 @@ def _settings(demo: Demo, *, method: bool = True, baseline: bool = True) -> dict
                 [(label, rule) for rule, label in CANDIDATE_LABELS.items()], value=defaults.candidates,
                 label="Anchor candidates",
             )
+        rules = RULE_LABELS if method else {k: v for k, v in RULE_LABELS.items() if k in SEGMENT_RULES}  # DIG/UDIG too
+        controls["rule"] = gr.Radio(
+            [(label, rule) for rule, label in rules.items()], value=defaults.rule, label="Integration rule",
+            info="where each path segment's gradient is taken; the trapezoid and midpoint add up more closely",
+        )
     return controls
 
 
 def _example_rows(config: AppConfig) -> list[list]:
     """The sentiment examples as values of the sentiment inputs, in their order, with the default controls."""
     d = config.defaults
-    controls = [d.method, d.strategy, d.steps, d.factor, d.nbrs, PAPER_DEFAULT, d.candidates]
+    controls = [d.method, d.strategy, d.steps, d.factor, d.nbrs, PAPER_DEFAULT, d.candidates, d.rule]
     return [[text, config.sentiment_models[0], *controls] for text in EXAMPLES]
 
 

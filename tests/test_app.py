@@ -235,6 +235,18 @@ def test_share_link_round_trip(demo):
     assert values[("sentiment", "candidates")] == "all" and values[("sentiment", "baseline")] == "mask"
 
 
+def test_the_integration_rule_is_a_control_that_links_carry(demo):
+    runtime = demo.explain(TEXT, MODEL, *SETTINGS, "riemann_trapezoid")[-1]
+    assert "trapezoid" in runtime and re.search(r"\(\d+% of F\(x\) − F\(x′\)\)", runtime)  # the relative error, shown
+    assert "left sum" in demo.explain(TEXT, MODEL, *SETTINGS)[-1]  # the papers' rule when none is given
+    layout = [("compare", f) for f in ("text", "model", "strategy", "steps", "factor", "nbrs", "candidates", "rule")]
+    query = demo.share_compare(TEXT, MODEL, "maxcount", STEPS, 0, 50, "words", "riemann_middle")
+    tab, values, notices = links.restore(demo.config, layout, {"s": query[3:]})
+    assert tab == "compare" and values[("compare", "rule")] == "riemann_middle" and not notices
+    with pytest.raises(gr.Error, match="DIG takes rule riemann_left, .*not 'gausslegendre'"):
+        demo.compare(TEXT, MODEL, "maxcount", STEPS, 0, 50, "words", "gausslegendre")
+
+
 def test_restore_never_raises(demo):
     layout = [("sentiment", "text"), ("sentiment", "steps"), ("sentiment", "model"), ("compare", "text")]
     assert links.restore(demo.config, layout, {}) == (None, {}, [])
@@ -613,14 +625,16 @@ def test_client_missing_values_default_and_raw_calls_are_readable(client):
     runtime = client.predict(TEXT, MODEL, "udig", "maxcount", None, None, None, None, None, api_name="/explain")[-1]
     assert "UDIG" in runtime  # None: the control's default
     few = _raw_call(client, "explain", [TEXT, MODEL])
-    assert few["event"] == "error" and few["error"].startswith("This endpoint takes 9 values (Text, Sentiment model, Method")
+    assert few["event"] == "error" and few["error"].startswith("This endpoint takes 10 values (Text, Sentiment model, Method")
+    older = _raw_call(client, "explain", [TEXT, MODEL, *SETTINGS])  # a call from before the rule control: still served
+    assert older["event"] == "complete" and "left sum" in older["data"][-1]
     lone = _raw_call(client, "explain", ["\ud800 broken", MODEL, *SETTINGS])
     assert lone["event"] == "error" and "not valid Unicode" in lone["error"]
     for api_name, data in (("share_sentiment", [TEXT, "\udfff", *SETTINGS]), ("words", ["\ud800", MODEL])):
         answer = _raw_call(client, api_name, data)
         assert answer["event"] == "error" and "not valid Unicode" in answer["error"], answer
     link = client.predict("a " * 30_000, MODEL, *SETTINGS, api_name="/share_sentiment")
-    assert len(link) < 200  # cut to the text limit, as the UI
+    assert len(link) < 300  # cut to the text limit, as the UI
 
 
 # -- python app.py ------------------------------------------------------------------------------------

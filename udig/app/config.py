@@ -158,12 +158,12 @@ class AppConfig:
             "(set UDIG_ALLOW_ANY_MODEL=1 to allow any Hub id or local folder)"
         )
 
-    def settings(self, method, strategy, steps, factor, nbrs, baseline, candidates) -> Settings:
+    def settings(self, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None) -> Settings:
         """One request's settings from the controls' values (slider floats, link or API strings), within
         :attr:`limits`; a missing value (None) is the control's default, a missing baseline the paper's."""
         if baseline is None or (isinstance(baseline, str) and baseline.strip() in ("", PAPER_DEFAULT)):
             baseline = None  # Settings.make resolves it to the method's paper's
-        given = dict(method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates)
+        given = dict(method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates, rule=rule)
         values = {name: getattr(self.defaults, name) if value is None else value for name, value in given.items()}
         for name, value in (*values.items(), ("baseline", baseline)):
             if isinstance(value, str):

@@ -22,6 +22,13 @@ QA_EXAMPLE = (
 
 STRATEGY_LABELS = {"maxcount": "MaxCount", "greedy": "Greedy"}  # in the order the radio shows them
 CANDIDATE_LABELS = {"words": "real words only", "all": "whole vocabulary (the papers)"}
+RULE_LABELS = {  # udig.integrate.RULES, as the Advanced panel names them
+    "riemann_left": "left sum (the papers)",
+    "riemann_trapezoid": "trapezoid",
+    "riemann_middle": "midpoint",
+    "riemann_right": "right sum",
+    "gausslegendre": "Gauss-Legendre (IG only)",
+}
 
 ABOUT = """### What you are looking at
 Each word's colour is its **attribution**: how much it moved the model's score for the explained label, summed

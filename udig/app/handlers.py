@@ -101,9 +101,15 @@ def _model_message(error: ModelLoadError, config: AppConfig, model: Any) -> str:
 
 class ReadableBlocks(gr.Blocks):
     """``gr.Blocks`` that answers an API call with too few inputs readably: Gradio's own message names its
-    internals, and an API caller gets only "the upstream app raised an exception"."""
+    internals, and an API caller gets only "the upstream app raised an exception". Values a handler takes with a
+    default (controls added later, such as the integration rule) may be left off the end: an older call still
+    works, and the handler uses the control's default."""
 
     def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        missing = len(block_fn.inputs) - len(inputs)
+        optional = [p for p in inspect.signature(block_fn.fn).parameters.values() if p.default is not p.empty] if block_fn.fn else []
+        if 0 < missing <= len(optional):
+            inputs.extend([None] * missing)
         if len(inputs) < len(block_fn.inputs):
             names = ", ".join(str(getattr(block, "label", None) or block.get_block_name()) for block in block_fn.inputs)
             raise shown_as_text(f"This endpoint takes {len(block_fn.inputs)} values ({names}); the call gave {len(inputs)}.")
@@ -150,24 +156,24 @@ class Demo:
         text = _clip(self.config.limits, "text", text, notices)
         return self.service.compute("classification", model, {"text": text}, settings, notices, need_path)
 
-    def _path_methods(self, text, model, strategy, steps, factor, nbrs, candidates, need_path: bool = False) -> dict[str, Result]:
+    def _path_methods(self, text, model, strategy, steps, factor, nbrs, candidates, rule, need_path: bool = False) -> dict[str, Result]:
         """IG, DIG and UDIG on one text, each with its paper's baseline."""
         return {
-            method: self._sentiment(text, model, self.config.settings(method, strategy, steps, factor, nbrs, PAPER_DEFAULT, candidates), need_path)
+            method: self._sentiment(text, model, self.config.settings(method, strategy, steps, factor, nbrs, PAPER_DEFAULT, candidates, rule), need_path)
             for method in PATH_METHODS
         }
 
     # -- Sentiment tab --
 
     @readable_errors
-    def explain(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates):
+    def explain(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None):
         """Sentiment: label, per-word highlight, legend, token table, scores, runtime."""
-        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates)
+        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule)
         return views.sentiment(self._sentiment(text, model, settings))
 
-    def explain_example(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates):
+    def explain_example(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None):
         """:meth:`explain` under its own name, for the examples' cache."""
-        return self.explain(text, model, method, strategy, steps, factor, nbrs, baseline, candidates)
+        return self.explain(text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule)
 
     def tokenizer(self, name: str) -> Any:
         """The tokenizer of model ``name`` (loading the model once, as its first explanation would)."""
@@ -194,9 +200,9 @@ class Demo:
     # -- other tabs --
 
     @readable_errors
-    def explain_qa(self, question, context, model, method, strategy, steps, factor, nbrs, baseline, candidates):
+    def explain_qa(self, question, context, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None):
         """QA: answer, start and end highlights, legend, scores, runtime."""
-        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates)
+        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule)
         notices: list[str] = []
         question = _clip(self.config.limits, "question", question, notices)
         context = _clip(self.config.limits, "context", context, notices)
@@ -206,17 +212,17 @@ class Demo:
         return views.qa(self.service.compute("qa", name, {"question": question, "context": context}, settings, notices))
 
     @readable_errors
-    def compare(self, text, model, strategy, steps, factor, nbrs, candidates):
+    def compare(self, text, model, strategy, steps, factor, nbrs, candidates, rule=None):
         """IG, DIG and UDIG on one input: three highlights on one colour scale, a score table, a bar chart."""
-        return views.comparison(self._path_methods(text, model, strategy, steps, factor, nbrs, candidates))
+        return views.comparison(self._path_methods(text, model, strategy, steps, factor, nbrs, candidates, rule))
 
     @readable_errors
-    def path(self, text, model, word, strategy, steps, factor, nbrs, candidates):
+    def path(self, text, model, word, strategy, steps, factor, nbrs, candidates, rule=None):
         """The anchors a word's path passes through (input -> baseline) and its distance to real words.
 
         An empty ``word`` picks the most influential word by UDIG.
         """
-        results = self._path_methods(text, model, strategy, steps, factor, nbrs, candidates, need_path=True)
+        results = self._path_methods(text, model, strategy, steps, factor, nbrs, candidates, rule, need_path=True)
         chosen = render.word_at(render.words(results["udig"].explanation), word)
         vocab = self.service.registry.explainer(self.config.model_name(model, "classification")).vocab_
         return views.path(results, chosen, vocab)
@@ -224,34 +230,34 @@ class Demo:
     # -- share and export --
 
     @readable_errors
-    def share_sentiment(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates):
+    def share_sentiment(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None):
         """A link to this sentiment explanation (fields checked and cut as the UI's)."""
-        return links.share(self.config, "sentiment", text=text, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates)
+        return links.share(self.config, "sentiment", text=text, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates, rule=rule)
 
     @readable_errors
-    def share_qa(self, question, context, model, method, strategy, steps, factor, nbrs, baseline, candidates):
-        return links.share(self.config, "qa", question=question, context=context, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates)
+    def share_qa(self, question, context, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None):
+        return links.share(self.config, "qa", question=question, context=context, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates, rule=rule)
 
     @readable_errors
-    def share_compare(self, text, model, strategy, steps, factor, nbrs, candidates):
-        return links.share(self.config, "compare", text=text, model=model, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates)
+    def share_compare(self, text, model, strategy, steps, factor, nbrs, candidates, rule=None):
+        return links.share(self.config, "compare", text=text, model=model, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates, rule=rule)
 
     @readable_errors
-    def share_path(self, text, model, word, strategy, steps, factor, nbrs, candidates):
-        return links.share(self.config, "path", text=text, model=model, word=word, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates)
+    def share_path(self, text, model, word, strategy, steps, factor, nbrs, candidates, rule=None):
+        return links.share(self.config, "path", text=text, model=model, word=word, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates, rule=rule)
 
     @readable_errors
-    def export(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates):
+    def export(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None):
         """Files for the current sentiment explanation: JSON, CSV, standalone HTML, model-card snippets, images.
 
         The Markdown card embeds the PNG (card renderers may strip the HTML's inline colours) and links back
         to the demo with this example's share query (relative: the app does not know its public address).
         """
-        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates)
+        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule)
         result = self._sentiment(text, model, settings)
         e, scores = result.explanation, result.scores[""]
         inputs = {"text": e.text, "model": self.config.model_name(model, "classification"), **asdict(settings)}
-        link = self.share_sentiment(text, model, method, strategy, steps, factor, nbrs, baseline, candidates)
+        link = self.share_sentiment(text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule)
         stem = f"udig-{e.method}"
         image = f"{stem}.png"
         files: dict[str, str | bytes] = {

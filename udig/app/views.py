@@ -16,6 +16,7 @@ from ..explanation import Explanation, QAExplanation
 from ..methods import PATH_METHODS, REGISTRY
 from ..metrics import SCORES
 from ..vocab import VocabIndex
+from .content import RULE_LABELS
 from .service import Result
 
 METHOD_NAMES = {name: REGISTRY[name].title for name in PATH_METHODS}  # "ig" -> "IG", ...
@@ -42,18 +43,24 @@ def runtime(result: Result) -> str:
     e, timings = result.main, result.main.timings
     facts = [
         f"**{METHOD_NAMES[e.method]}**" + (f" ({e.strategy})" if e.strategy else ""),
-        f"{e.settings.get('n_points')} path points",
+        f"{e.settings.get('n_points')} path points, {RULE_LABELS.get(e.settings.get('rule'), 'no path')}",
         f"{len(e.tokens)} tokens",
         f"baseline {literal(e.baseline_token)}",
         f"**{result.seconds:.2f} s** (path {timings.get('path', 0):.2f} s, gradients {timings.get('gradients', 0):.2f} s, "
         f"scores {timings.get('scores', 0):.2f} s)",
-        f"completeness error Δ = {result.explanation.delta:+.4f}",
+        f"completeness error Δ = {result.explanation.delta:+.4f}" + _relative(result.explanation),
     ]
     warnings = list(e.warnings)
     if e.truncated and not any("truncated" in w for w in warnings):
         warnings.append("input truncated to the token limit")
     notices = notices_markdown([*result.notices, *warnings])
     return " · ".join(facts) + (f"  \n{notices}" if notices else "")
+
+
+def _relative(explanation) -> str:
+    """Δ as a share of F(x) - F(x'), per part (QA: start, end); empty where it is not defined."""
+    shares = [part.relative_delta for part in explanation.parts.values() if part.relative_delta is not None]
+    return f" ({' / '.join(f'{share:.0%}' for share in shares)} of F(x) − F(x′))" if shares else ""
 
 
 def sentiment(result: Result) -> tuple:
