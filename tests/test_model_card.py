@@ -181,3 +181,15 @@ def test_export_writes_the_images_and_a_card_that_uses_them(minilm, minilm_qa):
     assert state["tab"] == "sentiment" and state["text"] == text and state["steps"] == STEPS
     page = by_name["udig-udig-model-card.html"].read_text(encoding="utf-8")
     assert 'src="udig-udig.png"' in page and f'href="{query}"' in page
+
+
+def test_on_a_space_the_card_links_to_the_space_itself(minilm, minilm_qa, monkeypatch):
+    from udig.app.config import AppConfig
+
+    monkeypatch.setenv("SPACE_HOST", "someone-udig.hf.space")
+    assert AppConfig.from_env().public_url == "https://someone-udig.hf.space/"
+    monkeypatch.setenv("SPACE_HOST", "evil.example/<script>")
+    assert AppConfig.from_env().public_url is None  # not a host name: the link stays relative
+    demo = make_demo(minilm, minilm_qa, public_url="https://someone-udig.hf.space/")
+    _, card = demo.export("A gorgeous film.", MODEL, "udig", "maxcount", STEPS, 0, 50, "paper default", "words")
+    assert re.search(r"\]\(https://someone-udig\.hf\.space/\?s=[\w-]+\)", card)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -117,6 +118,7 @@ class AppConfig:
     device: str | None = None  # UDIG_DEVICE; None: cuda when available, else cpu
     server_name: str = "127.0.0.1"  # GRADIO_SERVER_NAME (Spaces sets 0.0.0.0)
     server_port: int = 7860  # GRADIO_SERVER_PORT
+    public_url: str | None = None  # SPACE_HOST (set by Spaces): share links in exports become full addresses
     defaults: Settings = field(default_factory=lambda: Settings.make(candidates="words"))  # the controls' initial values
 
     @classmethod
@@ -136,6 +138,7 @@ class AppConfig:
             device=os.environ.get("UDIG_DEVICE", "").strip() or None,
             server_name=os.environ.get("GRADIO_SERVER_NAME", "").strip() or cls.server_name,
             server_port=_env_int("GRADIO_SERVER_PORT", cls.server_port),
+            public_url=_space_url(os.environ.get("SPACE_HOST", "")),
         )
 
     @property
@@ -169,6 +172,12 @@ class AppConfig:
             if isinstance(value, str):
                 valid_text(name, value)
         return Settings.make({**values, "baseline": baseline}, bounds=self.limits.bounds(), lenient=True)
+
+
+def _space_url(host: str) -> str | None:
+    """``https://<host>/`` for the host name Spaces gives (``owner-space.hf.space``); None for anything else."""
+    host = host.strip()
+    return f"https://{host}/" if re.fullmatch(r"[A-Za-z0-9.-]+", host) else None
 
 
 def _qa_models(wanted: str) -> tuple[str, ...]:

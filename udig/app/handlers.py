@@ -251,13 +251,13 @@ class Demo:
         """Files for the current sentiment explanation: JSON, CSV, standalone HTML, model-card snippets, images.
 
         The Markdown card embeds the PNG (card renderers may strip the HTML's inline colours) and links back
-        to the demo with this example's share query (relative: the app does not know its public address).
+        to the demo with this example's share link: a full address on a Space (``SPACE_HOST``), else relative.
         """
         settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule)
         result = self._sentiment(text, model, settings)
         e, scores = result.explanation, result.scores[""]
         inputs = {"text": e.text, "model": self.config.model_name(model, "classification"), **asdict(settings)}
-        link = self.share_sentiment(text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule)
+        link = (self.config.public_url or "") + self.share_sentiment(text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule)
         stem = f"udig-{e.method}"
         image = f"{stem}.png"
         files: dict[str, str | bytes] = {
