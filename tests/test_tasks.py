@@ -183,3 +183,16 @@ def test_a_target_is_refused_where_it_cannot_apply(tiny):
     with pytest.raises(ValueError, match="max_delta must be more than 0"):
         Explainer(model, tokenizer).explain("a film", max_delta=0)
     assert Explainer(model, tokenizer).explain("a film", method="random", max_delta=0.05).delta_target_met is None
+
+
+def test_prepare_builds_what_a_method_shares_ahead_of_time(tiny_vocab_file):
+    from conftest import tiny_bert
+
+    model, tokenizer = tiny_bert(tiny_vocab_file, seed=11)  # its own vocabulary index: no graph from other tests
+    explainer = Explainer(model, tokenizer, graph_k=8)
+    vocab = explainer.vocab_
+    for method in ("ig", "udig", "random"):
+        explainer.prepare(Settings.make(method=method, candidates="words"))
+    assert not vocab._graphs  # nothing to build for them
+    explainer.prepare(Settings.make(method="dig", candidates="words"))
+    assert list(vocab._graphs) == [(8, "words")]  # DIG's graph, for its candidate rule and k

@@ -140,6 +140,11 @@ class Explainer:
         explanations = self._explanations(settings, encoding, prediction, input_values, attribution, reference_id, warnings, timings)
         return self.task.assemble(explanations, encoding, prediction, inputs)
 
+    def prepare(self, settings: Settings) -> None:
+        """Build what explanations with ``settings`` will share (DIG's KNN graph) ahead of time: the first
+        request of a server, or before a time-limited GPU window, should not pay for it."""
+        get_method(settings.method).prepare(self.vocab_, settings, self.graph_k)
+
     # -- the steps ---------------------------------------------------------------------------------
 
     def _reference_id(self, baseline: str, warnings: list[str]) -> int:

@@ -69,6 +69,9 @@ class Method(Protocol):
 
     def n_evaluations(self, settings: Settings) -> int: ...
 
+    def prepare(self, vocab: VocabIndex, settings: Settings, graph_k: int) -> None:
+        """Build the shared state its paths need (DIG's graph) now, e.g. before a time-limited GPU window."""
+
     def attribute(self, problem: Problem, settings: Settings) -> Attribution: ...
 
 
@@ -87,9 +90,14 @@ class PathMethod:
     build: PathBuilder
     count: Callable[[Settings], int]
     restricts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    needs_graph: bool = False  # DIG: candidates from the KNN graph, seconds to build and then cached
 
     def n_points(self, settings: Settings) -> int:
         return self.count(settings)
+
+    def prepare(self, vocab: VocabIndex, settings: Settings, graph_k: int) -> None:
+        if self.needs_graph:
+            vocab.graph(graph_k, settings.candidates)
 
     def n_evaluations(self, settings: Settings) -> int:
         return RULES[settings.rule].n_evaluations(self.count(settings))
@@ -122,6 +130,9 @@ class PathFreeMethod:
 
     def n_points(self, settings: Settings) -> None:
         return None
+
+    def prepare(self, vocab: VocabIndex, settings: Settings, graph_k: int) -> None:
+        """Nothing to build."""
 
     def n_evaluations(self, settings: Settings) -> int:
         return self.evaluations
@@ -210,7 +221,8 @@ REGISTRY: dict[str, Method] = {
     method.name: method
     for method in (
         PathMethod("ig", "IG", "pad", _INTEGRATED, _linear_path, lambda s: s.steps + 1),
-        PathMethod("dig", "DIG", "pad", _ANCHORED - {"nbrs"}, _anchored_path(_graph_candidates), _anchored_points, _WORD_PATH_RULES),
+        PathMethod("dig", "DIG", "pad", _ANCHORED - {"nbrs"}, _anchored_path(_graph_candidates), _anchored_points,
+                   _WORD_PATH_RULES, needs_graph=True),
         PathMethod("udig", "UDIG", "mask", _ANCHORED, _anchored_path(_line_candidates), _anchored_points, _WORD_PATH_RULES),
         PathFreeMethod("random", "Random", frozenset({"seed"}), _random_scores, evaluations=0),
         PathFreeMethod("grad-input", "Gradient × input", frozenset(), _gradient_times_input, evaluations=1),

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
 from typing import Sequence
 
@@ -82,6 +82,7 @@ COMPLETENESS = MetricInfo(
     "|sum of attributions − (F(input) − F(baseline))|: how well the path integral adds up",
 )
 SCORES: tuple[MetricInfo, ...] = (*FAITHFULNESS, COMPLETENESS)  # what one explanation is shown with
+FAITHFULNESS_KEYS = tuple(m.key for m in FAITHFULNESS)
 METRIC_INFO: dict[str, MetricInfo] = {m.key: m for m in SCORES}
 
 
@@ -116,6 +117,9 @@ class PathQuality:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+DIAGNOSTICS = tuple(f.name for f in fields(PathQuality))  # what an evaluation record reports beside faithfulness
 
 
 # -- the top-k rule ------------------------------------------------------------------------------------

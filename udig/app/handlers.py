@@ -145,7 +145,7 @@ class Demo:
             explainer = self.service.registry.explainer(self.config.sentiment_models[0])
             explainer.explain(EXAMPLES[0], method="udig", steps=2, candidates=candidates)  # kernels, word mask
             if self.config.warmup == "full":
-                explainer.vocab_.graph(explainer.graph_k, candidates)
+                explainer.prepare(self.config.defaults.replace(method="dig"))
         except Exception as error:  # noqa: BLE001 - the first request will report it properly
             logger.warning("warm-up failed: %s", error)
             return

@@ -199,8 +199,7 @@ class Service:
         if explainer.task.name != task:
             raise ValueError(f"{name} is a {explainer.task.description} model; this tab needs a {get_task(task).description} model")
         with self.registry.slot(name, self.config.concurrency):
-            if settings.method == "dig":  # its KNN graph is CPU work (a 5-10 s build, or a load): not in the GPU window
-                explainer.vocab_.graph(explainer.graph_k, settings.candidates)
+            explainer.prepare(settings)  # DIG's KNN graph is CPU work (a 5-10 s build, or a load): not in the GPU window
             result = attribute(self.registry.key, name, inputs, settings)
         result.notices = [*notices, *result.notices]
         if name == UNTRAINED_QA_MODEL:
