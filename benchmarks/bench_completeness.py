@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from machine import processor  # noqa: E402 - benchmarks/machine.py
 from udig import Explainer  # noqa: E402
 from udig.evaluate import load_items  # noqa: E402
 from udig.models import load_model  # noqa: E402
@@ -54,16 +54,6 @@ def uniform(explainer: Explainer, text: str, config: dict, target: float) -> int
         if explanation.relative_delta is not None and explanation.relative_delta <= target:
             return explanation.settings["n_evaluations"]
     return None
-
-
-def processor() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+from machine import processor  # benchmarks/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTENCE = "the film is a gorgeous, moving and deeply felt portrait of a family in crisis."  # 19 tokens
@@ -80,16 +81,6 @@ def measure(tree: Path, repeats: int, env: dict) -> dict[str, float]:
         check=True, capture_output=True, text=True, env=env,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def processor() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
