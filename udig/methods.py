@@ -81,7 +81,8 @@ PathBuilder = Callable[[Problem, "Settings"], tuple[Tensor, Tensor | None]]
 
 @dataclass(frozen=True)
 class PathMethod:
-    """A path from the baseline to the input, integrated by the left Riemann sum."""
+    """A path from the baseline to the input, integrated by the settings' rule (:mod:`udig.integrate`) and
+    refined where it is least exact when a completeness target (``max_delta``) is set."""
 
     name: str
     title: str
