@@ -18,7 +18,7 @@ from .explanation import Explanation, QAExplanation
 from .integrate import target_met
 from .methods import Attribution, Problem, get_method
 from .settings import BASELINES, EXPLAINER_PARAMETERS, PARAMETERS, Settings
-from .tasks import Encoding, Prediction, max_tokens, select_targets, target_values, task_of
+from .tasks import Encoding, Prediction, max_tokens, select_targets, target_values, task_of, vocabulary_id
 from .vocab import VocabIndex, vocab_index_for
 
 TOKENS_PER_BATCH = 8192  # path points x tokens per forward/backward when internal_batch_size is None
@@ -158,10 +158,10 @@ class Explainer:
                         warnings.append(f"the tokenizer has no {baseline.upper()} token; the baseline uses {name.upper()}")
                     return int(token_id)
             raise ValueError("the tokenizer has no MASK, PAD or UNK token to build a baseline from; name a token")
-        token_id = tok.convert_tokens_to_ids(baseline)
-        if token_id is None or (token_id == tok.unk_token_id and baseline != tok.unk_token):
+        token_id = vocabulary_id(tok, baseline)
+        if token_id is None:
             raise ValueError(f"baseline token {baseline!r} is not in the vocabulary; use one of {BASELINES} or a vocabulary token")
-        return int(token_id)
+        return token_id
 
     def _predict(self, encoding: Encoding, inputs: Tensor, target) -> tuple[Prediction, Tensor]:
         """The model's decision on the input, and the targets' values there (the path's end, so the

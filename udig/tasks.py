@@ -336,6 +336,14 @@ def special_token_id(tokenizer, names: tuple[str, ...]) -> int:
     raise ValueError(f"the tokenizer has none of the tokens {[n.upper() for n in names]} to perturb inputs with")
 
 
+def vocabulary_id(tokenizer, token: str) -> int | None:
+    """The id of ``token`` in the tokenizer's vocabulary; None when it is not there (it would map to UNK)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):
+        return None
+    return int(token_id)
+
+
 def _class_index(target: int | str, n_classes: int, labels: dict[int, str]) -> int:
     if isinstance(target, str):
         by_name = {name.lower(): i for i, name in labels.items()}

@@ -18,6 +18,7 @@ import gradio as gr
 
 from .. import render
 from ..settings import BASELINES, PARAMETERS
+from ..tasks import vocabulary_id
 from . import views
 from .config import PAPER_DEFAULT, AppConfig, model_at_hand, valid_text
 
@@ -129,7 +130,7 @@ def _check_vocabulary(config: AppConfig, tab: str, values: dict[tuple[str, str],
     except Exception as error:  # noqa: BLE001 - the run reports the model's problem
         logger.info("link not checked against %s: %s", model, error)
         return
-    if custom and not known_token(vocabulary, baseline):
+    if custom and vocabulary_id(vocabulary, baseline) is None:
         del values[(tab, "baseline")]
         notices.append(f"Ignored baseline from the link: {baseline!r} is not a token of {model}.")
     if word and text:
@@ -138,12 +139,6 @@ def _check_vocabulary(config: AppConfig, tab: str, values: dict[tuple[str, str],
         except ValueError as error:
             del values[(tab, "word")]
             notices.append(f"Ignored word from the link: {error}.")
-
-
-def known_token(tokenizer: Any, token: str) -> bool:
-    """Whether ``token`` is in the tokenizer's vocabulary (the Explainer's test for a baseline token)."""
-    token_id = tokenizer.convert_tokens_to_ids(token)
-    return token_id is not None and (token_id != tokenizer.unk_token_id or token == tokenizer.unk_token)
 
 
 def load_values(
