@@ -269,9 +269,20 @@ def test_a_method_name_may_carry_its_integration_rule():
             parse_methods(bad)
 
 
-def test_a_rule_variant_is_compared_with_its_left_sum_twin(tiny_setup, tmp_path):
+def test_a_method_name_may_carry_the_published_codes_objective():
+    specs = parse_methods("udig-maxcount:words+largest, ig/riemann_middle+largest, udig-greedy")
+    assert [s.name for s in specs] == ["udig-maxcount:words+largest", "ig/riemann_middle+largest", "udig-greedy:all"]
+    assert [s.objective for s in specs] == ["largest", "largest", None]
+    config = evaluate.EvalConfig()
+    assert config.settings(specs[1]).objective == "largest" and config.settings(specs[2]).objective == "target"
+    for bad in ("random+largest", "ig+target", "ig+"):
+        with pytest.raises(ValueError, match="may end in \\+largest, nothing else"):
+            parse_methods(bad)
+
+
+def test_a_variant_is_compared_with_its_twin(tiny_setup, tmp_path):
     args = ["--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data.jsonl"), "--limit", "2",
-            "--methods", "ig,udig-maxcount,udig-maxcount/riemann_trapezoid", "--steps", "4", "--nbrs", "4",
+            "--methods", "ig,udig-maxcount,udig-maxcount/riemann_trapezoid,udig-maxcount+largest", "--steps", "4", "--nbrs", "4",
             "--out", str(tmp_path), "--quiet"]
     assert evaluate.main(args) == 0
     records = read_records(tmp_path / "records.jsonl")
@@ -280,3 +291,6 @@ def test_a_rule_variant_is_compared_with_its_left_sum_twin(tiny_setup, tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     rivals = {c["versus"] for c in summary["comparisons"] if c["method"] == "udig-maxcount:all/riemann_trapezoid"}
     assert rivals == {"ig", "udig-maxcount:all"}
+    rivals = {c["versus"] for c in summary["comparisons"] if c["method"] == "udig-maxcount:all+largest"}
+    assert rivals == {"ig", "udig-maxcount:all"}  # the published target against udig's own
+    assert sum(r["method"] == "udig-maxcount:all+largest" for r in records.values()) == 2
