@@ -162,8 +162,6 @@ class Settings:
         return {**asdict(self), "n_points": self.n_points, "n_evaluations": self.n_evaluations}
 
 
-
-
 def _whole(name: str, value: Any, low: int | None, high: int | None, lenient: bool) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float, str) if lenient else int):
         raise ValueError(f"{name} must be a whole number, got {value!r}")
