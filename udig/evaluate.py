@@ -527,6 +527,15 @@ def bootstrap_interval(values: np.ndarray, rng: np.random.Generator, resamples: 
     return float(low), float(high)
 
 
+def paired_difference(rows: dict[str, dict], rival_rows: dict[str, dict], metric: str, rng: np.random.Generator) -> dict[str, Any]:
+    """Mean of ``metric`` differences (rows minus rival) over the examples both have, its bootstrap 95 %
+    interval, and the verdict it supports: pairing removes the examples' own spread from the comparison."""
+    common = sorted(set(rows) & set(rival_rows))
+    diff = np.array([rows[i][metric] - rival_rows[i][metric] for i in common], dtype=float)
+    low, high = bootstrap_interval(diff, rng)
+    return {"n": len(common), "difference": _mean(diff), "low": low, "high": high, "verdict": _verdict(metric, low, high)}
+
+
 def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodSpec], config: dict, *, seed: int = 0) -> dict:
     """Per-method means with bootstrap intervals, paired UDIG comparisons, accuracy and run time."""
     per_method: dict[str, dict] = {}
@@ -571,16 +580,9 @@ def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodS
                 rivals.append(f"udig-greedy:{spec.candidates}")  # which strategy?
         for rival in (r for r in rivals if r in names):
             for offset, metric in enumerate(FAITHFULNESS_KEYS):
-                common = sorted(set(rows_by_method[spec.name]) & set(rows_by_method[rival]))
-                diff = np.array(
-                    [rows_by_method[spec.name][i][metric] - rows_by_method[rival][i][metric] for i in common], dtype=float
-                )
-                rng = np.random.default_rng([seed, 100 + offset])
-                low, high = bootstrap_interval(diff, rng)
-                comparisons.append({
-                    "method": spec.name, "versus": rival, "metric": metric, "n": len(common),
-                    "difference": _mean(diff), "low": low, "high": high, "verdict": _verdict(metric, low, high),
-                })
+                difference = paired_difference(rows_by_method[spec.name], rows_by_method[rival], metric,
+                                               np.random.default_rng([seed, 100 + offset]))
+                comparisons.append({"method": spec.name, "versus": rival, "metric": metric, **difference})
 
     first = next(iter(rows_by_method.values()), {})
     labelled = [(r["label"], r["pred"]) for r in first.values() if r.get("label") is not None and "pred" in r]
