@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,11 +245,12 @@ def test_worker_processes_write_the_same_records(tiny_setup, tmp_path, monkeypat
     assert double["n_examples"] == single["n_examples"] == 2
 
 
-def test_the_committed_evaluation_reproduces_from_its_records():
-    """docs/evaluation: the summary, table and intervals follow from records.jsonl alone (seeded bootstrap)."""
-    from pathlib import Path
+COMMITTED_RUNS = sorted(path.parent for path in (Path(__file__).resolve().parent.parent / "docs").glob("**/summary.json"))
 
-    out = Path(__file__).resolve().parent.parent / "docs" / "evaluation"
+
+@pytest.mark.parametrize("out", COMMITTED_RUNS, ids=lambda path: path.relative_to(path.parents[1]).as_posix())
+def test_every_committed_evaluation_reproduces_from_its_records(out):
+    """docs/*: each run's summary, table and intervals follow from its records.jsonl alone (seeded bootstrap)."""
     summary = json.loads((out / "summary.json").read_text())
     items = evaluate.load_items(summary["config"]["dataset"], summary["config"]["seed"])[: summary["n_examples"]]
     methods = parse_methods(",".join(summary["methods_order"]))
