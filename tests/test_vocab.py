@@ -298,11 +298,11 @@ def test_a_graph_build_blocks_neither_udig_queries_nor_other_graphs(tiny, tmp_pa
     real = vocab_module.knn_graph
     building, release = threading.Event(), threading.Event()
 
-    def held_build(embeddings, k, allowed):
+    def held_build(embeddings, k, allowed, *device):
         if k == 6:  # hold only the first graph's build
             building.set()
             assert release.wait(timeout=30)
-        return real(embeddings, k, allowed)
+        return real(embeddings, k, allowed, *device)
 
     monkeypatch.setattr(vocab_module, "knn_graph", held_build)
     builder = threading.Thread(target=index.graph, args=(6, "all"))
