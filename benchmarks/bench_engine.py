@@ -1,12 +1,14 @@
-"""Speed and memory of the engine, as ratios against references measured in the same run.
+"""Speed of the engine, as ratios against references measured in the same run, on the processor it names.
 
-    python benchmarks/bench_engine.py [--repeats 9] [--out benchmarks/results.md]
+    python benchmarks/bench_engine.py [--repeats 9] [--device cpu] [--no-graph] [--out benchmarks/engine_results.md]
 
-References (measured here, same process, same sentence): a bare forward+backward of the same N path
-points through the model, and captum's LayerIntegratedGradients with the same number of steps. Targets
-come from the engine issue: path construction <= 10 % of forward+backward, a whole explain() <= 1.3x
-forward+backward and <= 1.2x captum IG, the MiniLM KNN graph (30,522 x 384, K = 500) built in <= 10 s
-and loaded from its cache in <= 0.5 s. Run it on an otherwise idle machine: 2 cores are easily disturbed.
+References (same process, same input): a bare forward+backward of the same N path points through the
+model, and captum's LayerIntegratedGradients with the same number of steps. Targets (issue 15): path
+construction <= 0.10 of forward+backward at 32 points for every method, strategy and candidate rule, and
+<= 10 ms for the 19-token sentence; a whole explain() <= 1.15x forward+backward at 32 points; IG <= 1.0x
+captum. A 128-token input (the demo's cap) shows the path's share on a long input. The MiniLM KNN graph
+(30,522 x 384, K = 500): built in <= 10 s, loaded from its cache in <= 0.5 s. Run it on an otherwise idle
+machine: 2 cores are easily disturbed; the load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -27,46 +29,76 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from machine import processor  # noqa: E402 - benchmarks/machine.py, beside this script
 from udig import Explainer  # noqa: E402
 from udig.models import load_model  # noqa: E402
 from udig.tasks import TASKS, max_tokens  # noqa: E402
 
 SENTENCE = "the film is a gorgeous, moving and deeply felt portrait of a family in crisis."  # 19 tokens
+REVIEW = (  # cut to 128 tokens with [CLS] and [SEP] by long_input()
+    "i went in expecting another tired family drama and came out moved. the film is a gorgeous, patient "
+    "portrait of three sisters who return to their mother's farm after years apart, and every scene "
+    "breathes. the lead performance is quiet but devastating, the photography turns the flat fields into "
+    "something close to a painting, and the score knows when to stay silent. it is not perfect: the middle "
+    "drags, a subplot about a lost letter goes nowhere, and the ending is tidier than the story deserves. "
+    "still, the writing is sharp, the jokes land, and the final conversation at the kitchen table is as "
+    "honest as anything i have seen this year. warmly recommended, especially to anyone who has ever gone home."
+)
+METHODS = [("ig", None, None)] + list(itertools.product(("udig", "dig"), ("maxcount", "greedy"), ("all", "words")))
 
 
-def timed(function) -> tuple[float, object]:
+def long_input(tokenizer, length: int = 128) -> str:
+    """The review cut to ``length`` tokens, special tokens included."""
+    ids = tokenizer(REVIEW, add_special_tokens=False)["input_ids"][: length - 2]
+    return tokenizer.decode(ids)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(function, device: torch.device) -> tuple[float, object]:
+    synchronize(device)
     start = time.perf_counter()
     result = function()
+    synchronize(device)
     return time.perf_counter() - start, result
 
 
-def paired(reference, candidate, repeats: int) -> list[tuple[float, float, object]]:
+def paired(reference, candidate, repeats: int, device: torch.device) -> list[tuple[float, float, object]]:
     """Alternate reference and candidate runs: each ratio compares two runs a moment apart, so the
     slow drifts of a shared 2-core machine cancel out. Returns (reference s, candidate s, result)."""
     reference(), candidate()  # warm-up
-    return [(timed(reference)[0], *timed(candidate)) for _ in range(repeats)]
+    return [(timed(reference, device)[0], *timed(candidate, device)) for _ in range(repeats)]
 
 
-def forward_backward(model, tokenizer, n_points: int):
-    """The floor any explainer pays: N copies of the sentence, one forward and one backward."""
-    encoding = TASKS["classification"].encode(tokenizer, {"text": SENTENCE}, max_tokens(model, tokenizer))
-    embeddings = model.get_input_embeddings().weight.detach()[encoding.input_ids]
+def encode(model, tokenizer, text: str):
+    return TASKS["classification"].encode(tokenizer, {"text": text}, max_tokens(model, tokenizer))
+
+
+def forward_backward(model, tokenizer, text: str, n_points: int):
+    """The floor any explainer pays: N copies of the input, one forward and one backward."""
+    encoding = encode(model, tokenizer, text)
+    weight = model.get_input_embeddings().weight
+    embeddings = weight.detach()[encoding.input_ids.to(weight.device)]
+    extras = {k: v.to(weight.device).expand(n_points, -1) for k, v in encoding.extras.items()}
 
     def run():
         points = embeddings.expand(n_points, -1, -1).clone().requires_grad_(True)
-        extras = {k: v.expand(n_points, -1) for k, v in encoding.extras.items()}
         logits = model(inputs_embeds=points, **extras).logits[:, 1]
         torch.autograd.grad(logits.sum(), points)
 
     return run, len(encoding)
 
 
-def captum_ig(model, tokenizer, steps: int):
+def captum_ig(model, tokenizer, text: str, steps: int):
     from captum.attr import LayerIntegratedGradients
 
-    encoding = TASKS["classification"].encode(tokenizer, {"text": SENTENCE}, max_tokens(model, tokenizer))
-    ids = encoding.input_ids[None]
-    reference = torch.where(encoding.special_mask, encoding.input_ids, tokenizer.pad_token_id)[None]
+    encoding = encode(model, tokenizer, text)
+    device = model.get_input_embeddings().weight.device
+    ids = encoding.input_ids[None].to(device)
+    reference = torch.where(encoding.special_mask, encoding.input_ids, tokenizer.pad_token_id)[None].to(device)
 
     def forward(input_ids):
         return model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits[:, 1]
@@ -120,64 +152,81 @@ def graph_figures(rule: str, builds: int = 3) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
+    parser.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, ...")
+    parser.add_argument("--graph", action=argparse.BooleanOptionalAction, default=True,
+                        help="time the KNN graph build and load too (on the CPU)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "engine_results.md")
     args = parser.parse_args()
     torch.manual_seed(0)
+    device = torch.device(args.device)
     model, tokenizer = load_model()
+    model.to(device)
     explainer = Explainer(model, tokenizer)
-    rows = []
+    machine = processor() + (f" + {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
+    load_before = os.getloadavg()
+    print(f"{machine}; torch {torch.__version__}, {torch.get_num_threads()} threads; load average {load_before[0]:.2f}",
+          flush=True)
+    rows: list[tuple[str, float, float, float, str]] = []
 
     def add(what: str, pairs: list[tuple[float, float]], target: str) -> None:
-        """One row: median seconds of both, and the median of the per-pair ratios."""
-        measured = statistics.median(m for _, m in pairs)
-        reference = statistics.median(r for r, _ in pairs)
+        """One row: median milliseconds of both, and the median of the per-pair ratios."""
+        measured = 1000 * statistics.median(m for _, m in pairs)
+        reference = 1000 * statistics.median(r for r, _ in pairs)
         ratio = statistics.median(m / r for r, m in pairs)
         rows.append((what, measured, reference, ratio, target))
-        print(f"{what:58s} {measured:8.3f} s  ref {reference:8.3f} s  ratio {ratio:6.2f}  ({target})", flush=True)
+        print(f"{what:62s} {measured:9.1f} ms  ref {reference:9.1f} ms  ratio {ratio:6.3f}  ({target})", flush=True)
 
-    for factor in (0, 1):  # 32 points (the papers' code default, the app's) and 63 (UDIG's SST-2 runs)
-        n_points = 2**factor * 31 + 1
-        fb, length = forward_backward(model, tokenizer, n_points)
-        for method, strategy, rule in itertools.product(("udig", "dig"), ("maxcount", "greedy"), ("all", "words")):
-            run = lambda: explainer.explain(SENTENCE, method=method, strategy=strategy, factor=factor, candidates=rule)
-            pairs = paired(fb, run, args.repeats)  # the warm-up builds the vocabulary index and graph
-            name = f"{method}-{strategy}, {rule}, {n_points} points, {length} tokens"
-            add(f"path construction, {name}", [(r, e.timings["path"]) for r, _, e in pairs], "target <= 0.10")
-            add(f"whole explain(), {name}", [(r, m) for r, m, _ in pairs], "target <= 1.30")
-
-    for steps in (30, 62):
-        run = lambda: explainer.explain(SENTENCE, method="ig", steps=steps)
-        fb = forward_backward(model, tokenizer, steps + 1)[0]
-        add(f"whole explain(), ig, {steps + 1} points", [(r, m) for r, m, _ in paired(fb, run, args.repeats)],
-            "target <= 1.30")
-        add(f"whole explain(), ig, {steps + 1} points, vs captum IG ({steps} steps)",
-            [(r, m) for r, m, _ in paired(captum_ig(model, tokenizer, steps), run, args.repeats)], "target <= 1.20")
+    inputs = [(SENTENCE, (0, 1), args.repeats), (long_input(tokenizer), (0,), max(3, args.repeats // 2))]
+    for text, factors, repeats in inputs:
+        for factor in factors:  # 32 points (the papers' code default, the app's) and 63 (UDIG's SST-2 runs)
+            n_points = 2**factor * 31 + 1
+            fb, length = forward_backward(model, tokenizer, text, n_points)
+            for method, strategy, rule in METHODS:
+                options = {} if method == "ig" else dict(strategy=strategy, candidates=rule, factor=factor)
+                run = lambda: explainer.explain(text, method=method, steps=n_points - 1 if method == "ig" else 30, **options)
+                pairs = paired(fb, run, repeats, device)  # the warm-up builds the vocabulary index and graph
+                name = "ig" if method == "ig" else f"{method}-{strategy}, {rule}"
+                where = f"{n_points} points, {length} tokens"
+                path_target = "<= 0.10" + ("; <= 10 ms" if length < 32 and n_points == 32 else "")
+                add(f"path construction, {name}, {where}", [(r, e.timings["path"]) for r, _, e in pairs], path_target)
+                add(f"whole explain(), {name}, {where}", [(r, m) for r, m, _ in pairs],
+                    "<= 1.15" if n_points == 32 else "reported")
+                if method == "ig":
+                    captum = captum_ig(model, tokenizer, text, n_points - 1)
+                    add(f"whole explain(), ig, {where}, vs captum IG ({n_points - 1} steps)",
+                        [(r, m) for r, m, _ in paired(captum, run, repeats, device)], "<= 1.00")
 
     graph_rows = []
-    for rule in ("all", "words"):
-        figures = graph_figures(rule)
-        graph_rows.append((rule, figures))
-        print(f"KNN graph K=500 ({rule}): build {figures['build_s']:.2f} s median of 3, slowest "
-              f"{figures['build_max_s']:.2f} s (target <= 10), "
-              f"load {figures['load_s']:.3f} s (target <= 0.5), build peak +{figures['build_extra_mib']:.0f} MiB",
-              flush=True)
+    if args.graph:
+        for rule in ("all", "words"):
+            figures = graph_figures(rule)
+            graph_rows.append((rule, figures))
+            print(f"KNN graph K=500 ({rule}): build {figures['build_s']:.2f} s median of 3, slowest "
+                  f"{figures['build_max_s']:.2f} s (target <= 10), "
+                  f"load {figures['load_s']:.3f} s (target <= 0.5), build peak +{figures['build_extra_mib']:.0f} MiB",
+                  flush=True)
+    load_after = os.getloadavg()
 
     lines = [
-        "| measurement | seconds | reference (same run) | ratio | target |",
+        f"Measured on {machine}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} cores; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; medians of "
+        f"{args.repeats} pairs ({max(3, args.repeats // 2)} at 128 tokens).",
+        "",
+        "| measurement | measured (ms) | reference, same run (ms) | ratio | target |",
         "| --- | ---: | ---: | ---: | --- |",
-        *[f"| {w} | {m:.3f} | {r:.3f} | {q:.2f} | {t} |" for w, m, r, q, t in rows],
+        *[f"| {w} | {m:.1f} | {r:.1f} | {q:.3f} | {t} |" for w, m, r, q, t in rows],
         "",
         "Reference for each row: a bare forward+backward of the same N points (or captum IG where named), run",
         "alternately with the measured call; the ratio is the median of the per-pair ratios.",
-        "",
-        "| KNN graph, K = 500, MiniLM 30,522 x 384 | build, median of 3 (s) | slowest (s) | load from cache (s) | build peak extra RSS (MiB) |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        *[f"| candidates={rule} | {f['build_s']:.2f} | {f['build_max_s']:.2f} | {f['load_s']:.3f} | {f['build_extra_mib']:.0f} |"
-          for rule, f in graph_rows],
-        "",
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, medians of "
-        f"{args.repeats} pairs.",
     ]
+    if graph_rows:
+        lines += [
+            "",
+            "| KNN graph, K = 500, MiniLM 30,522 x 384 | build, median of 3 (s) | slowest (s) | load from cache (s) | build peak extra RSS (MiB) |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            *[f"| candidates={rule} | {f['build_s']:.2f} | {f['build_max_s']:.2f} | {f['load_s']:.3f} | {f['build_extra_mib']:.0f} |"
+              for rule, f in graph_rows],
+        ]
     args.out.write_text("\n".join(lines) + "\n")
     print(f"\nwritten to {args.out}")
 

@@ -1,4 +1,4 @@
-"""Pure path and integrator functions on hand-computed cases."""
+"""Pure path and integrator functions on hand-computed cases; the compiled anchor chain against its definition."""
 
 import pytest
 import torch
@@ -14,45 +14,73 @@ def test_linear_path_runs_from_baseline_to_input_in_equal_steps():
     assert torch.equal(path[:, 0, 0], torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0]))
 
 
+# -- the reference: DIG's and UDIG's anchor chain step by step in tensors, as the papers define it ------------
+# udig builds the chain in one compiled pass (paths.anchor_paths); these few functions are its definition.
+
+
+def monotone_dims(anchor, baseline, current):
+    """Dimensions where the anchor lies between baseline and current point (inclusive); broadcasts."""
+    low, high = torch.minimum(baseline, current), torch.maximum(baseline, current)
+    return torch.clamp(anchor, low, high) == anchor
+
+
+def monotonize(anchor, baseline, current, m):
+    """Keep the anchor's monotone dimensions; step every other one 1/m of the way toward the baseline."""
+    return torch.where(monotone_dims(anchor, baseline, current), anchor, current - (current - baseline) / m)
+
+
+def candidate_costs(anchors, baseline, current, strategy, m):
+    """Greedy: distance to the monotonized candidate; MaxCount: minus the monotone dimensions (lower is better)."""
+    if strategy == "greedy":
+        return (anchors - monotonize(anchors, baseline, current, m)).norm(dim=-1)
+    return -monotone_dims(anchors, baseline, current).sum(-1).float()
+
+
+def reference_chain(word_ids, reference_ids, embeddings, candidates, strategy, m):
+    """One vectorised step per anchor: exclusions by a (T, V) mask, ties to the first minimum."""
+    chain = torch.empty(len(word_ids), m + 1, dtype=torch.long)
+    chain[:, 0] = word_ids
+    excluded = torch.zeros(len(word_ids), len(embeddings), dtype=torch.bool)
+    excluded.scatter_(1, torch.stack([word_ids, reference_ids], dim=1), True)
+    baseline = embeddings[reference_ids][:, None, :]  # (T, 1, d)
+    for t in range(m):
+        current = chain[:, t]
+        cand = (candidates[:, t] if candidates.dim() == 3 else candidates[current]).long()  # (T, K)
+        valid = ~excluded.gather(1, cand)
+        costs = candidate_costs(embeddings[cand], baseline, embeddings[current][:, None, :], strategy, m)
+        best = costs.masked_fill(~valid, float("inf")).argmin(dim=1)  # the first minimum
+        stuck = ~valid.any(dim=1) | (current == reference_ids)
+        chain[:, t + 1] = torch.where(stuck, reference_ids, cand.gather(1, best[:, None]).squeeze(1))
+        excluded.scatter_(1, chain[:, t + 1 : t + 2], True)
+    return chain
+
+
+def reference_points(chain, reference_ids, embeddings, m):
+    """Monotone points through a chain of anchors, baseline first: ``(m + 2, T, d)``."""
+    baseline = embeddings[reference_ids]
+    points = [embeddings[chain[:, 0]]]
+    for t in range(1, chain.shape[1]):
+        points.append(monotonize(embeddings[chain[:, t]], baseline, points[-1], m))
+    return torch.stack([baseline, *points[::-1]])
+
+
 def test_monotonize_keeps_monotone_dims_and_steps_the_rest():
     baseline = torch.tensor([0.0, 0.0, 0.0, 1.0])
     current = torch.tensor([2.0, -2.0, 2.0, 1.0])
     anchor = torch.tensor([1.0, -1.0, 3.0, 1.0])  # inside, inside, outside, equal to b == c
-    result = paths.monotonize(anchor, baseline, current, m=4)
     # dim 2 is outside [0, 2]: c - (c - b)/m = 2 - 2/4
-    assert torch.equal(result, torch.tensor([1.0, -1.0, 1.5, 1.0]))
-
-
-def test_monotone_dims_when_baseline_equals_current_needs_equality():
+    assert torch.equal(monotonize(anchor, baseline, current, m=4), torch.tensor([1.0, -1.0, 1.5, 1.0]))
     b = torch.tensor([1.0, 1.0])
-    assert paths.monotone_dims(torch.tensor([1.0, 1.5]), b, b).tolist() == [True, False]
+    assert monotone_dims(torch.tensor([1.0, 1.5]), b, b).tolist() == [True, False]  # b == c: only equality
 
 
 def test_candidate_costs_greedy_and_maxcount():
-    baseline = torch.zeros(1, 1, 2)
-    current = torch.full((1, 1, 2), 2.0)
-    table = torch.tensor([[1.0, 1.0], [1.0, 5.0], [9.0, 9.0]])
-    ids = torch.tensor([[0, 1, 2]])
-    maxcount = paths.candidate_costs(ids, table, baseline, current, "maxcount", m=2)
-    assert maxcount.tolist() == [[-2.0, -1.0, -0.0]]
-    greedy = paths.candidate_costs(ids, table, baseline, current, "greedy", m=2)
+    baseline, current = torch.zeros(1, 1, 2), torch.full((1, 1, 2), 2.0)
+    anchors = torch.tensor([[[1.0, 1.0], [1.0, 5.0], [9.0, 9.0]]])
+    assert candidate_costs(anchors, baseline, current, "maxcount", m=2).tolist() == [[-2.0, -1.0, -0.0]]
     # fallback point is c - (c - b)/2 = 1 per dim: distances 0, 4, |(8, 8)|
+    greedy = candidate_costs(anchors, baseline, current, "greedy", m=2)
     assert torch.allclose(greedy, torch.tensor([[0.0, 4.0, (2 * 64.0) ** 0.5]]))
-
-
-def test_candidate_costs_equal_the_definition_on_random_rows():
-    """The compiled scoring against monotone_dims/monotonize written out in tensors."""
-    torch.manual_seed(0)
-    table, ids = torch.randn(300, 8), torch.randint(0, 300, (3, 150))
-    baseline, current = torch.randn(3, 1, 8), torch.randn(3, 1, 8)
-    table[ids[0, :5]] = torch.maximum(baseline[0], current[0])  # rows on the box's edge count as monotone
-    anchors = table[ids]  # (T, K, d)
-    monotone = paths.monotone_dims(anchors, baseline, current)
-    expected_maxcount = -monotone.sum(-1).float()
-    expected_greedy = (anchors - paths.monotonize(anchors, baseline, current, m=5)).norm(dim=-1)
-    assert torch.equal(paths.candidate_costs(ids, table, baseline, current, "maxcount", m=5), expected_maxcount)
-    assert torch.allclose(paths.candidate_costs(ids, table, baseline, current, "greedy", m=5), expected_greedy, atol=1e-5)
-    assert (expected_maxcount[0, :5] == -8).all()
 
 
 def test_upscale_inserts_midpoints():
@@ -77,10 +105,7 @@ def _toy_vocab():
 def test_chain_prefers_monotone_candidates_and_excludes_path_and_reference(strategy):
     vocab = _toy_vocab()
     graph = torch.tensor([[1, 2, 3, 4, 5]] * 6)  # every row sees the same neighbours, in this order
-
-    chain = paths.chain_anchors(
-        torch.tensor([1]), torch.tensor([0]), vocab, lambda t, cur: graph[cur], strategy, m=3
-    )
+    chain, points = paths.anchor_paths(torch.tensor([1]), torch.tensor([0]), vocab, graph, strategy, m=3)
     assert chain[0, 0] == 1
     # step 1 from (4,4): 2 and 4 are fully monotone; 2 comes first (stable ties)
     assert chain[0, 1] == 2
@@ -88,30 +113,86 @@ def test_chain_prefers_monotone_candidates_and_excludes_path_and_reference(strat
     assert chain[0, 2] == 4
     # no word repeats and the reference never appears as a chosen candidate unless forced
     assert len(set(chain[0].tolist())) == 4
+    assert torch.equal(chain, reference_chain(torch.tensor([1]), torch.tensor([0]), vocab, graph, strategy, 3))
 
 
 def test_chain_falls_back_to_reference_and_stays_there():
-    vocab = _toy_vocab()
     only_input = torch.tensor([[1]] * 6)  # the only neighbour is the input word itself
-    chain = paths.chain_anchors(
-        torch.tensor([1]), torch.tensor([0]), vocab, lambda t, cur: only_input[cur], "greedy", m=3
-    )
+    chain, points = paths.anchor_paths(torch.tensor([1]), torch.tensor([0]), _toy_vocab(), only_input, "greedy", m=3)
     assert chain[0].tolist() == [1, 0, 0, 0]
+    assert points[:, 0].tolist() == [[0.0, 0.0]] * 4 + [[4.0, 4.0]]
 
 
 def test_anchor_points_end_at_word_and_start_at_baseline():
     vocab = _toy_vocab()
-    chain = torch.tensor([[1, 3, 4]])
-    points = paths.anchor_points(chain, torch.tensor([0]), vocab, m=2)
+    per_step = torch.tensor([[[3, 5], [4, 5]]])  # (T, m, K): (3, 5) first, then (2, 2)
+    chain, points = paths.anchor_paths(torch.tensor([1]), torch.tensor([0]), vocab, per_step, "maxcount", m=2)
+    assert chain.tolist() == [[1, 3, 4]]
     assert points.shape == (4, 1, 2)
     assert torch.equal(points[0, 0], vocab[0]) and torch.equal(points[-1, 0], vocab[1])
     # (3, 5) from (4, 4): dim 1 is not monotone -> 4 - 4/2 = 2
     assert torch.equal(points[2, 0], torch.tensor([3.0, 2.0]))
+    assert torch.equal(points, reference_points(chain, torch.tensor([0]), vocab, 2))
 
 
-def test_unknown_strategy_is_rejected():
+@pytest.mark.parametrize("strategy", ["greedy", "maxcount"])
+@pytest.mark.parametrize("source", ["graph", "per_step"])
+@pytest.mark.parametrize("grid", [None, 0.5])  # continuous values; a coarse grid: ties everywhere, exact sums
+def test_compiled_chain_equals_the_step_by_step_definition(strategy, source, grid):
+    """Random rows (d = 70: two full 32-dimension blocks and a short one), many tokens sharing a
+    reference, candidate lists holding the word, the reference and repeats, chains that run out."""
+    generator = torch.Generator().manual_seed(7 if grid else 3)
+    vocab = torch.randn(400, 70, generator=generator)
+    if grid:
+        vocab = (vocab / grid).round() * grid
+    word_ids = torch.randint(2, 400, (25,), generator=generator)
+    reference_ids = torch.tensor([0] * 20 + [1] * 4 + [int(word_ids[-1])])  # the last token's word is its reference
+    m = 12
+    if source == "graph":
+        candidates = torch.randint(0, 400, (400, 40), generator=generator, dtype=torch.int32)
+        candidates[:5, :] = candidates[:5, :1]  # rows whose only neighbour repeats: those chains end early
+    else:
+        candidates = torch.randint(0, 400, (25, m, 30), generator=generator)
+        candidates[:, :, 0] = word_ids[:, None]
+        candidates[:, :, 1] = reference_ids[:, None]
+    chain, points = paths.anchor_paths(word_ids, reference_ids, vocab, candidates, strategy, m)
+    expected = reference_chain(word_ids, reference_ids, vocab, candidates, strategy, m)
+    assert torch.equal(chain, expected)
+    assert (chain[:, -1] == reference_ids).any() and (chain[:, -1] != reference_ids).any()
+    # the same float32 operations on the same values, one element at a time: equal to the last bit
+    assert torch.equal(points, reference_points(chain, reference_ids, vocab, m))
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "maxcount"])
+def test_compiled_chain_equals_the_definition_on_minilm(minilm, strategy):
+    """Real rows and real candidates: DIG's graph neighbours and UDIG's nearest words, under both rules."""
+    from udig.vocab import vocab_index_for
+
+    model, tokenizer = minilm
+    index = vocab_index_for(model, tokenizer)
+    table = index.embeddings
+    word_ids = torch.tensor(tokenizer("the film is a gorgeous, moving portrait of a family in crisis.",
+                                      add_special_tokens=False)["input_ids"])
+    m = 30
+    for rule in ("all", "words"):
+        refs = torch.full_like(word_ids, tokenizer.mask_token_id)
+        nearest = index.nearest_on_segments(table[refs], table[word_ids], paths.udig_reference_alphas(m), 50, rule)
+        graph = index.graph(100, rule)
+        for candidates in (nearest, graph):
+            chain, points = paths.anchor_paths(word_ids, refs, table, candidates, strategy, m)
+            assert torch.equal(chain, reference_chain(word_ids, refs, table, candidates, strategy, m)), rule
+            assert torch.equal(points, reference_points(chain, refs, table, m)), rule
+
+
+def test_bad_strategy_shapes_and_ids_are_rejected():
+    vocab, word, ref = _toy_vocab(), torch.tensor([1]), torch.tensor([0])
     with pytest.raises(ValueError, match="strategy"):
-        paths.chain_anchors(torch.tensor([1]), torch.tensor([0]), _toy_vocab(), lambda t, c: c[:, None], "best", 2)
+        paths.anchor_paths(word, ref, vocab, torch.zeros(6, 2, dtype=torch.long), "best", 2)
+    for shape in [(5, 2), (1, 3, 2), (2, 2, 2), (6,)]:
+        with pytest.raises(ValueError, match="expected"):
+            paths.anchor_paths(word, ref, vocab, torch.zeros(shape, dtype=torch.long), "greedy", 2)
+    with pytest.raises(ValueError, match="outside the 6 rows"):
+        paths.anchor_paths(torch.tensor([6]), ref, vocab, torch.zeros(6, 2, dtype=torch.long), "greedy", 2)
 
 
 def _quadratic(x):  # F(x) = sum_i (w . x_i)^2 and 3F: two targets; dF/dx_i = 2 (w . x_i) w

@@ -34,6 +34,40 @@ def test_knn_graph_equals_brute_force(tiny, monkeypatch, chunk):
     assert torch.equal(graph.long(), expected)
 
 
+@pytest.mark.parametrize("chunk", [2048, 7])
+def test_knn_graph_on_a_device_equals_the_cpu_build(tiny, monkeypatch, chunk):
+    """The torch ranking a GPU runs, run here on the CPU: the same graph, ties in id order included."""
+    monkeypatch.setattr(vocab_module, "_QUERY_CHUNK", chunk)
+    embeddings = tiny[0].get_input_embeddings().weight.detach()
+    allowed = torch.ones(len(embeddings), dtype=torch.bool)
+    allowed[[0, 5, 7]] = False
+    key_ids = allowed.nonzero().squeeze(1)
+    on_device = vocab_module._knn_graph_on(embeddings, key_ids, 6, torch.device("cpu"))
+    assert on_device.dtype == torch.int32 and torch.equal(on_device, knn_graph(embeddings, 6, allowed))
+    tied = torch.zeros(12, 4)
+    tied[:, 0] = torch.tensor([0.0, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4, 5])  # rows at equal distances from many others
+    expected = knn_graph(tied, 5, torch.ones(12, dtype=torch.bool))
+    assert torch.equal(vocab_module._knn_graph_on(tied, torch.arange(12), 5, torch.device("cpu")), expected)
+    assert expected[0].tolist() == [1, 2, 3, 4, 5]  # equal distances in id order
+
+
+def test_graph_builds_on_the_device_it_is_given(tiny, tmp_path, monkeypatch):
+    """A GPU device reaches the torch build; none, or the CPU, keeps the compiled CPU build."""
+    seen = []
+    monkeypatch.setattr(vocab_module, "_knn_graph_on", lambda rows, key_ids, k, device: seen.append(device) or
+                        torch.zeros(len(rows), k, dtype=torch.int32))
+    embeddings = tiny[0].get_input_embeddings().weight.detach()
+    allowed = torch.ones(len(embeddings), dtype=torch.bool)
+    knn_graph(embeddings, 3, allowed, "cpu")
+    knn_graph(embeddings, 3, allowed)
+    assert seen == []
+    knn_graph(embeddings, 3, allowed, "cuda:1")
+    assert seen == [torch.device("cuda:1")]
+    index = _index(tiny, tmp_path)
+    index.graph(4, "all", "cuda")
+    assert seen[-1] == torch.device("cuda") and len(seen) == 2
+
+
 def test_knn_graph_on_minilm_rows_finds_the_nearest(minilm, monkeypatch):
     """Real rows, several chunks: the graph's distances are the k smallest (in float64), in order."""
     monkeypatch.setattr(vocab_module, "_QUERY_CHUNK", 1024)
@@ -139,6 +173,18 @@ def test_nearest_on_segments_equals_brute_force(minilm, m):
         expected_dist = dist.topk(12, largest=False).values
         got_dist = dist.gather(2, found)
         assert torch.allclose(got_dist, expected_dist, atol=1e-6)
+
+
+def test_nearest_on_segments_runs_on_the_device_it_is_given(tiny, tmp_path):
+    """Keys are kept per device; the CPU result is the default's, ids on the device of the search."""
+    index = _index(tiny, tmp_path)
+    table = index.embeddings
+    starts, ends, alphas = table[[4, 4]], table[[12, 20]], udig_reference_alphas(4)
+    default = index.nearest_on_segments(starts, ends, alphas, 3, "words")
+    on_cpu = index.nearest_on_segments(starts.double(), ends.double(), alphas, 3, "words", torch.device("cpu"))
+    assert torch.equal(default, on_cpu) and on_cpu.device.type == "cpu"
+    keys = index.candidate_keys("words", "cpu")
+    assert keys[0] is index.candidate_keys("words")[0] and keys[0].device.type == "cpu"
 
 
 def test_undertrained_rows_are_found_from_the_matrix(minilm):
@@ -298,11 +344,11 @@ def test_a_graph_build_blocks_neither_udig_queries_nor_other_graphs(tiny, tmp_pa
     real = vocab_module.knn_graph
     building, release = threading.Event(), threading.Event()
 
-    def held_build(embeddings, k, allowed):
+    def held_build(embeddings, k, allowed, *device):
         if k == 6:  # hold only the first graph's build
             building.set()
             assert release.wait(timeout=30)
-        return real(embeddings, k, allowed)
+        return real(embeddings, k, allowed, *device)
 
     monkeypatch.setattr(vocab_module, "knn_graph", held_build)
     builder = threading.Thread(target=index.graph, args=(6, "all"))

@@ -1,11 +1,12 @@
 """Compiled inner loops: the one place udig uses numba.
 
-DIG scores 500 candidate rows x d dimensions per token and anchor step; as tensor operations that is
-several passes over memory, compiled it is one pass per row (3-5x faster on CPU). The maths is documented
-in :func:`udig.paths.candidate_costs`. DIG's graph build keeps the k best of 30,522 scores per row; a
-compiled selection does that in about the same time on every row, where ``torch.topk`` took 1.4-2.8 s per
-build depending on how the scores are spread. Compiled on first use (about 1 s each) and cached on disk
-beside this file.
+DIG's and UDIG's anchor chain (:func:`udig.paths.anchor_paths`, where the maths is documented) runs
+here whole: all tokens, all m steps, the candidates' scores and the monotone points, with no Python or
+tensor dispatch per step. DIG scores 500 candidate rows x d dimensions per token and step; scoring a row
+stops once it cannot beat the best so far, so most rows are read only in part. DIG's graph build keeps
+the k best of 30,522 scores per row; a compiled selection does that in about the same time on every
+row, where ``torch.topk`` took 1.4-2.8 s per build depending on how the scores are spread. Compiled
+on first use (about 1 s each) and cached on disk beside this file.
 """
 
 from __future__ import annotations
@@ -25,32 +26,101 @@ def _follow_torch_threads() -> None:
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
-def score_candidates(ids, table, low, high, fallback, greedy: bool, out) -> None:
-    """Fill ``out (T, K)`` with the cost of candidate rows ``table[ids]``; see ``candidate_costs``."""
+def anchor_paths(table, word_ids, reference_ids, candidates, per_step: bool, m: int, greedy: bool, chains, points) -> None:
+    """Fill ``chains (T, m + 1)`` and ``points (m + 2, T, d)``; see :func:`udig.paths.anchor_paths`."""
     with _LOCK:
         _follow_torch_threads()
-        _score_candidates(ids, table, low, high, fallback, greedy, out)
+        _anchor_paths(table, word_ids, reference_ids, candidates, per_step, m, greedy, chains, points)
 
 
-@numba.njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _score_candidates(ids, table, low, high, fallback, greedy, out):  # pragma: no cover - compiled
-    """out[t, j] for row ids[t, j], in one pass over it: Greedy, its distance to its monotonized version
-    (the fallback in every dimension outside the box [low, high]); MaxCount, minus its monotone dimensions."""
-    n_tokens, n_candidates = ids.shape
+_BLOCK = 64  # dimensions scored between two checks against the best cost so far
+
+
+@numba.njit(parallel=True, cache=True)
+def _anchor_paths(table, word_ids, reference_ids, candidates, per_step, m, greedy, chains, points):  # pragma: no cover - compiled
+    """Each token's chain, one token per thread: m steps of scoring the candidates against the box
+    spanned by the baseline and the current anchor, then the monotone points through the chosen anchors.
+
+    A candidate's cost only grows as its dimensions are added (a count, or a sum of squares in a fixed
+    order), so scoring stops once it reaches the best cost so far: the candidate cannot win, as a later
+    candidate needs a strictly lower cost. The argmin is exact; only the time depends on the order.
+    """
+    n_tokens = len(word_ids)
     dims = table.shape[1]
-    for flat in numba.prange(n_tokens * n_candidates):
-        t = flat // n_candidates
-        j = flat - t * n_candidates
-        row = table[ids[t, j]]
-        outside = 0
-        gap_sq = row[0] * 0
-        for i in range(dims):
-            if (row[i] < low[t, i]) | (row[i] > high[t, i]):
-                if greedy:  # loop-invariant: the compiler unswitches it
-                    gap_sq += (row[i] - fallback[t, i]) ** 2
-                else:
-                    outside += 1
-        out[t, j] = np.sqrt(gap_sq) if greedy else outside - dims
+    steps = np.float32(m)
+    for tok in numba.prange(n_tokens):
+        reference = reference_ids[tok]
+        base = table[reference]
+        on_path = np.zeros(len(table), np.bool_)  # the path so far and the reference: never a candidate
+        on_path[reference] = True
+        current = word_ids[tok]
+        on_path[current] = True
+        chains[tok, 0] = current
+        low, high, fallback = np.empty(dims, table.dtype), np.empty(dims, table.dtype), np.empty(dims, table.dtype)
+        for t in range(m):
+            if current != reference:
+                row = table[current]
+                for i in range(dims):
+                    low[i], high[i] = min(base[i], row[i]), max(base[i], row[i])
+                    fallback[i] = row[i] - (row[i] - base[i]) / steps
+                found = _best_candidate(table, candidates[tok * m + t] if per_step else candidates[current],
+                                        on_path, low, high, fallback, greedy)
+                current = reference if found < 0 else found
+                on_path[current] = True
+            chains[tok, t + 1] = current
+        _monotone_points(table, chains[tok], base, steps, points[:, tok])
+
+
+@numba.njit(cache=True, fastmath={"reassoc"})
+def _best_candidate(table, ids, on_path, low, high, fallback, greedy):  # pragma: no cover - compiled
+    """The first of ``ids`` off the path with the lowest cost, or -1 when all are on it. Greedy: the
+    distance to its monotonized version (the fallback in every dimension outside [low, high]);
+    MaxCount: minus its monotone dimensions, i.e. the fewest dimensions outside."""
+    dims = len(low)
+    best, best_sq, best_cost, best_outside = -1, np.float32(np.inf), np.float32(np.inf), dims + 1
+    for j in range(len(ids)):
+        if on_path[ids[j]]:
+            continue
+        row = table[ids[j]]
+        gap_sq, outside, beaten = row[0] * 0, 0, False
+        for start in range(0, dims, _BLOCK):
+            stop = min(start + _BLOCK, dims)
+            gap_sq, outside = _add_outside(row[start:stop], low[start:stop], high[start:stop], fallback[start:stop],
+                                           greedy, gap_sq, outside)
+            beaten = best >= 0 and ((gap_sq >= best_sq) if greedy else (outside >= best_outside))
+            if beaten:
+                break
+        cost = np.sqrt(gap_sq)
+        if not beaten and (best < 0 or not greedy or cost < best_cost):
+            best, best_sq, best_cost, best_outside = ids[j], gap_sq, cost, outside
+    return best
+
+
+@numba.njit(cache=True, fastmath={"reassoc"}, inline="always")
+def _add_outside(row, low, high, fallback, greedy, gap_sq, outside):  # pragma: no cover - compiled
+    """One block of dimensions: the squared gaps (Greedy) or the count (MaxCount) of those outside the box."""
+    for i in range(len(row)):
+        if (row[i] < low[i]) | (row[i] > high[i]):
+            if greedy:  # loop-invariant: the compiler unswitches it
+                gap_sq += (row[i] - fallback[i]) ** 2
+            else:
+                outside += 1
+    return gap_sq, outside
+
+
+@numba.njit(cache=True)
+def _monotone_points(table, chain, base, steps, out):  # pragma: no cover - compiled
+    """``out (m + 2, d)``, baseline first: the word, then each anchor monotonized against the point
+    before it (the fallback ``p - (p - base) / m`` in every dimension outside the box), then the baseline."""
+    n = len(chain)  # m + 1
+    out[0] = base
+    out[n] = table[chain[0]]
+    for t in range(1, n):
+        anchor, previous, point = table[chain[t]], out[n - t + 1], out[n - t]
+        for i in range(len(base)):
+            low, high = min(base[i], previous[i]), max(base[i], previous[i])
+            inside = (anchor[i] >= low) & (anchor[i] <= high)
+            point[i] = anchor[i] if inside else previous[i] - (previous[i] - base[i]) / steps
 
 
 def top_k_per_row(scores, k: int, out) -> None:

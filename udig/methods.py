@@ -155,35 +155,35 @@ def _linear_path(problem: Problem, settings: Settings) -> tuple[Tensor, None]:
     return paths.linear_path(baseline, problem.inputs, settings.steps), None
 
 
-CandidateSourceBuilder = Callable[[VocabIndex, Tensor, Tensor, "Settings", int], paths.CandidateSource]
+CandidateBuilder = Callable[[VocabIndex, Tensor, Tensor, "Settings", int, torch.device], Tensor]
+"""(vocab, word ids, reference ids, settings, graph_k, model device) -> candidates for :func:`paths.anchor_paths`."""
 
 
-def _graph_candidates(vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: Settings, graph_k: int) -> paths.CandidateSource:
-    """DIG: the KNN-graph neighbours of the previous anchor."""
-    graph = vocab.graph(graph_k, settings.candidates)  # (V, K)
-    return lambda t, current: graph[current].long()
+def _graph_candidates(vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: Settings, graph_k: int,
+                      device: torch.device) -> Tensor:
+    """DIG: the KNN-graph neighbours of the previous anchor, ``(V, K)``."""
+    return vocab.graph(graph_k, settings.candidates, device)
 
 
-def _line_candidates(vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: Settings, graph_k: int) -> paths.CandidateSource:
-    """UDIG: the nearest words to the t-th evenly spaced reference point on the IG line."""
+def _line_candidates(vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: Settings, graph_k: int,
+                     device: torch.device) -> Tensor:
+    """UDIG: the nearest words to each of the m evenly spaced reference points on the IG line, ``(T, m, nbrs)``."""
     table = vocab.embeddings
     alphas = paths.udig_reference_alphas(settings.steps)
-    nearest = vocab.nearest_on_segments(table[refs], table[word_ids], alphas, settings.nbrs, settings.candidates)
-    return lambda t, current: nearest[:, t]  # (T, nbrs)
+    return vocab.nearest_on_segments(table[refs], table[word_ids], alphas, settings.nbrs, settings.candidates, device)
 
 
-def _anchored_path(candidates: CandidateSourceBuilder) -> PathBuilder:
+def _anchored_path(candidates: CandidateBuilder) -> PathBuilder:
     """DIG and UDIG differ only in where each anchor's candidates come from."""
 
     def build(problem: Problem, settings: Settings) -> tuple[Tensor, Tensor]:
         vocab = problem.vocab()
-        table = vocab.embeddings  # (V, d) float32 on CPU
         encoding, inputs = problem.encoding, problem.inputs
         moving = ~encoding.special_mask
         word_ids, refs = encoding.input_ids[moving], problem.reference_ids[moving]  # (T,)
-        source = candidates(vocab, word_ids, refs, settings, problem.graph_k)
-        chains = paths.chain_anchors(word_ids, refs, table, source, settings.strategy, settings.steps)  # (T, m + 1)
-        points = paths.upscale(paths.anchor_points(chains, refs, table, settings.steps), settings.factor)  # (N, T, d)
+        source = candidates(vocab, word_ids, refs, settings, problem.graph_k, inputs.device)
+        chains, points = paths.anchor_paths(word_ids, refs, vocab.embeddings, source, settings.strategy, settings.steps)
+        points = paths.upscale(points, settings.factor)  # (N, T, d)
         return paths.sentence_path(points.to(inputs), inputs, moving.to(inputs.device)), chains
 
     return build

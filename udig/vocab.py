@@ -128,7 +128,7 @@ def frequent_words(surfaces: list[str], language: str, min_zipf: float = MIN_ZIP
         return None
 
 
-def knn_graph(embeddings: Tensor, k: int, allowed: Tensor) -> Tensor:
+def knn_graph(embeddings: Tensor, k: int, allowed: Tensor, device: torch.device | str | None = None) -> Tensor:
     """For every row, the ids of its k nearest allowed rows by Euclidean distance, itself excluded.
 
     ``(V, k)`` int32, nearest first, equal distances in id order. Ranking a row's keys by
@@ -136,16 +136,19 @@ def knn_graph(embeddings: Tensor, k: int, allowed: Tensor) -> Tensor:
     ``-|key|^2 / 2`` to every key and 1 to every query turns each chunk of rows into one plain matrix
     product. The product goes through numpy's OpenBLAS, not torch's MKL: on AMD CPUs MKL takes a
     generic path and ran this at 105-110 GFLOP/s on our 2-core machine against OpenBLAS's 185. Chunks
-    of query rows reuse one ``chunk x A`` buffer, so peak memory stays there.
+    of query rows reuse one ``chunk x A`` buffer, so peak memory stays there. On another ``device`` (a
+    GPU) the same ranking runs there in torch (:func:`_knn_graph_on`).
     """
-    from .kernels import top_k_per_row  # numba loads on first use, not when udig is imported
-
     key_ids = allowed.nonzero().squeeze(1)  # (A,)
     if k > len(key_ids) - 1:
         raise ValueError(f"graph_k={k} needs at least {k + 1} candidate rows, the vocabulary has {len(key_ids)}")
     rows = embeddings.detach().cpu().float().numpy()
     if not np.isfinite(rows).all():
         raise ValueError("the embedding matrix has NaN or infinite values; no neighbour graph can be built from it")
+    if device is not None and torch.device(device).type != "cpu":
+        return _knn_graph_on(torch.from_numpy(rows), key_ids, k, torch.device(device))
+    from .kernels import top_k_per_row  # numba loads on first use, not when udig is imported
+
     queries = np.hstack([rows, np.ones((len(rows), 1), np.float32)])
     keys = rows[key_ids.numpy()]
     keys_t = np.ascontiguousarray(np.hstack([keys, -0.5 * np.square(keys).sum(1, keepdims=True)]).T)  # (d+1, A)
@@ -163,6 +166,25 @@ def knn_graph(embeddings: Tensor, k: int, allowed: Tensor) -> Tensor:
             chunk[has_self.nonzero()[0], self_col[has_self]] = -np.inf
             top_k_per_row(chunk, k, nearest[start:stop])
     return key_ids[torch.from_numpy(nearest).long()].to(torch.int32)
+
+
+def _knn_graph_on(rows: Tensor, key_ids: Tensor, k: int, device: torch.device) -> Tensor:
+    """:func:`knn_graph`'s ranking in torch on ``device``: one product and one stable sort per chunk of
+    rows (a GPU sorts 30,522 scores per row in well under a millisecond), equal scores in id order."""
+    keys = rows[key_ids]
+    keys_t = torch.cat([keys, -0.5 * keys.square().sum(1, keepdim=True)], 1).T.contiguous().to(device)  # (d+1, A)
+    queries = torch.cat([rows, torch.ones(len(rows), 1)], 1)
+    position = torch.full((len(rows),), -1)
+    position[key_ids] = torch.arange(len(key_ids))
+    nearest = torch.empty(len(rows), k, dtype=torch.long)  # positions among the keys
+    for start in range(0, len(rows), _QUERY_CHUNK):
+        stop = min(start + _QUERY_CHUNK, len(rows))
+        scores = queries[start:stop].to(device) @ keys_t  # (c, A)
+        self_col = position[start:stop]
+        has_self = (self_col >= 0).nonzero().squeeze(1)
+        scores[has_self.to(device), self_col[has_self].to(device)] = -torch.inf
+        nearest[start:stop] = scores.sort(dim=1, descending=True, stable=True).indices[:, :k].cpu()
+    return key_ids[nearest].to(torch.int32)
 
 
 class VocabIndex:
@@ -196,7 +218,7 @@ class VocabIndex:
         self._identity: str | None = None
         self._word_mask: Tensor | None = None
         self._sq_norms: Tensor | None = None
-        self._keys: dict[str, tuple[Tensor, Tensor, Tensor | None]] = {}
+        self._keys: dict[tuple[str, torch.device], tuple[Tensor, Tensor, Tensor | None]] = {}
 
     @property
     def identity_(self) -> str:
@@ -248,18 +270,23 @@ class VocabIndex:
             return torch.ones(len(self.embeddings), dtype=torch.bool)
         return self.word_mask_
 
-    def candidate_keys(self, rule: str) -> tuple[Tensor, Tensor, Tensor | None]:
+    def candidate_keys(self, rule: str, device: torch.device | str | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
         """A rule's candidate rows as a ``(d, A)`` matrix (the layout products want), their squared norms
-        and their vocabulary ids (None: every row, in order). Built once per rule."""
+        and their vocabulary ids (None: every row, in order), on ``device`` (the CPU by default). Built
+        once per rule and device."""
         allowed = self.candidate_mask(rule)
+        device = torch.device("cpu" if device is None else device)
         with self._lock:
-            if rule not in self._keys:
+            if (rule, device) not in self._keys:
                 ids = None if rule == "all" else allowed.nonzero().squeeze(1)
                 rows = self.embeddings if ids is None else self.embeddings[ids]
-                self._keys[rule] = (rows.T.contiguous(), self.sq_norms_ if ids is None else self.sq_norms_[ids], ids)
-            return self._keys[rule]
+                keys = (rows.T.contiguous(), self.sq_norms_ if ids is None else self.sq_norms_[ids], ids)
+                self._keys[rule, device] = tuple(None if x is None else x.to(device) for x in keys)
+            return self._keys[rule, device]
 
-    def nearest_on_segments(self, starts: Tensor, ends: Tensor, alphas: Tensor, k: int, rule: str) -> Tensor:
+    def nearest_on_segments(
+        self, starts: Tensor, ends: Tensor, alphas: Tensor, k: int, rule: str, device: torch.device | str | None = None
+    ) -> Tensor:
         """The k nearest candidate rows to each point ``start + alpha (end - start)``: ``(T, m, k)`` ids.
 
         A row c ranks by ``|c|^2 - 2 c.p``, which along a segment is linear in alpha: ``a_c + alpha b_c``.
@@ -268,16 +295,19 @@ class VocabIndex:
         smallest upper end value (the k rows with the smallest upper ends are at least that close
         everywhere). Only those rows (a few hundred to about 2,000 of MiniLM's 30,522) are ranked point
         by point; the result is exact. Equal start rows (every token's baseline word) share one row.
+        Everything runs on ``device`` (the model's; the CPU by default), where the ids are returned: on a
+        GPU the product with the vocabulary matrix takes a fraction of a millisecond.
         """
-        keys_t, key_sq, key_ids = self.candidate_keys(rule)
+        keys_t, key_sq, key_ids = self.candidate_keys(rule, device)
         if k > len(key_sq):
             raise ValueError(f"nbrs={k} exceeds the {len(key_sq)} candidate rows")
+        starts, ends = starts.to(keys_t), ends.to(keys_t)
         unique_starts, which = torch.unique(starts, dim=0, return_inverse=True)
         products = torch.cat([unique_starts, ends]) @ keys_t  # (U + T, A)
         at_start = products[: len(unique_starts)][which]  # (T, A)
         offset = key_sq - 2 * at_start  # a_c
         slope = 2 * (at_start - products[len(unique_starts) :])  # b_c
-        alphas = alphas.to(keys_t.dtype)
+        alphas = alphas.to(keys_t)
         ends_low, ends_high = offset + float(alphas.min()) * slope, offset + float(alphas.max()) * slope
         lower, upper = torch.minimum(ends_low, ends_high), torch.maximum(ends_low, ends_high)  # (T, A)
         kth_upper = upper.topk(k, dim=1, largest=False, sorted=False).values.amax(1, keepdim=True)  # (T, 1)
@@ -309,8 +339,9 @@ class VocabIndex:
                 out[rule][start : start + len(chunk)] = (nearest + chunk_sq).clamp(min=0).sqrt()
         return out
 
-    def graph(self, k: int, rule: str) -> Tensor:
-        """DIG's KNN graph ``(V, k)``: from memory, else from a verified disk cache, else built and cached.
+    def graph(self, k: int, rule: str, device: torch.device | str | None = None) -> Tensor:
+        """DIG's KNN graph ``(V, k)`` on the CPU: from memory, else from a verified disk cache, else built
+        (on ``device`` when that is a GPU: the model's) and cached.
 
         Each graph has its own lock: two threads never build the same graph, and a build (seconds)
         holds up neither other graphs nor UDIG's nearest-word queries.
@@ -324,7 +355,7 @@ class VocabIndex:
                 path = self._graph_path(k, rule)
                 graph = self._load_graph(path, k, rule)
                 if graph is None:
-                    graph = knn_graph(self.embeddings, k, self.candidate_mask(rule))
+                    graph = knn_graph(self.embeddings, k, self.candidate_mask(rule), device)
                     self._save_graph(path, graph, k, rule)
                 self._graphs[key] = graph
             return self._graphs[key]
