@@ -17,7 +17,6 @@ Run it on an otherwise idle machine: 2 cores are easily disturbed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics

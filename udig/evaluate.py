@@ -507,6 +507,10 @@ def run(config: EvalConfig) -> dict:
 
     from .models import DEFAULT_MODEL, load_model
 
+    if config.ray is not None:
+        from .cluster import import_ray
+
+        import_ray()  # without Ray, say how to install it before loading anything
     model, tokenizer = load_model(config.model)
     items = load_items(config.dataset, config.seed)[: config.limit]
     if not items:
