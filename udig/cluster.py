@@ -17,7 +17,6 @@ import math
 import os
 import sys
 from collections import Counter
-from pathlib import Path
 from typing import Any, Iterator
 
 from .evaluate import EvalConfig, EvaluationError, Item, MethodSpec, load_evaluator
@@ -79,7 +78,6 @@ def connect(ray, config: EvalConfig) -> bool:
                  object_store_memory=OBJECT_STORE_BYTES, runtime_env=runtime_env, log_to_driver=not config.quiet,
                  configure_logging=False)
         return True
-    runtime_env["py_modules"] = [str(Path(__file__).parent)]  # the driver's udig on every node, whatever is installed there
     try:
         ray.init(address=config.ray, runtime_env=runtime_env, log_to_driver=not config.quiet, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
