@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import test_evaluate
 from conftest import TINY_WORDS
@@ -156,6 +157,14 @@ def test_a_killed_driver_and_a_killed_actor_lose_nothing_and_write_nothing_twice
     resumed = file_records(out)
     assert all(resumed[key] == record for key, record in first.items()), "records already written stay as they were"
     assert_same_records(resumed, expected)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="here the actors would run on the GPU")
+def test_an_actor_that_cannot_start_gives_its_reason_and_no_hang(workload, tmp_path, capsys):
+    assert evaluate.main(cli_args(workload, tmp_path, "--limit", "1", "--ray", "local", "--device", "cuda")) == 2
+    error = capsys.readouterr().err
+    assert "a Ray actor could not start" in error and "no GPU torch can use" in error
+    assert not (tmp_path / "records.jsonl").read_text()
 
 
 # -- a real two-node cluster -----------------------------------------------------------------------------------

@@ -112,6 +112,9 @@ def _results(ray, config: EvalConfig, todo: list[tuple[Item, MethodSpec]]) -> It
         pool = ActorPool(actors)
         yield from pool.map_unordered(lambda actor, chunk: actor.records.remote(*chunk), chunks(todo, len(actors)))
     except ray.exceptions.RayError as error:
+        if isinstance(error, ray.exceptions.RayActorError) and error.actor_init_failed:
+            cause = str(error).strip().splitlines()[-1]  # the constructor's exception, after Ray's traceback
+            raise EvaluationError(f"a Ray actor could not start: {cause}") from None
         raise EvaluationError(f"the Ray run stopped ({type(error).__name__}: {error}); the records written so far "
                               "are kept: rerun the same command to resume") from None
     finally:
