@@ -160,11 +160,21 @@ def test_a_killed_driver_and_a_killed_actor_lose_nothing_and_write_nothing_twice
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="here the actors would run on the GPU")
-def test_an_actor_that_cannot_start_gives_its_reason_and_no_hang(workload, tmp_path, capsys):
-    assert evaluate.main(cli_args(workload, tmp_path, "--limit", "1", "--ray", "local", "--device", "cuda")) == 2
-    error = capsys.readouterr().err
-    assert "a Ray actor could not start" in error and "no GPU torch can use" in error
-    assert not (tmp_path / "records.jsonl").read_text()
+def test_a_cluster_too_small_or_an_actor_that_cannot_start_ends_the_run_with_the_reason(workload, tmp_path, capsys):
+    """A caller's own Ray connection (one CPU, one GPU that is not there) is used and left open."""
+    import ray
+
+    ray.init(address="local", num_cpus=1, num_gpus=1, include_dashboard=False, object_store_memory=cluster.OBJECT_STORE_BYTES)
+    try:
+        assert evaluate.main(cli_args(workload, tmp_path, "--limit", "1", "--ray", "local", "--actors", "2")) == 2
+        assert "cannot hold 2 actors of 1 CPU(s): they need 2 CPUs (it has 1)" in capsys.readouterr().err
+        assert evaluate.main(cli_args(workload, tmp_path, "--limit", "1", "--ray", "local", "--device", "cuda")) == 2
+        error = capsys.readouterr().err
+        assert "a Ray actor could not start: " in error and "no GPU torch can use" in error
+        assert not (tmp_path / "records.jsonl").read_text()
+        assert ray.is_initialized(), "the caller's connection stays open"
+    finally:
+        ray.shutdown()
 
 
 # -- a real two-node cluster -----------------------------------------------------------------------------------

@@ -72,9 +72,7 @@ def connect(ray, config: EvalConfig) -> bool:
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as --workers: waiting threads must not spin on shared cores
     runtime_env: dict[str, Any] = {"env_vars": env}
     if config.ray == "local":
-        slots = config.actors or 1
-        gpus = math.ceil(slots * (config.gpus_per_actor or 1)) if config.device == "cuda" else 0
-        ray.init(address="local", num_cpus=slots * (config.threads or 1), num_gpus=gpus, include_dashboard=False,
+        ray.init(address="local", num_cpus=(config.actors or 1) * (config.threads or 1), include_dashboard=False,
                  object_store_memory=OBJECT_STORE_BYTES, runtime_env=runtime_env, log_to_driver=not config.quiet,
                  configure_logging=False)
         return True

@@ -16,6 +16,10 @@ log-odds inserts [PAD]), plus the two sanity baselines ``random`` (seeded Gaussi
 
     python -m udig.evaluate --limit 20 --out eval-out              # a quick look
     python -m udig.evaluate --limit 500 --out docs/evaluation      # the committed table
+    python -m udig.evaluate --limit 500 --ray auto --actors 16 --out docs/evaluation   # on a Ray cluster
+
+``--workers N`` computes records in N processes of this machine; ``--ray`` in Ray actors (:mod:`udig.cluster`).
+Either way this process alone writes the records file, so the two mix in one folder.
 
 Library functions raise :class:`EvaluationError` (or ValueError for a bad value); only :func:`main` turns
 them into an exit status.
