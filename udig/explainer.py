@@ -92,6 +92,7 @@ class Explainer:
         rule: str = "riemann_left",
         max_delta: float | None = None,
         max_points: int = 256,
+        objective: str = "target",
     ) -> Explanation | QAExplanation:
         """Explain one input: ``text`` for classification, ``question`` + ``context`` for QA.
 
@@ -107,13 +108,15 @@ class Explainer:
         max_delta: a completeness target: the path is refined where its integral is least exact until
             |Δ| <= max_delta |F(x) - F(x')| (or max_delta x 1e-3 when that change is below 1e-3) or the path
             has max_points points; ``delta_target_met`` says which. None keeps the path as given.
+        objective: "target" explains the target's logit at every path point; "largest" the largest logit at
+            each point, as the published DIG/UDIG code does (``pred.max(1)``; classification, no ``target``).
         Every parameter's rule is in :data:`udig.settings.PARAMETERS`.
         """
         started = time.perf_counter()
         settings = Settings.make(
             method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline,
             candidates=self.candidates if candidates is None else candidates, seed=seed, rule=rule,
-            max_delta=max_delta, max_points=max_points,
+            max_delta=max_delta, max_points=max_points, objective=objective,
         )
         inputs = self.task.check_inputs({"text": text, "question": question, "context": context})
         warnings: list[str] = []
@@ -124,7 +127,7 @@ class Explainer:
         self.model.eval()
         embeddings = self.model.get_input_embeddings().weight  # (V, d)
         word_embeddings = embeddings[encoding.input_ids.to(embeddings.device)].detach()  # (L, d)
-        prediction, input_values = self._predict(encoding, word_embeddings, target)
+        prediction, input_values = self._predict(encoding, word_embeddings, target, settings.objective)
         problem = Problem(
             encoding=encoding,
             inputs=word_embeddings,
@@ -195,13 +198,15 @@ class Explainer:
             raise ValueError(f"baseline token {baseline!r} is not in the vocabulary; use one of {BASELINES} or a vocabulary token")
         return token_id
 
-    def _predict(self, encoding: Encoding, inputs: Tensor, target) -> tuple[Prediction, Tensor]:
+    def _predict(self, encoding: Encoding, inputs: Tensor, target, objective: str) -> tuple[Prediction, Tensor]:
         """The model's decision on the input, and the targets' values there (the path's end, so the
         integrator need not run it again)."""
         with torch.no_grad():
             extras = {k: v[None].to(inputs.device) for k, v in encoding.extras.items()}
             output = self.model(inputs_embeds=inputs[None], **extras)
         prediction = self.task.predict(output, encoding, target, self.labels)
+        if objective == "largest":
+            prediction = self.task.follow_largest(prediction, target)
         return prediction, select_targets(output, prediction.targets)[0]
 
     def _explanations(
