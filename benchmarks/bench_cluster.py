@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--methods", default="ig,udig-maxcount")
     parser.add_argument("--slots", type=int, default=2, help="workers and actors")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--pack-texts", type=int, default=8)
+    parser.add_argument("--pack-texts", type=int, default=8, help="0 skips the packing measurement")
     parser.add_argument("--points", type=int, default=31)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-throughput", action="store_true")
@@ -163,7 +163,7 @@ def main() -> None:
     args = parser.parse_args()
     lines = [f"# Ray against --workers, and packing ({processor()}, {os.cpu_count()} cores)", "",
              "`python benchmarks/bench_cluster.py` " + " ".join(sys.argv[1:]), "", "## Packing short texts", ""]
-    lines += packing(args.pack_texts, args.points, args.repeats)
+    lines += packing(args.pack_texts, args.points, args.repeats) if args.pack_texts else ["(skipped)"]
     print("\n".join(lines), flush=True)
     if not args.skip_throughput:
         lines += ["", "## Throughput", ""] + throughput(args.limit, args.methods, args.slots, args.rounds)
