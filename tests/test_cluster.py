@@ -36,6 +36,13 @@ tiny_setup = test_evaluate.tiny_setup  # the fixture, shared
 TIMEOUT = 180  # seconds for a node to start on 2 loaded cores
 
 
+@pytest.fixture(autouse=True)
+def patient_ray(monkeypatch):
+    """Ray's raylet aborts when its agents take over 30 s to start, which they did on 2 cores under a full
+    test suite plus a background run: give them 10 minutes."""
+    monkeypatch.setenv("RAY_agent_register_timeout_ms", "600000")
+
+
 @pytest.fixture(scope="module")
 def workload(tiny_setup):
     """test_evaluate's tiny classifier, and 40 seeded sentences of its words: enough pairs to kill a run midway."""

@@ -449,6 +449,7 @@ class Evaluator:
             yield record
 
     def record(self, item: Item, spec: MethodSpec) -> dict[str, Any]:
+        """One pair's record (this process and ``--workers`` take the pairs one by one)."""
         return next(self.records(spec, [item]))
 
 
