@@ -38,7 +38,7 @@ TIMEOUT = 180  # seconds for a node to start on 2 loaded cores
 
 @pytest.fixture(autouse=True)
 def patient_ray(monkeypatch):
-    """Ray's raylet aborts when its agents take over 30 s to start, which they did on 2 cores under a full
+    """Ray's raylet aborts when its agents are slower to start than its default wait, as they were on 2 cores under a full
     test suite plus a background run: give them 10 minutes."""
     monkeypatch.setenv("RAY_agent_register_timeout_ms", "600000")
 
