@@ -38,8 +38,8 @@ TIMEOUT = 180  # seconds for a node to start on 2 loaded cores
 
 @pytest.fixture(autouse=True)
 def patient_ray(monkeypatch):
-    """Ray's raylet aborts when its agents are slower to start than its default wait, as they were on 2 cores under a full
-    test suite plus a background run: give them 10 minutes."""
+    """Ray's raylet aborts when its agents start slower than its default wait, as they did on 2 cores
+    under the full test suite plus a background run: give them 10 minutes."""
     monkeypatch.setenv("RAY_agent_register_timeout_ms", "600000")
 
 
