@@ -259,3 +259,35 @@ def test_concurrent_explanations_equal_sequential_ones(minilm):
     sequential = [run(job) for job in jobs]
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(run, jobs)) == sequential
+
+
+def test_explain_many_yields_each_explanation_in_order_with_a_progress_bar(tiny, minilm_qa, capsys):
+    model, tokenizer = tiny
+    explainer = Explainer(model, tokenizer)
+    texts = [TINY_SENTENCE, "a gorgeous, moving portrait of a family.", "this movie was boring."]
+    settings = dict(method="udig", strategy="greedy", steps=4, nbrs=4)
+    many = list(explainer.explain_many(iter(texts), **settings))
+    capsys.readouterr()
+    singles = [explainer.explain(text, **settings) for text in texts]
+    assert [e.text for e in many] == texts
+    assert [e.attributions for e in many] == [e.attributions for e in singles], "the same computation as explain()"
+    assert [e.anchors for e in many] == [e.anchors for e in singles]
+    list(explainer.explain_many(texts[:2], method="ig", steps=4))
+    assert "2/2" in capsys.readouterr().err, "a tqdm bar counts the explanations"
+    list(explainer.explain_many(texts[:2], method="ig", steps=4, progress=False))
+    assert capsys.readouterr().err == ""
+
+    qa_model, qa_tokenizer = minilm_qa
+    [qa] = Explainer(qa_model, qa_tokenizer).explain_many(
+        [{"question": "who sat?", "context": "the cat sat on the mat."}], method="ig", steps=4, progress=False)
+    assert isinstance(qa, QAExplanation)
+
+
+def test_explain_many_raises_or_yields_the_error_of_a_bad_input(tiny):
+    explainer = Explainer(*tiny)
+    with pytest.raises(ValueError, match="empty"):
+        list(explainer.explain_many([TINY_SENTENCE, "   "], method="ig", steps=4, progress=False))
+    good, bad, after = explainer.explain_many([TINY_SENTENCE, "   ", "a good film."], method="ig", steps=4,
+                                              progress=False, return_errors=True)
+    assert isinstance(bad, ValueError) and "empty" in str(bad)
+    assert (good.text, after.text) == (TINY_SENTENCE, "a good film."), "the run goes on, aligned with its inputs"

@@ -16,6 +16,10 @@ log-odds inserts [PAD]), plus the two sanity baselines ``random`` (seeded Gaussi
 
     python -m udig.evaluate --limit 20 --out eval-out              # a quick look
     python -m udig.evaluate --limit 500 --out docs/evaluation      # the committed table
+    python -m udig.evaluate --limit 500 --ray auto --actors 16 --out docs/evaluation   # on a Ray cluster
+
+``--workers N`` computes records in N processes of this machine; ``--ray`` in Ray actors (:mod:`udig.cluster`).
+Either way this process alone writes the records file, so the two mix in one folder.
 
 Library functions raise :class:`EvaluationError` (or ValueError for a bad value); only :func:`main` turns
 them into an exit status.
@@ -32,7 +36,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -165,6 +169,10 @@ class EvalConfig:
     seed: int = PARAMETERS["seed"].default
     workers: int = 1
     threads: int | None = None
+    ray: str | None = None  # "local", or a cluster's address ("auto", "ray://host:10001"); None: this process/--workers
+    actors: int | None = None  # Ray actors (default 1 with --ray)
+    device: str = "cpu"
+    gpus_per_actor: float | None = None  # with --ray --device cuda; default 1
     out: str = "eval-out"
     quiet: bool = False
 
@@ -174,10 +182,16 @@ class EvalConfig:
         for name in ("steps", "factor", "nbrs", "seed"):
             PARAMETERS[name].check(getattr(args, name))
         EXPLAINER_PARAMETERS["graph_k"].check(args.graph_k)
-        for name in ("limit", "workers", "threads"):
+        for name in ("limit", "workers", "threads", "actors"):
             value = getattr(args, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be at least 1, got {value}")
+        if args.ray is None and (args.actors is not None or args.gpus_per_actor is not None):
+            raise ValueError("--actors and --gpus-per-actor are Ray's: add --ray local or --ray ADDRESS")
+        if args.ray is not None and args.workers != 1:
+            raise ValueError("--workers runs processes on this machine; with --ray, say --actors N instead")
+        if args.gpus_per_actor is not None and (args.device != "cuda" or not 0 < args.gpus_per_actor <= 1):
+            raise ValueError(f"--gpus-per-actor takes a share of one GPU, 0 to 1, with --device cuda; got {args.gpus_per_actor}")
         if not 0 <= args.topk <= 100:
             raise ValueError(f"--topk must be a percentage from 0 to 100, got {args.topk}")
         topk = int(args.topk) if float(args.topk).is_integer() else args.topk
@@ -414,28 +428,46 @@ class Evaluator:
             settings = self.config.settings(spec)
             self.explainers[settings.candidates].prepare(settings)
 
+    def records(self, spec: MethodSpec, items: list[Item]) -> Iterator[dict[str, Any]]:
+        """The records of one method over several examples, in order, each yielded as soon as it is scored."""
+        settings = self.config.settings(spec)
+        explanations = self.explainers[settings.candidates].explain_many(
+            [item.inputs() for item in items], progress=False, return_errors=True, **asdict(settings)
+        )
+        for item in items:
+            record = {"key": f"{item.id}|{spec.name}", "example": item.id, "method": spec.name, "label": item.label}
+            started = time.perf_counter()
+            explanation = next(explanations)
+            try:
+                if isinstance(explanation, ValueError):
+                    raise explanation
+                scored = time.perf_counter()
+                record.update(score_record(explanation, self.model, self.tokenizer, self.vocab, self.config.topk, self.wae_cache))
+                record.update(seconds=scored - started, metric_seconds=time.perf_counter() - scored)
+            except ValueError as error:  # this input cannot be explained or scored: record it, go on
+                record.update(error=f"{type(error).__name__}: {error}", seconds=time.perf_counter() - started)
+            yield record
+
     def record(self, item: Item, spec: MethodSpec) -> dict[str, Any]:
-        record = {"key": f"{item.id}|{spec.name}", "example": item.id, "method": spec.name, "label": item.label}
-        started = time.perf_counter()
-        try:
-            settings = self.config.settings(spec)
-            explanation = self.explainers[settings.candidates].explain(**item.inputs(), **asdict(settings))
-            scored = time.perf_counter()
-            record.update(score_record(explanation, self.model, self.tokenizer, self.vocab, self.config.topk, self.wae_cache))
-            record.update(seconds=scored - started, metric_seconds=time.perf_counter() - scored)
-        except ValueError as error:  # this input cannot be explained or scored: record it, go on
-            record.update(error=f"{type(error).__name__}: {error}", seconds=time.perf_counter() - started)
-        return record
+        """One pair's record (this process and ``--workers`` take the pairs one by one)."""
+        return next(self.records(spec, [item]))
+
+
+def load_evaluator(config: EvalConfig) -> Evaluator:
+    """A worker's or actor's Evaluator: its own model, ``config.threads`` torch threads (default 1, as
+    workers share the machine)."""
+    from .models import load_model
+
+    torch.set_num_threads(config.threads or 1)
+    model, tokenizer = load_model(config.model)
+    return Evaluator(model.to(config.device), tokenizer, config)
 
 
 _worker: dict[str, Evaluator] = {}
 
 
 def _start_worker(config: EvalConfig) -> None:
-    from .models import load_model
-
-    torch.set_num_threads(config.threads or 1)
-    _worker["evaluator"] = Evaluator(*load_model(config.model), config)
+    _worker["evaluator"] = load_evaluator(config)
 
 
 def _work(item: Item, spec: MethodSpec) -> dict[str, Any]:
@@ -443,8 +475,13 @@ def _work(item: Item, spec: MethodSpec) -> dict[str, Any]:
 
 
 def _records(evaluator: Evaluator, todo: list[tuple[Item, MethodSpec]]) -> Iterable[dict]:
-    """The missing records, computed here or by ``config.workers`` processes, in completion order."""
+    """The missing records, computed here, by ``config.workers`` processes or by Ray actors, in completion order."""
     config = evaluator.config
+    if config.ray is not None:
+        from .cluster import cluster_records
+
+        yield from cluster_records(config, todo)
+        return
     if config.workers == 1:
         for item, spec in todo:
             yield evaluator.record(item, spec)
@@ -482,6 +519,10 @@ def run(config: EvalConfig) -> dict:
 
     from .models import DEFAULT_MODEL, load_model
 
+    if config.ray is not None:
+        from .cluster import import_ray
+
+        import_ray()  # without Ray, say how to install it before loading anything
     model, tokenizer = load_model(config.model)
     items = load_items(config.dataset, config.seed)[: config.limit]
     if not items:
@@ -495,6 +536,10 @@ def run(config: EvalConfig) -> dict:
 
     if config.threads:
         torch.set_num_threads(config.threads)
+    if config.device == "cuda" and config.ray is None:  # with --ray, the actors check their own
+        if not torch.cuda.is_available():
+            raise EvaluationError("--device cuda: torch finds no GPU here (a CPU build of torch, or no driver)")
+        model = model.to("cuda")
     evaluator = Evaluator(model, tokenizer, config)
     methods = list(config.methods)
     todo = [(item, spec) for item in items for spec in methods if f"{item.id}|{spec.name}" not in records]
@@ -505,6 +550,8 @@ def run(config: EvalConfig) -> dict:
                     dynamic_ncols=True)
     with open(records_path, "a", encoding="utf-8") as sink, progress:
         for record in _records(evaluator, todo):
+            if record["key"] in records:
+                continue  # a retried task (a Ray actor restarted) computed it again: the first one stays
             sink.write(json.dumps(record, allow_nan=False) + "\n")
             sink.flush()  # an interrupted run keeps every finished record
             records[record["key"]] = record
@@ -647,7 +694,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1,
                         help="processes computing records in parallel (default 1); each loads its own model")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per process (default: torch's own with 1 worker, 1 with several)")
+                        help="torch threads per process (default: torch's own with 1 worker, 1 with several or per Ray actor)")
+    parser.add_argument("--ray", default=None, metavar="local|ADDRESS",
+                        help="compute records with Ray actors: 'local' starts Ray on this machine; 'auto' (or "
+                             "$RAY_ADDRESS), HOST:PORT or ray://HOST:10001 joins a running cluster; needs "
+                             "pip install -r requirements-ray.txt")
+    parser.add_argument("--actors", type=int, default=None,
+                        help="with --ray: actors, each holding a model (default 1); each takes --threads CPUs")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="where models run (default cpu); with --ray, every actor's")
+    parser.add_argument("--gpus-per-actor", type=float, default=None,
+                        help="with --ray --device cuda: a share of one GPU per actor (default 1; 0.25 packs four per GPU)")
     parser.add_argument("--out", default="eval-out", help="output folder; rerun with the same one to resume")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser

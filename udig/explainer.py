@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -142,6 +144,36 @@ class Explainer:
         timings.update(attribution.timings, total=time.perf_counter() - started)
         explanations = self._explanations(settings, encoding, prediction, input_values, attribution, reference_id, warnings, timings)
         return self.task.assemble(explanations, encoding, prediction, inputs)
+
+    def explain_many(
+        self,
+        inputs: Iterable[str | Mapping[str, str]],
+        *,
+        progress: bool = True,
+        return_errors: bool = False,
+        **settings: Any,
+    ) -> Iterator[Explanation | QAExplanation | ValueError]:
+        """Explain many inputs with one setting, yielding each result in order as soon as it is done.
+
+        inputs: texts, or for QA ``{"question": ..., "context": ...}`` mappings. settings: the keywords
+        of :meth:`explain`. progress: a ``tqdm`` bar counts the explanations. return_errors: an input
+        that cannot be explained (an empty text, say) yields its ValueError in its place instead of
+        ending the run, so a long job keeps going and stays aligned with its inputs.
+
+        Each input gets its own forward/backward passes, as in :meth:`explain` (whose results these
+        equal): packing the paths of several short texts into one padded pass measured no faster on
+        CPU (benchmarks/cluster_results.md).
+        """
+        from tqdm import tqdm
+
+        for given in tqdm(inputs, desc="explain", unit="text", disable=not progress, dynamic_ncols=True):
+            named = dict(given) if isinstance(given, Mapping) else {"text": given}
+            try:
+                yield self.explain(**named, **settings)
+            except ValueError as error:
+                if not return_errors:
+                    raise
+                yield error
 
     def prepare(self, settings: Settings) -> None:
         """Build what explanations with ``settings`` will share (DIG's KNN graph) ahead of time: the first
