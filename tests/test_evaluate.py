@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,11 +245,12 @@ def test_worker_processes_write_the_same_records(tiny_setup, tmp_path, monkeypat
     assert double["n_examples"] == single["n_examples"] == 2
 
 
-def test_the_committed_evaluation_reproduces_from_its_records():
-    """docs/evaluation: the summary, table and intervals follow from records.jsonl alone (seeded bootstrap)."""
-    from pathlib import Path
+COMMITTED_RUNS = sorted(path.parent for path in (Path(__file__).resolve().parent.parent / "docs").glob("**/summary.json"))
 
-    out = Path(__file__).resolve().parent.parent / "docs" / "evaluation"
+
+@pytest.mark.parametrize("out", COMMITTED_RUNS, ids=lambda path: path.relative_to(path.parents[1]).as_posix())
+def test_every_committed_evaluation_reproduces_from_its_records(out):
+    """docs/*: each run's summary, table and intervals follow from its records.jsonl alone (seeded bootstrap)."""
     summary = json.loads((out / "summary.json").read_text())
     items = evaluate.load_items(summary["config"]["dataset"], summary["config"]["seed"])[: summary["n_examples"]]
     methods = parse_methods(",".join(summary["methods_order"]))
@@ -269,9 +271,20 @@ def test_a_method_name_may_carry_its_integration_rule():
             parse_methods(bad)
 
 
-def test_a_rule_variant_is_compared_with_its_left_sum_twin(tiny_setup, tmp_path):
+def test_a_method_name_may_carry_the_published_codes_objective():
+    specs = parse_methods("udig-maxcount:words+largest, ig/riemann_middle+largest, udig-greedy")
+    assert [s.name for s in specs] == ["udig-maxcount:words+largest", "ig/riemann_middle+largest", "udig-greedy:all"]
+    assert [s.objective for s in specs] == ["largest", "largest", None]
+    config = evaluate.EvalConfig()
+    assert config.settings(specs[1]).objective == "largest" and config.settings(specs[2]).objective == "target"
+    for bad in ("random+largest", "ig+target", "ig+"):
+        with pytest.raises(ValueError, match="may end in \\+largest, nothing else"):
+            parse_methods(bad)
+
+
+def test_a_variant_is_compared_with_its_twin(tiny_setup, tmp_path):
     args = ["--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data.jsonl"), "--limit", "2",
-            "--methods", "ig,udig-maxcount,udig-maxcount/riemann_trapezoid", "--steps", "4", "--nbrs", "4",
+            "--methods", "ig,udig-maxcount,udig-maxcount/riemann_trapezoid,udig-maxcount+largest", "--steps", "4", "--nbrs", "4",
             "--out", str(tmp_path), "--quiet"]
     assert evaluate.main(args) == 0
     records = read_records(tmp_path / "records.jsonl")
@@ -280,6 +293,9 @@ def test_a_rule_variant_is_compared_with_its_left_sum_twin(tiny_setup, tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     rivals = {c["versus"] for c in summary["comparisons"] if c["method"] == "udig-maxcount:all/riemann_trapezoid"}
     assert rivals == {"ig", "udig-maxcount:all"}
+    rivals = {c["versus"] for c in summary["comparisons"] if c["method"] == "udig-maxcount:all+largest"}
+    assert rivals == {"ig", "udig-maxcount:all"}  # the published target against udig's own
+    assert sum(r["method"] == "udig-maxcount:all+largest" for r in records.values()) == 2
 
 
 def test_sequential_methods_are_named_with_seq_and_compared_with_ig_and_their_joint_twin(tiny_setup, tmp_path):

@@ -46,6 +46,40 @@ def test_ig_matches_captum_layer_integrated_gradients(minilm, rule):
     assert torch.linalg.norm(ours - expected) / torch.linalg.norm(expected) < 1e-4
 
 
+def test_the_largest_logit_objective_is_ig_of_the_max_logit(minilm):
+    """``objective="largest"`` (the published DIG/UDIG code's ``pred.max(1)``) equals captum's IG of a forward
+    that returns the largest logit; on this sentence another class is largest at the baseline, so it differs
+    from the input-target objective."""
+    from captum.attr import LayerIntegratedGradients
+
+    model, tokenizer = minilm
+    explainer = Explainer(model, tokenizer)
+    fixed = explainer.explain(SENTENCE, method="ig", steps=30)
+    largest = explainer.explain(SENTENCE, method="ig", steps=30, objective="largest")
+    ids = torch.tensor([largest.input_ids])
+    reference = torch.where(torch.tensor(largest.special_mask), ids, tokenizer.pad_token_id)
+
+    def forward(input_ids):
+        return model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits.max(1).values
+
+    expected = LayerIntegratedGradients(forward, model.get_input_embeddings()).attribute(ids, baselines=reference, n_steps=30, method="riemann_left").sum(-1)[0]
+    ours = torch.tensor(largest.attributions)
+    assert torch.linalg.norm(ours - expected) / torch.linalg.norm(expected) < 1e-4
+    with torch.no_grad():
+        at_baseline = model(input_ids=reference).logits[0]
+    assert largest.f_baseline == pytest.approx(float(at_baseline.max()), abs=1e-4) != fixed.f_baseline
+    assert largest.f_input == fixed.f_input and largest.target == fixed.target  # at the input the largest is the prediction
+    assert largest.settings["objective"] == "largest" and fixed.settings["objective"] == "target"
+    with pytest.raises(ValueError, match="not a chosen class; leave target unset"):
+        explainer.explain(SENTENCE, method="ig", objective="largest", target=1)
+
+
+def test_the_largest_logit_objective_is_refused_for_qa(minilm_qa):
+    model, tokenizer = minilm_qa
+    with pytest.raises(ValueError, match="objective='largest' .* is for classification"):
+        Explainer(model, tokenizer).explain(question="who?", context="Ann wrote it.", method="ig", objective="largest")
+
+
 @pytest.mark.parametrize("method,strategy,rule,factor", PATH_METHODS)
 def test_word_paths_are_monotone_and_run_from_baseline_to_input(minilm, method, strategy, rule, factor):
     model, tokenizer = minilm

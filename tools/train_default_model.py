@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as _dt
-import json
 import math
-import os
 import platform
 import random
 import sys
@@ -182,9 +180,7 @@ def evaluate(out_dir: Path) -> dict:
     """Evaluate the shipped artifact (fp16 weights, loaded via udig.models) and write the card."""
     from udig import models
 
-    t = time.time()
     model, tokenizer = models.load_model(str(out_dir))
-    load_s = time.time() - t
     res = {}
     for split in ("validation", "test"):
         ex = data.load_split(split)

@@ -46,7 +46,7 @@ from .methods import REGISTRY
 from .metrics import AOPC_KEYS, DEFAULT_TOPK, DIAGNOSTICS, FAITHFULNESS_KEYS, METRIC_INFO, faithfulness, path_quality
 from .report import markdown_table, write_outputs
 from .paths import STRATEGIES
-from .settings import BASELINES, EXPLAINER_PARAMETERS, PARAMETERS, Settings
+from .settings import BASELINES, EXPLAINER_PARAMETERS, OBJECTIVES, PARAMETERS, Settings
 from .tasks import Task, task_of
 from .vocab import CANDIDATE_RULES
 
@@ -76,6 +76,7 @@ class MethodSpec:
     baseline: str | None = None  # None: the paper's
     rule: str | None = None  # None: the papers' left Riemann sum (or no path)
     sequential: bool = False  # "seq-" names: each word along its own path (SIG is sequential by itself)
+    objective: str | None = None  # None: the input's target logit; "largest": the published code's max logit
 
 
 SEQUENTIAL = "seq-"  # the prefix of a method integrated one word at a time (Sequential DIG/UDIG)
@@ -95,18 +96,20 @@ def method_names() -> dict[str, tuple[str, str | None, bool]]:
 
 
 def parse_methods(text: str, rule: str = PARAMETERS["rule"].default) -> list[MethodSpec]:
-    """``"ig,udig-maxcount:words,random"`` -> specs, each written ``[seq-]name[-strategy][:candidates][@baseline][/rule]``.
+    """``"ig,udig-maxcount:words,random"`` -> specs, each written ``[seq-]name[-strategy][:candidates][@baseline][/rule][+objective]``.
 
     ``dig-greedy`` means ``dig-greedy:all``, ``udig-greedy@mask`` means ``udig-greedy:all`` (a paper's own
     baseline is never written), and a path method without ``/rule`` integrates by ``rule``; the papers' left
     Riemann sum is never written either, so the records of the published settings keep their names.
+    ``+largest`` explains the largest logit at each path point, as the published DIG/UDIG code does.
     """
     spellings = method_names()
     specs: list[MethodSpec] = []
     for raw in (part.strip() for part in text.split(",")):
         if not raw:
             continue
-        body, slash, integration = raw.partition("/")
+        written, plus, objective = raw.partition("+")
+        body, slash, integration = written.partition("/")
         head, at, baseline = body.partition("@")
         base, _, candidates = head.partition(":")
         if base not in spellings:
@@ -136,6 +139,10 @@ def parse_methods(text: str, rule: str = PARAMETERS["rule"].default) -> list[Met
                 raise ValueError(f"{raw!r}: {method.title} integrates by {', '.join(allowed)}, not {spec_rule!r}")
             if spec_rule != PARAMETERS["rule"].default:
                 spec = replace(spec, name=f"{spec.name}/{spec_rule}", rule=spec_rule)
+        if plus:
+            if "objective" not in method.uses or objective not in OBJECTIVES[1:]:
+                raise ValueError(f"{raw!r}: a path method may end in +{' or +'.join(OBJECTIVES[1:])}, nothing else")
+            spec = replace(spec, name=f"{spec.name}+{objective}", objective=objective)
         if spec not in specs:
             specs.append(spec)
     if not specs:
@@ -191,7 +198,8 @@ class EvalConfig:
         """The attribution settings of one method in this run."""
         return Settings.make(
             method=spec.method, strategy=spec.strategy, candidates=spec.candidates, baseline=spec.baseline, rule=spec.rule,
-            steps=self.steps, factor=self.factor, nbrs=self.nbrs, seed=self.seed, sequential=spec.sequential,
+            objective=spec.objective, steps=self.steps, factor=self.factor, nbrs=self.nbrs, seed=self.seed,
+            sequential=spec.sequential,
         )
 
     def identity(self, model_name: str, fingerprint: str) -> dict[str, Any]:
@@ -531,6 +539,15 @@ def bootstrap_interval(values: np.ndarray, rng: np.random.Generator, resamples: 
     return float(low), float(high)
 
 
+def paired_difference(rows: dict[str, dict], rival_rows: dict[str, dict], metric: str, rng: np.random.Generator) -> dict[str, Any]:
+    """Mean of ``metric`` differences (rows minus rival) over the examples both have, its bootstrap 95 %
+    interval, and the verdict it supports: pairing removes the examples' own spread from the comparison."""
+    common = sorted(set(rows) & set(rival_rows))
+    diff = np.array([rows[i][metric] - rival_rows[i][metric] for i in common], dtype=float)
+    low, high = bootstrap_interval(diff, rng)
+    return {"n": len(common), "difference": _mean(diff), "low": low, "high": high, "verdict": _verdict(metric, low, high)}
+
+
 def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodSpec], config: dict, *, seed: int = 0) -> dict:
     """Per-method means with bootstrap intervals, paired comparisons (:func:`_rivals`), accuracy and run time."""
     per_method: dict[str, dict] = {}
@@ -560,20 +577,11 @@ def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodS
     names = [spec.name for spec in methods]
     comparisons = []
     for spec in methods:
-        rivals = _rivals(spec)
-        for rival in (r for r in rivals if r in names):
+        for rival in (r for r in _rivals(spec) if r in names):
             for offset, metric in enumerate(keys):
                 ours, theirs = ({i: r for i, r in rows_by_method[m].items() if r.get(metric) is not None} for m in (spec.name, rival))
-                common = sorted(set(ours) & set(theirs))
-                diff = np.array(
-                    [ours[i][metric] - theirs[i][metric] for i in common], dtype=float
-                )
-                rng = np.random.default_rng([seed, 100 + offset])
-                low, high = bootstrap_interval(diff, rng)
-                comparisons.append({
-                    "method": spec.name, "versus": rival, "metric": metric, "n": len(common),
-                    "difference": _mean(diff), "low": low, "high": high, "verdict": _verdict(metric, low, high),
-                })
+                difference = paired_difference(ours, theirs, metric, np.random.default_rng([seed, 100 + offset]))
+                comparisons.append({"method": spec.name, "versus": rival, "metric": metric, **difference})
 
     first = next(iter(rows_by_method.values()), {})
     labelled = [(r["label"], r["pred"]) for r in first.values() if r.get("label") is not None and "pred" in r]
@@ -607,12 +615,15 @@ def _rivals(spec: MethodSpec) -> list[str]:
         if spec.sequential:
             joint = spec.name[len(SEQUENTIAL):]
         else:  # SIG's joint path is IG's line from SIG's baseline
-            joint = parse_methods(f"ig@{spec.baseline or REGISTRY['sig'].paper_baseline}" + (f"/{spec.rule}" if spec.rule else ""))[0].name
+            suffix = (f"/{spec.rule}" if spec.rule else "") + (f"+{spec.objective}" if spec.objective else "")
+            joint = parse_methods(f"ig@{spec.baseline or REGISTRY['sig'].paper_baseline}{suffix}")[0].name
         return list(dict.fromkeys(["ig", joint]))
     if spec.method != "udig":
         return []
     rivals = ["ig", f"dig-{spec.strategy}:{spec.candidates}"]  # the papers' question
-    if spec.rule:
+    if spec.objective:
+        rivals.append(spec.name.rpartition("+")[0])  # the same method explaining the input's target: does F matter?
+    elif spec.rule:
         rivals.append(spec.name.rpartition("/")[0])  # the same method with the papers' left sum: does the rule matter?
     elif spec.baseline:
         rivals.append(f"udig-{spec.strategy}:{spec.candidates}")  # does the baseline token matter?
@@ -649,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"{OFFLINE_DATASET} (default, offline), {', '.join(HUB_DATASETS)} (Hub), or a .jsonl file")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help="comma-separated; e.g. ig,udig-maxcount:words,dig-greedy:all,random,grad-input; "
-                             "@mask/@pad/@unk after a path method sets its baseline token")
+                             "@mask/@pad/@unk after a path method sets its baseline token, /RULE its integration rule, "
+                             "+largest explains the largest logit at each path point (the published code's target)")
     parser.add_argument("--limit", type=int, default=None, help="first N examples of the seeded order (default: all)")
     for parameter in (PARAMETERS["steps"], PARAMETERS["factor"], PARAMETERS["nbrs"], EXPLAINER_PARAMETERS["graph_k"]):
         parser.add_argument(f"--{parameter.name.replace('_', '-')}", type=int, default=parameter.default,

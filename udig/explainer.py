@@ -91,6 +91,7 @@ class Explainer:
         max_delta: float | None = None,
         max_points: int = 256,
         sequential: bool = False,
+        objective: str = "target",
     ) -> Explanation | QAExplanation:
         """Explain one input: ``text`` for classification, ``question`` + ``context`` for QA.
 
@@ -109,13 +110,15 @@ class Explainer:
         sequential: DIG/UDIG: each word moves along its own path while the others stay at the input
             (Sequential DIG/UDIG, :mod:`udig.sequential`); one path per word, so T times the cost. "sig" is
             always sequential. Δ is then the sum of the words' own completeness errors.
+        objective: "target" explains the target's logit at every path point; "largest" the largest logit at
+            each point, as the published DIG/UDIG code does (``pred.max(1)``; classification, no ``target``).
         Every parameter's rule is in :data:`udig.settings.PARAMETERS`.
         """
         started = time.perf_counter()
         settings = Settings.make(
             method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline,
             candidates=self.candidates if candidates is None else candidates, seed=seed, rule=rule,
-            max_delta=max_delta, max_points=max_points, sequential=sequential,
+            max_delta=max_delta, max_points=max_points, sequential=sequential, objective=objective,
         )
         inputs = self.task.check_inputs({"text": text, "question": question, "context": context})
         warnings: list[str] = []
@@ -126,7 +129,7 @@ class Explainer:
         self.model.eval()
         embeddings = self.model.get_input_embeddings().weight  # (V, d)
         word_embeddings = embeddings[encoding.input_ids.to(embeddings.device)].detach()  # (L, d)
-        prediction, input_values = self._predict(encoding, word_embeddings, target)
+        prediction, input_values = self._predict(encoding, word_embeddings, target, settings.objective)
         problem = Problem(
             encoding=encoding,
             inputs=word_embeddings,
@@ -167,13 +170,15 @@ class Explainer:
             raise ValueError(f"baseline token {baseline!r} is not in the vocabulary; use one of {BASELINES} or a vocabulary token")
         return token_id
 
-    def _predict(self, encoding: Encoding, inputs: Tensor, target) -> tuple[Prediction, Tensor]:
+    def _predict(self, encoding: Encoding, inputs: Tensor, target, objective: str) -> tuple[Prediction, Tensor]:
         """The model's decision on the input, and the targets' values there (the path's end, so the
         integrator need not run it again)."""
         with torch.no_grad():
             extras = {k: v[None].to(inputs.device) for k, v in encoding.extras.items()}
             output = self.model(inputs_embeds=inputs[None], **extras)
         prediction = self.task.predict(output, encoding, target, self.labels)
+        if objective == "largest":
+            prediction = self.task.follow_largest(prediction, target)
         return prediction, select_targets(output, prediction.targets)[0]
 
     def _explanations(

@@ -224,7 +224,7 @@ def _gradient_times_input(problem: Problem, settings: Settings) -> Tensor:
 
 
 _WORD_PATH_RULES = {"rule": SEGMENT_RULES}  # a word path is made of segments: no Gauss-Legendre on it
-_INTEGRATED = frozenset({"steps", "baseline", "rule", "max_delta", "max_points"})
+_INTEGRATED = frozenset({"steps", "baseline", "rule", "max_delta", "max_points", "objective"})
 _ANCHORED = _INTEGRATED | {"factor", "nbrs", "strategy", "candidates", "sequential"}
 
 REGISTRY: dict[str, Method] = {

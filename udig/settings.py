@@ -12,7 +12,7 @@ are accepted with ``lenient=True``; library calls are strict, so ``steps=2.5`` o
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from .integrate import RULES
@@ -21,6 +21,7 @@ from .paths import STRATEGIES
 from .vocab import CANDIDATE_RULES
 
 BASELINES = ("mask", "pad", "unk")
+OBJECTIVES = ("target", "largest")
 MAX_BASELINE_CHARS = 64  # a vocabulary token is short; anything longer is not one
 
 
@@ -65,6 +66,8 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("seed", 0, "the random baseline's seed", low=0),
         Parameter("rule", "riemann_left", "where each path segment's gradient is taken (captum's names)", choices=tuple(RULES)),
         Parameter("max_delta", None, "completeness target |Δ| / |F(x) - F(x')|; None: the path as given", low=0, high=1, real=True),
+        Parameter("objective", "target", "F along the path: the input's target logit (udig), or the largest logit at each "
+                  "point (the published DIG/UDIG code's pred.max(1); classification)", choices=OBJECTIVES),
         Parameter("max_points", 256, "the most path points a completeness target may refine the path to", low=2),
         Parameter("sequential", False, "DIG/UDIG: each word along its own path, the others held at the input", flag=True),
     )
@@ -113,6 +116,7 @@ class Settings:
     seed: int = 0
     rule: str | None = "riemann_left"
     max_delta: float | None = None
+    objective: str = "target"
     max_points: int = 256
     sequential: bool = False
 
@@ -169,9 +173,6 @@ class Settings:
     def info(self) -> dict[str, Any]:
         """The settings and the path's size and cost, as JSON values."""
         return {**asdict(self), "n_points": self.n_points, "n_evaluations": self.n_evaluations}
-
-
-SETTING_NAMES = tuple(f.name for f in fields(Settings))
 
 
 def _whole(name: str, value: Any, low: int | None, high: int | None, lenient: bool) -> int:

@@ -13,7 +13,7 @@ are added once, by the model itself.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
@@ -82,10 +82,12 @@ def _encoding(enc, text: str, truncated: bool, tokenizer, offsets=None) -> Encod
 
 @dataclass(frozen=True)
 class Target:
-    """One scalar of the model's output: ``getattr(output, name)[:, index]``."""
+    """One scalar of the model's output: ``getattr(output, name)[:, index]``, or with ``largest`` the output's
+    largest entry at each point (the published DIG/UDIG code's ``pred.max(1)``; ``index`` is the input's)."""
 
     output: str  # "logits", "start_logits" or "end_logits"
     index: int
+    largest: bool = False
 
 
 def target_values(model: torch.nn.Module, encoding: Encoding, embeds: Tensor, targets: list[Target]) -> Tensor:
@@ -97,7 +99,8 @@ def target_values(model: torch.nn.Module, encoding: Encoding, embeds: Tensor, ta
 
 def select_targets(output, targets: list[Target]) -> Tensor:
     """The targets' values in a model output: ``(B, n_targets)``."""
-    return torch.stack([getattr(output, t.output)[:, t.index] for t in targets], dim=1)
+    values = [getattr(output, t.output) for t in targets]
+    return torch.stack([v.max(1).values if t.largest else v[:, t.index] for v, t in zip(values, targets)], dim=1)
 
 
 def best_span(start_logits: Tensor, end_logits: Tensor, allowed: Tensor, max_len: int = MAX_ANSWER_TOKENS) -> tuple[int, int]:
@@ -161,6 +164,11 @@ class Task(ABC):
     def predict(self, output, encoding: Encoding, target: int | str | None, labels: dict[int, str]) -> Prediction:
         """The targets to attribute, from the model's output on the input."""
 
+    def follow_largest(self, prediction: Prediction, target: int | str | None) -> Prediction:
+        """``objective="largest"``: F is the largest output at each path point rather than the input's target."""
+        raise ValueError(f"objective='largest' (the published DIG/UDIG code's max logit) is for classification; "
+                         f"a {self.description} model explains its targets' own logits")
+
     @abstractmethod
     def assemble(self, explanations: list[Explanation], encoding: Encoding, prediction: Prediction,
                  inputs: dict[str, str]) -> Explanation | QAExplanation:
@@ -200,6 +208,13 @@ class Classification(Task):
         probs = output.logits[0].float().softmax(-1)
         index = int(probs.argmax()) if target is None else _class_index(target, len(probs), labels)
         return Prediction([Target("logits", index)], [probs.tolist()], [labels.get(index, str(index))])
+
+    def follow_largest(self, prediction: Prediction, target: int | str | None) -> Prediction:
+        """At the input the largest logit is the predicted class's; along the path it may be another class's."""
+        if target is not None:
+            raise ValueError("objective='largest' follows the largest logit at each path point, not a chosen class; "
+                             "leave target unset")
+        return replace(prediction, targets=[replace(t, largest=True) for t in prediction.targets])
 
     def assemble(self, explanations, encoding, prediction, inputs) -> Explanation:
         (explanation,) = explanations

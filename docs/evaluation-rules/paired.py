@@ -12,10 +12,9 @@ M = ["log_odds", "comprehensiveness", "sufficiency"]
 def rows(name):
     return {i: records.get(f"{i}|{name}") for i in ids}
 def paired(a, b, metric, off):
-    ra, rb = rows(a), rows(b)
-    d = np.array([ra[i][metric] - rb[i][metric] for i in ids if ra[i] and rb[i] and "error" not in ra[i] and "error" not in rb[i]])
-    lo, hi = evaluate.bootstrap_interval(d, np.random.default_rng([0, off]))
-    return f"{d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    good = lambda name: {i: r for i, r in rows(name).items() if r and "error" not in r}
+    d = evaluate.paired_difference(good(a), good(b), metric, np.random.default_rng([0, off]))
+    return f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
 bases = ["ig", "dig-greedy:words", "dig-maxcount:words", "udig-greedy:words", "udig-maxcount:words", "udig-greedy:words@pad", "udig-maxcount:words@pad"]
 print("| method | rule | log-odds | comp | suff | median rel|Δ| |")
 for b in bases:
