@@ -164,7 +164,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 cost_inputs = [s[name] for name in ("text", "model", "method", "steps", "factor", "sequential")]
                 gr.on([s[name].change for name in ("text", "model", "method", "steps", "factor", "sequential")], demo.cost,
                       cost_inputs, s_cost, api_name="cost", trigger_mode="always_last", show_progress="hidden",
-                      concurrency_limit=None, preprocess=False)
+                      queue=False, preprocess=False)  # a tokenizer count: never waits behind a run, nor delays one
 
             # ---------------------------------------------------------------- Question answering
             with gr.Tab("Question answering", id="qa"):
@@ -210,7 +210,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 c_button.click(demo.compare, c_inputs, c_outputs, api_name="compare", concurrency_id="classifier", **attribution)
                 gr.on([c[name].change for name in ("text", "model", "steps")], lambda text, model, steps: demo.cost(text, model, "sig", steps, 0),
                       [c["text"], c["model"], c["steps"]], c_cost, trigger_mode="always_last", show_progress="hidden",
-                      concurrency_limit=None, preprocess=False, api_visibility="private")
+                      queue=False, preprocess=False, api_visibility="private")
 
             # ---------------------------------------------------------------- See the path
             with gr.Tab("See the path", id="path"):

@@ -75,8 +75,9 @@ def test_explain_shows_label_words_table_scores_and_runtime(demo):
     assert max(abs(score) for _, score in highlight if score is not None) == pytest.approx(1.0)
     assert "toward" in legend and "away" in legend
     assert isinstance(tokens, pd.DataFrame) and tokens["token"].iloc[0] == "[CLS]"
-    assert list(scores["score"]) == ["Log-odds", "Comprehensiveness", "Sufficiency", "Completeness error |Δ|"]
-    assert list(scores["better"]) == ["lower", "higher", "lower", "closer to 0"]
+    assert list(scores["score"]) == ["Log-odds", "Comprehensiveness", "Sufficiency", "AOPC comprehensiveness", "AOPC sufficiency",
+                                     "Completeness error |Δ|"]
+    assert list(scores["better"]) == ["lower", "higher", "lower", "higher", "lower", "closer to 0"]
     assert scores["value"].notna().all()
     assert "UDIG" in runtime and " s" in runtime and "Δ" in runtime
 
@@ -97,7 +98,8 @@ def test_results_are_cached_and_reused_by_export(demo, monkeypatch):
     document = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
     assert document["inputs"]["text"] == TEXT and document["inputs"]["steps"] == STEPS and document["inputs"]["model"] == MODEL
     assert document["explanation"]["offsets"][1] == [0, 1] and "versions" in document
-    assert set(document["metrics"]) == {"log_odds", "comprehensiveness", "sufficiency", "completeness_error"}
+    assert set(document["metrics"]) == {"log_odds", "comprehensiveness", "sufficiency", "aopc_comprehensiveness", "aopc_sufficiency",
+                                        "completeness_error"}
     assert "Example explanation" in card
 
 
@@ -559,7 +561,7 @@ def client(demo):
 
 
 ENDPOINTS = ["/explain", "/explain_qa", "/compare", "/path", "/words", "/export",
-             "/share_sentiment", "/share_qa", "/share_compare", "/share_path"]
+             "/share_sentiment", "/share_qa", "/share_compare", "/share_path", "/cost"]
 
 
 def test_every_named_endpoint_is_listed(client):
@@ -572,7 +574,7 @@ def test_client_explain(client):
     label, highlight, legend, tokens, scores, runtime = client.predict(TEXT, MODEL, *SETTINGS, api_name="/explain")
     assert label["label"] in ("negative", "positive")
     assert [item["token"] for item in highlight][:2] == ["A", " "]
-    assert len(scores["data"]) == 4 and "UDIG" in runtime
+    assert len(scores["data"]) == len(SCORES) == 6 and "UDIG" in runtime
 
 
 def test_client_errors_are_messages(client):
@@ -592,6 +594,8 @@ def test_client_qa_compare_path_words(client):
     assert "witty" in summary and anchors["data"][0][1] == "witty"
     words = client.predict(TEXT, MODEL, api_name="/words")
     assert words is not None
+    cost = client.predict(TEXT, MODEL, "udig", STEPS, 0, True, api_name="/cost")  # before a sequential run
+    assert cost.startswith("⏱️ UDIG moves each of") and f"× {STEPS + 2} =" in cost
 
 
 def test_client_share_and_export(client):

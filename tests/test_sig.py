@@ -137,3 +137,16 @@ def test_sequential_settings_are_checked():
     with pytest.raises(ValueError, match="sequential paths are integrated as given"):
         Settings.make(method="dig", sequential=True, max_delta=0.1)
     assert Settings.make(method="sig", max_delta=0.1).max_delta is None  # SIG takes no completeness target
+
+
+@pytest.mark.parametrize("method", ["dig", "udig", "sig"])
+def test_sequential_slices_change_nothing(tiny, method):
+    """The T x M points go through the model in slices of any size: one point at a time gives the same scores."""
+    model, tokenizer = tiny
+    kwargs = dict(method=method, steps=4, nbrs=4, sequential=True)
+    whole = Explainer(model, tokenizer, graph_k=8).explain(TEXT, **kwargs)
+    single = Explainer(model, tokenizer, graph_k=8, internal_batch_size=1).explain(TEXT, **kwargs)
+    assert whole.attributions == pytest.approx(single.attributions, rel=1e-5, abs=1e-7)
+    assert whole.f_baseline == pytest.approx(single.f_baseline, rel=1e-5, abs=1e-7)
+    assert all(a == 0.0 for a, special in zip(whole.attributions, whole.special_mask) if special)
+    assert any(a != 0.0 for a in whole.attributions)
