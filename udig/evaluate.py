@@ -661,7 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help="comma-separated; e.g. ig,udig-maxcount:words,dig-greedy:all,random,grad-input; "
                              "@mask/@pad/@unk after a path method sets its baseline token, /RULE its integration rule, "
-                             "+largest explains the largest logit at each path point (the published code's target)")
+                             "+largest explains the largest logit at each path point (the published code's target); "
+                             "sig is Sequential IG, seq- before a DIG/UDIG name its sequential form (seq-udig-greedy:words)")
     parser.add_argument("--limit", type=int, default=None, help="first N examples of the seeded order (default: all)")
     for parameter in (PARAMETERS["steps"], PARAMETERS["factor"], PARAMETERS["nbrs"], EXPLAINER_PARAMETERS["graph_k"]):
         parser.add_argument(f"--{parameter.name.replace('_', '-')}", type=int, default=parameter.default,
