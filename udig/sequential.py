@@ -52,7 +52,8 @@ def integrate_sequential(
         steps = _one_word_changed(torch.zeros_like(inputs), word, weights[node, word])  # zero but in the moving column
         (terms,), values = gradient_terms(function, points, (steps,), len(points))  # (n_targets, B, L), (n_targets, B)
         attributions += terms.sum(1).to(attributions.dtype)
-        at_baseline.append(values[:, node == 0])
+        if quadrature.starts_at_baseline:
+            at_baseline.append(values[:, node == 0])
     if quadrature.starts_at_baseline:
         f_words = torch.cat(at_baseline, dim=1)  # (n_targets, T)
     else:
