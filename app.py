@@ -77,13 +77,18 @@ def _settings(demo: Demo, *, method: bool = True, baseline: bool = True) -> dict
             [(label, rule) for rule, label in rules.items()], value=defaults.rule, label="Integration rule",
             info="where each path segment's gradient is taken; the trapezoid and midpoint add up more closely",
         )
+        if method:
+            controls["sequential"] = gr.Checkbox(
+                value=defaults.sequential, label="Sequential (DIG, UDIG; SIG always is)",
+                info="each word moves along its own path while the others stay as typed: one path per word",
+            )
     return controls
 
 
 def _example_rows(config: AppConfig) -> list[list]:
     """The sentiment examples as values of the sentiment inputs, in their order, with the default controls."""
     d = config.defaults
-    controls = [d.method, d.strategy, d.steps, d.factor, d.nbrs, PAPER_DEFAULT, d.candidates, d.rule]
+    controls = [d.method, d.strategy, d.steps, d.factor, d.nbrs, PAPER_DEFAULT, d.candidates, d.rule, d.sequential]
     return [[text, config.sentiment_models[0], *controls] for text in EXAMPLES]
 
 
@@ -130,6 +135,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                                                 elem_id="sentiment-text")}
                         s["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
                         s |= _settings(demo)
+                        s_cost = gr.Markdown(elem_id="sentiment-cost")
                         s_button = gr.Button("Explain", variant="primary", elem_id="sentiment-explain")
                     with gr.Column(scale=2):
                         s_label = gr.Label(label="Prediction", num_top_classes=5, elem_id="sentiment-label")
@@ -155,6 +161,10 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 s_button.click(demo.explain, s_inputs, s_outputs, api_name="explain", concurrency_id="classifier", **attribution)
                 s["text"].submit(demo.explain, s_inputs, s_outputs, api_visibility="private", concurrency_id="classifier", **attribution)
                 e_button.click(demo.export, s_inputs, [e_files, e_card], api_name="export", concurrency_id="classifier", **attribution)
+                cost_inputs = [s[name] for name in ("text", "model", "method", "steps", "factor", "sequential")]
+                gr.on([s[name].change for name in ("text", "model", "method", "steps", "factor", "sequential")], demo.cost,
+                      cost_inputs, s_cost, api_name="cost", trigger_mode="always_last", show_progress="hidden",
+                      queue=False, preprocess=False)  # a tokenizer count: never waits behind a run, nor delays one
 
             # ---------------------------------------------------------------- Question answering
             with gr.Tab("Question answering", id="qa"):
@@ -185,6 +195,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 c["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
                 c |= _settings(demo, method=False, baseline=False)
                 *others, last = METHOD_NAMES.values()
+                c_cost = gr.Markdown(elem_id="compare-cost")
                 c_button = gr.Button(f"Compare {', '.join(others)} and {last}", variant="primary", elem_id="compare-run")
                 c_summary = gr.Markdown(label="Summary", elem_id="compare-summary")
                 with gr.Row():
@@ -192,16 +203,21 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 c_legend = gr.HTML(label="Colour legend")
                 c_table = gr.Dataframe(label="Scores (★ = best per score)", wrap=True, elem_id="compare-table")
                 c_bars = gr.BarPlot(x="score", y="value", color="method", color_map=METHOD_COLOURS, sort=BAR_ORDER,
-                                    x_label_angle=-35, label="Scores by method (IG grey, DIG amber, UDIG indigo)", x_title="", height=420)
+                                    x_label_angle=-35, label="Scores by method (IG grey, DIG amber, UDIG indigo, SIG green)", x_title="", height=420)
                 c_inputs = remember("compare", c)
                 c_outputs = [*c_highlights, c_legend, c_table, c_bars, c_summary]
                 _share_row(demo, demo.share_compare, c_inputs, "share_compare")
                 c_button.click(demo.compare, c_inputs, c_outputs, api_name="compare", concurrency_id="classifier", **attribution)
+                gr.on([c[name].change for name in ("text", "model", "steps")], lambda text, model, steps: demo.cost(text, model, "sig", steps, 0),
+                      [c["text"], c["model"], c["steps"]], c_cost, trigger_mode="always_last", show_progress="hidden",
+                      queue=False, preprocess=False, api_visibility="private")
 
             # ---------------------------------------------------------------- See the path
             with gr.Tab("See the path", id="path"):
                 gr.Markdown("Pick a word: its path from the input word to the baseline, for DIG and UDIG, and how far "
-                            "each method's path points stay from real words.")
+                            "each method's path points stay from real words. A *sequential* method (SIG, or DIG/UDIG "
+                            "with Sequential ticked) moves each word along this same path alone, every other word "
+                            "staying as typed.")
                 p = {"text": gr.Textbox(EXAMPLES[0], lines=2, label="Text", max_length=config.limits.max_chars)}
                 p["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
                 p["word"] = gr.Dropdown([], value=None, allow_custom_value=True, label="Word",

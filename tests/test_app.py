@@ -28,6 +28,7 @@ import pytest
 from udig.app import UNTRAINED_QA_MODEL, AppConfig, Demo, Limits, links, qa_notice, service, views
 from udig.app import config as app_config
 from udig.app.content import QA_EXAMPLE
+from udig.metrics import SCORES
 from udig.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,8 +75,9 @@ def test_explain_shows_label_words_table_scores_and_runtime(demo):
     assert max(abs(score) for _, score in highlight if score is not None) == pytest.approx(1.0)
     assert "toward" in legend and "away" in legend
     assert isinstance(tokens, pd.DataFrame) and tokens["token"].iloc[0] == "[CLS]"
-    assert list(scores["score"]) == ["Log-odds", "Comprehensiveness", "Sufficiency", "Completeness error |Δ|"]
-    assert list(scores["better"]) == ["lower", "higher", "lower", "closer to 0"]
+    assert list(scores["score"]) == ["Log-odds", "Comprehensiveness", "Sufficiency", "AOPC comprehensiveness", "AOPC sufficiency",
+                                     "Completeness error |Δ|"]
+    assert list(scores["better"]) == ["lower", "higher", "lower", "higher", "lower", "closer to 0"]
     assert scores["value"].notna().all()
     assert "UDIG" in runtime and " s" in runtime and "Δ" in runtime
 
@@ -96,7 +98,8 @@ def test_results_are_cached_and_reused_by_export(demo, monkeypatch):
     document = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
     assert document["inputs"]["text"] == TEXT and document["inputs"]["steps"] == STEPS and document["inputs"]["model"] == MODEL
     assert document["explanation"]["offsets"][1] == [0, 1] and "versions" in document
-    assert set(document["metrics"]) == {"log_odds", "comprehensiveness", "sufficiency", "completeness_error"}
+    assert set(document["metrics"]) == {"log_odds", "comprehensiveness", "sufficiency", "aopc_comprehensiveness", "aopc_sufficiency",
+                                        "completeness_error"}
     assert "Example explanation" in card
 
 
@@ -163,15 +166,32 @@ def test_injection_strings_stay_text(demo):
 
 
 def test_compare_uses_one_scale_and_marks_winners(demo):
-    ig, dig, udig, legend, table, bars, summary = demo.compare(TEXT, MODEL, "maxcount", STEPS, 0, 50, "words")
-    peaks = [max(abs(s) for _, s in h if s is not None) for h in (ig, dig, udig)]
+    ig, dig, udig, sig, legend, table, bars, summary = demo.compare(TEXT, MODEL, "maxcount", STEPS, 0, 50, "words")
+    peaks = [max(abs(s) for _, s in h if s is not None) for h in (ig, dig, udig, sig)]
     assert max(peaks) == pytest.approx(1.0) and all(p <= 1.0 for p in peaks)
-    assert list(table["method"]) == ["IG", "DIG", "UDIG"]
+    assert list(table["method"]) == ["IG", "DIG", "UDIG", "SIG"]
     stars = table.drop(columns=["method", "seconds"]).apply(lambda col: col.str.contains("★").sum())
     assert (stars >= 1).all()  # a winner for every score
-    assert set(bars["method"]) == {"IG", "DIG", "UDIG"} and len(bars) == 12
+    assert set(bars["method"]) == {"IG", "DIG", "UDIG", "SIG"} and len(bars) == 4 * len(SCORES)
     assert set(bars["score"]) <= set(views.BAR_ORDER)
     assert "One colour scale" in summary
+
+
+def test_sequential_runs_show_their_cost_first_and_keep_the_point_cap(minilm, minilm_qa):
+    demo = make_demo(minilm, minilm_qa, limits=Limits(max_chars=1000, max_tokens=64, max_points=60))
+    text = "A gorgeous, witty film."  # 6 words between [CLS] and [SEP]
+    assert demo.cost(text, MODEL, "udig", STEPS, 0, False) == ""  # a joint path: the sliders bound it
+    assert demo.cost(text, MODEL, "sig", 8, 0) == (
+        "⏱️ SIG moves each of 6 words along its own path: 6 × 9 = 54 path points, within this demo's cap of 60.")
+    assert "6 × 11 = 66 path points, **more than this demo allows (60)**" in demo.cost(text, MODEL, "udig", 9, 0, True)
+    assert demo.cost(text, MODEL, "sig", "abc", 0).startswith("⚠️ Steps must be a whole number")
+    *_, runtime = demo.explain(text, MODEL, "sig", "maxcount", 8, 0, 50, "paper default", "words")
+    assert "9 path points × 6 words (sequential)" in runtime and "48 gradient evaluations" in runtime  # 8 on each path
+    with pytest.raises(gr.Error, match="UDIG moves each of 6 words along its own path: 6 × 11 = 66 path points, more than this demo allows"):
+        demo.explain(text, MODEL, "udig", "maxcount", 9, 0, 50, "paper default", "words", None, True)
+    *highlights, legend, table, bars, summary = demo.compare(text, MODEL, "maxcount", 12, 0, 50, "words")
+    assert list(table["method"]) == ["IG", "DIG", "UDIG"] and highlights[3] == []  # SIG left out, the others shown
+    assert "SIG left out: SIG moves each of 6 words along its own path: 6 × 13 = 78 path points" in html.unescape(summary)
 
 
 def test_path_lists_anchors_and_distances(demo):
@@ -541,7 +561,7 @@ def client(demo):
 
 
 ENDPOINTS = ["/explain", "/explain_qa", "/compare", "/path", "/words", "/export",
-             "/share_sentiment", "/share_qa", "/share_compare", "/share_path"]
+             "/share_sentiment", "/share_qa", "/share_compare", "/share_path", "/cost"]
 
 
 def test_every_named_endpoint_is_listed(client):
@@ -554,7 +574,7 @@ def test_client_explain(client):
     label, highlight, legend, tokens, scores, runtime = client.predict(TEXT, MODEL, *SETTINGS, api_name="/explain")
     assert label["label"] in ("negative", "positive")
     assert [item["token"] for item in highlight][:2] == ["A", " "]
-    assert len(scores["data"]) == 4 and "UDIG" in runtime
+    assert len(scores["data"]) == len(SCORES) == 6 and "UDIG" in runtime
 
 
 def test_client_errors_are_messages(client):
@@ -569,11 +589,13 @@ def test_client_qa_compare_path_words(client):
     answer, *_ = client.predict(question, context, UNTRAINED_QA_MODEL, *SETTINGS, api_name="/explain_qa")
     assert "Answer" in answer
     compared = client.predict(TEXT, MODEL, "maxcount", STEPS, 0, 50, "words", api_name="/compare")
-    assert [row[0] for row in compared[4]["data"]] == ["IG", "DIG", "UDIG"]
+    assert [row[0] for row in compared[5]["data"]] == ["IG", "DIG", "UDIG", "SIG"]
     summary, anchors, plot = client.predict(TEXT, MODEL, "witty", "maxcount", STEPS, 0, 50, "words", api_name="/path")
     assert "witty" in summary and anchors["data"][0][1] == "witty"
     words = client.predict(TEXT, MODEL, api_name="/words")
     assert words is not None
+    cost = client.predict(TEXT, MODEL, "udig", STEPS, 0, True, api_name="/cost")  # before a sequential run
+    assert cost.startswith("⏱️ UDIG moves each of") and f"× {STEPS + 2} =" in cost
 
 
 def test_client_share_and_export(client):
@@ -625,7 +647,7 @@ def test_client_missing_values_default_and_raw_calls_are_readable(client):
     runtime = client.predict(TEXT, MODEL, "udig", "maxcount", None, None, None, None, None, api_name="/explain")[-1]
     assert "UDIG" in runtime  # None: the control's default
     few = _raw_call(client, "explain", [TEXT, MODEL])
-    assert few["event"] == "error" and few["error"].startswith("This endpoint takes 10 values (Text, Sentiment model, Method")
+    assert few["event"] == "error" and few["error"].startswith("This endpoint takes 11 values (Text, Sentiment model, Method")
     older = _raw_call(client, "explain", [TEXT, MODEL, *SETTINGS])  # a call from before the rule control: still served
     assert older["event"] == "complete" and "left sum" in older["data"][-1]
     lone = _raw_call(client, "explain", ["\ud800 broken", MODEL, *SETTINGS])

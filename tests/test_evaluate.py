@@ -296,3 +296,36 @@ def test_a_variant_is_compared_with_its_twin(tiny_setup, tmp_path):
     rivals = {c["versus"] for c in summary["comparisons"] if c["method"] == "udig-maxcount:all+largest"}
     assert rivals == {"ig", "udig-maxcount:all"}  # the published target against udig's own
     assert sum(r["method"] == "udig-maxcount:all+largest" for r in records.values()) == 2
+
+
+def test_sequential_methods_are_named_with_seq_and_compared_with_ig_and_their_joint_twin(tiny_setup, tmp_path):
+    specs = parse_methods("sig, seq-udig-maxcount:words, seq-dig-greedy@pad, sig@pad/riemann_middle")
+    assert [s.name for s in specs] == ["sig", "seq-udig-maxcount:words", "seq-dig-greedy:all", "sig@pad/riemann_middle"]
+    assert [s.sequential for s in specs] == [False, True, True, False]  # SIG is sequential by itself
+    assert evaluate._rivals(specs[0]) == ["ig", "ig@mask"] and evaluate._rivals(specs[3]) == ["ig", "ig/riemann_middle"]
+    for bad in ("seq-ig", "seq-sig", "seq-random"):
+        with pytest.raises(ValueError, match="unknown method"):
+            parse_methods(bad)
+    args = ["--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data.jsonl"), "--limit", "2",
+            "--methods", "ig,ig@mask,sig,udig-maxcount,seq-udig-maxcount", "--steps", "3", "--nbrs", "4",
+            "--out", str(tmp_path), "--quiet"]
+    assert evaluate.main(args) == 0
+    records = read_records(tmp_path / "records.jsonl")
+    assert len(records) == 10 and all(isinstance(r["aopc_sufficiency"], float) for r in records.values())
+    for record in (r for r in records.values() if r["method"] == "seq-udig-maxcount:all"):
+        assert record["delta"] != records[f"{record['example']}|udig-maxcount:all"]["delta"]  # other paths, other integral
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rivals = {(c["method"], c["versus"]) for c in summary["comparisons"] if c["metric"] == "aopc_sufficiency"}
+    assert {("sig", "ig"), ("sig", "ig@mask"), ("seq-udig-maxcount:all", "ig"), ("seq-udig-maxcount:all", "udig-maxcount:all")} <= rivals
+    table = (tmp_path / "table.md").read_text()
+    assert "AOPC comprehensiveness ↑ | AOPC sufficiency ↓" in table and "| seq-udig-maxcount:all | 2 |" in table
+
+
+def test_records_written_before_aopc_still_summarise_without_its_columns(tiny_setup, tmp_path):
+    run_cli(tiny_setup, tmp_path, 2)
+    path = tmp_path / "records.jsonl"
+    old = [{k: v for k, v in json.loads(line).items() if not k.startswith("aopc_")} for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in old))
+    summary = run_cli(tiny_setup, tmp_path, 2)  # resumes: nothing to compute, the old records are read as they are
+    assert "aopc_sufficiency" not in summary["methods"]["ig"] and "log_odds" in summary["methods"]["ig"]
+    assert "AOPC" not in (tmp_path / "table.md").read_text()

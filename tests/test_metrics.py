@@ -179,6 +179,56 @@ def test_special_tokens_are_not_added_back_for_sufficiency():
     assert f.comprehensiveness == pytest.approx(sigmoid(6) - sigmoid(5), abs=1e-6)  # re-packed: 5 tokens
 
 
+# -- AOPC (ERASER): the same two scores averaged over the top 1, 5, 10, 20 and 50 % ------------------------------
+
+
+LONG = [CLS, *[THE, FILM] * 4, GOOD, *[BAD, THE] * 4, SEP]  # L = 19: k = 0, 0, 1, 3, 9 at 1, 5, 10, 20, 50 %
+
+
+@pytest.mark.parametrize("rank,comprehensive_bins", [(1, 3), (2, 2), (4, 1), (10, 0)])
+def test_aopc_counts_the_bins_whose_top_k_reaches_the_word_read(rank, comprehensive_bins):
+    """"good" ranked ``rank``-th: each bin whose k reaches it deletes the whole probability (comprehensiveness)
+    and keeps it (sufficiency); a bin that misses it keeps the probability and, keeping only other words, loses it."""
+    model = ProbeForSequenceClassification()
+    others = [i for i, token in enumerate(LONG) if token not in (CLS, SEP, GOOD)]
+    scores = [0.0] * len(LONG)
+    for place, position in enumerate(others):  # the other words rank 1, 2, ... skipping "good"'s place
+        scores[position] = 1.0 - 0.01 * (place + (place + 1 >= rank))
+    scores[LONG.index(GOOD)] = 1.0 - 0.01 * (rank - 1)
+    f = faithfulness(explanation(LONG, scores, target=1), model, PROBE_TOKENIZER)
+    full = sigmoid(C) - sigmoid(-C)
+    assert f.aopc_k == (0, 0, 1, 3, 9) and model.calls == 1
+    assert f.aopc_comprehensiveness == pytest.approx(comprehensive_bins * full / 5, abs=1e-6)
+    missed = 3 - comprehensive_bins  # bins with k > 0 that miss "good"; k = 0 scores 0 by the sufficiency rule
+    assert f.aopc_sufficiency == pytest.approx(missed * full / 5, abs=1e-6)
+
+
+def test_aopc_averages_each_cut_off_by_the_top_k_rule():
+    """A probe whose logit is the number of tokens it reads: scores known for every k, whatever is ranked."""
+
+    class CountsTokens(ProbeForSequenceClassification):
+        def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None):
+            length = attention_mask.float().sum(1)
+            return ProbeOutput(logits=torch.stack([torch.zeros_like(length), length], dim=1))
+
+    f = faithfulness(explanation(IDS, [0, 0.1, 0.2, 0.9, -0.3, 0], target=1), CountsTokens(), PROBE_TOKENIZER, topk=50)
+    assert f.aopc_k == (0, 0, 0, 1, 3)  # L = 6
+    s = sigmoid
+    assert f.aopc_comprehensiveness == pytest.approx((3 * 0 + (s(6) - s(5)) + (s(6) - s(3))) / 5, abs=1e-6)
+    assert f.aopc_sufficiency == pytest.approx((3 * 0 + (s(6) - s(1)) + (s(6) - s(3))) / 5, abs=1e-6)
+    assert f.comprehensiveness == pytest.approx(s(6) - s(3), abs=1e-6)  # topk=50 changes the single cut-off only
+
+
+def test_qa_aopc_masks_in_place():
+    model = ProbeForQuestionAnswering()
+    ids = [CLS, THE, SEP, FILM, THE, GOOD, BAD, FILM, THE, SEP]  # L = 10: k = 0, 0, 1, 2, 5
+    e = explanation(ids, [0, 0.1, 0, 0.2, 0.1, 0.9, 0.4, -1, 0, 0], target=5, task="qa", output="start_logits")
+    f = faithfulness(e, model, PROBE_TOKENIZER)
+    p = math.exp(C) / (math.exp(C) + len(ids) - 1)
+    assert f.aopc_comprehensiveness == pytest.approx(3 * (p - 1 / len(ids)) / 5, abs=1e-6)  # "good" masked in 3 bins
+    assert f.aopc_sufficiency == pytest.approx(0.0, abs=1e-7)  # "good" kept in place whenever k > 0
+
+
 def test_an_explanation_of_another_class_is_refused():
     e = explanation(IDS, [0, 0.1, 0.2, 0.9, -0.3, 0], target=0)
     with pytest.raises(ValueError, match="predicts class 1"):

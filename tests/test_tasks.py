@@ -83,9 +83,9 @@ def test_qa_context_without_readable_tokens_is_named(minilm_qa):
 
 
 def test_unknown_methods_are_refused_with_the_choices():
-    with pytest.raises(ValueError, match="unknown method 'shap'; choose one of ig, dig, udig, random, grad-input"):
+    with pytest.raises(ValueError, match="unknown method 'shap'; choose one of ig, dig, udig, sig, random, grad-input"):
         get_method("shap")
-    assert set(PATH_METHODS) == {"ig", "dig", "udig"} and set(METHODS) == set(REGISTRY)
+    assert set(PATH_METHODS) == {"ig", "dig", "udig", "sig"} and set(METHODS) == set(REGISTRY)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -156,13 +156,15 @@ def test_every_rule_integrates_the_same_path(tiny, method):
         assert torch.equal(other.path, left.path) and other.settings["rule"] == rule
         assert other.f_baseline == pytest.approx(left.f_baseline, abs=1e-6) and other.f_input == left.f_input
         assert other.attributions != left.attributions
-        assert other.settings["n_evaluations"] == len(left.path) - (0 if rule == "riemann_trapezoid" else 1)
-    if method != "ig":
+        per_path = len(left.path) - (0 if rule == "riemann_trapezoid" else 1)
+        words = (len(left.tokens) - sum(left.special_mask)) if left.settings["sequential"] else 1  # one path per word
+        assert other.settings["n_evaluations"] == per_path * words
+    if method in ("dig", "udig"):  # word paths of segments; IG's and SIG's straight lines take Gauss-Legendre too
         with pytest.raises(ValueError, match="takes rule riemann_left, .*not 'gausslegendre'"):
             explainer.explain("a film", method=method, rule="gausslegendre")
 
 
-@pytest.mark.parametrize("method", PATH_METHODS)
+@pytest.mark.parametrize("method", [name for name in PATH_METHODS if "max_delta" in REGISTRY[name].uses])
 def test_a_completeness_target_refines_until_met_or_capped(minilm, method):
     model, tokenizer = minilm
     explainer = Explainer(model, tokenizer, graph_k=50)

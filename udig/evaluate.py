@@ -5,14 +5,17 @@ JSON line to ``OUT/records.jsonl`` at once (flushed), so an interrupted run resu
 keys already in the file are skipped, and a truncated last line is dropped. When every pair is done, the
 records of the selected examples and methods are summarised into ``summary.json``, ``results.csv``,
 ``table.md`` and ``chart.png``: per method the mean of each metric with a seeded bootstrap 95 % interval,
-and paired UDIG-versus-IG/DIG differences with their own intervals.
+and paired differences with their own intervals: UDIG versus IG and DIG, a sequential method versus IG and
+its joint-path twin. Comprehensiveness and sufficiency come at ``--topk`` and as AOPC over 1-50 %.
 
-Methods are the entries of :data:`udig.methods.REGISTRY`, written ``name[-strategy][:rule][@baseline]``:
-``ig``, ``dig-greedy``, ``dig-maxcount``, ``udig-greedy``, ``udig-maxcount``, each DIG/UDIG one with a
+Methods are the entries of :data:`udig.methods.REGISTRY`, written ``[seq-]name[-strategy][:rule][@baseline]``:
+``ig``, ``sig``, ``dig-greedy``, ``dig-maxcount``, ``udig-greedy``, ``udig-maxcount``, each DIG/UDIG one with a
 candidate rule (``udig-maxcount:words``; ``:all`` when omitted), any path method with a baseline token other
 than its paper's (``udig-maxcount:words@pad``: UDIG integrates from [MASK], IG and DIG from [PAD], while
 log-odds inserts [PAD]), plus the two sanity baselines ``random`` (seeded Gaussian scores) and ``grad-input``
 (gradient x input at the input point, Shrikumar et al. 2016). Special tokens get attribution 0 in all of them.
+``seq-`` in front of a DIG/UDIG name integrates its word paths sequentially (``seq-udig-maxcount:words``:
+Sequential UDIG, each word along its own path with the others at the input; ``sig`` is IG's sequential form).
 
     python -m udig.evaluate --limit 20 --out eval-out              # a quick look
     python -m udig.evaluate --limit 500 --out docs/evaluation      # the committed table
@@ -44,7 +47,7 @@ import torch
 from .explainer import Explainer
 from .explanation import Explanation, QAExplanation
 from .methods import REGISTRY
-from .metrics import DEFAULT_TOPK, DIAGNOSTICS, FAITHFULNESS_KEYS, METRIC_INFO, faithfulness, path_quality
+from .metrics import AOPC_KEYS, DEFAULT_TOPK, DIAGNOSTICS, FAITHFULNESS_KEYS, METRIC_INFO, faithfulness, path_quality
 from .report import markdown_table, write_outputs
 from .paths import STRATEGIES
 from .settings import BASELINES, EXPLAINER_PARAMETERS, OBJECTIVES, PARAMETERS, Settings
@@ -76,21 +79,28 @@ class MethodSpec:
     candidates: str | None = None
     baseline: str | None = None  # None: the paper's
     rule: str | None = None  # None: the papers' left Riemann sum (or no path)
+    sequential: bool = False  # "seq-" names: each word along its own path (SIG is sequential by itself)
     objective: str | None = None  # None: the input's target logit; "largest": the published code's max logit
 
 
-def method_names() -> dict[str, tuple[str, str | None]]:
-    """Every spelling of a method without rule or baseline -> (registry name, strategy):
-    ``ig``, ``dig-greedy``, ..., ``random``, ``grad-input``."""
-    names: dict[str, tuple[str, str | None]] = {}
+SEQUENTIAL = "seq-"  # the prefix of a method integrated one word at a time (Sequential DIG/UDIG)
+
+
+def method_names() -> dict[str, tuple[str, str | None, bool]]:
+    """Every spelling of a method without rule or baseline -> (registry name, strategy, sequential):
+    ``ig``, ``dig-greedy``, ..., ``seq-udig-maxcount``, ``random``, ``grad-input``."""
+    names: dict[str, tuple[str, str | None, bool]] = {}
     for name, method in REGISTRY.items():
         strategies = STRATEGIES if "strategy" in method.uses else (None,)
-        names.update({name if s is None else f"{name}-{s}": (name, s) for s in strategies})
+        plain = {name if s is None else f"{name}-{s}": (name, s, False) for s in strategies}
+        names.update(plain)
+        if "sequential" in method.uses:
+            names.update({SEQUENTIAL + spelling: (name, s, True) for spelling, (name, s, _) in plain.items()})
     return names
 
 
 def parse_methods(text: str, rule: str = PARAMETERS["rule"].default) -> list[MethodSpec]:
-    """``"ig,udig-maxcount:words,random"`` -> specs, each written ``name[-strategy][:candidates][@baseline][/rule][+objective]``.
+    """``"ig,udig-maxcount:words,random"`` -> specs, each written ``[seq-]name[-strategy][:candidates][@baseline][/rule][+objective]``.
 
     ``dig-greedy`` means ``dig-greedy:all``, ``udig-greedy@mask`` means ``udig-greedy:all`` (a paper's own
     baseline is never written), and a path method without ``/rule`` integrates by ``rule``; the papers' left
@@ -108,10 +118,10 @@ def parse_methods(text: str, rule: str = PARAMETERS["rule"].default) -> list[Met
         base, _, candidates = head.partition(":")
         if base not in spellings:
             raise ValueError(f"unknown method {raw!r}; choose from {', '.join(spellings)} (DIG/UDIG with :all or :words)")
-        name, strategy = spellings[base]
+        name, strategy, sequential = spellings[base]
         method = REGISTRY[name]
         if at and ("baseline" not in method.uses or baseline not in BASELINES):
-            takers = [spelling for spelling, (n, _) in spellings.items() if "baseline" in REGISTRY[n].uses]
+            takers = [spelling for spelling, (n, _, _) in spellings.items() if "baseline" in REGISTRY[n].uses]
             raise ValueError(f"{raw!r}: only {', '.join(takers)} take a baseline, one of {', '.join(BASELINES)}")
         if slash and "rule" not in method.uses:
             raise ValueError(f"{base} has no path to integrate; write {body!r}, not {raw!r}")
@@ -123,7 +133,7 @@ def parse_methods(text: str, rule: str = PARAMETERS["rule"].default) -> list[Met
             candidates = candidates or "all"
             if candidates not in CANDIDATE_RULES:
                 raise ValueError(f"unknown candidate rule {candidates!r} in {raw!r}; choose one of {', '.join(CANDIDATE_RULES)}")
-            spec = MethodSpec(f"{base}:{candidates}", name, strategy, candidates)
+            spec = MethodSpec(f"{base}:{candidates}", name, strategy, candidates, sequential=sequential)
         if at and baseline != method.paper_baseline:
             spec = replace(spec, name=f"{spec.name}@{baseline}", baseline=baseline)
         if "rule" in method.uses:
@@ -203,6 +213,7 @@ class EvalConfig:
         return Settings.make(
             method=spec.method, strategy=spec.strategy, candidates=spec.candidates, baseline=spec.baseline, rule=spec.rule,
             objective=spec.objective, steps=self.steps, factor=self.factor, nbrs=self.nbrs, seed=self.seed,
+            sequential=spec.sequential,
         )
 
     def identity(self, model_name: str, fingerprint: str) -> dict[str, Any]:
@@ -374,8 +385,9 @@ def _record_key(record: Any) -> str:
     if not isinstance(record, dict) or not all(isinstance(record.get(f), str) for f in ("key", "example", "method")):
         raise ValueError("not a record")
     failed = "error" in record
-    required = ("seconds",) if failed else (*FAITHFULNESS_KEYS, "seconds", "metric_seconds", "length")
-    optional = () if failed else DIAGNOSTICS
+    scores = tuple(key for key in FAITHFULNESS_KEYS if key not in AOPC_KEYS)  # records written before AOPC lack those
+    required = ("seconds",) if failed else (*scores, "seconds", "metric_seconds", "length")
+    optional = () if failed else (*DIAGNOSTICS, *AOPC_KEYS)
     if not all(number(record.get(f)) for f in required) or not all(record.get(f) is None or number(record[f]) for f in optional):
         raise ValueError("not a record")
     return record["key"]
@@ -584,9 +596,10 @@ def paired_difference(rows: dict[str, dict], rival_rows: dict[str, dict], metric
 
 
 def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodSpec], config: dict, *, seed: int = 0) -> dict:
-    """Per-method means with bootstrap intervals, paired UDIG comparisons, accuracy and run time."""
+    """Per-method means with bootstrap intervals, paired comparisons (:func:`_rivals`), accuracy and run time."""
     per_method: dict[str, dict] = {}
     rows_by_method: dict[str, dict[str, dict]] = {}
+    keys = [k for k in FAITHFULNESS_KEYS if k not in AOPC_KEYS or any(k in r for r in records.values())]  # older runs: no AOPC
     for spec in methods:
         rows = {item.id: records.get(f"{item.id}|{spec.name}") for item in items}
         missing = [i for i, r in rows.items() if r is None]
@@ -594,8 +607,8 @@ def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodS
         good = {i: r for i, r in rows.items() if r is not None and "error" not in r}
         rows_by_method[spec.name] = good
         entry: dict[str, Any] = {"n": len(good), "missing": len(missing), "errors": len(errors)}
-        for offset, name in enumerate(FAITHFULNESS_KEYS):
-            values = np.array([r[name] for r in good.values()], dtype=float)
+        for offset, name in enumerate(keys):
+            values = np.array([r[name] for r in good.values() if r.get(name) is not None], dtype=float)
             rng = np.random.default_rng([seed, offset])
             low, high = bootstrap_interval(values, rng)
             entry[name] = {"mean": _mean(values), "low": low, "high": high}
@@ -611,24 +624,10 @@ def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodS
     names = [spec.name for spec in methods]
     comparisons = []
     for spec in methods:
-        if spec.method != "udig":
-            continue
-        rivals = ["ig", f"dig-{spec.strategy}:{spec.candidates}"]  # the papers' question
-        if spec.objective:
-            rivals.append(spec.name.rpartition("+")[0])  # the same method explaining the input's target: does F matter?
-        elif spec.rule:
-            rivals.append(spec.name.rpartition("/")[0])  # the same method with the papers' left sum: does the rule matter?
-        elif spec.baseline:
-            rivals.append(f"udig-{spec.strategy}:{spec.candidates}")  # does the baseline token matter?
-        else:
-            if spec.candidates == "words":
-                rivals.append(f"udig-{spec.strategy}:all")  # does the real-word candidate rule help?
-            if spec.strategy == "maxcount":
-                rivals.append(f"udig-greedy:{spec.candidates}")  # which strategy?
-        for rival in (r for r in rivals if r in names):
-            for offset, metric in enumerate(FAITHFULNESS_KEYS):
-                difference = paired_difference(rows_by_method[spec.name], rows_by_method[rival], metric,
-                                               np.random.default_rng([seed, 100 + offset]))
+        for rival in (r for r in _rivals(spec) if r in names):
+            for offset, metric in enumerate(keys):
+                ours, theirs = ({i: r for i, r in rows_by_method[m].items() if r.get(metric) is not None} for m in (spec.name, rival))
+                difference = paired_difference(ours, theirs, metric, np.random.default_rng([seed, 100 + offset]))
                 comparisons.append({"method": spec.name, "versus": rival, "metric": metric, **difference})
 
     first = next(iter(rows_by_method.values()), {})
@@ -656,12 +655,39 @@ def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodS
     }
 
 
+def _rivals(spec: MethodSpec) -> list[str]:
+    """The methods a paired comparison sets ``spec`` against, each for the question it answers; UDIG's and the
+    sequential methods' only."""
+    if spec.sequential or spec.method == "sig":  # against IG, and against the same paths integrated jointly
+        if spec.sequential:
+            joint = spec.name[len(SEQUENTIAL):]
+        else:  # SIG's joint path is IG's line from SIG's baseline
+            suffix = (f"/{spec.rule}" if spec.rule else "") + (f"+{spec.objective}" if spec.objective else "")
+            joint = parse_methods(f"ig@{spec.baseline or REGISTRY['sig'].paper_baseline}{suffix}")[0].name
+        return list(dict.fromkeys(["ig", joint]))
+    if spec.method != "udig":
+        return []
+    rivals = ["ig", f"dig-{spec.strategy}:{spec.candidates}"]  # the papers' question
+    if spec.objective:
+        rivals.append(spec.name.rpartition("+")[0])  # the same method explaining the input's target: does F matter?
+    elif spec.rule:
+        rivals.append(spec.name.rpartition("/")[0])  # the same method with the papers' left sum: does the rule matter?
+    elif spec.baseline:
+        rivals.append(f"udig-{spec.strategy}:{spec.candidates}")  # does the baseline token matter?
+    else:
+        if spec.candidates == "words":
+            rivals.append(f"udig-{spec.strategy}:all")  # does the real-word candidate rule help?
+        if spec.strategy == "maxcount":
+            rivals.append(f"udig-greedy:{spec.candidates}")  # which strategy?
+    return rivals
+
+
 def _mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if len(values) else None
 
 
 def _verdict(metric: str, low: float, high: float) -> str:
-    """"better", "worse" or "tie" from a difference interval (UDIG minus rival)."""
+    """"better", "worse" or "tie" from a difference interval (method minus rival)."""
     if math.isnan(low) or low <= 0 <= high:
         return "tie"
     lower_is_better = METRIC_INFO[metric].better == "lower"
@@ -682,7 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help="comma-separated; e.g. ig,udig-maxcount:words,dig-greedy:all,random,grad-input; "
                              "@mask/@pad/@unk after a path method sets its baseline token, /RULE its integration rule, "
-                             "+largest explains the largest logit at each path point (the published code's target)")
+                             "+largest explains the largest logit at each path point (the published code's target); "
+                             "sig is Sequential IG, seq- before a DIG/UDIG name its sequential form (seq-udig-greedy:words)")
     parser.add_argument("--limit", type=int, default=None, help="first N examples of the seeded order (default: all)")
     for parameter in (PARAMETERS["steps"], PARAMETERS["factor"], PARAMETERS["nbrs"], EXPLAINER_PARAMETERS["graph_k"]):
         parser.add_argument(f"--{parameter.name.replace('_', '-')}", type=int, default=parameter.default,

@@ -92,22 +92,26 @@ class Explainer:
         rule: str = "riemann_left",
         max_delta: float | None = None,
         max_points: int = 256,
+        sequential: bool = False,
         objective: str = "target",
     ) -> Explanation | QAExplanation:
         """Explain one input: ``text`` for classification, ``question`` + ``context`` for QA.
 
-        method: a name in :data:`udig.methods.REGISTRY`: "ig", "dig", "udig" (and "random", "grad-input",
+        method: a name in :data:`udig.methods.REGISTRY`: "ig", "dig", "udig", "sig" (and "random", "grad-input",
             the evaluation's sanity baselines); strategy: "greedy" or "maxcount" (DIG and UDIG).
         steps: IG's Riemann steps, or the number of anchors m for DIG/UDIG.
         factor: DIG/UDIG upscaling, 2^factor (m + 1) + 1 points. nbrs: UDIG's candidates per point.
         baseline: "mask", "pad", "unk" or any vocabulary token; None takes the paper's (PAD for IG and
-            DIG, MASK for UDIG). target: class index or label (classification); None = predicted class.
+            DIG, MASK for UDIG and SIG). target: class index or label (classification); None = predicted class.
         candidates: None uses the Explainer's rule. seed: the random baseline's seed.
         rule: where each path segment's gradient is taken: "riemann_left" (the papers), "riemann_right",
             "riemann_middle", "riemann_trapezoid", or "gausslegendre" (IG only); see :mod:`udig.integrate`.
         max_delta: a completeness target: the path is refined where its integral is least exact until
             |Δ| <= max_delta |F(x) - F(x')| (or max_delta x 1e-3 when that change is below 1e-3) or the path
             has max_points points; ``delta_target_met`` says which. None keeps the path as given.
+        sequential: DIG/UDIG: each word moves along its own path while the others stay at the input
+            (Sequential DIG/UDIG, :mod:`udig.sequential`); one path per word, so T times the cost. "sig" is
+            always sequential. Δ is then the sum of the words' own completeness errors.
         objective: "target" explains the target's logit at every path point; "largest" the largest logit at
             each point, as the published DIG/UDIG code does (``pred.max(1)``; classification, no ``target``).
         Every parameter's rule is in :data:`udig.settings.PARAMETERS`.
@@ -116,7 +120,7 @@ class Explainer:
         settings = Settings.make(
             method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline,
             candidates=self.candidates if candidates is None else candidates, seed=seed, rule=rule,
-            max_delta=max_delta, max_points=max_points, objective=objective,
+            max_delta=max_delta, max_points=max_points, sequential=sequential, objective=objective,
         )
         inputs = self.task.check_inputs({"text": text, "question": question, "context": context})
         warnings: list[str] = []

@@ -1,12 +1,14 @@
 """Attribution methods in one registry: how each one turns a :class:`Problem` into attributions.
 
 IG, DIG and UDIG are *path methods*: they differ only in the points of the path (:mod:`udig.paths`), which
-one integrator (:mod:`udig.integrate`) turns into attributions. ``random`` (seeded Gaussian scores) and
+one integrator (:mod:`udig.integrate`) turns into attributions. With ``sequential`` set, each word moves along
+its own column of that path while the others stay at the input (:mod:`udig.sequential`); SIG is IG's straight
+line integrated so, from [MASK]. ``random`` (seeded Gaussian scores) and
 ``grad-input`` (gradient x input at the input, Shrikumar et al. 2016) are path-free sanity baselines for the
 evaluation. A new method is one entry of :data:`REGISTRY`; :func:`get_method` raises on unknown names.
 
 References: Sundararajan et al. 2017 (IG); Sanyal & Ren, EMNLP 2021 (DIG); Roy & Kundu 2024,
-arXiv 2412.03886 (UDIG).
+arXiv 2412.03886 (UDIG); Enguehard, Findings of ACL 2023 (SIG).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -22,6 +24,7 @@ from torch import Tensor
 
 from . import paths
 from .integrate import RULES, SEGMENT_RULES, integrate_path, refine_path
+from .sequential import integrate_sequential
 from .tasks import Encoding
 from .vocab import VocabIndex
 
@@ -64,6 +67,7 @@ class Method(Protocol):
     paper_baseline: str | None  # the baseline token its paper integrates from; None without a path
     uses: frozenset[str]
     restricts: Mapping[str, tuple[str, ...]]  # settings it uses with fewer choices than the table allows
+    fixed: Mapping[str, Any]  # settings it always has, whatever is asked (SIG: sequential)
 
     def n_points(self, settings: Settings) -> int | None: ...
 
@@ -92,6 +96,7 @@ class PathMethod:
     count: Callable[[Settings], int]
     restricts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     needs_graph: bool = False  # DIG: candidates from the KNN graph, seconds to build and then cached
+    fixed: Mapping[str, Any] = field(default_factory=dict)
 
     def n_points(self, settings: Settings) -> int:
         return self.count(settings)
@@ -108,7 +113,10 @@ class PathMethod:
         path, chains = self.build(problem, settings)
         timings = {"path": time.perf_counter() - tick}
         tick = time.perf_counter()
-        if settings.max_delta is None:
+        if settings.sequential:
+            moving = ~problem.encoding.special_mask.to(path.device)
+            integral = integrate_sequential(problem.value, path, moving, problem.batch_size, settings.rule, problem.input_values)
+        elif settings.max_delta is None:
             integral = integrate_path(problem.value, path, problem.batch_size, settings.rule)
         else:
             integral = refine_path(problem.value, path, problem.batch_size, settings.rule, problem.input_values,
@@ -128,6 +136,7 @@ class PathFreeMethod:
     evaluations: int  # forward and backward passes it takes
     paper_baseline: None = None
     restricts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
 
     def n_points(self, settings: Settings) -> None:
         return None
@@ -216,7 +225,7 @@ def _gradient_times_input(problem: Problem, settings: Settings) -> Tensor:
 
 _WORD_PATH_RULES = {"rule": SEGMENT_RULES}  # a word path is made of segments: no Gauss-Legendre on it
 _INTEGRATED = frozenset({"steps", "baseline", "rule", "max_delta", "max_points", "objective"})
-_ANCHORED = _INTEGRATED | {"factor", "nbrs", "strategy", "candidates"}
+_ANCHORED = _INTEGRATED | {"factor", "nbrs", "strategy", "candidates", "sequential"}
 
 REGISTRY: dict[str, Method] = {
     method.name: method
@@ -225,6 +234,8 @@ REGISTRY: dict[str, Method] = {
         PathMethod("dig", "DIG", "pad", _ANCHORED - {"nbrs"}, _anchored_path(_graph_candidates), _anchored_points,
                    _WORD_PATH_RULES, needs_graph=True),
         PathMethod("udig", "UDIG", "mask", _ANCHORED, _anchored_path(_line_candidates), _anchored_points, _WORD_PATH_RULES),
+        PathMethod("sig", "SIG", "mask", _INTEGRATED - {"max_delta", "max_points"}, _linear_path, lambda s: s.steps + 1,
+                   fixed={"sequential": True}),
         PathFreeMethod("random", "Random", frozenset({"seed"}), _random_scores, evaluations=0),
         PathFreeMethod("grad-input", "Gradient × input", frozenset(), _gradient_times_input, evaluations=1),
     )

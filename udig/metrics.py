@@ -22,6 +22,9 @@ Conventions, exactly:
   - sufficiency ``= p(ŷ) - p'(ŷ)``, *only* the top-k tokens kept, re-packed. As in the DIG code
     (``eval_sufficiency`` keeps exactly the top-k positions), [CLS]/[SEP] are not added back unless the
     rule chose them. 0 when k = 0. Lower is better.
+  - AOPC comprehensiveness and sufficiency (ERASER, DeYoung et al., ACL 2020): the same two scores averaged
+    over the cut-offs 1, 5, 10, 20 and 50 % (:data:`AOPC_CUTOFFS`), each cut-off's k by the rule above (so a
+    short input's 1 % bin has k = 0 and scores 0 in both): the mean of the five bins, independent of ``topk``.
 
 * **Extractive QA.** Positions must stay comparable, so nothing is deleted: tokens are *replaced* by [MASK]
   and the sequence keeps its length. ŷ is the predicted answer's start position for the start explanation
@@ -52,6 +55,7 @@ from .tasks import Variant, get_task
 from .vocab import VocabIndex
 
 DEFAULT_TOPK = 20
+AOPC_CUTOFFS = (1, 5, 10, 20, 50)  # ERASER's bins, in percent of the tokens
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,10 @@ FAITHFULNESS: tuple[MetricInfo, ...] = (
                "drop in the label's probability when the top 20 % tokens are deleted"),
     MetricInfo("sufficiency", "Sufficiency", "suff.", "lower",
                "drop in the label's probability when only the top 20 % tokens are kept"),
+    MetricInfo("aopc_comprehensiveness", "AOPC comprehensiveness", "AOPC compr.", "higher",
+               "comprehensiveness averaged over the top 1, 5, 10, 20 and 50 % (ERASER)"),
+    MetricInfo("aopc_sufficiency", "AOPC sufficiency", "AOPC suff.", "lower",
+               "sufficiency averaged over the top 1, 5, 10, 20 and 50 % (ERASER)"),
 )
 COMPLETENESS = MetricInfo(
     "completeness_error", "Completeness error |Δ|", "|Δ|", "closer to 0",
@@ -83,25 +91,30 @@ COMPLETENESS = MetricInfo(
 )
 SCORES: tuple[MetricInfo, ...] = (*FAITHFULNESS, COMPLETENESS)  # what one explanation is shown with
 FAITHFULNESS_KEYS = tuple(m.key for m in FAITHFULNESS)
+AOPC_KEYS = ("aopc_comprehensiveness", "aopc_sufficiency")
 METRIC_INFO: dict[str, MetricInfo] = {m.key: m for m in SCORES}
 
 
 @dataclass(frozen=True)
 class Faithfulness:
-    """The three DIG-paper metrics for one explanation, plus what they were computed from."""
+    """The three DIG-paper metrics and ERASER's two AOPC metrics for one explanation, plus what they were
+    computed from."""
 
     log_odds: float  # lower is better
     comprehensiveness: float  # higher is better
     sufficiency: float  # lower is better
+    aopc_comprehensiveness: float  # higher is better
+    aopc_sufficiency: float  # lower is better
     k: int  # tokens perturbed
     length: int  # L, special tokens included
     label: int  # ŷ: predicted class, or predicted start/end position for QA
     prob: float  # p(ŷ) on the original input
     top: tuple[int, ...]  # positions of the top-k tokens, ascending
+    aopc_k: tuple[int, ...]  # k at each of AOPC_CUTOFFS
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["top"] = list(self.top)
+        data["top"], data["aopc_k"] = list(self.top), list(self.aopc_k)
         return data
 
 
@@ -147,10 +160,11 @@ def top_k_positions(attributions: Sequence[float], k: int) -> list[int]:
 
 
 def faithfulness(explanation: Explanation, model: torch.nn.Module, tokenizer, *, topk: float = DEFAULT_TOPK) -> Faithfulness:
-    """Log-odds, comprehensiveness and sufficiency of one explanation (see the module docstring).
+    """Log-odds, comprehensiveness and sufficiency at ``topk`` %, and comprehensiveness and sufficiency as AOPC
+    over :data:`AOPC_CUTOFFS`, of one explanation (see the module docstring).
 
     The task adapter says how the input is perturbed and which output ŷ is followed; every perturbed input
-    goes through the model in one padded forward pass.
+    of every cut-off goes through the model in one padded forward pass.
     """
     if not isinstance(explanation, Explanation):
         raise TypeError(
@@ -160,33 +174,56 @@ def faithfulness(explanation: Explanation, model: torch.nn.Module, tokenizer, *,
     task = get_task(explanation.task)
     ids = torch.tensor(explanation.input_ids, dtype=torch.long)  # (L,)
     length = len(ids)
-    k = top_k_count(length, topk)
-    top = top_k_positions(explanation.attributions, k)
-    chosen = torch.zeros(length, dtype=torch.bool)
-    chosen[top] = True
     uses_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
-    variants = task.perturbations(ids, chosen, task.token_types(explanation) if uses_types else None, tokenizer)
-    rows = list({id(v): v for v in variants.values() if len(v[0]) > 0}.values())  # distinct, non-empty inputs
-    logits = _forward(model, tokenizer, rows, uses_types, explanation.output)  # (R, C) classes, or (R, L) positions
-    by_row = {id(row): row_log_probs for row, row_log_probs in zip(rows, logits.log_softmax(-1))}
+    types = task.token_types(explanation) if uses_types else None
+    ks = [top_k_count(length, cut) for cut in (topk, *AOPC_CUTOFFS)]
+    tops = {k: top_k_positions(explanation.attributions, k) for k in ks}
+    variants = {k: task.perturbations(ids, _chosen(length, tops[k]), types, tokenizer) for k in tops}
+    rows = {_row_key(v): v for per_k in variants.values() for v in per_k.values() if len(v[0]) > 0}  # distinct, non-empty
+    logits = _forward(model, tokenizer, list(rows.values()), uses_types, explanation.output)  # (R, C) classes, or (R, L) positions
+    by_row = dict(zip(rows, logits.log_softmax(-1)))
     chance = torch.tensor(-math.log(logits.shape[1]))  # p'(ŷ) when every token was deleted
-    label = task.scored_label(explanation, by_row[id(variants["original"])])
-
-    def log_prob(name: str) -> Tensor:
-        return by_row[id(variants[name])][label] if id(variants[name]) in by_row else chance
-
-    log_p = log_prob("original")
+    original = by_row[_row_key(variants[ks[0]]["original"])]
+    label = task.scored_label(explanation, original)
+    log_p = original[label]
     p = float(log_p.exp())
+
+    def log_prob(k: int, name: str) -> Tensor:
+        key = _row_key(variants[k][name])
+        return by_row[key][label] if key in by_row else chance
+
+    def comprehensiveness(k: int) -> float:
+        return p - float(log_prob(k, "comprehensiveness").exp())
+
+    def sufficiency(k: int) -> float:
+        return 0.0 if k == 0 else p - float(log_prob(k, "sufficiency").exp())
+
+    k, cut_ks = ks[0], ks[1:]
     return Faithfulness(
-        log_odds=float(log_prob("log_odds") - log_p),
-        comprehensiveness=p - float(log_prob("comprehensiveness").exp()),
-        sufficiency=0.0 if k == 0 else p - float(log_prob("sufficiency").exp()),
+        log_odds=float(log_prob(k, "log_odds") - log_p),
+        comprehensiveness=comprehensiveness(k),
+        sufficiency=sufficiency(k),
+        aopc_comprehensiveness=sum(map(comprehensiveness, cut_ks)) / len(cut_ks),
+        aopc_sufficiency=sum(map(sufficiency, cut_ks)) / len(cut_ks),
         k=k,
         length=length,
         label=int(label),
         prob=p,
-        top=tuple(top),
+        top=tuple(tops[k]),
+        aopc_k=tuple(cut_ks),
     )
+
+
+def _chosen(length: int, positions: list[int]) -> Tensor:
+    chosen = torch.zeros(length, dtype=torch.bool)
+    chosen[positions] = True
+    return chosen
+
+
+def _row_key(variant: Variant) -> tuple:
+    """A perturbed input by content, so equal inputs of different cut-offs go through the model once."""
+    ids, types = variant
+    return tuple(ids.tolist()), None if types is None else tuple(types.tolist())
 
 
 def qa_faithfulness(explanation: QAExplanation, model, tokenizer, *, topk: float = DEFAULT_TOPK) -> dict[str, Faithfulness]:

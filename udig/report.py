@@ -9,11 +9,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 
-from .metrics import DIAGNOSTICS, FAITHFULNESS, FAITHFULNESS_KEYS, METRIC_INFO
+from .metrics import DIAGNOSTICS, FAITHFULNESS_KEYS, METRIC_INFO
+from .paths import STRATEGIES
 
 
 
@@ -27,25 +29,31 @@ def _interval(entry: dict) -> str:
     return f"{_fmt(entry['mean'])} [{_fmt(entry['low'])}, {_fmt(entry['high'])}]"
 
 
-def _metric_headers() -> str:
-    return " | ".join(f"{m.name} {m.arrow}" for m in FAITHFULNESS)
+def _keys(summary: dict) -> list[str]:
+    """The faithfulness metrics the summary holds (runs recorded before AOPC existed have the first three only)."""
+    entries = list(summary["methods"].values())
+    return [key for key in FAITHFULNESS_KEYS if not entries or key in entries[0]]
+
+
+def _metric_headers(keys: list[str]) -> str:
+    return " | ".join(f"{METRIC_INFO[key].name} {METRIC_INFO[key].arrow}" for key in keys)
 
 
 def markdown_table(summary: dict) -> str:
     """The per-method table and the paired comparisons, as Markdown."""
+    keys = _keys(summary)
     head = [
-        f"| Method | n | {_metric_headers()} | mean \\|Δ\\| "
+        f"| Method | n | {_metric_headers(keys)} | mean \\|Δ\\| "
         "| \\|Δ\\|/\\|F(x)−F(x′)\\| mean (median) "
         "| WAE (all rows) | WAE (real words) | real-word anchors | s / example |",
-        "|---|--:|---|---|---|--:|--:|--:|--:|--:|--:|",
+        "|---|--:|" + "---|" * len(keys) + "--:|" * 6,
     ]
     lines = []
     for name in summary["methods_order"]:
         m = summary["methods"][name]
         share = m["real_word_share"]
         lines.append(
-            f"| {name} | {m['n']} | {_interval(m['log_odds'])} | {_interval(m['comprehensiveness'])} "
-            f"| {_interval(m['sufficiency'])} | {_fmt(m['delta'], 4)} "
+            f"| {name} | {m['n']} | {' | '.join(_interval(m[key]) for key in keys)} | {_fmt(m['delta'], 4)} "
             f"| {_fmt(m['relative_delta'])} ({_fmt(m['relative_delta_median'])}) "
             f"| {_fmt(m['wae'])} | {_fmt(m['wae_words'])} | {'–' if share is None else f'{share:.1%}'} "
             f"| {_fmt(m['seconds'], 2)} |"
@@ -53,9 +61,9 @@ def markdown_table(summary: dict) -> str:
     text = "\n".join(head + lines) + "\n"
     if summary["comparisons"]:
         text += (
-            "\nPaired differences (UDIG minus rival, same sentences; 95 % bootstrap interval; "
-            "better/worse for UDIG only when the interval excludes 0):\n\n"
-            f"| UDIG | versus | {_metric_headers()} |\n|---|---|---|---|---|\n"
+            "\nPaired differences (method minus rival, same sentences; 95 % bootstrap interval; "
+            "better/worse for the method only when the interval excludes 0):\n\n"
+            f"| method | versus | {_metric_headers(keys)} |\n|---|---|" + "---|" * len(keys) + "\n"
         )
         grouped: dict[tuple[str, str], dict[str, dict]] = {}
         for c in summary["comparisons"]:
@@ -63,15 +71,16 @@ def markdown_table(summary: dict) -> str:
         for (method, versus), cells in grouped.items():
             row = [
                 f"{_fmt(c['difference'])} [{_fmt(c['low'])}, {_fmt(c['high'])}] {c['verdict']}"
-                for c in (cells[name] for name in FAITHFULNESS_KEYS)
+                for c in (cells[name] for name in keys)
             ]
             text += f"| {method} | {versus} | " + " | ".join(row) + " |\n"
     return text
 
 
 def write_csv(path: Path, summary: dict) -> None:
+    keys = _keys(summary)
     columns = ["method", "n", "errors"]
-    for name in FAITHFULNESS_KEYS:
+    for name in keys:
         columns += [name, f"{name}_low", f"{name}_high"]
     columns += [*DIAGNOSTICS, "relative_delta_median", "seconds", "metric_seconds"]
     with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -80,26 +89,36 @@ def write_csv(path: Path, summary: dict) -> None:
         for name in summary["methods_order"]:
             m = summary["methods"][name]
             row = [name, m["n"], m["errors"]]
-            for metric in FAITHFULNESS_KEYS:
+            for metric in keys:
                 row += [m[metric]["mean"], m[metric]["low"], m[metric]["high"]]
             row += [m[d] for d in (*DIAGNOSTICS, "relative_delta_median", "seconds", "metric_seconds")]
             writer.writerow(["" if v is None else v for v in row])
 
 
+def _family(name: str) -> str:
+    """A method name without strategy, candidates, baseline or rule: ``seq-udig-maxcount:words@pad`` -> ``seq-udig``."""
+    base = re.split(r"[:@/]", name)[0]
+    for strategy in STRATEGIES:
+        base = base.removesuffix(f"-{strategy}")
+    return base
+
+
 def write_chart(path: Path, summary: dict) -> None:
-    """Bars of the three metrics per method with their bootstrap intervals."""
+    """Bars of the faithfulness metrics per method with their bootstrap intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = summary["methods_order"]
-    family = {"ig": "#7f7f7f", "dig": "#4c72b0", "udig": "#dd8452", "random": "#c7c7c7", "grad-input": "#a6a6a6"}
-    colours = [family.get(n.split("-")[0] if n.startswith(("dig", "udig")) else n, "#999999") for n in names]
+    family = {"ig": "#7f7f7f", "sig": "#55a868", "dig": "#4c72b0", "udig": "#dd8452", "seq-dig": "#8172b2",
+              "seq-udig": "#c44e52", "random": "#c7c7c7", "grad-input": "#a6a6a6"}
+    colours = [family.get(_family(n), "#999999") for n in names]
     hatches = ["//" if n.endswith(":words") else "" for n in names]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 0.42 * len(names) + 1.6), sharey=True)
+    keys = _keys(summary)
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 0.42 * len(names) + 1.6), sharey=True)
     positions = np.arange(len(names))
-    for ax, metric in zip(axes, FAITHFULNESS_KEYS):
+    for ax, metric in zip(axes, keys):
         entries = [summary["methods"][n][metric] for n in names]
         means = np.array([e["mean"] if e["mean"] is not None else np.nan for e in entries])
         errors = np.array([[m - e["low"], e["high"] - m] for m, e in zip(means, entries)]).T

@@ -37,11 +37,14 @@ class Parameter:
     choices: tuple[str, ...] | None = None
     token: bool = False  # a baseline: one of BASELINES or any vocabulary token (checked against the tokenizer)
     real: bool = False  # a number in (low, high], not a whole number
+    flag: bool = False  # True or False (from a user interface also "true"/"false", "1"/"0", "yes"/"no", "on"/"off")
 
     def check(self, value: Any, bounds: Bounds | None = None, *, lenient: bool = False) -> Any:
         """The canonical value, or ValueError naming the parameter, the allowed values and the bad one."""
         if self.token:
             return _token(self.name, value)
+        if self.flag:
+            return _flag(self.name, value, lenient)
         if self.choices is not None:
             return _choice(self.name, value, bounds.choices.get(self.name, self.choices) if bounds else self.choices, lenient)
         low, high = self.low, self.high
@@ -66,6 +69,7 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("objective", "target", "F along the path: the input's target logit (udig), or the largest logit at each "
                   "point (the published DIG/UDIG code's pred.max(1); classification)", choices=OBJECTIVES),
         Parameter("max_points", 256, "the most path points a completeness target may refine the path to", low=2),
+        Parameter("sequential", False, "DIG/UDIG: each word along its own path, the others held at the input", flag=True),
     )
 }
 EXPLAINER_PARAMETERS: dict[str, Parameter] = {  # per model, not per explanation: set once on the Explainer
@@ -114,6 +118,7 @@ class Settings:
     max_delta: float | None = None
     objective: str = "target"
     max_points: int = 256
+    sequential: bool = False
 
     @classmethod
     def make(cls, values: Mapping[str, Any] | None = None, *, bounds: Bounds | None = None, lenient: bool = False, **changes: Any) -> Settings:
@@ -130,11 +135,14 @@ class Settings:
         checked["baseline"] = checked["baseline"] or method.paper_baseline
         for name in PARAMETERS.keys() - method.uses - {"method"}:  # what the method ignores cannot tell two results apart
             checked[name] = None if name in ("strategy", "baseline", "rule") else PARAMETERS[name].default
+        checked.update(method.fixed)  # what the method is (SIG is sequential), whatever was asked
         if checked["max_delta"] is None:
             checked["max_points"] = PARAMETERS["max_points"].default  # a cap without a target changes nothing
         for name, allowed in method.restricts.items():
             if checked[name] not in allowed:
                 raise ValueError(f"{method.title} takes {name} {', '.join(allowed)}, not {checked[name]!r}")
+        if checked["sequential"] and checked["max_delta"] is not None:
+            raise ValueError("a completeness target (max_delta) refines one joint path; sequential paths are integrated as given")
         settings = cls(**checked)
         if bounds is not None and bounds.max_points is not None and (settings.n_points or 0) > bounds.max_points:
             raise ValueError(
@@ -154,8 +162,13 @@ class Settings:
 
     @property
     def n_evaluations(self) -> int:
-        """Points that take a forward and a backward pass: the cost."""
+        """Points that take a forward and a backward pass on one path: the cost, per word when sequential."""
         return get_method(self.method).n_evaluations(self)
+
+    def cost(self, words: int) -> int:
+        """Forward and backward passes for an input of ``words`` moving (non-special) tokens: a sequential
+        method integrates one path per word."""
+        return self.n_evaluations * (words if self.sequential else 1)
 
     def info(self) -> dict[str, Any]:
         """The settings and the path's size and cost, as JSON values."""
@@ -190,6 +203,19 @@ def _real(name: str, value: Any, low: float | None, high: float | None, lenient:
     if not math.isfinite(number) or (low is not None and number <= low) or (high is not None and number > high):
         raise ValueError(f"{name} must be more than {low} and at most {high}, got {value!r}")
     return number
+
+
+def _flag(name: str, value: Any, lenient: bool) -> bool:
+    if lenient and isinstance(value, str) and value.strip().lower() in _FLAGS:
+        return _FLAGS[value.strip().lower()]
+    if lenient and isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+_FLAGS = {**dict.fromkeys(("true", "1", "yes", "on"), True), **dict.fromkeys(("false", "0", "no", "off"), False)}
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...], lenient: bool) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..methods import PATH_METHODS
+from ..methods import PATH_METHODS, get_method
 from ..models import CURATED_MODELS, DEFAULT_MODEL, DEFAULT_QA_MODEL, _hub_offline, _hub_reachable
 from ..settings import Bounds, Settings
 
@@ -94,6 +94,15 @@ class Limits:
             notices.append(f"The {name} was shortened to its first {len(value)} characters (this demo's limit is {limit}).")
         return value
 
+    def check_cost(self, settings: Settings, words: int) -> None:
+        """Refuse a sequential explanation whose paths hold more points than :attr:`max_points` in all: one path
+        per word, so ``words`` x the path's points go through the model (a joint path is checked by ``bounds``)."""
+        if settings.sequential and settings.n_points * words > self.max_points:
+            raise ValueError(
+                f"{sequential_cost(settings, words)}, more than this demo allows ({self.max_points}); "
+                "lower the steps or shorten the text"
+            )
+
     def bounds(self) -> Bounds:
         """These limits as :class:`~udig.settings.Bounds`: the path methods only, and smaller ranges."""
         return Bounds(
@@ -161,17 +170,25 @@ class AppConfig:
             "(set UDIG_ALLOW_ANY_MODEL=1 to allow any Hub id or local folder)"
         )
 
-    def settings(self, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None) -> Settings:
+    def settings(self, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None) -> Settings:
         """One request's settings from the controls' values (slider floats, link or API strings), within
         :attr:`limits`; a missing value (None) is the control's default, a missing baseline the paper's."""
         if baseline is None or (isinstance(baseline, str) and baseline.strip() in ("", PAPER_DEFAULT)):
             baseline = None  # Settings.make resolves it to the method's paper's
-        given = dict(method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates, rule=rule)
+        given = dict(method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates, rule=rule,
+                     sequential=sequential)
         values = {name: getattr(self.defaults, name) if value is None else value for name, value in given.items()}
         for name, value in (*values.items(), ("baseline", baseline)):
             if isinstance(value, str):
                 valid_text(name, value)
         return Settings.make({**values, "baseline": baseline}, bounds=self.limits.bounds(), lenient=True)
+
+
+def sequential_cost(settings: Settings, words: int) -> str:
+    """A sequential run's size in words: ``SIG moves each of 8 words along its own path: 8 × 31 = 248 path points``."""
+    name = get_method(settings.method).title
+    return (f"{name} moves each of {words} words along its own path: {words} × {settings.n_points} = "
+            f"{words * settings.n_points} path points")
 
 
 def _space_url(host: str) -> str | None:

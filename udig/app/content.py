@@ -42,11 +42,15 @@ word replaced by [PAD] or [MASK]) to the input:
   each step monotone toward the baseline.
 - **UDIG** (Roy & Kundu 2024) places evenly spaced reference points on the straight line and picks, near each,
   the real word that keeps the path monotone: evenly spread anchors, closer to the line.
+- **SIG** (Enguehard 2023) moves one word at a time along IG's line, from [MASK], while the other words stay as
+  typed: one path per word, so it costs as many times more as the text has words. *Sequential* does the same
+  with DIG's and UDIG's word paths.
 
 ### How to read the scores
 The faithfulness scores (DIG paper, top 20 % of tokens) ask whether the highlighted words really matter:
 **log-odds** (lower is better) and **comprehensiveness** (higher is better) remove them, **sufficiency** (lower is
-better) keeps only them. The **completeness error** |Δ| (closer to 0 is better) says how well the attributions
+better) keeps only them. The **AOPC** versions (ERASER) average comprehensiveness and sufficiency over the
+top 1, 5, 10, 20 and 50 % of tokens, so one cut-off does not decide. The **completeness error** |Δ| (closer to 0 is better) says how well the attributions
 add up to the change in the model's score between baseline and input; large values mean too few steps.
 
 The offline default model is MiniLM (all-MiniLM-L6-v2) fine-tuned on Rotten Tomatoes sentences by udig itself;

@@ -27,9 +27,9 @@ from .. import render
 from ..methods import PATH_METHODS
 from ..models import ModelLoadError
 from . import links, views
-from .config import PAPER_DEFAULT, AppConfig, Limits, hub_usable, model_at_hand
+from .config import PAPER_DEFAULT, AppConfig, Limits, hub_usable, model_at_hand, sequential_cost
 from .content import EXAMPLES
-from .service import Result, Service
+from .service import Result, Service, sizes
 
 logger = logging.getLogger(__name__)
 
@@ -156,24 +156,32 @@ class Demo:
         text = _clip(self.config.limits, "text", text, notices)
         return self.service.compute("classification", model, {"text": text}, settings, notices, need_path)
 
-    def _path_methods(self, text, model, strategy, steps, factor, nbrs, candidates, rule, need_path: bool = False) -> dict[str, Result]:
-        """IG, DIG and UDIG on one text, each with its paper's baseline."""
-        return {
-            method: self._sentiment(text, model, self.config.settings(method, strategy, steps, factor, nbrs, PAPER_DEFAULT, candidates, rule), need_path)
-            for method in PATH_METHODS
-        }
+    def _path_methods(self, text, model, strategy, steps, factor, nbrs, candidates, rule, methods: tuple[str, ...],
+                      need_path: bool = False) -> tuple[dict[str, Result], list[str]]:
+        """``methods`` on one text, each with its paper's baseline; a sequential one whose cost is above the demo's
+        cap is left out with a notice (the others still run)."""
+        results, notices = {}, []
+        for method in methods:
+            settings = self.config.settings(method, strategy, steps, factor, nbrs, PAPER_DEFAULT, candidates, rule)
+            try:
+                results[method] = self._sentiment(text, model, settings, need_path)
+            except ValueError as error:
+                if not settings.sequential or "more than this demo allows" not in str(error):
+                    raise
+                notices.append(f"{views.METHOD_NAMES[method]} left out: {error}.")
+        return results, notices
 
     # -- Sentiment tab --
 
     @readable_errors
-    def explain(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None):
+    def explain(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None):
         """Sentiment: label, per-word highlight, legend, token table, scores, runtime."""
-        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule)
+        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential)
         return views.sentiment(self._sentiment(text, model, settings))
 
-    def explain_example(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None):
+    def explain_example(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None):
         """:meth:`explain` under its own name, for the examples' cache."""
-        return self.explain(text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule)
+        return self.explain(text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential)
 
     def tokenizer(self, name: str) -> Any:
         """The tokenizer of model ``name`` (loading the model once, as its first explanation would)."""
@@ -200,9 +208,10 @@ class Demo:
     # -- other tabs --
 
     @readable_errors
-    def explain_qa(self, question, context, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None):
+    def explain_qa(self, question, context, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None,
+                   sequential=None):
         """QA: answer, start and end highlights, legend, scores, runtime."""
-        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule)
+        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential)
         notices: list[str] = []
         question = _clip(self.config.limits, "question", question, notices)
         context = _clip(self.config.limits, "context", context, notices)
@@ -213,8 +222,8 @@ class Demo:
 
     @readable_errors
     def compare(self, text, model, strategy, steps, factor, nbrs, candidates, rule=None):
-        """IG, DIG and UDIG on one input: three highlights on one colour scale, a score table, a bar chart."""
-        return views.comparison(self._path_methods(text, model, strategy, steps, factor, nbrs, candidates, rule))
+        """IG, DIG, UDIG and SIG on one input: highlights on one colour scale, a score table, a bar chart."""
+        return views.comparison(*self._path_methods(text, model, strategy, steps, factor, nbrs, candidates, rule, PATH_METHODS))
 
     @readable_errors
     def path(self, text, model, word, strategy, steps, factor, nbrs, candidates, rule=None):
@@ -222,21 +231,43 @@ class Demo:
 
         An empty ``word`` picks the most influential word by UDIG.
         """
-        results = self._path_methods(text, model, strategy, steps, factor, nbrs, candidates, rule, need_path=True)
+        results, _ = self._path_methods(text, model, strategy, steps, factor, nbrs, candidates, rule, views.JOINT_METHODS, need_path=True)
         chosen = render.word_at(render.words(results["udig"].explanation), word)
         vocab = self.service.registry.explainer(self.config.model_name(model, "classification")).vocab_
         return views.path(results, chosen, vocab)
 
+    def cost(self, text, model, method, steps, factor, sequential=None, task: str = "classification") -> str:
+        """What a sequential run will cost, shown before it runs: words x path points, against the demo's cap;
+        empty for a joint path (its cap is the steps slider's range). Shown as the controls change, so it never
+        raises: a bad value is a line of text, and a model that does not load says so when it runs."""
+        if text is None or not str(text).strip():
+            return ""
+        try:
+            settings = self.config.settings(method, None, steps, factor, None, PAPER_DEFAULT, None, None, sequential)
+            if not settings.sequential:
+                return ""
+            inputs = {"text": self.config.limits.text("text", text, [])}
+            _, words = sizes(self.service.registry.explainer(self.config.model_name(model, task)), inputs)
+        except (ValueError, TypeError) as error:
+            return f"⚠️ {views.literal(_message(error))}"
+        except Exception as error:  # noqa: BLE001 - the run reports the model's problem
+            logger.info("no cost estimate: %s", error)
+            return ""
+        limit = self.config.limits.max_points
+        verdict = f"within this demo's cap of {limit}" if settings.n_points * words <= limit else (
+            f"**more than this demo allows ({limit})**: lower the steps or shorten the text")
+        return f"⏱️ {sequential_cost(settings, words)}, {verdict}."
+
     # -- share and export --
 
     @readable_errors
-    def share_sentiment(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None):
+    def share_sentiment(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None):
         """A link to this sentiment explanation (fields checked and cut as the UI's)."""
-        return links.share(self.config, "sentiment", text=text, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates, rule=rule)
+        return links.share(self.config, "sentiment", text=text, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates, rule=rule, sequential=sequential)
 
     @readable_errors
-    def share_qa(self, question, context, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None):
-        return links.share(self.config, "qa", question=question, context=context, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates, rule=rule)
+    def share_qa(self, question, context, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None):
+        return links.share(self.config, "qa", question=question, context=context, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates, rule=rule, sequential=sequential)
 
     @readable_errors
     def share_compare(self, text, model, strategy, steps, factor, nbrs, candidates, rule=None):
@@ -247,17 +278,17 @@ class Demo:
         return links.share(self.config, "path", text=text, model=model, word=word, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates, rule=rule)
 
     @readable_errors
-    def export(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None):
+    def export(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None):
         """Files for the current sentiment explanation: JSON, CSV, standalone HTML, model-card snippets, images.
 
         The Markdown card embeds the PNG (card renderers may strip the HTML's inline colours) and links back
         to the demo with this example's share link: a full address on a Space (``SPACE_HOST``), else relative.
         """
-        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule)
+        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential)
         result = self._sentiment(text, model, settings)
         e, scores = result.explanation, result.scores[""]
         inputs = {"text": e.text, "model": self.config.model_name(model, "classification"), **asdict(settings)}
-        link = (self.config.public_url or "") + self.share_sentiment(text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule)
+        link = (self.config.public_url or "") + self.share_sentiment(text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential)
         stem = f"udig-{e.method}"
         image = f"{stem}.png"
         files: dict[str, str | bytes] = {

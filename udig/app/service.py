@@ -147,13 +147,19 @@ def gpu_seconds(n_points: int, tokens: int) -> int:
     return int(min(high, max(low, math.ceil(GPU_MARGIN * cost))))
 
 
-def attribution_seconds(registry: str, model: str, inputs: dict[str, str], settings: Settings) -> int:
-    """:func:`gpu_seconds` for :func:`attribute`'s arguments (``spaces.GPU`` calls it with them before asking
-    for a GPU): the tokens counted as the explainer will encode the inputs, without running the model."""
-    explainer = _REGISTRIES[registry].explainer(model)
+def sizes(explainer: Explainer, inputs: dict[str, str]) -> tuple[int, int]:
+    """(tokens, words that move) of ``inputs`` as the explainer will encode them, without running the model."""
     task = explainer.task
     limit = explainer.max_length or max_tokens(explainer.model, explainer.tokenizer)
-    return gpu_seconds(settings.n_points or 1, len(task.encode(explainer.tokenizer, task.check_inputs(inputs), limit)))
+    encoding = task.encode(explainer.tokenizer, task.check_inputs(inputs), limit)
+    return len(encoding), int((~encoding.special_mask).sum())
+
+
+def attribution_seconds(registry: str, model: str, inputs: dict[str, str], settings: Settings) -> int:
+    """:func:`gpu_seconds` for :func:`attribute`'s arguments (``spaces.GPU`` calls it with them before asking
+    for a GPU): a sequential method's paths count once per word."""
+    tokens, words = sizes(_REGISTRIES[registry].explainer(model), inputs)
+    return gpu_seconds((settings.n_points or 1) * (words if settings.sequential else 1), tokens)
 
 
 @gpu(duration=attribution_seconds)
@@ -198,6 +204,8 @@ class Service:
         explainer = self.registry.explainer(name)
         if explainer.task.name != task:
             raise ValueError(f"{name} is a {explainer.task.description} model; this tab needs a {get_task(task).description} model")
+        if settings.sequential:
+            self.config.limits.check_cost(settings, sizes(explainer, inputs)[1])
         with self.registry.slot(name, self.config.concurrency):
             explainer.prepare(settings)  # DIG's KNN graph is CPU work (a 5-10 s build, or a load): not in the GPU window
             result = attribute(self.registry.key, name, inputs, settings)

@@ -20,7 +20,8 @@ from .content import RULE_LABELS
 from .service import Result
 
 METHOD_NAMES = {name: REGISTRY[name].title for name in PATH_METHODS}  # "ig" -> "IG", ...
-_COLOURS = {"ig": "#64748b", "dig": "#f59e0b", "udig": "#6366f1"}  # grey, amber, indigo
+JOINT_METHODS = tuple(name for name in PATH_METHODS if not REGISTRY[name].fixed.get("sequential"))  # SIG reuses IG's line
+_COLOURS = {"ig": "#64748b", "dig": "#f59e0b", "udig": "#6366f1", "sig": "#10b981"}  # grey, amber, indigo, green
 METHOD_COLOURS = {METHOD_NAMES[name]: colour for name, colour in _COLOURS.items()}  # by title, as the plots label them
 BAR_ORDER = [f"{score.short} {title}" for score in SCORES for title in METHOD_NAMES.values()]
 PATH_COLUMNS = ["position", "distance", "method"]
@@ -41,9 +42,11 @@ def notices_markdown(notices: Iterable[str]) -> str:
 def runtime(result: Result) -> str:
     """The method, path size, wall time with its parts, the completeness error, then every notice."""
     e, timings = result.main, result.main.timings
+    words = len(e.tokens) - sum(e.special_mask)
     facts = [
         f"**{METHOD_NAMES[e.method]}**" + (f" ({e.strategy})" if e.strategy else ""),
-        f"{e.settings.get('n_points')} path points, {RULE_LABELS.get(e.settings.get('rule'), 'no path')}",
+        f"{e.settings.get('n_points')} path points" + (f" × {words} words (sequential)" if e.settings.get("sequential") else "")
+        + f", {RULE_LABELS.get(e.settings.get('rule'), 'no path')}, {e.settings.get('n_evaluations')} gradient evaluations",
         f"{len(e.tokens)} tokens",
         f"baseline {literal(e.baseline_token)}",
         f"**{result.seconds:.2f} s** (path {timings.get('path', 0):.2f} s, gradients {timings.get('gradients', 0):.2f} s, "
@@ -95,19 +98,20 @@ def qa(result: Result) -> tuple:
     return summary, render.highlight_value(answer.start), render.highlight_value(answer.end), legend, scores, runtime(result)
 
 
-def comparison(results: Mapping[str, Result]) -> tuple:
-    """Compare tab, for results by method: one highlight each on a shared scale, legend, table, bars, summary."""
+def comparison(results: Mapping[str, Result], notices: Sequence[str] = ()) -> tuple:
+    """Compare tab, for results by method: one highlight per method of :data:`METHOD_NAMES` on a shared scale (empty
+    for a method left out, ``notices`` saying why), legend, table, bars, summary."""
     explanations = [r.explanation for r in results.values()]
     scale = render.shared_scale(explanations)
-    highlights = [render.highlight_value(e, scale=scale) for e in explanations]
+    highlights = [render.highlight_value(results[m].explanation, scale=scale) if m in results else [] for m in METHOD_NAMES]
     scores = {method: r.scores[""] for method, r in results.items()}
     first = explanations[0]
     summary = (
         f"Explained label **{literal(first.target_label)}** (p = {first.prediction:.3f}). "
-        "One colour scale for all three methods (the largest |word score| among them). "
+        "One colour scale for all methods (the largest |word score| among them). "
         "★ marks the best method per score. " + " · ".join(f"{METHOD_NAMES[m]} {r.seconds:.2f} s" for m, r in results.items())
     )
-    notices = sorted({n for r in results.values() for n in (*r.notices, *r.explanation.warnings)})
+    notices = [*notices, *sorted({n for r in results.values() for n in (*r.notices, *r.explanation.warnings)})]
     if notices:
         summary += "\n\n" + notices_markdown(notices)
     table = _score_table(scores, {m: r.seconds for m, r in results.items()})
