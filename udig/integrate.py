@@ -137,14 +137,15 @@ def integrate_path(function: ScalarFunction, path: Tensor, batch_size: int, rule
     F(x') comes from the first evaluation when the rule takes one there, else from one forward pass without
     gradients; F(x) is the caller's (the prediction pass already computed it).
     """
-    quadrature = _rule(rule, path)
+    quadrature = rule_for(rule, path)
     points, weights = quadrature.nodes(path)
     (terms,), values = gradient_terms(function, points, (weights,), batch_size)
-    f_baseline = values[:, 0] if quadrature.starts_at_baseline else _values(function, path[:1], batch_size)[:, 0]
+    f_baseline = values[:, 0] if quadrature.starts_at_baseline else values_at(function, path[:1], batch_size)[:, 0]
     return PathIntegral(terms.sum(1), f_baseline, len(points), path)
 
 
-def _rule(rule: str, path: Tensor) -> Rule:
+def rule_for(rule: str, path: Tensor) -> Rule:
+    """The quadrature rule called ``rule``, checked against ``path`` (joint and sequential integration share it)."""
     if path.shape[0] < 2:
         raise ValueError("a path needs at least two points")
     if rule not in RULES:
@@ -152,7 +153,7 @@ def _rule(rule: str, path: Tensor) -> Rule:
     return RULES[rule]
 
 
-def _values(function: ScalarFunction, points: Tensor, batch_size: int) -> Tensor:
+def values_at(function: ScalarFunction, points: Tensor, batch_size: int) -> Tensor:
     """F at ``points (M, L, d)`` without gradients: ``(n_targets, M)``."""
     with torch.no_grad():
         return torch.cat([function(points[i : i + batch_size]) for i in range(0, len(points), batch_size)]).T
@@ -178,7 +179,7 @@ def refine_path(
     halved. Uniform upscaling (DIG/UDIG's ``factor``) splits every segment instead. Gauss-Legendre has no
     segments: it doubles its nodes and starts again. ``n_evaluations`` counts every forward+backward taken.
     """
-    quadrature = _rule(rule, path)
+    quadrature = rule_for(rule, path)
     if quadrature.straight_only:
         spent = 0
         while True:
@@ -220,11 +221,11 @@ class _Segments:
         if rule == "riemann_middle":
             (mid,), f_mid = gradient_terms(function, starts + steps / 2, (steps,), batch_size)
             mid_terms, f_mid = mid.transpose(0, 1), f_mid.T
-            f_nodes = torch.cat([_values(function, path[:-1], batch_size).T, f_input[None]])  # no gradients: forward only
+            f_nodes = torch.cat([values_at(function, path[:-1], batch_size).T, f_input[None]])  # no gradients: forward only
         elif rule == "riemann_right":
             (end,), f_ends = gradient_terms(function, path[1:], (steps,), batch_size)
             end_terms = end.transpose(0, 1)
-            f_nodes = torch.cat([_values(function, path[:1], batch_size).T, f_ends.T])
+            f_nodes = torch.cat([values_at(function, path[:1], batch_size).T, f_ends.T])
         else:  # left, trapezoid: the gradient at every start; the trapezoid also at every end
             ahead = torch.cat([steps, torch.zeros_like(steps[:1])])  # node k's segment ahead, none after the input
             behind = torch.cat([torch.zeros_like(steps[:1]), steps])  # node k's segment behind

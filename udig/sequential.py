@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .integrate import PathIntegral, ScalarFunction, _rule, _values, gradient_terms
+from .integrate import PathIntegral, ScalarFunction, gradient_terms, rule_for, values_at
 
 
 def _one_word_changed(inputs: Tensor, positions: Tensor, columns: Tensor) -> Tensor:
@@ -38,7 +38,7 @@ def integrate_sequential(
     ``n_evaluations`` = T × the rule's evaluations on one path; ``path`` is returned as given (each token's own
     points, for the path view and the word-approximation error).
     """
-    quadrature = _rule(rule, path)
+    quadrature = rule_for(rule, path)
     nodes, weights = quadrature.nodes(path)  # (M, L, d) each
     inputs = path[-1]
     positions = moving.nonzero().squeeze(1)  # (T,)
@@ -58,7 +58,7 @@ def integrate_sequential(
         f_words = torch.cat(at_baseline, dim=1)  # (n_targets, T)
     else:
         f_words = torch.cat([
-            _values(function, _one_word_changed(inputs, chunk, path[0, chunk]), batch_size)
+            values_at(function, _one_word_changed(inputs, chunk, path[0, chunk]), batch_size)
             for chunk in positions.split(batch_size)
         ], dim=1)
     f_baseline = f_input - (f_input[:, None] - f_words.to(f_input.dtype)).sum(1)
