@@ -10,7 +10,7 @@ import torch
 
 from udig import vocab as vocab_module
 from udig.paths import udig_reference_alphas
-from udig.vocab import VocabIndex, knn_graph, otsu_threshold, vocab_index_for
+from udig.vocab import VocabIndex, knn_graph, nearest_by_products, otsu_threshold, vocab_index_for
 
 
 def _index(tiny, tmp_path, **options) -> VocabIndex:
@@ -173,6 +173,34 @@ def test_nearest_on_segments_equals_brute_force(minilm, m):
         expected_dist = dist.topk(12, largest=False).values
         got_dist = dist.gather(2, found)
         assert torch.allclose(got_dist, expected_dist, atol=1e-6)
+
+
+@pytest.mark.parametrize("baseline", [103, 0])  # [MASK], [PAD]
+def test_compiled_nearest_ranks_as_the_tensor_version(minilm, baseline):
+    """The CPU's compiled ranking and the GPU's tensor one pick rows of equal rank at every point; where two
+    rows tie exactly (fp32 cancellation makes [PAD] tie with a word), the compiled one takes the lower id."""
+    model, tokenizer = minilm
+    index = vocab_index_for(model, tokenizer)
+    table = index.embeddings
+    word_ids = torch.tensor(tokenizer("zzz xylophone: it's a gorgeous, moving portrait!", add_special_tokens=False)["input_ids"])
+    refs = torch.full_like(word_ids, baseline)
+    for m, k in [(1, 1), (5, 12), (30, 50)]:
+        alphas = udig_reference_alphas(m)
+        for rule in ("all", "words"):
+            keys_t, key_sq, key_ids = index.candidate_keys(rule)
+            unique_starts, which = torch.unique(table[refs], dim=0, return_inverse=True)
+            products = torch.cat([unique_starts, table[word_ids]]) @ keys_t
+            n_unique = len(unique_starts)
+            offset = key_sq - 2 * products[:n_unique][which]
+            slope = 2 * (products[:n_unique][which] - products[n_unique:])
+            rank = offset[:, None, :] + alphas[None, :, None] * slope[:, None, :]  # (T, m, A)
+            tensor_version = nearest_by_products(products, which, key_sq, alphas, k)
+            found = index.nearest_on_segments(table[refs], table[word_ids], alphas, k, rule)
+            positions = found if key_ids is None else torch.searchsorted(key_ids, found)
+            assert torch.equal(rank.gather(2, positions), rank.gather(2, tensor_version)), (m, k, rule)
+            got = rank.gather(2, positions)
+            later, earlier = (got[..., 1:], positions[..., 1:]), (got[..., :-1], positions[..., :-1])
+            assert bool(((later[0] > earlier[0]) | ((later[0] == earlier[0]) & (later[1] > earlier[1]))).all())
 
 
 def test_nearest_on_segments_runs_on_the_device_it_is_given(tiny, tmp_path):

@@ -187,6 +187,28 @@ def _knn_graph_on(rows: Tensor, key_ids: Tensor, k: int, device: torch.device) -
     return key_ids[nearest].to(torch.int32)
 
 
+def nearest_by_products(products: Tensor, which: Tensor, key_sq: Tensor, alphas: Tensor, k: int) -> Tensor:
+    """:meth:`VocabIndex.nearest_on_segments`'s ranking in tensor operations, on the products' device:
+    ``(T, m, k)`` positions among the candidate rows, nearest first.
+
+    ``products (U + T, A)``: the U distinct start rows' and then the T end rows' products with the candidate
+    rows; ``which (T,)``: each token's start row; ``key_sq (A,)``: the candidates' squared norms."""
+    n_unique = len(products) - len(which)
+    at_start = products[:n_unique][which]  # (T, A)
+    offset = key_sq - 2 * at_start  # a_c
+    slope = 2 * (at_start - products[n_unique:])  # b_c
+    ends_low, ends_high = offset + float(alphas.min()) * slope, offset + float(alphas.max()) * slope
+    lower, upper = torch.minimum(ends_low, ends_high), torch.maximum(ends_low, ends_high)  # (T, A)
+    kth_upper = upper.topk(k, dim=1, largest=False, sorted=False).values.amax(1, keepdim=True)  # (T, 1)
+    n_kept = int((lower <= kth_upper).sum(1).max())
+    kept = lower.topk(n_kept, dim=1, largest=False).indices  # (T, n): every row that may qualify
+    rank_key = torch.baddbmm(
+        offset.gather(1, kept)[:, None, :], alphas[None, :, None].expand(len(kept), -1, 1), slope.gather(1, kept)[:, None, :]
+    )  # (T, m, n)
+    nearest = kept.gather(1, rank_key.topk(k, dim=2, largest=False, sorted=True).indices.flatten(1))
+    return nearest.view(len(kept), len(alphas), k)
+
+
 class VocabIndex:
     """Shared, lazily built searches over one model's word-embedding matrix.
 
@@ -295,29 +317,24 @@ class VocabIndex:
         smallest upper end value (the k rows with the smallest upper ends are at least that close
         everywhere). Only those rows (a few hundred to about 2,000 of MiniLM's 30,522) are ranked point
         by point; the result is exact. Equal start rows (every token's baseline word) share one row.
-        Everything runs on ``device`` (the model's; the CPU by default), where the ids are returned: on a
-        GPU the product with the vocabulary matrix takes a fraction of a millisecond.
+        Everything runs on ``device`` (the model's; the CPU by default), where the ids are returned. On
+        the CPU the ranking after the product is one compiled pass (:func:`udig.kernels.nearest_on_segments`);
+        elsewhere (a GPU, where the product takes a fraction of a millisecond) it is
+        :func:`nearest_by_products`, the same ranking in tensor operations.
         """
         keys_t, key_sq, key_ids = self.candidate_keys(rule, device)
         if k > len(key_sq):
             raise ValueError(f"nbrs={k} exceeds the {len(key_sq)} candidate rows")
-        starts, ends = starts.to(keys_t), ends.to(keys_t)
+        starts, ends, alphas = starts.to(keys_t), ends.to(keys_t), alphas.to(keys_t)
         unique_starts, which = torch.unique(starts, dim=0, return_inverse=True)
         products = torch.cat([unique_starts, ends]) @ keys_t  # (U + T, A)
-        at_start = products[: len(unique_starts)][which]  # (T, A)
-        offset = key_sq - 2 * at_start  # a_c
-        slope = 2 * (at_start - products[len(unique_starts) :])  # b_c
-        alphas = alphas.to(keys_t)
-        ends_low, ends_high = offset + float(alphas.min()) * slope, offset + float(alphas.max()) * slope
-        lower, upper = torch.minimum(ends_low, ends_high), torch.maximum(ends_low, ends_high)  # (T, A)
-        kth_upper = upper.topk(k, dim=1, largest=False, sorted=False).values.amax(1, keepdim=True)  # (T, 1)
-        n_kept = int((lower <= kth_upper).sum(1).max())
-        kept = lower.topk(n_kept, dim=1, largest=False).indices  # (T, n): every row that may qualify
-        rank_key = torch.baddbmm(
-            offset.gather(1, kept)[:, None, :], alphas[None, :, None].expand(len(kept), -1, 1), slope.gather(1, kept)[:, None, :]
-        )  # (T, m, n)
-        nearest = kept.gather(1, rank_key.topk(k, dim=2, largest=False, sorted=True).indices.flatten(1))
-        nearest = nearest.view(len(kept), len(alphas), k)
+        if keys_t.device.type == "cpu":
+            from .kernels import nearest_on_segments as compiled  # numba loads on first use
+
+            nearest = torch.empty(len(ends), len(alphas), k, dtype=torch.long)
+            compiled(products.numpy(), which.numpy(), key_sq.numpy(), alphas.numpy(), k, nearest.numpy())
+        else:
+            nearest = nearest_by_products(products, which, key_sq, alphas, k)
         return nearest if key_ids is None else key_ids[nearest]
 
     def nearest_distances(self, points: Tensor, rules: Sequence[str] = ("all",)) -> dict[str, Tensor]:
