@@ -176,6 +176,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                              "context": gr.Textbox(QA_EXAMPLE[1], lines=5, label="Context", max_length=config.limits.max_chars)}
                         q["model"] = _model_picker(demo, config.qa_models, "QA model")
                         q |= _settings(demo)
+                        q_cost = gr.Markdown(elem_id="qa-cost")
                         q_button = gr.Button("Explain", variant="primary", elem_id="qa-explain")
                     with gr.Column(scale=2):
                         q_answer = gr.Markdown(label="Answer", elem_id="qa-answer")
@@ -188,6 +189,9 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 q_outputs = [q_answer, q_start, q_end, q_legend, q_scores, q_runtime]
                 _share_row(demo, demo.share_qa, q_inputs, "share_qa")
                 q_button.click(demo.explain_qa, q_inputs, q_outputs, api_name="explain_qa", concurrency_id="qa", **attribution)
+                q_costed = ("question", "context", "model", "method", "steps", "factor", "sequential")
+                gr.on([q[name].change for name in q_costed], demo.cost_qa, [q[name] for name in q_costed], q_cost,
+                      api_name="cost_qa", trigger_mode="always_last", show_progress="hidden", queue=False, preprocess=False)
 
             # ---------------------------------------------------------------- Compare methods
             with gr.Tab("Compare methods", id="compare"):

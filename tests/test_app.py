@@ -185,6 +185,12 @@ def test_sequential_runs_show_their_cost_first_and_keep_the_point_cap(minilm, mi
         "⏱️ SIG moves each of 6 words along its own path: 6 × 9 = 54 path points, within this demo's cap of 60.")
     assert "6 × 11 = 66 path points, **more than this demo allows (60)**" in demo.cost(text, MODEL, "udig", 9, 0, True)
     assert demo.cost(text, MODEL, "sig", "abc", 0).startswith("⚠️ Steps must be a whole number")
+    # QA: the question's and the context's words all move (3 + 6 here: "?" is one), and the same cap holds
+    assert demo.cost_qa("Who laughed?", text, UNTRAINED_QA_MODEL, "sig", 5, 0) == (
+        "⏱️ SIG moves each of 9 words along its own path: 9 × 6 = 54 path points, within this demo's cap of 60.")
+    assert "**more than this demo allows (60)**" in demo.cost_qa("Who laughed?", text, UNTRAINED_QA_MODEL, "sig", 8, 0)
+    assert demo.cost_qa("Who laughed?", text, UNTRAINED_QA_MODEL, "udig", 8, 0, False) == ""
+    assert demo.cost_qa("", text, UNTRAINED_QA_MODEL, "sig", 8, 0) == ""
     *_, runtime = demo.explain(text, MODEL, "sig", "maxcount", 8, 0, 50, "paper default", "words")
     assert "9 path points × 6 words (sequential)" in runtime and "48 gradient evaluations" in runtime  # 8 on each path
     with pytest.raises(gr.Error, match="UDIG moves each of 6 words along its own path: 6 × 11 = 66 path points, more than this demo allows"):

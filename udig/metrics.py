@@ -25,6 +25,9 @@ Conventions, exactly:
   - AOPC comprehensiveness and sufficiency (ERASER, DeYoung et al., ACL 2020): the same two scores averaged
     over the cut-offs 1, 5, 10, 20 and 50 % (:data:`AOPC_CUTOFFS`), each cut-off's k by the rule above (so a
     short input's 1 % bin has k = 0 and scores 0 in both): the mean of the five bins, independent of ``topk``.
+    The paper writes the average as 1/(|B|+1) times the sum; ERASER's released scorer
+    (``rationale_benchmark/metrics.py``, ``_instances_aopc``) takes the plain mean over the |B| bins, and so
+    do we, so that our numbers compare with the scorer's.
 
 * **Extractive QA.** Positions must stay comparable, so nothing is deleted: tokens are *replaced* by [MASK]
   and the sequence keeps its length. ŷ is the predicted answer's start position for the start explanation

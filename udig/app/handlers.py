@@ -236,17 +236,25 @@ class Demo:
         vocab = self.service.registry.explainer(self.config.model_name(model, "classification")).vocab_
         return views.path(results, chosen, vocab)
 
-    def cost(self, text, model, method, steps, factor, sequential=None, task: str = "classification") -> str:
-        """What a sequential run will cost, shown before it runs: words x path points, against the demo's cap;
-        empty for a joint path (its cap is the steps slider's range). Shown as the controls change, so it never
-        raises: a bad value is a line of text, and a model that does not load says so when it runs."""
-        if text is None or not str(text).strip():
+    def cost(self, text, model, method, steps, factor, sequential=None) -> str:
+        """What a sequential run on a sentiment text will cost, shown before it runs (see :meth:`_cost`)."""
+        return self._cost({"text": text}, "classification", model, method, steps, factor, sequential)
+
+    def cost_qa(self, question, context, model, method, steps, factor, sequential=None) -> str:
+        """The QA tab's :meth:`cost`: every word of the question and the context moves."""
+        return self._cost({"question": question, "context": context}, "qa", model, method, steps, factor, sequential)
+
+    def _cost(self, fields: dict[str, Any], task: str, model, method, steps, factor, sequential) -> str:
+        """Words x path points against the demo's cap; empty for a joint path (its cap is the steps slider's
+        range). Shown as the controls change, so it never raises: a bad value is a line of text, and a model
+        that does not load says so when it runs."""
+        if any(value is None or not str(value).strip() for value in fields.values()):
             return ""
         try:
             settings = self.config.settings(method, None, steps, factor, None, PAPER_DEFAULT, None, None, sequential)
             if not settings.sequential:
                 return ""
-            inputs = {"text": self.config.limits.text("text", text, [])}
+            inputs = {name: self.config.limits.text(name, value, []) for name, value in fields.items()}
             _, words = sizes(self.service.registry.explainer(self.config.model_name(model, task)), inputs)
         except (ValueError, TypeError) as error:
             return f"⚠️ {views.literal(_message(error))}"
