@@ -136,7 +136,9 @@ def test_sequential_settings_are_checked():
         Settings.make(method="udig", sequential="yes")
     with pytest.raises(ValueError, match="sequential paths are integrated as given"):
         Settings.make(method="dig", sequential=True, max_delta=0.1)
-    assert Settings.make(method="sig", max_delta=0.1).max_delta is None  # SIG takes no completeness target
+    with pytest.raises(ValueError, match="sequential paths are integrated as given"):  # refused, not dropped
+        Settings.make(method="sig", max_delta=0.1)
+    assert Settings.make(method="sig", max_points=300).max_points == Settings.make(method="sig").max_points
 
 
 @pytest.mark.parametrize("method", ["dig", "udig", "sig"])

@@ -234,7 +234,7 @@ REGISTRY: dict[str, Method] = {
         PathMethod("dig", "DIG", "pad", _ANCHORED - {"nbrs"}, _anchored_path(_graph_candidates), _anchored_points,
                    _WORD_PATH_RULES, needs_graph=True),
         PathMethod("udig", "UDIG", "mask", _ANCHORED, _anchored_path(_line_candidates), _anchored_points, _WORD_PATH_RULES),
-        PathMethod("sig", "SIG", "mask", _INTEGRATED - {"max_delta", "max_points"}, _linear_path, lambda s: s.steps + 1,
+        PathMethod("sig", "SIG", "mask", _INTEGRATED, _linear_path, lambda s: s.steps + 1,
                    fixed={"sequential": True}),
         PathFreeMethod("random", "Random", frozenset({"seed"}), _random_scores, evaluations=0),
         PathFreeMethod("grad-input", "Gradient × input", frozenset(), _gradient_times_input, evaluations=1),
