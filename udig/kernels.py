@@ -6,9 +6,9 @@ tensor dispatch per step. DIG scores 500 candidate rows x d dimensions per token
 stops once it cannot beat the best so far, so most rows are read only in part. DIG's graph build keeps
 the k best of 30,522 scores per row; a compiled selection does that in about the same time on every
 row, where ``torch.topk`` took 1.4-2.8 s per build depending on how the scores are spread. UDIG's
-nearest words along each token's reference line rank in one pass after the product with the vocabulary
-(4 ms for a 19-token sentence on 2 cores, where the tensor version took 8.5 ms in about 30 dispatches). Compiled
-on first use (about 1 s each) and cached on disk beside this file.
+nearest words along each token's reference line are ranked in one pass after the product with the
+vocabulary: 4 ms for a 19-token sentence on 2 cores, where the same ranking in about 20 tensor operations
+took 8.5-11 ms. Compiled on first use (about 1 s each) and cached on disk beside this file.
 """
 
 from __future__ import annotations
