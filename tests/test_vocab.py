@@ -203,6 +203,16 @@ def test_compiled_nearest_ranks_as_the_tensor_version(minilm, baseline):
             assert bool(((later[0] > earlier[0]) | ((later[0] == earlier[0]) & (later[1] > earlier[1]))).all())
 
 
+def test_nearest_on_segments_refuses_non_finite_values(tiny, tmp_path):
+    index = _index(tiny, tmp_path)
+    table = index.embeddings
+    starts, ends, alphas = table[[4, 4]], table[[12, 20]].clone(), udig_reference_alphas(4)
+    ends[1, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        index.nearest_on_segments(starts, ends, alphas, 3, "words")
+    assert index.nearest_on_segments(starts[:0], ends[:0], alphas, 3, "words").shape == (0, 4, 3)  # no words: nothing
+
+
 def test_nearest_on_segments_runs_on_the_device_it_is_given(tiny, tmp_path):
     """Keys are kept per device; the CPU result is the default's, ids on the device of the search."""
     index = _index(tiny, tmp_path)

@@ -326,6 +326,8 @@ class VocabIndex:
         if k > len(key_sq):
             raise ValueError(f"nbrs={k} exceeds the {len(key_sq)} candidate rows")
         starts, ends, alphas = starts.to(keys_t), ends.to(keys_t), alphas.to(keys_t)
+        if not all(bool(torch.isfinite(x).all()) for x in (starts, ends, alphas, key_sq)):
+            raise ValueError("NaN or infinite values in the embeddings or the segments; no nearest words can be ranked")
         unique_starts, which = torch.unique(starts, dim=0, return_inverse=True)
         products = torch.cat([unique_starts, ends]) @ keys_t  # (U + T, A)
         if keys_t.device.type == "cpu":
