@@ -193,6 +193,8 @@ def test_bad_strategy_shapes_and_ids_are_rejected():
             paths.anchor_paths(word, ref, vocab, torch.zeros(shape, dtype=torch.long), "greedy", 2)
     with pytest.raises(ValueError, match="outside the 6 rows"):
         paths.anchor_paths(torch.tensor([6]), ref, vocab, torch.zeros(6, 2, dtype=torch.long), "greedy", 2)
+    with pytest.raises(ValueError, match="candidate ids outside the 6 rows"):
+        paths.anchor_paths(word, ref, vocab, torch.full((1, 2, 2), 6), "greedy", 2)
 
 
 def _quadratic(x):  # F(x) = sum_i (w . x_i)^2 and 3F: two targets; dF/dx_i = 2 (w . x_i) w

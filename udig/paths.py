@@ -48,8 +48,9 @@ def anchor_paths(
     expected = (len(word_ids), m) if per_step else (len(table),)
     if tuple(candidates.shape[:-1]) != expected or candidates.dim() not in (2, 3):
         raise ValueError(f"candidates of shape {tuple(candidates.shape)}: expected (V, K) = ({len(table)}, K) or (T, m, K) = ({len(word_ids)}, {m}, K)")
-    for name, tokens in (("word", word_ids), ("reference", reference_ids)):
-        if len(tokens) and not 0 <= int(tokens.min()) <= int(tokens.max()) < len(table):
+    checked = (("word", word_ids), ("reference", reference_ids)) + ((("candidate", candidates),) if per_step else ())
+    for name, tokens in checked:  # the compiled pass does not bounds-check (a graph is checked when built or loaded)
+        if tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < len(table):
             raise ValueError(f"{name} ids outside the {len(table)} rows of the embedding matrix")
     ids = candidates.detach().cpu().to(torch.int32).reshape(-1, candidates.shape[-1]).contiguous()
     chains = torch.empty(len(word_ids), m + 1, dtype=torch.long)
