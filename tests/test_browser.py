@@ -332,3 +332,15 @@ def test_a_link_is_restored_when_the_queue_is_full(page, served):
         assert page.locator("[role=tabpanel]:visible textarea").first.input_value() == "restored while full"
     finally:
         blocks._queue.max_size = size
+
+
+def test_the_qa_tab_shows_a_sequential_runs_cost_before_it_runs(page, url):
+    open_app(page, url)
+    page.get_by_role("tab", name="Question answering").click()
+    panel = page.locator("[role=tabpanel]:visible")
+    assert panel.locator("#qa-cost").inner_text().strip() == ""  # a joint path: nothing to announce
+    panel.get_by_label("SIG").first.check()
+    wait_for_text(page, "#qa-cost", "path points")
+    cost = page.locator("#qa-cost").inner_text()
+    assert "SIG moves each of" in cost and ("within this demo's cap" in cost or "more than this demo allows" in cost)
+    assert not page.errors
