@@ -162,8 +162,7 @@ def _top_k_per_row(scores, k, out):  # pragma: no cover - compiled
         c = 0
         for j in range(n_cols):
             if row[j] >= threshold:
-                b = bits[r, j]  # IEEE bits -> unsigned order equal to float order, then complemented
-                ascending = (b ^ np.uint32(0xFFFFFFFF)) if b & np.uint32(0x80000000) else (b | np.uint32(0x80000000))
+                ascending = _in_float_order(bits[r, j])  # then complemented: largest first
                 keys[c] = (np.uint64(np.uint32(0xFFFFFFFF) - ascending) << np.uint64(32)) | np.uint64(j)
                 c += 1
         keys.sort()
@@ -243,11 +242,16 @@ def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no
                     reach = max(reach, offset[c] + alpha * slope[c])
             n = 0
             bits = values.view(np.uint32)
-            for i in range(n_kept):  # IEEE bits -> unsigned order equal to float order, then the position
+            for i in range(n_kept):  # the value's order, then the position
                 if values[i] <= reach:
-                    ordered = (bits[i] ^ np.uint32(0xFFFFFFFF)) if bits[i] & np.uint32(0x80000000) else (bits[i] | np.uint32(0x80000000))
-                    keys[n] = (np.uint64(ordered) << np.uint64(32)) | np.uint64(positions[i])
+                    keys[n] = (np.uint64(_in_float_order(bits[i])) << np.uint64(32)) | np.uint64(positions[i])
                     n += 1
             chosen = np.sort(np.partition(keys[:n], k - 1)[:k]) if n > k else np.sort(keys[:n])
             for i in range(k):
                 out[t, j, i] = chosen[i] & np.uint64(0xFFFFFFFF)
+
+
+@numba.njit(cache=True, inline="always")
+def _in_float_order(bits):  # pragma: no cover - compiled
+    """A float32's IEEE bits as an unsigned integer whose order is the float's (smallest first)."""
+    return (bits ^ np.uint32(0xFFFFFFFF)) if bits & np.uint32(0x80000000) else (bits | np.uint32(0x80000000))
