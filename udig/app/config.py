@@ -62,6 +62,10 @@ def _env_flag(name: str, default: bool) -> bool:
     return default
 
 
+class OverCap(ValueError):
+    """A sequential explanation above the demo's point cap (the Compare tab leaves that method out and goes on)."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """Guard rails for a public demo, tighter than the library's own; some can be raised by the environment."""
@@ -94,11 +98,15 @@ class Limits:
             notices.append(f"The {name} was shortened to its first {len(value)} characters (this demo's limit is {limit}).")
         return value
 
+    def over_cap(self, settings: Settings, words: int) -> bool:
+        """Whether a sequential explanation's paths hold more points than :attr:`max_points` in all: one path per
+        word, so ``words`` x the path's points go through the model (a joint path is checked by ``bounds``)."""
+        return settings.sequential and settings.n_points * words > self.max_points
+
     def check_cost(self, settings: Settings, words: int) -> None:
-        """Refuse a sequential explanation whose paths hold more points than :attr:`max_points` in all: one path
-        per word, so ``words`` x the path's points go through the model (a joint path is checked by ``bounds``)."""
-        if settings.sequential and settings.n_points * words > self.max_points:
-            raise ValueError(
+        """Refuse what :meth:`over_cap` finds too large, saying its size."""
+        if self.over_cap(settings, words):
+            raise OverCap(
                 f"{sequential_cost(settings, words)}, more than this demo allows ({self.max_points}); "
                 "lower the steps or shorten the text"
             )

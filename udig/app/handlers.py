@@ -27,7 +27,7 @@ from .. import render
 from ..methods import PATH_METHODS
 from ..models import ModelLoadError
 from . import links, views
-from .config import PAPER_DEFAULT, AppConfig, Limits, hub_usable, model_at_hand, sequential_cost
+from .config import PAPER_DEFAULT, AppConfig, Limits, OverCap, hub_usable, model_at_hand, sequential_cost
 from .content import EXAMPLES
 from .service import Result, Service, sizes
 
@@ -165,9 +165,7 @@ class Demo:
             settings = self.config.settings(method, strategy, steps, factor, nbrs, PAPER_DEFAULT, candidates, rule)
             try:
                 results[method] = self._sentiment(text, model, settings, need_path)
-            except ValueError as error:
-                if not settings.sequential or "more than this demo allows" not in str(error):
-                    raise
+            except OverCap as error:
                 notices.append(f"{views.METHOD_NAMES[method]} left out: {error}.")
         return results, notices
 
@@ -262,7 +260,7 @@ class Demo:
             logger.info("no cost estimate: %s", error)
             return ""
         limit = self.config.limits.max_points
-        verdict = f"within this demo's cap of {limit}" if settings.n_points * words <= limit else (
+        verdict = f"within this demo's cap of {limit}" if not self.config.limits.over_cap(settings, words) else (
             f"**more than this demo allows ({limit})**: lower the steps or shorten the text")
         return f"⏱️ {sequential_cost(settings, words)}, {verdict}."
 
