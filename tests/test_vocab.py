@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from udig import vocab as vocab_module
+from udig.kernels import products_with_rows
 from udig.paths import udig_reference_alphas
 from udig.vocab import VocabIndex, knn_graph, nearest_by_products, otsu_threshold, vocab_index_for
 
@@ -187,9 +188,11 @@ def test_compiled_nearest_ranks_as_the_tensor_version(minilm, baseline):
     for m, k in [(1, 1), (5, 12), (30, 50)]:
         alphas = udig_reference_alphas(m)
         for rule in ("all", "words"):
-            keys_t, key_sq, key_ids = index.candidate_keys(rule)
+            rows, key_sq, key_ids = index.candidate_keys(rule)
             unique_starts, which = torch.unique(table[refs], dim=0, return_inverse=True)
-            products = torch.cat([unique_starts, table[word_ids]]) @ keys_t
+            queries = torch.cat([unique_starts, table[word_ids]])
+            products = torch.empty(len(queries), len(rows))  # the CPU's own products: both rankings see the same values
+            products_with_rows(rows.numpy(), queries.numpy(), products.numpy())
             n_unique = len(unique_starts)
             offset = key_sq - 2 * products[:n_unique][which]
             slope = 2 * (products[:n_unique][which] - products[n_unique:])
@@ -201,6 +204,20 @@ def test_compiled_nearest_ranks_as_the_tensor_version(minilm, baseline):
             got = rank.gather(2, positions)
             later, earlier = (got[..., 1:], positions[..., 1:]), (got[..., :-1], positions[..., :-1])
             assert bool(((later[0] > earlier[0]) | ((later[0] == earlier[0]) & (later[1] > earlier[1]))).all())
+
+
+@pytest.mark.parametrize("n_rows", [0, 7, 8, 300, 1027])  # short of a block of 8, exact blocks, a tail
+@pytest.mark.parametrize("n_queries", [1, 19])
+def test_compiled_products_are_float32_dot_products(n_rows, n_queries):
+    """Within the worst-case rounding of a float32 sum of d products, d u sum_i |r_i q_i| (u = 2^-24),
+    of the exact products; the ranking test above checks what that rounding may change."""
+    generator = torch.Generator().manual_seed(n_rows + n_queries)
+    rows, queries = torch.randn(n_rows, 384, generator=generator), torch.randn(n_queries, 384, generator=generator)
+    out = torch.full((n_queries, n_rows), float("nan"))
+    products_with_rows(rows.numpy(), queries.numpy(), out.numpy())
+    exact = queries.double() @ rows.double().T
+    bound = 384 * 2.0**-24 * (queries.double().abs() @ rows.double().abs().T)
+    assert bool(((out.double() - exact).abs() <= bound).all())
 
 
 def test_nearest_on_segments_refuses_non_finite_values(tiny, tmp_path):

@@ -39,6 +39,8 @@ from safetensors.torch import save_file
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
+from .paths import float_prefixes
+
 logger = logging.getLogger(__name__)
 
 CANDIDATE_RULES = ("all", "words")
@@ -240,6 +242,7 @@ class VocabIndex:
         self._identity: str | None = None
         self._word_mask: Tensor | None = None
         self._sq_norms: Tensor | None = None
+        self._float_prefixes: Tensor | None = None
         self._keys: dict[tuple[str, torch.device], tuple[Tensor, Tensor, Tensor | None]] = {}
 
     @property
@@ -278,6 +281,14 @@ class VocabIndex:
         return out
 
     @property
+    def float_prefixes_(self) -> Tensor:
+        """:func:`udig.paths.float_prefixes` of the matrix, for MaxCount's paths: made once (23 MB for MiniLM)."""
+        with self._lock:
+            if self._float_prefixes is None:
+                self._float_prefixes = float_prefixes(self.embeddings)
+            return self._float_prefixes
+
+    @property
     def sq_norms_(self) -> Tensor:
         with self._lock:
             if self._sq_norms is None:
@@ -293,16 +304,16 @@ class VocabIndex:
         return self.word_mask_
 
     def candidate_keys(self, rule: str, device: torch.device | str | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """A rule's candidate rows as a ``(d, A)`` matrix (the layout products want), their squared norms
-        and their vocabulary ids (None: every row, in order), on ``device`` (the CPU by default). Built
-        once per rule and device."""
+        """A rule's candidate rows ``(A, d)``, their squared norms and their vocabulary ids (None: every row,
+        in order), on ``device`` (the CPU by default). Built once per rule and device; under "all" on the
+        CPU the rows are the embedding matrix itself, not a copy."""
         allowed = self.candidate_mask(rule)
         device = torch.device("cpu" if device is None else device)
         with self._lock:
             if (rule, device) not in self._keys:
                 ids = None if rule == "all" else allowed.nonzero().squeeze(1)
-                rows = self.embeddings if ids is None else self.embeddings[ids]
-                keys = (rows.T.contiguous(), self.sq_norms_ if ids is None else self.sq_norms_[ids], ids)
+                rows = self.embeddings.contiguous() if ids is None else self.embeddings[ids]
+                keys = (rows, self.sq_norms_ if ids is None else self.sq_norms_[ids], ids)
                 self._keys[rule, device] = tuple(None if x is None else x.to(device) for x in keys)
             return self._keys[rule, device]
 
@@ -318,25 +329,27 @@ class VocabIndex:
         everywhere). Only those rows (a few hundred to about 2,000 of MiniLM's 30,522) are ranked point
         by point; the result is exact. Equal start rows (every token's baseline word) share one row.
         Everything runs on ``device`` (the model's; the CPU by default), where the ids are returned. On
-        the CPU the ranking after the product is one compiled pass (:func:`udig.kernels.nearest_on_segments`);
-        elsewhere (a GPU, where the product takes a fraction of a millisecond) it is
+        the CPU the product and the ranking are compiled passes (:mod:`udig.kernels`); elsewhere (a GPU,
+        where the product takes a fraction of a millisecond) it is one tensor product and
         :func:`nearest_by_products`, the same ranking in tensor operations.
         """
-        keys_t, key_sq, key_ids = self.candidate_keys(rule, device)
+        rows, key_sq, key_ids = self.candidate_keys(rule, device)
         if k > len(key_sq):
             raise ValueError(f"nbrs={k} exceeds the {len(key_sq)} candidate rows")
-        starts, ends, alphas = starts.to(keys_t), ends.to(keys_t), alphas.to(keys_t)
+        starts, ends, alphas = starts.to(rows), ends.to(rows), alphas.to(rows)
         if not all(bool(torch.isfinite(x).all()) for x in (starts, ends, alphas, key_sq)):
             raise ValueError("NaN or infinite values in the embeddings or the segments; no nearest words can be ranked")
         unique_starts, which = torch.unique(starts, dim=0, return_inverse=True)
-        products = torch.cat([unique_starts, ends]) @ keys_t  # (U + T, A)
-        if keys_t.device.type == "cpu":
-            from .kernels import nearest_on_segments as compiled  # numba loads on first use
+        queries = torch.cat([unique_starts, ends])  # (U + T, d)
+        if rows.device.type == "cpu":
+            from .kernels import nearest_on_segments, products_with_rows  # numba loads on first use
 
+            products = torch.empty(len(queries), len(rows))
+            products_with_rows(rows.numpy(), queries.contiguous().numpy(), products.numpy())
             nearest = torch.empty(len(ends), len(alphas), k, dtype=torch.long)
-            compiled(products.numpy(), which.numpy(), key_sq.numpy(), alphas.numpy(), k, nearest.numpy())
+            nearest_on_segments(products.numpy(), which.numpy(), key_sq.numpy(), alphas.numpy(), k, nearest.numpy())
         else:
-            nearest = nearest_by_products(products, which, key_sq, alphas, k)
+            nearest = nearest_by_products(queries @ rows.T, which, key_sq, alphas, k)
         return nearest if key_ids is None else key_ids[nearest]
 
     def nearest_distances(self, points: Tensor, rules: Sequence[str] = ("all",)) -> dict[str, Tensor]:
@@ -346,12 +359,12 @@ class VocabIndex:
         The path view and the word-approximation error (:mod:`udig.metrics`) both measure with this.
         """
         masks = {rule: self.candidate_mask(rule) for rule in rules}
-        keys_t, key_sq, _ = self.candidate_keys("all")
+        rows, key_sq, _ = self.candidate_keys("all")
         points = points.detach().float().cpu()
         out = {rule: torch.empty(len(points)) for rule in rules}
         for start in range(0, len(points), _QUERY_CHUNK):
             chunk = points[start : start + _QUERY_CHUNK]  # (c, d)
-            sq = torch.addmm(key_sq.expand(len(chunk), -1), chunk, keys_t, alpha=-2.0)  # (c, V)
+            sq = torch.addmm(key_sq.expand(len(chunk), -1), chunk, rows.T, alpha=-2.0)  # (c, V)
             chunk_sq = (chunk * chunk).sum(1)
             for rule, allowed in masks.items():
                 nearest = sq.amin(1) if bool(allowed.all()) else sq[:, allowed].amin(1)
