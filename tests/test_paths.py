@@ -138,7 +138,7 @@ def test_anchor_points_end_at_word_and_start_at_baseline():
 @pytest.mark.parametrize("strategy", ["greedy", "maxcount"])
 @pytest.mark.parametrize("source", ["graph", "per_step"])
 # continuous values; a coarse grid (ties everywhere, exact sums, -0.0 beside 0.0); the grid moved by -1, 0 or
-# +1 ulp (values an ulp from the box's edges, where MaxCount's 16-bit prefixes cannot decide)
+# +1 ulp (values an ulp from the box's edges)
 @pytest.mark.parametrize("values", ["continuous", "grid", "ulps"])
 def test_compiled_chain_equals_the_step_by_step_definition(strategy, source, values):
     """Random rows (d = 70: a full 64-dimension block and a short one), many tokens sharing a
@@ -190,21 +190,6 @@ def test_compiled_chain_equals_the_definition_on_minilm(minilm, strategy):
             assert torch.equal(points, reference_points(chain, refs, table, m)), rule
 
 
-def test_float_prefixes_keep_the_order_of_floats():
-    """x < y implies prefix(x) <= prefix(y), and equal floats (0.0 and -0.0) share a prefix: so a lower prefix
-    than the box's low end's is a value below it, and a higher one than its high end's a value above."""
-    generator = torch.Generator().manual_seed(5)
-    values = torch.cat([torch.randn(3000, generator=generator) * 10.0 ** torch.randint(-40, 30, (3000,), generator=generator),
-                        torch.tensor([0.0, -0.0, 1e-45, -1e-45, 3.4e38, -3.4e38, 1.0, torch.nextafter(torch.tensor(1.0), torch.tensor(2.0))])])
-    prefixes = paths.float_prefixes(values[None]).squeeze(0).long()
-    order = values.argsort()
-    assert bool((prefixes[order].diff() >= 0).all())
-    assert prefixes[-7] == prefixes[-8] and prefixes[-1] == prefixes[-2]  # -0.0 and 0.0; 1 and the float after it
-    for bad in (float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="NaN or infinite"):
-            paths.float_prefixes(torch.tensor([[1.0, bad]]))
-
-
 def test_bad_strategy_shapes_and_ids_are_rejected():
     vocab, word, ref = _toy_vocab(), torch.tensor([1]), torch.tensor([0])
     with pytest.raises(ValueError, match="strategy"):
@@ -216,9 +201,6 @@ def test_bad_strategy_shapes_and_ids_are_rejected():
         paths.anchor_paths(torch.tensor([6]), ref, vocab, torch.zeros(6, 2, dtype=torch.long), "greedy", 2)
     with pytest.raises(ValueError, match="candidate ids outside the 6 rows"):
         paths.anchor_paths(word, ref, vocab, torch.full((1, 2, 2), 6), "greedy", 2)
-    for prefixes in (paths.float_prefixes(vocab)[:5], paths.float_prefixes(vocab).int()):
-        with pytest.raises(ValueError, match="prefixes"):
-            paths.anchor_paths(word, ref, vocab, torch.zeros(6, 2, dtype=torch.long), "maxcount", 2, prefixes)
 
 
 def _quadratic(x):  # F(x) = sum_i (w . x_i)^2 and 3F: two targets; dF/dx_i = 2 (w . x_i) w

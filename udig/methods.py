@@ -191,8 +191,7 @@ def _anchored_path(candidates: CandidateBuilder) -> PathBuilder:
         moving = ~encoding.special_mask
         word_ids, refs = encoding.input_ids[moving], problem.reference_ids[moving]  # (T,)
         source = candidates(vocab, word_ids, refs, settings, problem.graph_k, inputs.device)
-        prefixes = vocab.float_prefixes_ if settings.strategy == "maxcount" else None
-        chains, points = paths.anchor_paths(word_ids, refs, vocab.embeddings, source, settings.strategy, settings.steps, prefixes)
+        chains, points = paths.anchor_paths(word_ids, refs, vocab.embeddings, source, settings.strategy, settings.steps)
         points = paths.upscale(points, settings.factor)  # (N, T, d)
         return paths.sentence_path(points.to(inputs), inputs, moving.to(inputs.device)), chains
 

@@ -23,8 +23,7 @@ def linear_path(baseline: Tensor, inputs: Tensor, steps: int) -> Tensor:
 
 
 def anchor_paths(
-    word_ids: Tensor, reference_ids: Tensor, embeddings: Tensor, candidates: Tensor, strategy: str, m: int,
-    prefixes: Tensor | None = None,
+    word_ids: Tensor, reference_ids: Tensor, embeddings: Tensor, candidates: Tensor, strategy: str, m: int
 ) -> tuple[Tensor, Tensor]:
     """Choose m anchors per token and the monotone path through them: ``(T, m + 1)`` ids, word first,
     and ``(m + 2, T, d)`` points, baseline first.
@@ -40,9 +39,7 @@ def anchor_paths(
 
     Each point keeps its anchor's dimensions that lie between the baseline and the point before it
     (inclusive) and moves every other one 1/m of the way toward the baseline, so the path is monotone.
-    All tokens and all steps run in one compiled pass (:mod:`udig.kernels`) on the CPU. MaxCount reads
-    ``prefixes``, the embeddings' :func:`float_prefixes` (a :class:`~udig.vocab.VocabIndex` keeps them),
-    made here when not given.
+    All tokens and all steps run in one compiled pass (:mod:`udig.kernels`) on the CPU.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
@@ -55,34 +52,14 @@ def anchor_paths(
     for name, tokens in checked:  # the compiled pass does not bounds-check (a graph is checked when built or loaded)
         if tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < len(table):
             raise ValueError(f"{name} ids outside the {len(table)} rows of the embedding matrix")
-    greedy = strategy == "greedy"
-    if greedy:
-        prefixes = torch.empty(0, table.shape[1], dtype=torch.uint16)  # not read
-    elif prefixes is None:
-        prefixes = float_prefixes(table)
-    elif prefixes.shape != table.shape or prefixes.dtype != torch.uint16:
-        raise ValueError(f"prefixes of shape {tuple(prefixes.shape)} and {prefixes.dtype}: expected {tuple(table.shape)}, torch.uint16")
     ids = candidates.detach().cpu().to(torch.int32).reshape(-1, candidates.shape[-1]).contiguous()
     chains = torch.empty(len(word_ids), m + 1, dtype=torch.long)
     points = torch.empty(m + 2, len(word_ids), table.shape[1], dtype=table.dtype)
     from .kernels import anchor_paths as compiled  # numba loads on first use, not when udig is imported
 
-    compiled(table.numpy(), prefixes.cpu().contiguous().numpy(), word_ids.cpu().long().numpy(), reference_ids.cpu().long().numpy(),
-             ids.numpy(), per_step, m, greedy, chains.numpy(), points.numpy())
+    compiled(table.numpy(), word_ids.cpu().long().numpy(), reference_ids.cpu().long().numpy(), ids.numpy(), per_step, m,
+             strategy == "greedy", chains.numpy(), points.numpy())
     return chains, points
-
-
-def float_prefixes(embeddings: Tensor) -> Tensor:
-    """The top 16 bits of each entry's float-order key, ``(V, d)`` uint16: MaxCount's exact lower bound on
-    how many dimensions a candidate has outside a box, read from half the bytes (:mod:`udig.kernels`).
-    About 10 ms for MiniLM's matrix; ValueError for NaN or infinite entries, which no box ranks."""
-    from .kernels import float_prefixes as compiled
-
-    table = embeddings.detach().float().cpu().contiguous()
-    out = torch.empty(table.shape, dtype=torch.uint16)
-    if not compiled(table.numpy(), out.numpy()):
-        raise ValueError("the embedding matrix has NaN or infinite values; no path can be built through it")
-    return out
 
 
 def upscale(points: Tensor, factor: int) -> Tensor:

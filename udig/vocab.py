@@ -39,8 +39,6 @@ from safetensors.torch import save_file
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-from .paths import float_prefixes
-
 logger = logging.getLogger(__name__)
 
 CANDIDATE_RULES = ("all", "words")
@@ -242,7 +240,6 @@ class VocabIndex:
         self._identity: str | None = None
         self._word_mask: Tensor | None = None
         self._sq_norms: Tensor | None = None
-        self._float_prefixes: Tensor | None = None
         self._keys: dict[tuple[str, torch.device], tuple[Tensor, Tensor, Tensor | None]] = {}
 
     @property
@@ -279,14 +276,6 @@ class VocabIndex:
         out = torch.zeros_like(words)
         out[ids] = known
         return out
-
-    @property
-    def float_prefixes_(self) -> Tensor:
-        """:func:`udig.paths.float_prefixes` of the matrix, for MaxCount's paths: made once (23 MB for MiniLM)."""
-        with self._lock:
-            if self._float_prefixes is None:
-                self._float_prefixes = float_prefixes(self.embeddings)
-            return self._float_prefixes
 
     @property
     def sq_norms_(self) -> Tensor:
