@@ -162,8 +162,8 @@ def test_nearest_on_segments_equals_brute_force(minilm, m):
     model, tokenizer = minilm
     index = vocab_index_for(model, tokenizer)
     table = index.embeddings
-    starts = table[[103, 103, 0]]
-    ends = table[[2204, 6659, 3185]]
+    starts = table[[103, 103, 0, 103]]
+    ends = table[[2204, 6659, 3185, 2204]]  # the last segment repeats the first: searched once, returned twice
     alphas = udig_reference_alphas(m)
     for rule in ("all", "words"):
         found = index.nearest_on_segments(starts, ends, alphas, 12, rule)

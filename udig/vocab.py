@@ -316,7 +316,8 @@ class VocabIndex:
         nearest somewhere on ``[min alpha, max alpha]`` only if its lower end value is at most the k-th
         smallest upper end value (the k rows with the smallest upper ends are at least that close
         everywhere). Only those rows (a few hundred to about 2,000 of MiniLM's 30,522) are ranked point
-        by point; the result is exact. Equal start rows (every token's baseline word) share one row.
+        by point; the result is exact. Equal segments (a word that recurs) are searched once, and equal
+        start rows (every token's baseline word) share one row of products.
         Everything runs on ``device`` (the model's; the CPU by default), where the ids are returned. On
         the CPU the product and the ranking are compiled passes (:mod:`udig.kernels`); elsewhere (a GPU,
         where the product takes a fraction of a millisecond) it is one tensor product and
@@ -328,8 +329,10 @@ class VocabIndex:
         starts, ends, alphas = starts.to(rows), ends.to(rows), alphas.to(rows)
         if not all(bool(torch.isfinite(x).all()) for x in (starts, ends, alphas, key_sq)):
             raise ValueError("NaN or infinite values in the embeddings or the segments; no nearest words can be ranked")
+        segments, segment_of = torch.unique(torch.cat([starts, ends], 1), dim=0, return_inverse=True)  # (S, 2d)
+        starts, ends = segments[:, : rows.shape[1]], segments[:, rows.shape[1] :]
         unique_starts, which = torch.unique(starts, dim=0, return_inverse=True)
-        queries = torch.cat([unique_starts, ends])  # (U + T, d)
+        queries = torch.cat([unique_starts, ends])  # (U + S, d)
         if rows.device.type == "cpu":
             from .kernels import nearest_on_segments, products_with_rows  # numba loads on first use
 
@@ -339,6 +342,7 @@ class VocabIndex:
             nearest_on_segments(products.numpy(), which.numpy(), key_sq.numpy(), alphas.numpy(), k, nearest.numpy())
         else:
             nearest = nearest_by_products(queries @ rows.T, which, key_sq, alphas, k)
+        nearest = nearest[segment_of]  # (T, m, k)
         return nearest if key_ids is None else key_ids[nearest]
 
     def nearest_distances(self, points: Tensor, rules: Sequence[str] = ("all",)) -> dict[str, Tensor]:
