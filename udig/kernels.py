@@ -4,7 +4,7 @@ DIG's and UDIG's anchor chain (:func:`udig.paths.anchor_paths`, where the maths 
 here whole: all tokens, all m steps, the candidates' scores and the monotone points, with no Python or
 tensor dispatch per step. DIG scores 500 candidate rows x d dimensions per anchor, and ranks each
 anchor's candidates once for all the tokens whose chains pass through it (on MiniLM a sentence's chains
-meet 67-236 distinct anchors in 510 steps): 4-13 ms for a 19-token sentence, where scoring every token's
+meet 67-236 distinct anchors in 510 steps): 4-15 ms for a 19-token sentence, where scoring every token's
 step on its own took 11-20 ms, with the same anchors and points. DIG's graph build keeps
 the k best of 30,522 scores per row; a compiled selection does that in about the same time on every
 row, where ``torch.topk`` took 1.4-2.8 s per build depending on how the scores are spread. UDIG's
