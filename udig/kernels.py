@@ -74,7 +74,7 @@ def _chains_per_step(table, word_ids, reference_ids, candidates, m, greedy, chai
             chains[tok, t + 1] = current
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
 def _chains_on_graph(table, word_ids, reference_ids, graph, m, greedy, chains):  # pragma: no cover - compiled
     """DIG: a step's candidates and box depend only on the anchor (and the reference), and the chains of
     a sentence's tokens soon run through the same words (on MiniLM 67-236 distinct anchors among 510
@@ -88,7 +88,7 @@ def _chains_on_graph(table, word_ids, reference_ids, graph, m, greedy, chains): 
     references = np.unique(reference_ids)
     which = np.searchsorted(references, reference_ids)
     slot = np.full((len(references), len(table)), -1, np.int64)  # (reference, anchor) -> its ranking's row
-    rankings = np.empty((n_tokens * m, graph.shape[1]), graph.dtype)
+    rankings = np.empty((2 * n_tokens, graph.shape[1]), graph.dtype)  # grows: distinct anchors are far fewer than steps
     new_reference, new_anchor = np.empty(n_tokens, np.int64), np.empty(n_tokens, np.int64)
     current = word_ids.copy()
     chains[:, 0] = current
@@ -100,9 +100,11 @@ def _chains_on_graph(table, word_ids, reference_ids, graph, m, greedy, chains): 
                 slot[which[tok], current[tok]] = n_ranked + n_new
                 new_reference[n_new], new_anchor[n_new] = reference_ids[tok], current[tok]
                 n_new += 1
-        for j in numba.prange(n_new):
-            _rank(table, graph[new_anchor[j]], table[new_reference[j]], table[new_anchor[j]], steps, greedy,
-                  rankings[n_ranked + j])
+        if n_ranked + n_new > len(rankings):
+            grown = np.empty((2 * len(rankings), graph.shape[1]), graph.dtype)
+            grown[:n_ranked] = rankings[:n_ranked]
+            rankings = grown
+        _rank_anchors(table, graph, new_reference[:n_new], new_anchor[:n_new], steps, greedy, rankings[n_ranked:])
         n_ranked += n_new
         for tok in range(n_tokens):
             reference = reference_ids[tok]
@@ -114,6 +116,13 @@ def _chains_on_graph(table, word_ids, reference_ids, graph, m, greedy, chains): 
                         break
                 current[tok] = chosen
             chains[tok, t + 1] = current[tok]
+
+
+@numba.njit(parallel=True, cache=True)
+def _rank_anchors(table, graph, references, anchors, steps, greedy, out):  # pragma: no cover - compiled
+    """One anchor per thread (in its own parallel region: the caller grows its buffers between steps)."""
+    for j in numba.prange(len(anchors)):
+        _rank(table, graph[anchors[j]], table[references[j]], table[anchors[j]], steps, greedy, out[j])
 
 
 @numba.njit(cache=True, fastmath={"reassoc"})
