@@ -123,6 +123,30 @@ def test_chain_falls_back_to_reference_and_stays_there():
     assert points[:, 0].tolist() == [[0.0, 0.0]] * 4 + [[4.0, 4.0]]
 
 
+@pytest.mark.parametrize("strategy", ["greedy", "maxcount"])
+def test_graph_chain_ranks_past_an_anchors_best_candidates_once_they_are_all_on_its_path(strategy):
+    """DIG keeps each anchor's kernels._TOP best candidates; in a small vocabulary, chains longer than
+    that pass through them all, and a step must then rank the anchor's other candidates."""
+    from udig.kernels import _TOP
+
+    generator = torch.Generator().manual_seed(5)
+    vocab = torch.randn(40, 8, generator=generator)
+    graph = torch.stack([torch.cat([torch.arange(row), torch.arange(row + 1, 40)])[torch.randperm(39, generator=generator)]
+                         for row in range(40)])  # every other word, in a random order
+    word_ids, reference_ids, m = torch.arange(2, 12), torch.zeros(10, dtype=torch.long), 45
+    chain, _ = paths.anchor_paths(word_ids, reference_ids, vocab, graph, strategy, m)
+    assert torch.equal(chain, reference_chain(word_ids, reference_ids, vocab, graph, strategy, m))
+    ranks = []  # each choice's place in its anchor's full ranking (ties in graph order)
+    for tok in range(len(word_ids)):
+        for t in range(m):
+            anchor, chosen = int(chain[tok, t]), int(chain[tok, t + 1])
+            if anchor != 0 and chosen != 0:
+                costs = candidate_costs(vocab[graph[anchor]], vocab[0], vocab[anchor], strategy, m)
+                ranks.append(torch.argsort(costs, stable=True).tolist().index(int((graph[anchor] == chosen).nonzero()[0, 0])))
+    assert max(ranks) >= _TOP
+    assert (chain[:, -1] == 0).all()  # and every chain ran out of candidates before its m steps
+
+
 def test_anchor_points_end_at_word_and_start_at_baseline():
     vocab = _toy_vocab()
     per_step = torch.tensor([[[3, 5], [4, 5]]])  # (T, m, K): (3, 5) first, then (2, 2)
