@@ -1,5 +1,6 @@
 """Pure path and integrator functions on hand-computed cases; the compiled anchor chain against its definition."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -145,6 +146,34 @@ def test_graph_chain_ranks_past_an_anchors_best_candidates_once_they_are_all_on_
                 ranks.append(torch.argsort(costs, stable=True).tolist().index(int((graph[anchor] == chosen).nonzero()[0, 0])))
     assert max(ranks) >= _TOP
     assert (chain[:, -1] == 0).all()  # and every chain ran out of candidates before its m steps
+
+
+@pytest.mark.parametrize("n", [1, 5, 16])
+def test_ranking_the_first_few_equals_the_full_ranking_despite_near_ties(n):
+    """DIG's ranking filters Greedy candidates by a float32 sum before costing them exactly. Rows that
+    permute one another's values have equal exact costs against a box that is the same in every
+    dimension, but float32 sums that differ in the last bits: they must still come out in the exact
+    ranking's order (cost, then position), as must rows an ulp apart and repeated ids."""
+    from udig.kernels import _box, _rank, _rough_gap_sq
+
+    generator = torch.Generator().manual_seed(n)
+    prototypes = torch.randn(6, 384, generator=generator)
+    permuted = torch.stack([prototypes[i // 40, torch.randperm(384, generator=generator)] for i in range(240)])
+    nudged = torch.nextafter(permuted[:40], torch.tensor(torch.inf))  # an ulp above the first 40
+    anchors = torch.randn(20, 384, generator=generator)
+    table = torch.cat([torch.zeros(1, 384), torch.ones(1, 384), anchors, permuted, nudged]).numpy()
+    ids = torch.randperm(280, generator=generator).add(22).repeat(2)[:400].to(torch.int32).numpy()  # repeats too
+    steps, misordered = np.float32(30), 0
+    for base, anchor in [(0, 1), (1, 0)] + [(0, a) for a in range(2, 22)]:
+        full, first = np.empty(len(ids), np.int32), np.empty(n, np.int32)
+        _rank(table, ids, table[base], table[anchor], steps, True, full)
+        _rank(table, ids, table[base], table[anchor], steps, True, first)
+        assert np.array_equal(first, full[:n]), (base, anchor)
+        low, high, fallback = (np.empty(384, np.float32) for _ in range(3))
+        _box(table[base], table[anchor], steps, low, high, fallback)
+        rough_first = ids[np.argsort(_rough_gap_sq(table, ids, low, high, fallback), kind="stable")[:n]]
+        misordered += not np.array_equal(rough_first, full[:n])
+    assert misordered > 0  # the float32 sums alone would have ranked some of these wrongly
 
 
 def test_anchor_points_end_at_word_and_start_at_baseline():

@@ -139,33 +139,65 @@ def _rank_anchors(table, graph, references, anchors, steps, greedy, out):  # pra
         _rank(table, graph[anchors[j]], table[references[j]], table[anchors[j]], steps, greedy, out[j])
 
 
+# Float32 sums of at most d terms >= 0 (in any order, in the normal range) are within (d - 1) 2^-24 of
+# the exact sums, relatively; the keys' float32 square roots tie for sums up to 2^-22 apart. A cutoff
+# this much above the n-th smallest rough sum covers both, twice over, and its own rounding.
+_ROUGH_SLACK_PER_DIM, _ROUGH_SLACK = 2.0**-22, 2.0**-20
+
+
 @numba.njit(cache=True)
 def _rank(table, ids, base, anchor, steps, greedy, out):  # pragma: no cover - compiled
     """``out``: the ``len(out)`` first of ``ids`` by cost against the box of ``base`` and ``anchor``,
-    equal costs in their order. A partial sort when only the first few are asked for."""
-    keys = _keys(table, ids, base, anchor, steps, greedy)
-    n = len(out)
+    equal costs in their order. When only the first few are asked for, Greedy first sums every
+    candidate's squares in float32 (1.25x faster than float64), and only the candidates whose rough sum
+    is within the summation error of the len(out)-th smallest (on MiniLM 16-17 of 500) are costed
+    exactly: the result is the exact ranking's first len(out)."""
+    dims, n = len(base), len(out)
+    low, high, fallback = np.empty(dims, table.dtype), np.empty(dims, table.dtype), np.empty(dims, table.dtype)
+    _box(base, anchor, steps, low, high, fallback)
+    if greedy and n < len(ids):
+        rough = _rough_gap_sq(table, ids, low, high, fallback)
+        slack = np.float32(1 + _ROUGH_SLACK_PER_DIM * dims + _ROUGH_SLACK)
+        positions = np.nonzero(rough <= np.partition(rough, n - 1)[n - 1] * slack)[0]
+    else:
+        positions = np.arange(len(ids))
+    keys = _keys(table, ids, positions, low, high, fallback, greedy)
     first = np.sort(np.partition(keys, n - 1)[:n]) if n < len(keys) else np.sort(keys)
     for j in range(n):
         out[j] = ids[first[j] & np.uint64(0xFFFFFFFF)]
 
 
 @numba.njit(cache=True, fastmath={"reassoc"})
-def _keys(table, ids, base, anchor, steps, greedy):  # pragma: no cover - compiled
-    """Each candidate's cost (as in :func:`_best_candidate`) and position in one 64-bit key: the cost's
-    float32 bits in float order above, the position below. Two rows at a time (the last one twice when
-    their number is odd): two independent streams of loads, 1.1-1.2x faster than one; and each row
-    summed whole, not in _BLOCK blocks, 1.3x faster. The squares are summed in float64, where a row's
-    float32 squares add up exactly in any order while their exponents span fewer than 29 bits: so on
-    MiniLM the costs equal the block-wise sums of :func:`_best_candidate` (118,000 of them checked)."""
-    dims, n = len(base), len(ids)
-    low, high, fallback = np.empty(dims, table.dtype), np.empty(dims, table.dtype), np.empty(dims, table.dtype)
-    _box(base, anchor, steps, low, high, fallback)
+def _rough_gap_sq(table, ids, low, high, fallback):  # pragma: no cover - compiled
+    """Greedy's squared cost of each of ``ids``, summed in float32 (see :func:`_keys` for the exact one)."""
+    dims, n = len(low), len(ids)
+    rough = np.empty(n, np.float32)
+    for j in range(0, n, 2):
+        row, other = table[ids[j]], table[ids[min(j + 1, n - 1)]]
+        gap_sq, other_gap_sq = np.float32(0), np.float32(0)
+        for i in range(dims):
+            gap, other_gap = row[i] - fallback[i], other[i] - fallback[i]
+            gap_sq += gap * gap if (row[i] < low[i]) | (row[i] > high[i]) else np.float32(0)
+            other_gap_sq += other_gap * other_gap if (other[i] < low[i]) | (other[i] > high[i]) else np.float32(0)
+        rough[j], rough[min(j + 1, n - 1)] = gap_sq, other_gap_sq
+    return rough
+
+
+@numba.njit(cache=True, fastmath={"reassoc"})
+def _keys(table, ids, positions, low, high, fallback, greedy):  # pragma: no cover - compiled
+    """The cost (as in :func:`_best_candidate`) and position of each of ``ids[positions]`` in one 64-bit
+    key: the cost's float32 bits in float order above, the position below. Two rows at a time (the
+    last one twice when their number is odd): two independent streams of loads, 1.1-1.2x faster than
+    one; and each row summed whole, not in _BLOCK blocks, 1.3x faster. The squares are summed in
+    float64, where a row's float32 squares add up exactly in any order while their exponents span
+    fewer than 29 bits: so on MiniLM the costs equal the block-wise sums of :func:`_best_candidate`
+    (118,000 of them checked)."""
+    dims, n = len(low), len(positions)
     keys = np.empty(n, np.uint64)
     cost = np.empty(2, np.float32)
     bits = cost.view(np.uint32)
     for j in range(0, n, 2):
-        row, other = table[ids[j]], table[ids[min(j + 1, n - 1)]]
+        row, other = table[ids[positions[j]]], table[ids[positions[min(j + 1, n - 1)]]]
         gap_sq, other_gap_sq, outside, other_outside = 0.0, 0.0, 0, 0
         for i in range(dims):
             out, other_out = (row[i] < low[i]) | (row[i] > high[i]), (other[i] < low[i]) | (other[i] > high[i])
@@ -178,7 +210,7 @@ def _keys(table, ids, base, anchor, steps, greedy):  # pragma: no cover - compil
                 other_outside += other_out
         cost[0], cost[1] = (np.sqrt(gap_sq), np.sqrt(other_gap_sq)) if greedy else (outside, other_outside)
         for p in range(j, min(j + 2, n)):
-            keys[p] = (np.uint64(_in_float_order(bits[p - j])) << np.uint64(32)) | np.uint64(p)  # cost, then position
+            keys[p] = (np.uint64(_in_float_order(bits[p - j])) << np.uint64(32)) | np.uint64(positions[p])
     return keys
 
 
