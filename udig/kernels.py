@@ -2,10 +2,11 @@
 
 DIG's and UDIG's anchor chain (:func:`udig.paths.anchor_paths`, where the maths is documented) runs
 here whole: all tokens, all m steps, the candidates' scores and the monotone points, with no Python or
-tensor dispatch per step. DIG scores 500 candidate rows x d dimensions per anchor, and ranks each
-anchor's candidates once for all the tokens whose chains pass through it (on MiniLM a sentence's chains
-meet 67-236 distinct anchors in 510 steps): 2.3-8 ms for a 19-token sentence, where scoring every token's
-step on its own took 11-20 ms, with the same anchors and points. DIG's graph build keeps
+tensor dispatch per step. Both methods rank candidates by one cost (:func:`_rank`: float32 cost, then
+position). DIG scores 500 candidate rows x d dimensions per anchor, and ranks each anchor's candidates
+once for all the tokens whose chains pass through it (on MiniLM a sentence's chains meet 67-236 distinct
+anchors in 510 steps): 2-8 ms for a 19-token sentence, where scoring every token's step on its own took
+11-20 ms, with the same anchors and points. DIG's graph build keeps
 the k best of 30,522 scores per row; a compiled selection does that in about the same time on every
 row, where ``torch.topk`` took 1.4-2.8 s per build depending on how the scores are spread. UDIG's
 nearest words along each token's reference line are ranked in one pass after the product with the
@@ -43,19 +44,10 @@ def anchor_paths(table, word_ids, reference_ids, candidates, per_step: bool, m: 
         _points(table, chains, reference_ids, m, points)
 
 
-_BLOCK = 64  # dimensions scored between two checks against the best cost so far
-
-
 @numba.njit(parallel=True, cache=True)
 def _chains_per_step(table, word_ids, reference_ids, candidates, m, greedy, chains):  # pragma: no cover - compiled
     """UDIG: each token has its own candidates at each step, so each token's chain runs on its own
-    thread: m steps of scoring its candidates against the box spanned by the baseline and the anchor.
-
-    A candidate's cost only grows as its dimensions are added (a count, or a sum of squares in a fixed
-    order), so scoring stops once it reaches the best cost so far: the candidate cannot win, as a later
-    candidate needs a strictly lower cost. The argmin is exact; only the time depends on the order.
-    """
-    dims = table.shape[1]
+    thread: m steps, each taking the first of the token's candidates off its path (:func:`_rank`)."""
     steps = np.float32(m)
     for tok in numba.prange(len(word_ids)):
         reference = reference_ids[tok]
@@ -64,12 +56,16 @@ def _chains_per_step(table, word_ids, reference_ids, candidates, m, greedy, chai
         current = word_ids[tok]
         on_path[current] = True
         chains[tok, 0] = current
-        low, high, fallback = np.empty(dims, table.dtype), np.empty(dims, table.dtype), np.empty(dims, table.dtype)
+        best = np.empty(1, candidates.dtype)
         for t in range(m):
             if current != reference:
-                _box(table[reference], table[current], steps, low, high, fallback)
-                found = _best_candidate(table, candidates[tok * m + t], on_path, low, high, fallback, greedy)
-                current = reference if found < 0 else found
+                step = candidates[tok * m + t]
+                off_path = step[~on_path[step]]
+                if len(off_path) == 0:
+                    current = reference  # every candidate is on the path
+                else:
+                    _rank(table, off_path, table[reference], table[current], steps, greedy, best)
+                    current = best[0]
                 on_path[current] = True
             chains[tok, t + 1] = current
 
@@ -185,13 +181,14 @@ def _rough_gap_sq(table, ids, low, high, fallback):  # pragma: no cover - compil
 
 @numba.njit(cache=True, fastmath={"reassoc"})
 def _keys(table, ids, positions, low, high, fallback, greedy):  # pragma: no cover - compiled
-    """The cost (as in :func:`_best_candidate`) and position of each of ``ids[positions]`` in one 64-bit
-    key: the cost's float32 bits in float order above, the position below. Two rows at a time (the
-    last one twice when their number is odd): two independent streams of loads, 1.1-1.2x faster than
-    one; and each row summed whole, not in _BLOCK blocks, 1.3x faster. The squares are summed in
-    float64, where a row's float32 squares add up exactly in any order while their exponents span
-    fewer than 29 bits: so on MiniLM the costs equal the block-wise sums of :func:`_best_candidate`
-    (118,000 of them checked)."""
+    """The cost and position of each of ``ids[positions]`` in one 64-bit key: the cost's float32 bits in
+    float order above, the position below. Greedy's cost is the candidate's distance to its monotonized
+    version (the fallback in every dimension outside [low, high]), MaxCount's the number of dimensions
+    outside (the fewer, the more monotone). Two rows at a time (the last one twice when their number is
+    odd): two independent streams of loads, 1.1-1.2x faster than one; each row summed whole, 1.3x
+    faster than in blocks of 64 dimensions with an early stop. The squares are summed in float64,
+    where a row's float32 squares add up exactly in any order while their exponents span fewer than 29
+    bits (on MiniLM: 118,000 sums equal to the block-wise ones)."""
     dims, n = len(low), len(positions)
     keys = np.empty(n, np.uint64)
     cost = np.empty(2, np.float32)
@@ -229,43 +226,6 @@ def _box(base, anchor, steps, low, high, fallback):  # pragma: no cover - compil
     for i in range(len(base)):
         low[i], high[i] = min(base[i], anchor[i]), max(base[i], anchor[i])
         fallback[i] = anchor[i] - (anchor[i] - base[i]) / steps
-
-
-@numba.njit(cache=True, fastmath={"reassoc"})
-def _best_candidate(table, ids, on_path, low, high, fallback, greedy):  # pragma: no cover - compiled
-    """The first of ``ids`` off the path with the lowest cost, or -1 when all are on it. Greedy: the
-    distance to its monotonized version (the fallback in every dimension outside [low, high]);
-    MaxCount: minus its monotone dimensions, i.e. the fewest dimensions outside."""
-    dims = len(low)
-    best, best_sq, best_cost, best_outside = -1, np.float32(np.inf), np.float32(np.inf), dims + 1
-    for j in range(len(ids)):
-        if on_path[ids[j]]:
-            continue
-        row = table[ids[j]]
-        gap_sq, outside, beaten = row[0] * 0, 0, False
-        for start in range(0, dims, _BLOCK):
-            stop = min(start + _BLOCK, dims)
-            gap_sq, outside = _add_outside(row[start:stop], low[start:stop], high[start:stop], fallback[start:stop],
-                                           greedy, gap_sq, outside)
-            beaten = best >= 0 and ((gap_sq >= best_sq) if greedy else (outside >= best_outside))
-            if beaten:
-                break
-        cost = np.sqrt(gap_sq)
-        if not beaten and (best < 0 or not greedy or cost < best_cost):
-            best, best_sq, best_cost, best_outside = ids[j], gap_sq, cost, outside
-    return best
-
-
-@numba.njit(cache=True, fastmath={"reassoc"}, inline="always")
-def _add_outside(row, low, high, fallback, greedy, gap_sq, outside):  # pragma: no cover - compiled
-    """One block of dimensions: the squared gaps (Greedy) or the count (MaxCount) of those outside the box."""
-    for i in range(len(row)):
-        if (row[i] < low[i]) | (row[i] > high[i]):
-            if greedy:  # loop-invariant: the compiler unswitches it
-                gap_sq += (row[i] - fallback[i]) ** 2
-            else:
-                outside += 1
-    return gap_sq, outside
 
 
 @numba.njit(parallel=True, cache=True)
