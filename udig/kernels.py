@@ -362,7 +362,9 @@ def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no
     nearest anywhere (a guess from every 16th row, checked by a count, else every row). At each point
     a bound on the k-th smallest value (a partial sort at the first point; after it, the previous
     point's k nearest, which are k rows) leaves only a few more than k rows to sort, on one 64-bit key
-    (the value's bits, then the position: equal values in position order)."""
+    (the value's bits, then the position: equal values in position order). After the first point the
+    previous nearest are listed first, in their order, and the few others after them: an insertion sort
+    then does little work: 1.9 -> 1.5 ms for 17 tokens, 14 -> 11 ms for 126, where np.sort sorted them."""
     n_unique = len(products) - len(which)
     n_keys = products.shape[1]
     lo_alpha, hi_alpha = alphas.min(), alphas.max()
@@ -400,27 +402,50 @@ def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no
                 positions[n_kept], kept_offset[n_kept], kept_slope[n_kept] = c, offset[c], slope[c]
                 n_kept += 1
         values = np.empty(n_kept, np.float32)
-        keys = np.empty(n_kept, np.uint64)
-        reach = np.float32(0)
+        keys = np.empty(n_kept, np.uint64)  # the value's order, then the kept index (the position's order)
+        nearest = np.empty(k, np.int64)  # kept indices of the current point's k nearest, nearest first
+        listed = np.zeros(n_kept, np.bool_)  # among them
         for j in range(len(alphas)):
             alpha = alphas[j]
             for i in range(n_kept):
                 values[i] = kept_offset[i] + alpha * kept_slope[i]
+            bits = values.view(np.uint32)
+            n = 0
             if j == 0:  # the k-th smallest value bounds the k nearest
                 reach = np.partition(values, k - 1)[k - 1]
-            else:  # the previous point's k nearest are k rows, so they bound them too
+            else:  # the previous point's k nearest are k rows, so they bound them too; listed first, in order
                 reach = np.float32(-np.inf)
-                for c in out[t, j - 1]:
-                    reach = max(reach, offset[c] + alpha * slope[c])
-            n = 0
-            bits = values.view(np.uint32)
-            for i in range(n_kept):  # the value's order, then the position
-                if values[i] <= reach:
-                    keys[n] = (np.uint64(_in_float_order(bits[i])) << np.uint64(32)) | np.uint64(positions[i])
+                for i in nearest:
+                    reach = max(reach, values[i])
+                for i in nearest:
+                    keys[n] = (np.uint64(_in_float_order(bits[i])) << np.uint64(32)) | np.uint64(i)
                     n += 1
-            chosen = np.sort(np.partition(keys[:n], k - 1)[:k]) if n > k else np.sort(keys[:n])
-            for i in range(k):
-                out[t, j, i] = chosen[i] & np.uint64(0xFFFFFFFF)
+            for i in range(n_kept):
+                if values[i] <= reach and not listed[i]:
+                    keys[n] = (np.uint64(_in_float_order(bits[i])) << np.uint64(32)) | np.uint64(i)
+                    n += 1
+            if j > 0 and n <= 2 * k:  # nearly in order already: neighbouring points share most of their nearest
+                _insertion_sort(keys[:n])
+                first = keys[:k]
+            else:
+                first = np.sort(np.partition(keys[:n], k - 1)[:k]) if n > k else np.sort(keys[:n])
+            if j > 0:
+                listed[nearest] = False
+            for r in range(k):
+                nearest[r] = first[r] & np.uint64(0xFFFFFFFF)
+                out[t, j, r] = positions[nearest[r]]
+            listed[nearest] = True
+
+
+@numba.njit(cache=True)
+def _insertion_sort(keys):  # pragma: no cover - compiled
+    """Sort in place: linear time on keys that are nearly in order."""
+    for i in range(1, len(keys)):
+        key, j = keys[i], i - 1
+        while j >= 0 and keys[j] > key:
+            keys[j + 1] = keys[j]
+            j -= 1
+        keys[j + 1] = key
 
 
 @numba.njit(cache=True, inline="always")
