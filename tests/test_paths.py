@@ -154,7 +154,7 @@ def test_ranking_the_first_few_equals_the_full_ranking_despite_near_ties(n):
     permute one another's values have equal exact costs against a box that is the same in every
     dimension, but float32 sums that differ in the last bits: they must still come out in the exact
     ranking's order (cost, then position), as must rows an ulp apart and repeated ids."""
-    from udig.kernels import _box, _rank, _rough_gap_sq
+    from udig.kernels import _box, _gap_sq, _rank
 
     generator = torch.Generator().manual_seed(n)
     prototypes = torch.randn(6, 384, generator=generator)
@@ -171,7 +171,7 @@ def test_ranking_the_first_few_equals_the_full_ranking_despite_near_ties(n):
         assert np.array_equal(first, full[:n]), (base, anchor)
         low, high, fallback = (np.empty(384, np.float32) for _ in range(3))
         _box(table[base], table[anchor], steps, low, high, fallback)
-        rough_first = ids[np.argsort(_rough_gap_sq(table, ids, low, high, fallback), kind="stable")[:n]]
+        rough_first = ids[np.argsort(_gap_sq(table, ids, low, high, fallback, np.float32(0)), kind="stable")[:n]]
         misordered += not np.array_equal(rough_first, full[:n])
     assert misordered > 0  # the float32 sums alone would have ranked some of these wrongly
 
