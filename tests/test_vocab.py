@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from udig import vocab as vocab_module
-from udig.kernels import products_with_rows
+from udig.kernels import products_with_rows, screen_segments
 from udig.paths import udig_reference_alphas
 from udig.vocab import VocabIndex, knn_graph, nearest_by_products, otsu_threshold, vocab_index_for
 
@@ -192,7 +192,7 @@ def test_compiled_nearest_ranks_as_the_tensor_version(minilm, baseline):
             unique_starts, which = torch.unique(table[refs], dim=0, return_inverse=True)
             queries = torch.cat([unique_starts, table[word_ids]])
             products = torch.empty(len(queries), len(rows))  # the CPU's own products: both rankings see the same values
-            products_with_rows(rows.numpy(), queries.numpy(), products.numpy())
+            products_with_rows(rows.numpy(), np.arange(len(rows)), queries.numpy(), products.numpy())
             n_unique = len(unique_starts)
             offset = key_sq - 2 * products[:n_unique][which]
             slope = 2 * (products[:n_unique][which] - products[n_unique:])
@@ -206,6 +206,87 @@ def test_compiled_nearest_ranks_as_the_tensor_version(minilm, baseline):
             assert bool(((later[0] > earlier[0]) | ((later[0] == earlier[0]) & (later[1] > earlier[1]))).all())
 
 
+@pytest.mark.parametrize("baseline", [103, 0])  # [MASK], [PAD]
+def test_bfloat16_screen_ranks_as_the_whole_search(minilm, monkeypatch, baseline):
+    """Screening rows on bfloat16 products and ranking the kept ones exactly picks the same ids, ties
+    included, as ranking every row; and under "all" the screen keeps a small part of the vocabulary."""
+    model, tokenizer = minilm
+    index = vocab_index_for(model, tokenizer)
+    table = index.embeddings
+    texts = ["zzz xylophone: it's a gorgeous, moving portrait!", "a dull, tired and joyless film " * 6]
+    for text in texts:
+        word_ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"])
+        starts, ends = table[torch.full_like(word_ids, baseline)], table[word_ids]
+        for m, k in [(1, 1), (5, 12), (30, 50)]:
+            alphas = udig_reference_alphas(m)
+            for rule in ("all", "words"):
+                monkeypatch.setattr(vocab_module, "_SCREEN_IN_BFLOAT16", False)
+                whole = index.nearest_on_segments(starts, ends, alphas, k, rule)
+                monkeypatch.setattr(vocab_module, "_SCREEN_IN_BFLOAT16", True)
+                monkeypatch.setattr(index, "_screen_pays", {})  # screen every time
+                screened = index.nearest_on_segments(starts, ends, alphas, k, rule)
+                assert torch.equal(screened, whole), (text, m, k, rule)
+                if rule == "all":
+                    assert index._screen_pays == {"all": True}  # kept under 15 % of 30,522 rows
+
+
+@pytest.mark.parametrize("push", ["away", "closer", "random"])
+def test_screen_keeps_every_row_the_exact_pass_could_pick(minilm, push):
+    """Rough products off by as much as the bound allows, all one way or at random: the screen still keeps
+    every row whose exact lower end reaches the k-th smallest exact upper end (the rows the exact ranking
+    may pick). Without its margin it drops some of them."""
+    model, tokenizer = minilm
+    index = vocab_index_for(model, tokenizer)
+    table, key_sq = index.embeddings, index.candidate_keys("all")[1].numpy()
+    word_ids = tokenizer("a gorgeous, moving portrait of grief and hope", add_special_tokens=False)["input_ids"]
+    queries = table[[103] + word_ids].numpy()
+    exact = np.empty((len(queries), len(table)), np.float32)
+    products_with_rows(table.numpy(), np.arange(len(table)), queries, exact)
+    norms, query_norms = np.linalg.norm(table.numpy().astype(np.float64), axis=1), np.linalg.norm(queries.astype(np.float64), axis=1)
+    error, k, alphas = vocab_module.bfloat16_product_error(table.shape[1]), 50, udig_reference_alphas(30).numpy()
+    direction = {"away": -1.0, "closer": 1.0, "random": np.random.default_rng(0).uniform(-1, 1, exact.shape)}[push]
+    rough = (exact + 0.999 * error * direction * query_norms[:, None] * norms[None]).astype(np.float32)
+    which = np.zeros(len(word_ids), np.int64)
+    keep = np.empty((len(word_ids), len(table)), np.bool_)
+    screen_segments(rough, which, key_sq, norms, query_norms, alphas, k, error, keep)
+    offset = key_sq - np.float32(2) * exact[:1]
+    slope = np.float32(2) * (exact[:1] - exact[1:])
+    ends = np.stack([offset + alphas.min() * slope, offset + alphas.max() * slope])
+    lower, upper = ends.min(0), ends.max(0)
+    kth_upper = np.partition(upper, k - 1, axis=1)[:, k - 1 : k]
+    assert bool(keep[lower <= kth_upper].all())
+    assert keep.sum() < 0.2 * keep.size  # and it still screens
+
+
+def test_bfloat16_products_are_within_the_screens_error_bound(minilm):
+    """The screen's one assumption about torch (oneDNN): bfloat16 inputs, float32 sums, a bfloat16 result.
+    Every product of MiniLM's rows with a sentence's rows is within the bound of the compiled float32 one."""
+    model, tokenizer = minilm
+    table = vocab_index_for(model, tokenizer).embeddings
+    queries = table[tokenizer("[MASK] [PAD] a gorgeous, moving portrait of grief", add_special_tokens=False)["input_ids"]]
+    exact = np.empty((len(queries), len(table)), np.float32)
+    products_with_rows(table.numpy(), np.arange(len(table)), queries.numpy(), exact)
+    rough = (queries.to(torch.bfloat16) @ table.to(torch.bfloat16).T).double()
+    scale = queries.double().norm(dim=1)[:, None] * table.double().norm(dim=1)[None]
+    error = ((rough - torch.from_numpy(exact).double()).abs() / scale).max()
+    assert float(error) <= vocab_module.bfloat16_product_error(table.shape[1])
+
+
+def test_screen_stops_where_it_keeps_too_much(minilm, monkeypatch):
+    """A rule whose screen kept more than the share where it pays is ranked whole from then on."""
+    model, tokenizer = minilm
+    index = vocab_index_for(model, tokenizer)
+    table = index.embeddings
+    monkeypatch.setattr(vocab_module, "_SCREEN_IN_BFLOAT16", True)
+    monkeypatch.setattr(index, "_screen_pays", {})
+    screens = []
+    monkeypatch.setattr("udig.kernels.screen_segments", lambda *args: (screens.append(1), args[-1].fill(True)))
+    starts, ends, alphas = table[[103, 103]], table[[2204, 6659]], udig_reference_alphas(5)
+    first = index.nearest_on_segments(starts, ends, alphas, 12, "all")  # the fake screen keeps every row
+    second = index.nearest_on_segments(starts, ends, alphas, 12, "all")
+    assert screens == [1] and index._screen_pays == {"all": False} and torch.equal(first, second)
+
+
 @pytest.mark.parametrize("n_rows", [0, 7, 8, 300, 1027])  # short of a block of 8, exact blocks, a tail
 @pytest.mark.parametrize("n_queries", [1, 19])
 def test_compiled_products_are_float32_dot_products(n_rows, n_queries):
@@ -214,10 +295,28 @@ def test_compiled_products_are_float32_dot_products(n_rows, n_queries):
     generator = torch.Generator().manual_seed(n_rows + n_queries)
     rows, queries = torch.randn(n_rows, 384, generator=generator), torch.randn(n_queries, 384, generator=generator)
     out = torch.full((n_queries, n_rows), float("nan"))
-    products_with_rows(rows.numpy(), queries.numpy(), out.numpy())
+    products_with_rows(rows.numpy(), np.arange(n_rows), queries.numpy(), out.numpy())
     exact = queries.double() @ rows.double().T
     bound = 384 * 2.0**-24 * (queries.double().abs() @ rows.double().abs().T)
     assert bool(((out.double() - exact).abs() <= bound).all())
+
+
+def test_compiled_product_of_a_row_does_not_depend_on_where_it_sits():
+    """Rows in a task's last, partial block of 8 and a lone last query take the same instructions as the rest:
+    the same row and query give the same bits in any position and in any list of rows, so a screened search
+    (products for a few listed rows) sees the values a full one would."""
+    generator = torch.Generator().manual_seed(7)
+    rows, queries = torch.randn(261, 384, generator=generator), torch.randn(5, 384, generator=generator)
+    out = torch.empty(5, 261)
+    products_with_rows(rows.numpy(), np.arange(261), queries.numpy(), out.numpy())
+    order = torch.randperm(261, generator=generator)
+    moved = torch.empty(4, 261)  # rows shuffled across blocks and tasks; queries paired differently
+    products_with_rows(rows[order].numpy(), np.arange(261), queries[1:].numpy(), moved.numpy())
+    assert torch.equal(moved, out[1:, order])
+    listed = np.array([260, 0, 129])
+    alone = torch.empty(1, 3)  # one query, three listed rows: every row in a clamped block
+    products_with_rows(rows.numpy(), listed, queries[4:].numpy(), alone.numpy())
+    assert torch.equal(alone, out[4:, listed])
 
 
 def test_nearest_on_segments_refuses_non_finite_values(tiny, tmp_path):

@@ -11,9 +11,10 @@ the k best of 30,522 scores per row; a compiled selection does that in about the
 row, where ``torch.topk`` took 1.4-2.8 s per build depending on how the scores are spread. UDIG's
 nearest words along each token's reference line are ranked in one pass after the product with the
 vocabulary: 2 ms for a 19-token sentence on 2 cores, where the same ranking in about 20 tensor operations
-took 8.5-11 ms. The product itself is compiled too (:func:`products_with_rows`): 19 query rows against
-30,522 took torch (MKL) 8.5-10 ms on our AMD CPU, this 5.5-6 ms. Compiled on first use (about 1 s each)
-and cached on disk beside this file.
+took 8.5-11 ms. The product itself is compiled too (:func:`products_with_rows`): 18 query rows against
+30,522 took torch (MKL) 7-10 ms on our AMD CPU, this 4.5-5 ms. Where the CPU multiplies bfloat16 in
+hardware, a bfloat16 product screens the rows first (:func:`screen_segments`) and only the few kept get
+exact products. Compiled on first use (about 1 s each) and cached on disk beside this file.
 """
 
 from __future__ import annotations
@@ -299,51 +300,64 @@ def _top_k_per_row(scores, k, out):  # pragma: no cover - compiled
             out[r, i] = keys[i] & np.uint64(0xFFFFFFFF)
 
 
-def products_with_rows(rows, queries, out) -> None:
-    """Fill ``out (Q, A)`` with the dot product of each of the few ``queries (Q, d)`` with each of the many
-    ``rows (A, d)`` (float32, row-major: the embedding matrix itself, no transposed copy)."""
+def products_with_rows(rows, ids, queries, out) -> None:
+    """Fill ``out (Q, len(ids))`` with the dot product of each of the few ``queries (Q, d)`` with each of
+    the many rows ``rows[ids]`` (float32, row-major: the embedding matrix itself, no gathered copy)."""
     with _LOCK:
         _follow_torch_threads()
-        _products_with_rows(rows, queries, out)
+        _products_with_rows(rows, ids, queries, out)
 
 
 _ROWS_PER_TASK = 128  # rows per parallel task; each task reads them once, 8 at a time
 
 
 @numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def _products_with_rows(rows, queries, out):  # pragma: no cover - compiled
-    """Eight rows at a time against every query: each query element loaded is used eight times, and each
-    row is read from memory once. BLAS libraries tile for large products; this shape (a handful of
-    queries, tens of thousands of rows) is where MKL took a slow path on AMD CPUs."""
+def _products_with_rows(rows, ids, queries, out):  # pragma: no cover - compiled
+    """Eight rows against two queries at a time: sixteen sums in registers, each row element loaded is
+    used twice and each query element eight times; the rows are read from memory once. Two queries per
+    pass instead of one: 4.5-4.7 -> 2.6-3.1 ms for 18 x 30,522 x 384 when the rows sit in cache, 6.3 -> 4.8
+    in memory (interleaved runs, AMD EPYC). A task's last rows and an odd last query repeat the nearest
+    real one (written twice, same value), so every product comes from the same instructions: a row's
+    product does not depend on where it sits, or on which other rows are listed with it. BLAS libraries tile for large products; this shape (a
+    handful of queries, tens of thousands of rows) is where MKL took a slow path on AMD CPUs."""
     n_queries, dims = queries.shape
-    n_rows = len(rows)
+    n_rows = len(ids)
     for task in numba.prange((n_rows + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK):
         r = task * _ROWS_PER_TASK
-        stop = min(n_rows, r + _ROWS_PER_TASK)
-        while r + 8 <= stop:
-            r0, r1, r2, r3, r4, r5, r6, r7 = rows[r], rows[r + 1], rows[r + 2], rows[r + 3], rows[r + 4], rows[r + 5], rows[r + 6], rows[r + 7]
-            for q in range(n_queries):
-                query = queries[q]
-                s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0)
+        last = min(n_rows, r + _ROWS_PER_TASK) - 1
+        while r <= last:
+            i0, i1, i2, i3 = r, min(r + 1, last), min(r + 2, last), min(r + 3, last)
+            i4, i5, i6, i7 = min(r + 4, last), min(r + 5, last), min(r + 6, last), min(r + 7, last)
+            r0, r1, r2, r3 = rows[ids[i0]], rows[ids[i1]], rows[ids[i2]], rows[ids[i3]]
+            r4, r5, r6, r7 = rows[ids[i4]], rows[ids[i5]], rows[ids[i6]], rows[ids[i7]]
+            for q in range(0, n_queries, 2):
+                p = min(q + 1, n_queries - 1)
+                x, y = queries[q], queries[p]
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
+                b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = np.float32(0)
                 for i in range(dims):
-                    x = query[i]
-                    s0 += r0[i] * x
-                    s1 += r1[i] * x
-                    s2 += r2[i] * x
-                    s3 += r3[i] * x
-                    s4 += r4[i] * x
-                    s5 += r5[i] * x
-                    s6 += r6[i] * x
-                    s7 += r7[i] * x
-                out[q, r], out[q, r + 1], out[q, r + 2], out[q, r + 3] = s0, s1, s2, s3
-                out[q, r + 4], out[q, r + 5], out[q, r + 6], out[q, r + 7] = s4, s5, s6, s7
+                    xi, yi = x[i], y[i]
+                    a0 += r0[i] * xi
+                    b0 += r0[i] * yi
+                    a1 += r1[i] * xi
+                    b1 += r1[i] * yi
+                    a2 += r2[i] * xi
+                    b2 += r2[i] * yi
+                    a3 += r3[i] * xi
+                    b3 += r3[i] * yi
+                    a4 += r4[i] * xi
+                    b4 += r4[i] * yi
+                    a5 += r5[i] * xi
+                    b5 += r5[i] * yi
+                    a6 += r6[i] * xi
+                    b6 += r6[i] * yi
+                    a7 += r7[i] * xi
+                    b7 += r7[i] * yi
+                out[p, i0], out[p, i1], out[p, i2], out[p, i3] = b0, b1, b2, b3
+                out[p, i4], out[p, i5], out[p, i6], out[p, i7] = b4, b5, b6, b7
+                out[q, i0], out[q, i1], out[q, i2], out[q, i3] = a0, a1, a2, a3
+                out[q, i4], out[q, i5], out[q, i6], out[q, i7] = a4, a5, a6, a7
             r += 8
-        for tail in range(r, stop):
-            for q in range(n_queries):
-                total = np.float32(0)
-                for i in range(dims):
-                    total += rows[tail, i] * queries[q, i]
-                out[q, tail] = total
 
 
 def nearest_on_segments(products, which, key_sq, alphas, k: int, out) -> None:
@@ -363,7 +377,7 @@ def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no
     """Per token: each row's rank ``a + alpha b`` (``a = |c|^2 - 2 c.s``, ``b = 2 c.(s - e)``) and its
     lower and upper end values over the alphas' range. Any k rows whose upper ends reach a threshold
     are at least that close everywhere, so only rows whose lower end reaches it can be among the k
-    nearest anywhere (a guess from every 16th row, checked by a count, else every row). At each point
+    nearest anywhere (:func:`_at_least_kth_smallest`). At each point
     a bound on the k-th smallest value (a partial sort at the first point; after it, the previous
     point's k nearest, which are k rows) leaves only a few more than k rows to sort, on one 64-bit key
     (the value's bits, then the position: equal values in position order). After the first point the
@@ -372,8 +386,6 @@ def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no
     n_unique = len(products) - len(which)
     n_keys = products.shape[1]
     lo_alpha, hi_alpha = alphas.min(), alphas.max()
-    stride = 16
-    n_sample = (n_keys + stride - 1) // stride
     for t in numba.prange(len(which)):
         start, end = products[which[t]], products[n_unique + t]
         offset = np.empty(n_keys, np.float32)
@@ -386,16 +398,7 @@ def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no
             at_low, at_high = a + lo_alpha * b, a + hi_alpha * b
             offset[c], slope[c] = a, b
             lower[c], upper[c] = min(at_low, at_high), max(at_low, at_high)
-        threshold = np.float32(np.inf)
-        depth = (k * 13) // (10 * stride) + 8
-        while depth < n_sample:
-            guess = np.partition(upper[::stride].copy(), depth)[depth]
-            if np.sum(upper <= guess) >= k:
-                threshold = guess
-                break
-            depth *= 2
-        if threshold == np.inf:
-            threshold = np.partition(upper.copy(), k - 1)[k - 1]
+        threshold = _at_least_kth_smallest(upper, k)
         n_kept = 0
         for c in range(n_keys):
             n_kept += lower[c] <= threshold
@@ -439,6 +442,58 @@ def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no
                 nearest[r] = first[r] & np.uint64(0xFFFFFFFF)
                 out[t, j, r] = positions[nearest[r]]
             listed[nearest] = True
+
+
+def screen_segments(rough, which, key_sq, norms, query_norms, alphas, k: int, error: float, keep) -> None:
+    """Mark in ``keep (T, A)`` every candidate row that may be among token t's k nearest at some alpha,
+    judged from ``rough (U + T, A)`` products within ``error |c| |q|`` of the exact ones (see
+    :meth:`udig.vocab.VocabIndex.nearest_on_segments`); ``norms (A,)`` and ``query_norms (U + T,)`` are
+    the rows' and queries' Euclidean norms, at least their true values."""
+    with _LOCK:
+        _follow_torch_threads()
+        _screen_segments(rough, which, key_sq, norms, query_norms, alphas.min(), alphas.max(), k, error, keep)
+
+
+@numba.njit(parallel=True, cache=True)
+def _screen_segments(rough, which, key_sq, norms, query_norms, lo_alpha, hi_alpha, k, error, keep):  # pragma: no cover - compiled
+    """:func:`_nearest_on_segments`'s first pass on rough products, in float64, each end value widened by
+    the most the rough products can be off (``2 error |c| max(|s|, |e|)``: the rank is ``|c|^2 - 2 c.p``
+    with ``p`` between ``s`` and ``e``) and by 2^-20 (``|c|^2 + 4 |c| max(|s|, |e|)``), more than the
+    float32 roundings of the exact pass's own end values. A row whose widened lower end is above the k-th
+    smallest widened upper end is above the k-th exact value at every alpha: the exact pass would drop it."""
+    n_unique = len(rough) - len(which)
+    n_keys = rough.shape[1]
+    for t in numba.prange(len(which)):
+        start, end = rough[which[t]], rough[n_unique + t]
+        reach = max(query_norms[which[t]], query_norms[n_unique + t])
+        lower = np.empty(n_keys)
+        upper = np.empty(n_keys)
+        for c in range(n_keys):
+            s, e = np.float64(start[c]), np.float64(end[c])
+            a = key_sq[c] - 2.0 * s
+            b = 2.0 * (s - e)
+            at_low, at_high = a + lo_alpha * b, a + hi_alpha * b
+            margin = 2.0 * error * norms[c] * reach + 2.0**-20 * (key_sq[c] + 4.0 * norms[c] * reach)
+            lower[c], upper[c] = min(at_low, at_high) - margin, max(at_low, at_high) + margin
+        threshold = _at_least_kth_smallest(upper, k)
+        for c in range(n_keys):
+            keep[t, c] = lower[c] <= threshold
+
+
+@numba.njit(cache=True)
+def _at_least_kth_smallest(values, k):  # pragma: no cover - compiled
+    """A value with at least k of ``values`` at or below it, and close above the k-th smallest: a guess
+    from every 16th value, checked by a count (deeper guesses if it falls short), else the exact one.
+    One partial sort of a sixteenth of the values instead of all of them."""
+    stride = 16
+    n_sample = (len(values) + stride - 1) // stride
+    depth = (k * 13) // (10 * stride) + 8
+    while depth < n_sample:
+        guess = np.partition(values[::stride].copy(), depth)[depth]
+        if np.sum(values <= guess) >= k:
+            return guess
+        depth *= 2
+    return np.partition(values.copy(), k - 1)[k - 1]
 
 
 @numba.njit(cache=True)
