@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,6 +271,16 @@ def test_bfloat16_products_are_within_the_screens_error_bound(minilm):
     scale = queries.double().norm(dim=1)[:, None] * table.double().norm(dim=1)[None]
     error = ((rough - torch.from_numpy(exact).double()).abs() / scale).max()
     assert float(error) <= vocab_module.bfloat16_product_error(table.shape[1])
+
+
+def test_bfloat16_units_are_found_as_the_kernel_lists_them(monkeypatch):
+    """LLVM's view of the CPU (what numba compiles for) agrees with the flags Linux reports."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo to compare with")
+    flags = set(next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split())
+    monkeypatch.setattr(vocab_module, "_SCREEN_IN_BFLOAT16", None)
+    assert vocab_module._screen_in_bfloat16() == bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def test_screen_stops_where_it_keeps_too_much(minilm, monkeypatch):

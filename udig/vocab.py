@@ -56,16 +56,21 @@ _GRAPH_FORMAT = "2"  # 2: equal distances in id order
 _QUERY_CHUNK = 2048
 
 
-def _has_bfloat16_dot_products() -> bool:
+_SCREEN_IN_BFLOAT16: bool | None = None  # whether CPU searches screen in bfloat16; found on first use
+
+
+def _screen_in_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16, AMX): there torch's bfloat16 product
-    with the vocabulary runs at twice float32's pace on half the memory; elsewhere it is emulated, slower."""
-    from llvmlite.binding import get_host_cpu_features  # numba's compiler, installed with it
+    with the vocabulary runs at about twice float32's pace on half the memory; elsewhere it is emulated."""
+    global _SCREEN_IN_BFLOAT16
+    if _SCREEN_IN_BFLOAT16 is None:
+        from llvmlite.binding import get_host_cpu_features  # numba's compiler, installed with it
 
-    features = get_host_cpu_features()
-    return any(features.get(name, False) for name in ("avx512bf16", "amx-bf16"))
+        features = get_host_cpu_features()
+        _SCREEN_IN_BFLOAT16 = any(features.get(name, False) for name in ("avx512bf16", "amx-bf16"))
+    return _SCREEN_IN_BFLOAT16
 
 
-_SCREEN_IN_BFLOAT16 = _has_bfloat16_dot_products()
 # On MiniLM (AMD EPYC, 17 tokens, interleaved runs) the screen keeps 8 % of the "all" rule's 30,522 rows and
 # the search takes 4.5-6.2 ms instead of 5.6-7.1 (18.1 instead of 21.0 for 126 tokens); it keeps 25 % of the
 # "words" rule's 20,152 rows, where the search took as long or longer (4.6-4.9 ms instead of 4.4-4.6).
@@ -390,7 +395,7 @@ class VocabIndex:
         every row the exact ranking could pick and about 7 % more. The screen pays while it keeps a small
         part of the rows; a rule where it kept more than ``_SCREEN_PAYS_BELOW`` is ranked whole from then on."""
         _, key_sq, _ = self.candidate_keys(rule)
-        if not (_SCREEN_IN_BFLOAT16 and self._screen_pays.get(rule, True)):
+        if not (_screen_in_bfloat16() and self._screen_pays.get(rule, True)):
             return np.arange(len(key_sq))
         from .kernels import screen_segments
 
