@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from udig import vocab as vocab_module
-from udig.kernels import products_with_rows, screen_segments
+from udig.kernels import int8_error_weights, products_with_rows, screen_segments
 from udig.paths import udig_reference_alphas
-from udig.vocab import VocabIndex, knn_graph, nearest_by_products, otsu_threshold, vocab_index_for
+from udig.vocab import VocabIndex, int8_codes, knn_graph, nearest_by_products, otsu_threshold, vocab_index_for
 
 
 def _index(tiny, tmp_path, **options) -> VocabIndex:
@@ -208,9 +208,9 @@ def test_compiled_nearest_ranks_as_the_tensor_version(minilm, baseline):
 
 
 @pytest.mark.parametrize("baseline", [103, 0])  # [MASK], [PAD]
-def test_bfloat16_screen_ranks_as_the_whole_search(minilm, monkeypatch, baseline):
-    """Screening rows on bfloat16 products and ranking the kept ones exactly picks the same ids, ties
-    included, as ranking every row; and under "all" the screen keeps a small part of the vocabulary."""
+def test_int8_screen_ranks_as_the_whole_search(minilm, monkeypatch, baseline):
+    """Screening rows on int8 products and ranking the kept ones exactly picks the same ids, ties
+    included, as ranking every row."""
     model, tokenizer = minilm
     index = vocab_index_for(model, tokenizer)
     table = index.embeddings
@@ -221,19 +221,22 @@ def test_bfloat16_screen_ranks_as_the_whole_search(minilm, monkeypatch, baseline
         for m, k in [(1, 1), (5, 12), (30, 50)]:
             alphas = udig_reference_alphas(m)
             for rule in ("all", "words"):
-                monkeypatch.setattr(vocab_module, "_SCREEN_IN_BFLOAT16", False)
+                monkeypatch.setattr(vocab_module, "_SCREEN_IN_INT8", False)
                 whole = index.nearest_on_segments(starts, ends, alphas, k, rule)
-                monkeypatch.setattr(vocab_module, "_SCREEN_IN_BFLOAT16", True)
-                monkeypatch.setattr(index, "_screen_pays", {})  # screen every time
+                monkeypatch.setattr(vocab_module, "_SCREEN_IN_INT8", True)
                 screened = index.nearest_on_segments(starts, ends, alphas, k, rule)
                 assert torch.equal(screened, whole), (text, m, k, rule)
-                if rule == "all":
-                    assert index._screen_pays == {"all": True}  # kept under 15 % of 30,522 rows
+
+
+def _int8_error(query_terms: np.ndarray, row_terms: np.ndarray, dims: int) -> np.ndarray:
+    """The screen's bound on each (query, row) int8 product's error, ``(Q, A)``."""
+    on_step, on_l1, on_l2 = int8_error_weights.py_func(*(x[:, None] for x in query_terms), dims)
+    return on_step * row_terms[0] + on_l1 * row_terms[1] + on_l2 * row_terms[2]
 
 
 @pytest.mark.parametrize("push", ["away", "closer", "random"])
 def test_screen_keeps_every_row_the_exact_pass_could_pick(minilm, push):
-    """Rough products off by as much as the bound allows, all one way or at random: the screen still keeps
+    """Int8 products off by as much as the bound allows, all one way or at random: the screen still keeps
     every row whose exact lower end reaches the k-th smallest exact upper end (the rows the exact ranking
     may pick). Without its margin it drops some of them."""
     model, tokenizer = minilm
@@ -243,13 +246,15 @@ def test_screen_keeps_every_row_the_exact_pass_could_pick(minilm, push):
     queries = table[[103] + word_ids].numpy()
     exact = np.empty((len(queries), len(table)), np.float32)
     products_with_rows(table.numpy(), np.arange(len(table)), queries, exact)
-    norms, query_norms = np.linalg.norm(table.numpy().astype(np.float64), axis=1), np.linalg.norm(queries.astype(np.float64), axis=1)
-    error, k, alphas = vocab_module.bfloat16_product_error(table.shape[1]), 50, udig_reference_alphas(30).numpy()
+    (_, query_terms), (_, row_terms) = int8_codes(queries), int8_codes(table.numpy())
+    unit = query_terms[0][:, None] * row_terms[0][None]  # one step of the int8 product
+    bound = _int8_error(query_terms, row_terms, table.shape[1])  # at least 96 units: rounding to one moves 0.5
     direction = {"away": -1.0, "closer": 1.0, "random": np.random.default_rng(0).uniform(-1, 1, exact.shape)}[push]
-    rough = (exact + 0.999 * error * direction * query_norms[:, None] * norms[None]).astype(np.float32)
-    which = np.zeros(len(word_ids), np.int64)
+    products = np.rint((exact + 0.99 * direction * bound) / unit).astype(np.int32)
+    assert bool((np.abs(products * unit - exact) <= bound).all())
+    which, k, alphas = np.zeros(len(word_ids), np.int64), 50, udig_reference_alphas(30).numpy()
     keep = np.empty((len(word_ids), len(table)), np.bool_)
-    screen_segments(rough, which, key_sq, norms, query_norms, alphas, k, error, keep)
+    screen_segments(products, np.ascontiguousarray(query_terms.T), row_terms, table.shape[1], which, key_sq, alphas, k, keep)
     offset = key_sq - np.float32(2) * exact[:1]
     slope = np.float32(2) * (exact[:1] - exact[1:])
     ends = np.stack([offset + alphas.min() * slope, offset + alphas.max() * slope])
@@ -259,43 +264,29 @@ def test_screen_keeps_every_row_the_exact_pass_could_pick(minilm, push):
     assert keep.sum() < 0.2 * keep.size  # and it still screens
 
 
-def test_bfloat16_products_are_within_the_screens_error_bound(minilm):
-    """The screen's one assumption about torch (oneDNN): bfloat16 inputs, float32 sums, a bfloat16 result.
-    Every product of MiniLM's rows with a sentence's rows is within the bound of the compiled float32 one."""
+def test_int8_products_are_within_the_screens_error_bound(minilm):
+    """torch's int8 product is exact (int32 sums), and codes times steps are within the screen's bound of the
+    compiled float32 products, for every MiniLM row against a sentence's rows."""
     model, tokenizer = minilm
-    table = vocab_index_for(model, tokenizer).embeddings
+    table = vocab_index_for(model, tokenizer).embeddings.numpy()
     queries = table[tokenizer("[MASK] [PAD] a gorgeous, moving portrait of grief", add_special_tokens=False)["input_ids"]]
     exact = np.empty((len(queries), len(table)), np.float32)
-    products_with_rows(table.numpy(), np.arange(len(table)), queries.numpy(), exact)
-    rough = (queries.to(torch.bfloat16) @ table.to(torch.bfloat16).T).double()
-    scale = queries.double().norm(dim=1)[:, None] * table.double().norm(dim=1)[None]
-    error = ((rough - torch.from_numpy(exact).double()).abs() / scale).max()
-    assert float(error) <= vocab_module.bfloat16_product_error(table.shape[1])
+    products_with_rows(table, np.arange(len(table)), queries, exact)
+    (query_codes, query_terms), (row_codes, row_terms) = int8_codes(queries), int8_codes(table)
+    products = torch._int_mm(torch.from_numpy(query_codes), torch.from_numpy(row_codes).T).numpy()
+    assert np.array_equal(products, query_codes.astype(np.int64) @ row_codes.astype(np.int64).T)
+    rough = products * (query_terms[0][:, None] * row_terms[0][None])
+    assert bool((np.abs(rough - exact) <= _int8_error(query_terms, row_terms, table.shape[1])).all())
 
 
-def test_bfloat16_units_are_found_as_the_kernel_lists_them(monkeypatch):
+def test_int8_units_are_found_as_the_kernel_lists_them(monkeypatch):
     """LLVM's view of the CPU (what numba compiles for) agrees with the flags Linux reports."""
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():
         pytest.skip("no /proc/cpuinfo to compare with")
     flags = set(next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split())
-    monkeypatch.setattr(vocab_module, "_SCREEN_IN_BFLOAT16", None)
-    assert vocab_module._screen_in_bfloat16() == bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-def test_screen_stops_where_it_keeps_too_much(minilm, monkeypatch):
-    """A rule whose screen kept more than the share where it pays is ranked whole from then on."""
-    model, tokenizer = minilm
-    index = vocab_index_for(model, tokenizer)
-    table = index.embeddings
-    monkeypatch.setattr(vocab_module, "_SCREEN_IN_BFLOAT16", True)
-    monkeypatch.setattr(index, "_screen_pays", {})
-    screens = []
-    monkeypatch.setattr("udig.kernels.screen_segments", lambda *args: (screens.append(1), args[-1].fill(True)))
-    starts, ends, alphas = table[[103, 103]], table[[2204, 6659]], udig_reference_alphas(5)
-    first = index.nearest_on_segments(starts, ends, alphas, 12, "all")  # the fake screen keeps every row
-    second = index.nearest_on_segments(starts, ends, alphas, 12, "all")
-    assert screens == [1] and index._screen_pays == {"all": False} and torch.equal(first, second)
+    monkeypatch.setattr(vocab_module, "_SCREEN_IN_INT8", None)
+    assert vocab_module._screen_in_int8() == bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 @pytest.mark.parametrize("n_rows", [0, 7, 8, 300, 1027])  # short of a block of 8, exact blocks, a tail

@@ -12,9 +12,8 @@ row, where ``torch.topk`` took 1.4-2.8 s per build depending on how the scores a
 nearest words along each token's reference line are ranked in one pass after the product with the
 vocabulary: 2 ms for a 19-token sentence on 2 cores, where the same ranking in about 20 tensor operations
 took 8.5-11 ms. The product itself is compiled too (:func:`products_with_rows`): 18 query rows against
-30,522 took torch (MKL) 7-10 ms on our AMD CPU, this 4.5-5 ms. Where the CPU multiplies bfloat16 in
-hardware, a bfloat16 product screens the rows first (:func:`screen_segments`) and only the few kept get
-exact products. Compiled on first use (about 1 s each) and cached on disk beside this file.
+30,522 took torch (MKL) 7-10 ms on our AMD CPU, this 4.5-5 ms. Where the CPU has int8 dot products, an
+int8 product screens the rows first (:func:`screen_segments`) and only the few kept get exact products. Compiled on first use (about 1 s each) and cached on disk beside this file.
 """
 
 from __future__ import annotations
@@ -444,36 +443,56 @@ def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no
             listed[nearest] = True
 
 
-def screen_segments(rough, which, key_sq, norms, query_norms, alphas, k: int, error: float, keep) -> None:
+def screen_segments(products, query_terms, row_terms, dims: int, which, key_sq, alphas, k: int, keep) -> None:
     """Mark in ``keep (T, A)`` every candidate row that may be among token t's k nearest at some alpha,
-    judged from ``rough (U + T, A)`` products within ``error |c| |q|`` of the exact ones (see
-    :meth:`udig.vocab.VocabIndex.nearest_on_segments`); ``norms (A,)`` and ``query_norms (U + T,)`` are
-    the rows' and queries' Euclidean norms, at least their true values."""
+    judged from int8 ``products (U + T, A)`` (int32: the queries' codes times the rows' codes) and each
+    vector's ``terms`` (step, L1 and L2 norms: :func:`udig.vocab.int8_codes`) in ``dims`` dimensions; see
+    :meth:`udig.vocab.VocabIndex.nearest_on_segments`."""
     with _LOCK:
         _follow_torch_threads()
-        _screen_segments(rough, which, key_sq, norms, query_norms, alphas.min(), alphas.max(), k, error, keep)
+        _screen_segments(products, query_terms, row_terms, dims, which, key_sq, alphas.min(), alphas.max(), k, keep)
+
+
+@numba.njit(cache=True, inline="always")
+def int8_error_weights(step, l1, l2, dims):  # pragma: no cover - compiled
+    """The most an int8 product (codes times both steps) can differ from :func:`products_with_rows`'s float32
+    one, as weights on the other vector's (step, L1, L2): ``w_step c_step + w_l1 c_l1 + w_l2 c_l2``.
+    Coding moves each value by at most half its step, so ``|q.c - q'.c'|`` is at most
+    ``c_step/2 |q|_1 + q_step/2 |c|_1 + d q_step c_step / 4`` (2^-20 more for float64's roundings in
+    coding), and the float32 sum is within ``1.01 d 2^-24 |q|_2 |c|_2`` of the exact one.
+    Pure arithmetic: ``.py_func`` takes numpy arrays too."""
+    half = 0.5 + 2.0**-20
+    return l1 * half + dims * step * 0.25, step * half, 1.01 * dims * 2.0**-24 * l2
 
 
 @numba.njit(parallel=True, cache=True)
-def _screen_segments(rough, which, key_sq, norms, query_norms, lo_alpha, hi_alpha, k, error, keep):  # pragma: no cover - compiled
-    """:func:`_nearest_on_segments`'s first pass on rough products, in float64, each end value widened by
-    the most the rough products can be off (``2 error |c| max(|s|, |e|)``: the rank is ``|c|^2 - 2 c.p``
-    with ``p`` between ``s`` and ``e``) and by 2^-20 (``|c|^2 + 4 |c| max(|s|, |e|)``), more than the
-    float32 roundings of the exact pass's own end values. A row whose widened lower end is above the k-th
-    smallest widened upper end is above the k-th exact value at every alpha: the exact pass would drop it."""
-    n_unique = len(rough) - len(which)
-    n_keys = rough.shape[1]
+def _screen_segments(products, query_terms, row_terms, dims, which, key_sq, lo_alpha, hi_alpha, k, keep):  # pragma: no cover - compiled
+    """:func:`_nearest_on_segments`'s first pass on int8 products, in float64, each end value widened by
+    the most the products can be off (twice the larger of the start's and the end's error,
+    :func:`int8_error_weights`: the rank is ``|c|^2 - 2 c.p`` with ``p`` between ``s`` and ``e``) and by
+    2^-20 (``|c|^2 + 4 |c| max(|s|, |e|)``), more than the float32 roundings of the exact pass's own end
+    values. A row whose widened lower end is above the k-th smallest widened upper end is above the k-th
+    exact value at every alpha: the exact pass would drop it."""
+    n_unique = len(products) - len(which)
+    n_keys = products.shape[1]
+    row_step, row_l1, row_l2 = row_terms[0], row_terms[1], row_terms[2]
     for t in numba.prange(len(which)):
-        start, end = rough[which[t]], rough[n_unique + t]
-        reach = max(query_norms[which[t]], query_norms[n_unique + t])
+        s, e = which[t], n_unique + t
+        start, end = products[s], products[e]
+        s_step, e_step = query_terms[s, 0], query_terms[e, 0]
+        s_on_step, s_on_l1, s_on_l2 = int8_error_weights(s_step, query_terms[s, 1], query_terms[s, 2], dims)
+        e_on_step, e_on_l1, e_on_l2 = int8_error_weights(e_step, query_terms[e, 1], query_terms[e, 2], dims)
+        reach = 4.0 * max(query_terms[s, 2], query_terms[e, 2])
         lower = np.empty(n_keys)
         upper = np.empty(n_keys)
         for c in range(n_keys):
-            s, e = np.float64(start[c]), np.float64(end[c])
-            a = key_sq[c] - 2.0 * s
-            b = 2.0 * (s - e)
+            c_step, c_l1, c_l2 = row_step[c], row_l1[c], row_l2[c]
+            at_start, at_end = start[c] * (s_step * c_step), end[c] * (e_step * c_step)
+            a = key_sq[c] - 2.0 * at_start
+            b = 2.0 * (at_start - at_end)
             at_low, at_high = a + lo_alpha * b, a + hi_alpha * b
-            margin = 2.0 * error * norms[c] * reach + 2.0**-20 * (key_sq[c] + 4.0 * norms[c] * reach)
+            off = max(s_on_step * c_step + s_on_l1 * c_l1 + s_on_l2 * c_l2, e_on_step * c_step + e_on_l1 * c_l1 + e_on_l2 * c_l2)
+            margin = 2.0 * off + 2.0**-20 * (key_sq[c] + reach * c_l2)
             lower[c], upper[c] = min(at_low, at_high) - margin, max(at_low, at_high) + margin
         threshold = _at_least_kth_smallest(upper, k)
         for c in range(n_keys):
