@@ -254,7 +254,7 @@ def test_screen_keeps_every_row_the_exact_pass_could_pick(minilm, push):
     assert bool((np.abs(products * unit - exact) <= bound).all())
     which, k, alphas = np.zeros(len(word_ids), np.int64), 50, udig_reference_alphas(30).numpy()
     keep = np.empty((len(word_ids), len(table)), np.bool_)
-    screen_segments(products, np.ascontiguousarray(query_terms.T), row_terms, table.shape[1], which, key_sq, alphas, k, keep)
+    screen_segments(products, query_terms, row_terms, table.shape[1], which, key_sq, alphas, k, keep)
     offset = key_sq - np.float32(2) * exact[:1]
     slope = np.float32(2) * (exact[:1] - exact[1:])
     ends = np.stack([offset + alphas.min() * slope, offset + alphas.max() * slope])

@@ -13,7 +13,8 @@ nearest words along each token's reference line are ranked in one pass after the
 vocabulary: 2 ms for a 19-token sentence on 2 cores, where the same ranking in about 20 tensor operations
 took 8.5-11 ms. The product itself is compiled too (:func:`products_with_rows`): 18 query rows against
 30,522 took torch (MKL) 7-10 ms on our AMD CPU, this 4.5-5 ms. Where the CPU has int8 dot products, an
-int8 product screens the rows first (:func:`screen_segments`) and only the few kept get exact products. Compiled on first use (about 1 s each) and cached on disk beside this file.
+int8 product screens the rows first (:func:`screen_segments`) and only the few kept get exact products.
+Compiled on first use (about 1 s each) and cached on disk beside this file.
 """
 
 from __future__ import annotations
@@ -317,8 +318,9 @@ def _products_with_rows(rows, ids, queries, out):  # pragma: no cover - compiled
     pass instead of one: 4.5-4.7 -> 2.6-3.1 ms for 18 x 30,522 x 384 when the rows sit in cache, 6.3 -> 4.8
     in memory (interleaved runs, AMD EPYC). A task's last rows and an odd last query repeat the nearest
     real one (written twice, same value), so every product comes from the same instructions: a row's
-    product does not depend on where it sits, or on which other rows are listed with it. BLAS libraries tile for large products; this shape (a
-    handful of queries, tens of thousands of rows) is where MKL took a slow path on AMD CPUs."""
+    product does not depend on where it sits, or on which other rows are listed with it. BLAS libraries
+    tile for large products; this shape (a handful of queries, tens of thousands of rows) is where MKL
+    took a slow path on AMD CPUs."""
     n_queries, dims = queries.shape
     n_rows = len(ids)
     for task in numba.prange((n_rows + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK):
@@ -445,8 +447,9 @@ def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no
 
 def screen_segments(products, query_terms, row_terms, dims: int, which, key_sq, alphas, k: int, keep) -> None:
     """Mark in ``keep (T, A)`` every candidate row that may be among token t's k nearest at some alpha,
-    judged from int8 ``products (U + T, A)`` (int32: the queries' codes times the rows' codes) and each
-    vector's ``terms`` (step, L1 and L2 norms: :func:`udig.vocab.int8_codes`) in ``dims`` dimensions; see
+    judged from int8 ``products (U + T, A)`` (int32: the queries' codes times the rows' codes) and the
+    ``(3, n)`` terms of queries and rows (each one's step, L1 and L2 norms: :func:`udig.vocab.int8_codes`)
+    in ``dims`` dimensions; see
     :meth:`udig.vocab.VocabIndex.nearest_on_segments`."""
     with _LOCK:
         _follow_torch_threads()
@@ -479,10 +482,10 @@ def _screen_segments(products, query_terms, row_terms, dims, which, key_sq, lo_a
     for t in numba.prange(len(which)):
         s, e = which[t], n_unique + t
         start, end = products[s], products[e]
-        s_step, e_step = query_terms[s, 0], query_terms[e, 0]
-        s_on_step, s_on_l1, s_on_l2 = int8_error_weights(s_step, query_terms[s, 1], query_terms[s, 2], dims)
-        e_on_step, e_on_l1, e_on_l2 = int8_error_weights(e_step, query_terms[e, 1], query_terms[e, 2], dims)
-        reach = 4.0 * max(query_terms[s, 2], query_terms[e, 2])
+        s_step, e_step = query_terms[0, s], query_terms[0, e]
+        s_on_step, s_on_l1, s_on_l2 = int8_error_weights(s_step, query_terms[1, s], query_terms[2, s], dims)
+        e_on_step, e_on_l1, e_on_l2 = int8_error_weights(e_step, query_terms[1, e], query_terms[2, e], dims)
+        reach = 4.0 * max(query_terms[2, s], query_terms[2, e])
         lower = np.empty(n_keys)
         upper = np.empty(n_keys)
         for c in range(n_keys):

@@ -402,7 +402,7 @@ class VocabIndex:
         query_codes, query_terms = int8_codes(queries)
         products = torch._int_mm(torch.from_numpy(query_codes), row_codes.T).numpy()  # (U + S, A) int32, exact
         keep = np.empty((len(which), len(key_sq)), np.bool_)
-        screen_segments(products, np.ascontiguousarray(query_terms.T), row_terms, row_codes.shape[1], which, key_sq.numpy(), alphas, k, keep)
+        screen_segments(products, query_terms, row_terms, row_codes.shape[1], which, key_sq.numpy(), alphas, k, keep)
         return np.flatnonzero(keep.any(0))
 
     def _int8_keys(self, rule: str) -> tuple[Tensor, np.ndarray]:
