@@ -264,6 +264,26 @@ def test_screen_keeps_every_row_the_exact_pass_could_pick(minilm, push):
     assert keep.sum() < 0.2 * keep.size  # and it still screens
 
 
+def test_the_tensor_search_a_gpu_runs_picks_rows_of_equal_rank(minilm, monkeypatch):
+    """The search's tensor branch (what a GPU runs), run here on the CPU through the same entry point:
+    recurring words and the shared baseline deduplicated the same way, ids of equal rank at every point."""
+    model, tokenizer = minilm
+    index = vocab_index_for(model, tokenizer)
+    table = index.embeddings
+    word_ids = torch.tensor(tokenizer("a film, a film: gorgeous and moving", add_special_tokens=False)["input_ids"])
+    starts, ends, alphas = table[torch.full_like(word_ids, 103)], table[word_ids], udig_reference_alphas(30)
+    for rule in ("all", "words"):
+        compiled = index.nearest_on_segments(starts, ends, alphas, 50, rule)
+        monkeypatch.setattr(vocab_module, "_compiled_search", lambda device: False)
+        tensor = index.nearest_on_segments(starts, ends, alphas, 50, rule)
+        monkeypatch.undo()
+        points = starts[:, None] + alphas[None, :, None] * (ends - starts)[:, None]  # (T, m, d)
+        distance = lambda ids: (points[:, :, None] - table[ids]).norm(dim=-1)  # noqa: E731
+        assert tensor.shape == compiled.shape and torch.allclose(distance(tensor), distance(compiled), atol=1e-5)
+        first, again = (word_ids == word_ids[0]).nonzero().squeeze(1)[:2]  # "a" twice: searched once
+        assert torch.equal(tensor[first], tensor[again]) and torch.equal(compiled[first], compiled[again])
+
+
 def test_int8_products_are_within_the_screens_error_bound(minilm):
     """torch's int8 product is exact (int32 sums), and codes times steps are within the screen's bound of the
     compiled float32 products, for every MiniLM row against a sentence's rows."""

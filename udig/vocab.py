@@ -236,6 +236,11 @@ def nearest_by_products(products: Tensor, which: Tensor, key_sq: Tensor, alphas:
     return nearest.view(len(kept), len(alphas), k)
 
 
+def _compiled_search(device: torch.device) -> bool:
+    """UDIG's search runs the compiled CPU passes on the CPU, tensor operations elsewhere (a GPU)."""
+    return device.type == "cpu"
+
+
 def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each distinct row's first position and every row's distinct index, comparing the rows' bytes: for a
     sentence's few rows, 0.08 ms in numpy where ``torch.unique(dim=0)`` and its indexing took 0.5 ms."""
@@ -372,7 +377,7 @@ class VocabIndex:
         starts, ends = starts[segment_index], ends[segment_index]
         start_index, which = _distinct_rows(starts)
         queries = np.concatenate([starts[start_index], ends])  # (U + S, d)
-        if rows.device.type == "cpu":
+        if _compiled_search(rows.device):
             from .kernels import nearest_on_segments, products_with_rows  # numba loads on first use
 
             listed = self._rows_to_rank(rule, queries, which, alphas, k)
