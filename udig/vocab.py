@@ -380,7 +380,7 @@ class VocabIndex:
         if _compiled_search(rows.device):
             from .kernels import nearest_on_segments, products_with_rows  # numba loads on first use
 
-            listed = self._rows_to_rank(rule, queries, which, alphas, k)
+            listed = self._rows_to_rank(rule, key_sq.numpy(), queries, which, alphas, k)
             products = np.empty((len(queries), len(listed)), np.float32)
             products_with_rows(rows.numpy(), listed, queries, products)
             nearest = np.empty((len(ends), len(alphas), k), np.int64)
@@ -391,14 +391,15 @@ class VocabIndex:
             nearest = nearest_by_products(queries @ rows.T, which, key_sq, alphas, k)[torch.from_numpy(segment_of).to(rows.device)]
         return nearest if key_ids is None else key_ids[nearest]
 
-    def _rows_to_rank(self, rule: str, queries: np.ndarray, which: np.ndarray, alphas: np.ndarray, k: int) -> np.ndarray:
+    def _rows_to_rank(
+        self, rule: str, key_sq: np.ndarray, queries: np.ndarray, which: np.ndarray, alphas: np.ndarray, k: int
+    ) -> np.ndarray:
         """The candidate rows (positions, ascending) whose exact products the ranking needs: every row, or,
         on a CPU with int8 dot products, those an int8 screen keeps (:func:`udig.kernels.screen_segments`):
         every row the exact ranking could pick and a fifth to a half more. On MiniLM it keeps 7-12 % of the
         30,522 rows under "all" and 11-66 % of the 20,152 real words (more for longer inputs and for [PAD]);
         in explain() the path took 7.3 ms instead of 11.2 (all) and 6.1 instead of 7.8 (words) for 17
         tokens, 28.9 instead of 38.3 and 27.8 (all, words) for 126: it is always used."""
-        _, key_sq, _ = self.candidate_keys(rule)
         if not (len(which) and _screen_in_int8()):
             return np.arange(len(key_sq))
         from .kernels import screen_segments
@@ -407,7 +408,7 @@ class VocabIndex:
         query_codes, query_terms = int8_codes(queries)
         products = torch._int_mm(torch.from_numpy(query_codes), row_codes.T).numpy()  # (U + S, A) int32, exact
         keep = np.empty((len(which), len(key_sq)), np.bool_)
-        screen_segments(products, query_terms, row_terms, row_codes.shape[1], which, key_sq.numpy(), alphas, k, keep)
+        screen_segments(products, query_terms, row_terms, row_codes.shape[1], which, key_sq, alphas, k, keep)
         return np.flatnonzero(keep.any(0))
 
     def _int8_keys(self, rule: str) -> tuple[Tensor, np.ndarray]:
