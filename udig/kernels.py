@@ -179,34 +179,45 @@ def _rank(table, ids, base, anchor, steps, greedy, out):  # pragma: no cover - c
 @numba.njit(cache=True, fastmath={"reassoc"})
 def _gap_sq(table, ids, low, high, fallback, zero):  # pragma: no cover - compiled
     """Greedy's squared cost of each of ``ids``: the float32 squares of the gaps outside the box, summed
-    in ``zero``'s type (float32: rough; float64: exact). Two rows at a time (the last one twice when
-    their number is odd): two independent streams of loads, 1.1-1.2x faster than one; each row summed
-    whole, 1.3x faster than in blocks of 64 dimensions."""
+    in ``zero``'s type (float32: rough; float64: exact). Four rows at a time (the last one repeated when
+    their number is not a multiple of four), each summed whole: four independent streams of loads share
+    each load of the box. A value is outside when clamping it to the box changes it (one compare where
+    ``x < low or x > high`` takes two and an or; exact: a clamp only returns the value or a bound). On
+    the chains of a 19-token sentence, 1.15x faster than two rows with two compares."""
     n = len(ids)
     sums = np.full(n, zero)
-    for j in range(0, n, 2):
-        row, other = table[ids[j]], table[ids[min(j + 1, n - 1)]]
-        gap_sq, other_gap_sq = zero, zero
+    for j in range(0, n, 4):
+        j1, j2, j3 = min(j + 1, n - 1), min(j + 2, n - 1), min(j + 3, n - 1)
+        r0, r1, r2, r3 = table[ids[j]], table[ids[j1]], table[ids[j2]], table[ids[j3]]
+        s0, s1, s2, s3 = zero, zero, zero, zero
         for i in range(len(low)):
-            gap, other_gap = row[i] - fallback[i], other[i] - fallback[i]
-            gap_sq += gap * gap if (row[i] < low[i]) | (row[i] > high[i]) else np.float32(0)
-            other_gap_sq += other_gap * other_gap if (other[i] < low[i]) | (other[i] > high[i]) else np.float32(0)
-        sums[j], sums[min(j + 1, n - 1)] = gap_sq, other_gap_sq
+            lo, hi, f = low[i], high[i], fallback[i]
+            x0, x1, x2, x3 = r0[i], r1[i], r2[i], r3[i]
+            s0 += (x0 - f) * (x0 - f) if min(max(x0, lo), hi) != x0 else np.float32(0)
+            s1 += (x1 - f) * (x1 - f) if min(max(x1, lo), hi) != x1 else np.float32(0)
+            s2 += (x2 - f) * (x2 - f) if min(max(x2, lo), hi) != x2 else np.float32(0)
+            s3 += (x3 - f) * (x3 - f) if min(max(x3, lo), hi) != x3 else np.float32(0)
+        sums[j], sums[j1], sums[j2], sums[j3] = s0, s1, s2, s3
     return sums
 
 
 @numba.njit(cache=True, fastmath={"reassoc"})
 def _outside(table, ids, low, high):  # pragma: no cover - compiled
-    """MaxCount's cost of each of ``ids``: its dimensions outside the box, two rows at a time."""
+    """MaxCount's cost of each of ``ids``: its dimensions outside the box, four rows at a time as in
+    :func:`_gap_sq`."""
     n = len(ids)
     counts = np.empty(n, np.int64)
-    for j in range(0, n, 2):
-        row, other = table[ids[j]], table[ids[min(j + 1, n - 1)]]
-        outside, other_outside = 0, 0
+    for j in range(0, n, 4):
+        j1, j2, j3 = min(j + 1, n - 1), min(j + 2, n - 1), min(j + 3, n - 1)
+        r0, r1, r2, r3 = table[ids[j]], table[ids[j1]], table[ids[j2]], table[ids[j3]]
+        c0, c1, c2, c3 = 0, 0, 0, 0
         for i in range(len(low)):
-            outside += (row[i] < low[i]) | (row[i] > high[i])
-            other_outside += (other[i] < low[i]) | (other[i] > high[i])
-        counts[j], counts[min(j + 1, n - 1)] = outside, other_outside
+            lo, hi = low[i], high[i]
+            c0 += min(max(r0[i], lo), hi) != r0[i]
+            c1 += min(max(r1[i], lo), hi) != r1[i]
+            c2 += min(max(r2[i], lo), hi) != r2[i]
+            c3 += min(max(r3[i], lo), hi) != r3[i]
+        counts[j], counts[j1], counts[j2], counts[j3] = c0, c1, c2, c3
     return counts
 
 
