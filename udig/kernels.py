@@ -182,9 +182,9 @@ def _gap_sq(table, ids, low, high, fallback, zero):  # pragma: no cover - compil
     in ``zero``'s type (float32: rough; float64: exact). Eight rows at a time (the last one repeated when
     their number is not a multiple of eight), each summed whole: eight streams of loads in flight, sharing
     each load of the box (DIG's chains with real words for a 19-token sentence: 1.1-1.2x faster than four
-    rows, 1.3x than two; UDIG's lists of about 50 candidates: no change). A value is
-    outside when clamping it to the box changes it: one compare where ``x < low or x > high`` takes two
-    and an or (exact: a clamp returns the value or a bound)."""
+    rows, 1.3x than two; UDIG's lists of about 50 candidates: no change). A value is outside when
+    clamping it to the box changes it: one compare where ``x < low or x > high`` takes two and an or
+    (exact: a clamp returns the value or a bound)."""
     n = len(ids)
     sums = np.full(n, zero)
     for j in range(0, n, 8):
