@@ -188,7 +188,7 @@ def _gap_sq(table, ids, low, high, fallback, zero):  # pragma: no cover - compil
     n = len(ids)
     sums = np.full(n, zero)
     for j in range(0, n, 8):
-        j1, j2, j3, j4, j5, j6, j7 = _next_seven(j, n)
+        j1, j2, j3, j4, j5, j6, j7 = _next_seven(j, n - 1)
         r0, r1, r2, r3 = table[ids[j]], table[ids[j1]], table[ids[j2]], table[ids[j3]]
         r4, r5, r6, r7 = table[ids[j4]], table[ids[j5]], table[ids[j6]], table[ids[j7]]
         s0, s1, s2, s3, s4, s5, s6, s7 = zero, zero, zero, zero, zero, zero, zero, zero
@@ -215,7 +215,7 @@ def _outside(table, ids, low, high):  # pragma: no cover - compiled
     n = len(ids)
     counts = np.empty(n, np.int64)
     for j in range(0, n, 8):
-        j1, j2, j3, j4, j5, j6, j7 = _next_seven(j, n)
+        j1, j2, j3, j4, j5, j6, j7 = _next_seven(j, n - 1)
         r0, r1, r2, r3 = table[ids[j]], table[ids[j1]], table[ids[j2]], table[ids[j3]]
         r4, r5, r6, r7 = table[ids[j4]], table[ids[j5]], table[ids[j6]], table[ids[j7]]
         c0, c1, c2, c3, c4, c5, c6, c7 = 0, 0, 0, 0, 0, 0, 0, 0
@@ -236,9 +236,9 @@ def _outside(table, ids, low, high):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, inline="always")
-def _next_seven(j, n):  # pragma: no cover - compiled
-    """The seven positions after ``j``, the last of ``n`` repeated past the end (a block of eight rows)."""
-    last = n - 1
+def _next_seven(j, last):  # pragma: no cover - compiled
+    """The seven positions after ``j``, ``last`` repeated past it: the rest of a block of eight rows whose
+    tail repeats a real row, so every row takes the same instructions."""
     return (min(j + 1, last), min(j + 2, last), min(j + 3, last), min(j + 4, last),
             min(j + 5, last), min(j + 6, last), min(j + 7, last))
 
@@ -360,8 +360,8 @@ def _products_with_rows(rows, ids, queries, out):  # pragma: no cover - compiled
         r = task * _ROWS_PER_TASK
         last = min(n_rows, r + _ROWS_PER_TASK) - 1
         while r <= last:
-            i0, i1, i2, i3 = r, min(r + 1, last), min(r + 2, last), min(r + 3, last)
-            i4, i5, i6, i7 = min(r + 4, last), min(r + 5, last), min(r + 6, last), min(r + 7, last)
+            i0 = r
+            i1, i2, i3, i4, i5, i6, i7 = _next_seven(r, last)
             r0, r1, r2, r3 = rows[ids[i0]], rows[ids[i1]], rows[ids[i2]], rows[ids[i3]]
             r4, r5, r6, r7 = rows[ids[i4]], rows[ids[i5]], rows[ids[i6]], rows[ids[i7]]
             for q in range(0, n_queries, 2):
