@@ -137,6 +137,63 @@ def test_batched_and_unbatched_runs_agree_and_repeat_exactly(tiny, method):
     assert again.attributions == runs[1].attributions and again.anchors == runs[1].anchors
 
 
+def _forward_batches(model) -> tuple[list[int], object]:
+    """The batch size of every forward pass through ``model``, and the hook's handle."""
+    sizes: list[int] = []
+    handle = model.register_forward_pre_hook(lambda module, args, kwargs: sizes.append(len(kwargs["inputs_embeds"])),
+                                             with_kwargs=True)
+    return sizes, handle
+
+
+@pytest.mark.parametrize("method", ["ig", "udig"])
+def test_the_decision_rides_in_the_first_gradient_pass(tiny, method):
+    """The input is one more row of the first gradient batch (no forward pass of its own), and the prediction and
+    F(x) equal a lone forward's: float32 rows of one batch differ from a lone row's only by the summation order
+    of the matrix products (~1e-7 relative on these O(1) logits), so 1e-5 is generous and still far below any
+    logit difference that would change a decision."""
+    model, tokenizer = tiny
+    explainer = Explainer(model, tokenizer, graph_k=8)
+    sizes, handle = _forward_batches(model)
+    try:
+        e = explainer.explain(TINY_SENTENCE, method=method, steps=9)
+    finally:
+        handle.remove()
+    assert sizes == [e.settings["n_evaluations"] + 1]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([e.input_ids])).logits[0]
+    assert e.target == int(logits.argmax())
+    assert e.f_input == pytest.approx(float(logits[e.target]), abs=1e-5)
+    assert e.probs == pytest.approx(logits.softmax(-1).tolist(), abs=1e-5)
+
+
+def test_the_decision_comes_first_when_the_path_needs_it(tiny):
+    """A completeness target compares against F(x) from the start: then the input gets a forward pass of its own,
+    first, and the result matches the folded one."""
+    model, tokenizer = tiny
+    explainer = Explainer(model, tokenizer)
+    folded = explainer.explain(TINY_SENTENCE, method="ig", steps=9)
+    sizes, handle = _forward_batches(model)
+    try:
+        refined = explainer.explain(TINY_SENTENCE, method="ig", steps=9, max_delta=0.5, max_points=10)  # 10 points: no room to refine
+    finally:
+        handle.remove()
+    assert sizes == [1, refined.settings["n_evaluations"]]
+    assert refined.f_input == pytest.approx(folded.f_input, abs=1e-5) and refined.target == folded.target
+    assert refined.attributions == pytest.approx(folded.attributions, abs=1e-5)
+
+
+def test_a_bad_target_is_refused_before_any_work(tiny):
+    model, tokenizer = tiny
+    sizes, handle = _forward_batches(model)
+    try:
+        for target, message in ((7, "class index"), ("neutral", "unknown target label")):
+            with pytest.raises(ValueError, match=message):
+                Explainer(model, tokenizer, graph_k=8).explain(TINY_SENTENCE, method="dig", target=target)
+    finally:
+        handle.remove()
+    assert sizes == []
+
+
 @pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta"])
 def test_every_architecture_explains(tiny_vocab_file, arch):
     model, tokenizer = tiny_bert(tiny_vocab_file, arch=arch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from types import SimpleNamespace
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from .explanation import Explanation, QAExplanation
 from .integrate import target_met
 from .methods import Attribution, Problem, get_method
 from .settings import BASELINES, EXPLAINER_PARAMETERS, PARAMETERS, Settings
-from .tasks import Encoding, Prediction, max_tokens, select_targets, target_values, task_of, vocabulary_id
+from .tasks import Encoding, Prediction, Task, max_tokens, model_output, select_targets, task_of, vocabulary_id
 from .vocab import VocabIndex, vocab_index_for
 
 TOKENS_PER_BATCH = 8192  # path points x tokens per forward/backward when internal_batch_size is None
@@ -123,6 +124,8 @@ class Explainer:
             max_delta=max_delta, max_points=max_points, sequential=sequential, objective=objective,
         )
         inputs = self.task.check_inputs({"text": text, "question": question, "context": context})
+        n_classes = getattr(self.model.config, "num_labels", len(self.labels))
+        target = self.task.resolve_target(target, settings.objective, self.labels, n_classes)
         warnings: list[str] = []
         reference_id = None if settings.baseline is None else self._reference_id(settings.baseline, warnings)
         encoding = self.task.encode(self.tokenizer, inputs, self.max_length or max_tokens(self.model, self.tokenizer))
@@ -131,20 +134,21 @@ class Explainer:
         self.model.eval()
         embeddings = self.model.get_input_embeddings().weight  # (V, d)
         word_embeddings = embeddings[encoding.input_ids.to(embeddings.device)].detach()  # (L, d)
-        prediction, input_values = self._predict(encoding, word_embeddings, target, settings.objective)
+        decision = _Decision(self.model, self.task, encoding, word_embeddings, target, settings.objective, self.labels)
         problem = Problem(
             encoding=encoding,
             inputs=word_embeddings,
             embeddings=embeddings,
             reference_ids=None if reference_id is None else torch.where(encoding.special_mask, encoding.input_ids, reference_id),
-            value=lambda points: target_values(self.model, encoding, points, prediction.targets),
-            input_values=input_values,
+            value=decision.values,
+            input_values=decision.input_values,
             batch_size=self.internal_batch_size or max(1, TOKENS_PER_BATCH // len(encoding)),
             vocab=lambda: self.vocab_,
             graph_k=self.graph_k,
         )
         timings = {"encode": time.perf_counter() - started}
         attribution = get_method(settings.method).attribute(problem, settings)
+        input_values, prediction = decision.input_values(), decision.prediction
         timings.update(attribution.timings, total=time.perf_counter() - started)
         explanations = self._explanations(settings, encoding, prediction, input_values, attribution, reference_id, warnings, timings)
         return self.task.assemble(explanations, encoding, prediction, inputs)
@@ -201,17 +205,6 @@ class Explainer:
         if token_id is None:
             raise ValueError(f"baseline token {baseline!r} is not in the vocabulary; use one of {BASELINES} or a vocabulary token")
         return token_id
-
-    def _predict(self, encoding: Encoding, inputs: Tensor, target, objective: str) -> tuple[Prediction, Tensor]:
-        """The model's decision on the input, and the targets' values there (the path's end, so the
-        integrator need not run it again)."""
-        with torch.no_grad():
-            extras = {k: v[None].to(inputs.device) for k, v in encoding.extras.items()}
-            output = self.model(inputs_embeds=inputs[None], **extras)
-        prediction = self.task.predict(output, encoding, target, self.labels)
-        if objective == "largest":
-            prediction = self.task.follow_largest(prediction, target)
-        return prediction, select_targets(output, prediction.targets)[0]
 
     def _explanations(
         self, settings: Settings, encoding: Encoding, prediction: Prediction, input_values: Tensor,
@@ -280,3 +273,44 @@ class Explainer:
     def _info(self, settings: Settings) -> dict:
         model_name = getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__
         return {**settings.info(), "graph_k": self.graph_k, "model": model_name}
+
+
+class _Decision:
+    """The model's decision on the input (the targets to explain, and their values there), taken once.
+
+    A forward pass of the input alone reads every weight of the model for one row: 17-20 ms of MiniLM's
+    ~250 ms explanation at 19 tokens on two cores, where one more row in the first gradient pass costs ~2 ms
+    (forward and backward; benchmarks/engine_results.md). So the first call of :meth:`values` runs the input
+    as an extra row of its batch and decides from it; whatever asks for the decision before any gradient pass
+    (a completeness target, sequential paths, the random baseline) gets it from a forward pass of its own.
+    """
+
+    def __init__(self, model: torch.nn.Module, task: Task, encoding: Encoding, inputs: Tensor, target: int | None,
+                 objective: str, labels: dict[int, str]) -> None:
+        self.model, self.task, self.encoding, self.inputs = model, task, encoding, inputs
+        self.target, self.objective, self.labels = target, objective, labels
+        self.prediction: Prediction | None = None
+        self._input_values: Tensor | None = None  # (n_targets,)
+
+    def values(self, points: Tensor) -> Tensor:
+        """F at ``points (B, L, d)``: ``(B, n_targets)``; the first call also takes the decision."""
+        if self.prediction is not None:
+            return select_targets(model_output(self.model, self.encoding, points), self.prediction.targets)
+        output = model_output(self.model, self.encoding, torch.cat([points, self.inputs[None].to(points)]))
+        values = self._decide(output)
+        return values[:-1]
+
+    def input_values(self) -> Tensor:
+        """F at the input, ``(n_targets,)``."""
+        if self.prediction is None:
+            with torch.no_grad():
+                self._decide(model_output(self.model, self.encoding, self.inputs[None]))
+        return self._input_values
+
+    def _decide(self, output) -> Tensor:
+        """The prediction from ``output``'s last row (the input); returns the targets' values at every row."""
+        last = SimpleNamespace(**{name: value[-1:].detach() for name, value in output.items()})
+        self.prediction = self.task.predict(last, self.encoding, self.target, self.labels, self.objective)
+        values = select_targets(output, self.prediction.targets)
+        self._input_values = values[-1].detach()
+        return values

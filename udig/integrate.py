@@ -135,7 +135,7 @@ def integrate_path(function: ScalarFunction, path: Tensor, batch_size: int, rule
     """Attributions along ``path (N, L, d)`` by ``rule``, with F at the path's start for the completeness check.
 
     F(x') comes from the first evaluation when the rule takes one there, else from one forward pass without
-    gradients; F(x) is the caller's (the prediction pass already computed it).
+    gradients; F(x) is the caller's (the Explainer takes it with the first gradient pass).
     """
     quadrature = rule_for(rule, path)
     points, weights = quadrature.nodes(path)

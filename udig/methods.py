@@ -41,7 +41,7 @@ class Problem:
     embeddings: Tensor  # (V, d) the model's word-embedding matrix
     reference_ids: Tensor | None  # (L,) baseline ids (special tokens keep their own); None without a baseline
     value: Callable[[Tensor], Tensor]  # word embeddings (B, L, d) -> target values (B, n_targets)
-    input_values: Tensor  # (n_targets,) the targets at the input, from the prediction pass
+    input_values: Callable[[], Tensor]  # (n_targets,) F at the input; taken in the first call of ``value`` unless asked first
     batch_size: int  # path points per forward/backward pass
     vocab: Callable[[], VocabIndex]  # the shared vocabulary index, built on first call
     graph_k: int  # neighbours per word in DIG's KNN graph
@@ -115,11 +115,11 @@ class PathMethod:
         tick = time.perf_counter()
         if settings.sequential:
             moving = ~problem.encoding.special_mask.to(path.device)
-            integral = integrate_sequential(problem.value, path, moving, problem.batch_size, settings.rule, problem.input_values)
+            integral = integrate_sequential(problem.value, path, moving, problem.batch_size, settings.rule, problem.input_values())
         elif settings.max_delta is None:
             integral = integrate_path(problem.value, path, problem.batch_size, settings.rule)
         else:
-            integral = refine_path(problem.value, path, problem.batch_size, settings.rule, problem.input_values,
+            integral = refine_path(problem.value, path, problem.batch_size, settings.rule, problem.input_values(),
                                    settings.max_delta, settings.max_points)
         timings["gradients"] = time.perf_counter() - tick
         return Attribution(integral.attributions, integral.f_baseline, integral.n_evaluations, integral.path, chains, timings)
@@ -208,7 +208,7 @@ def _anchored_points(settings: Settings) -> int:
 def _random_scores(problem: Problem, settings: Settings) -> Tensor:
     """Standard normal scores seeded by (seed, text): the same input always gets the same scores."""
     rng = np.random.default_rng([settings.seed, zlib.crc32(problem.encoding.text.encode())])
-    rows = [rng.standard_normal(len(problem.encoding)) for _ in range(len(problem.input_values))]
+    rows = [rng.standard_normal(len(problem.encoding)) for _ in range(len(problem.input_values()))]
     return torch.from_numpy(np.stack(rows))  # (n_targets, L)
 
 

@@ -13,7 +13,7 @@ are added once, by the model itself.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -90,11 +90,11 @@ class Target:
     largest: bool = False
 
 
-def target_values(model: torch.nn.Module, encoding: Encoding, embeds: Tensor, targets: list[Target]) -> Tensor:
-    """F for a batch of word embeddings ``(B, L, d)``: ``(B, n_targets)`` target values."""
+def model_output(model: torch.nn.Module, encoding: Encoding, embeds: Tensor):
+    """The model's output for a batch of word embeddings ``(B, L, d)`` of the encoded input."""
     batch = embeds.shape[0]
     extras = {name: value.expand(batch, -1).to(embeds.device) for name, value in encoding.extras.items()}
-    return select_targets(model(inputs_embeds=embeds, **extras), targets)
+    return model(inputs_embeds=embeds, **extras)
 
 
 def select_targets(output, targets: list[Target]) -> Tensor:
@@ -160,14 +160,18 @@ class Task(ABC):
     def encode(self, tokenizer, inputs: dict[str, str], limit: int) -> Encoding:
         """One canonical sequence of at most ``limit`` tokens."""
 
-    @abstractmethod
-    def predict(self, output, encoding: Encoding, target: int | str | None, labels: dict[int, str]) -> Prediction:
-        """The targets to attribute, from the model's output on the input."""
+    def resolve_target(self, target: int | str | None, objective: str, labels: dict[int, str], n_classes: int) -> int | None:
+        """The requested target as an output index (None: the model's own decision), checked before any work."""
+        if target is not None:
+            raise ValueError(f"a {self.description} model explains its predicted answer span; target must be None")
+        if objective == "largest":
+            raise ValueError(f"objective='largest' (the published DIG/UDIG code's max logit) is for classification; "
+                             f"a {self.description} model explains its targets' own logits")
+        return None
 
-    def follow_largest(self, prediction: Prediction, target: int | str | None) -> Prediction:
-        """``objective="largest"``: F is the largest output at each path point rather than the input's target."""
-        raise ValueError(f"objective='largest' (the published DIG/UDIG code's max logit) is for classification; "
-                         f"a {self.description} model explains its targets' own logits")
+    @abstractmethod
+    def predict(self, output, encoding: Encoding, target: int | None, labels: dict[int, str], objective: str) -> Prediction:
+        """The targets to attribute, from the model's output on the input (one row); ``target`` as resolved."""
 
     @abstractmethod
     def assemble(self, explanations: list[Explanation], encoding: Encoding, prediction: Prediction,
@@ -204,17 +208,21 @@ class Classification(Task):
             raise ValueError("the text has no word the model can read (only invisible or control characters)")
         return encoding
 
-    def predict(self, output, encoding: Encoding, target: int | str | None, labels: dict[int, str]) -> Prediction:
-        probs = output.logits[0].float().softmax(-1)
-        index = int(probs.argmax()) if target is None else _class_index(target, len(probs), labels)
-        return Prediction([Target("logits", index)], [probs.tolist()], [labels.get(index, str(index))])
-
-    def follow_largest(self, prediction: Prediction, target: int | str | None) -> Prediction:
-        """At the input the largest logit is the predicted class's; along the path it may be another class's."""
-        if target is not None:
+    def resolve_target(self, target: int | str | None, objective: str, labels: dict[int, str], n_classes: int) -> int | None:
+        if target is None:
+            return None
+        if objective == "largest":
             raise ValueError("objective='largest' follows the largest logit at each path point, not a chosen class; "
                              "leave target unset")
-        return replace(prediction, targets=[replace(t, largest=True) for t in prediction.targets])
+        return _class_index(target, n_classes, labels)
+
+    def predict(self, output, encoding: Encoding, target: int | None, labels: dict[int, str], objective: str) -> Prediction:
+        """At the input the largest logit is the predicted class's; along the path (``objective="largest"``) it
+        may be another class's."""
+        probs = output.logits[0].float().softmax(-1)
+        index = int(probs.argmax()) if target is None else target
+        explained = Target("logits", index, largest=objective == "largest")
+        return Prediction([explained], [probs.tolist()], [labels.get(index, str(index))])
 
     def assemble(self, explanations, encoding, prediction, inputs) -> Explanation:
         (explanation,) = explanations
@@ -269,9 +277,7 @@ class QuestionAnswering(Task):
             raise ValueError("the context has no word the model can read (only invisible or control characters)")
         return encoding
 
-    def predict(self, output, encoding: Encoding, target: int | str | None, labels: dict[int, str]) -> Prediction:
-        if target is not None:
-            raise ValueError("QA explains the predicted answer span; target must be None")
+    def predict(self, output, encoding: Encoding, target: int | None, labels: dict[int, str], objective: str) -> Prediction:
         start_logits, end_logits = output.start_logits[0].float(), output.end_logits[0].float()
         answer = best_span(start_logits, end_logits, encoding.context_mask.to(start_logits.device))
         return Prediction(
