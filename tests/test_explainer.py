@@ -147,7 +147,7 @@ def _forward_batches(model) -> tuple[list[int], object]:
 
 @pytest.mark.parametrize("method", ["ig", "udig"])
 def test_the_decision_rides_in_the_first_gradient_pass(tiny, method):
-    """The input is one more row of the first gradient batch (no forward pass of its own), and the prediction and
+    """A short input is one more row of the first gradient batch (no forward pass of its own), and the prediction and
     F(x) equal a lone forward's: float32 rows of one batch differ from a lone row's only by the summation order
     of the matrix products (~1e-7 relative on these O(1) logits), so 1e-5 is generous and still far below any
     logit difference that would change a decision."""
@@ -180,6 +180,24 @@ def test_the_decision_comes_first_when_the_path_needs_it(tiny):
     assert sizes == [1, refined.settings["n_evaluations"]]
     assert refined.f_input == pytest.approx(folded.f_input, abs=1e-5) and refined.target == folded.target
     assert refined.attributions == pytest.approx(folded.attributions, abs=1e-5)
+
+
+def test_a_long_input_gets_a_forward_pass_of_its_own(tiny):
+    """Past INPUT_ROW_TOKENS an extra row's backward costs more than a lone forward saves: the input goes first."""
+    from udig.explainer import INPUT_ROW_TOKENS
+
+    model, tokenizer = tiny
+    text = " ".join([TINY_SENTENCE] * 8)
+    sizes, handle = _forward_batches(model)
+    try:
+        e = Explainer(model, tokenizer).explain(text, method="ig", steps=9)
+    finally:
+        handle.remove()
+    assert len(e.tokens) > INPUT_ROW_TOKENS
+    assert sizes == [1, e.settings["n_evaluations"]]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([e.input_ids])).logits[0]
+    assert e.target == int(logits.argmax()) and e.f_input == pytest.approx(float(logits[e.target]), abs=1e-5)
 
 
 def test_a_bad_target_is_refused_before_any_work(tiny):

@@ -25,6 +25,7 @@ from .tasks import Encoding, Prediction, Task, max_tokens, model_output, select_
 from .vocab import VocabIndex, vocab_index_for
 
 TOKENS_PER_BATCH = 8192  # path points x tokens per forward/backward when internal_batch_size is None
+INPUT_ROW_TOKENS = 32  # inputs up to this long are decided on in the first gradient pass (see _Decision)
 
 
 class Explainer:
@@ -278,11 +279,14 @@ class Explainer:
 class _Decision:
     """The model's decision on the input (the targets to explain, and their values there), taken once.
 
-    A forward pass of the input alone reads every weight of the model for one row: 17-20 ms of MiniLM's
-    ~250 ms explanation at 19 tokens on two cores, where one more row in the first gradient pass costs ~2 ms
-    (forward and backward; benchmarks/engine_results.md). So the first call of :meth:`values` runs the input
-    as an extra row of its batch and decides from it; whatever asks for the decision before any gradient pass
-    (a completeness target, sequential paths, the random baseline) gets it from a forward pass of its own.
+    On a short input a forward pass of the input alone costs far more than its share of a batch: small
+    matrix products run well below the machine's speed. So an input of at most :data:`INPUT_ROW_TOKENS`
+    tokens rides as one more row in the first call of :meth:`values` (the first gradient pass), which decides
+    from it; a longer one, or anything that asks for the decision before any gradient pass (a completeness
+    target, sequential paths, the random baseline), gets a forward pass of its own. On MiniLM, 2 cores, 32
+    path points, alternately in one process: at 19 tokens the extra row saved 4-14 ms of 200-280 ms (32: even);
+    at 48, 64 and 128 tokens its backward, which a lone forward does not take, cost 1.7-4.5 % more (at 96,
+    3.5 % less: this machine's noise is of that order).
     """
 
     def __init__(self, model: torch.nn.Module, task: Task, encoding: Encoding, inputs: Tensor, target: int | None,
@@ -293,7 +297,9 @@ class _Decision:
         self._input_values: Tensor | None = None  # (n_targets,)
 
     def values(self, points: Tensor) -> Tensor:
-        """F at ``points (B, L, d)``: ``(B, n_targets)``; the first call also takes the decision."""
+        """F at ``points (B, L, d)``: ``(B, n_targets)``; the first call on a short input also takes the decision."""
+        if self.prediction is None and len(self.encoding) > INPUT_ROW_TOKENS:
+            self.input_values()
         if self.prediction is not None:
             return select_targets(model_output(self.model, self.encoding, points), self.prediction.targets)
         output = model_output(self.model, self.encoding, torch.cat([points, self.inputs[None].to(points)]))
