@@ -250,7 +250,8 @@ def main() -> None:
         *[f"| {w} | {m:.1f} | {r:.1f} | {q:.3f} | {t} |" for w, m, r, q, t in rows],
         "",
         "Reference for each row: a bare forward+backward of the same N points (or captum IG where named), run",
-        "alternately with the measured call; the ratio is the median of the per-pair ratios.",
+        "alternately with the measured call, each repeat going round every case; the ratio is the median of the",
+        "per-pair ratios.",
     ]
     if graph_rows:
         lines += [
