@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from types import SimpleNamespace
 from collections.abc import Iterable, Iterator, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -298,13 +298,12 @@ class _Decision:
 
     def values(self, points: Tensor) -> Tensor:
         """F at ``points (B, L, d)``: ``(B, n_targets)``; the first call on a short input also takes the decision."""
-        if self.prediction is None and len(self.encoding) > INPUT_ROW_TOKENS:
+        if self.prediction is None:
+            if len(self.encoding) <= INPUT_ROW_TOKENS:  # the input as one more row, decided on before the backward
+                with_input = torch.cat([points, self.inputs[None].to(points)])
+                return self._decide(model_output(self.model, self.encoding, with_input))[:-1]
             self.input_values()
-        if self.prediction is not None:
-            return select_targets(model_output(self.model, self.encoding, points), self.prediction.targets)
-        output = model_output(self.model, self.encoding, torch.cat([points, self.inputs[None].to(points)]))
-        values = self._decide(output)
-        return values[:-1]
+        return select_targets(model_output(self.model, self.encoding, points), self.prediction.targets)
 
     def input_values(self) -> Tensor:
         """F at the input, ``(n_targets,)``."""
