@@ -153,8 +153,9 @@ def test_ranking_the_first_few_equals_the_full_ranking_despite_near_ties(n):
     """DIG's ranking filters Greedy candidates by a float32 sum before costing them exactly. Rows that
     permute one another's values have equal exact costs against a box that is the same in every
     dimension, but float32 sums that differ in the last bits: they must still come out in the exact
-    ranking's order (cost, then position), as must rows an ulp apart and repeated ids."""
-    from udig.kernels import _box, _gap_sq, _rank
+    ranking's order (cost, then position), as must rows an ulp apart and repeated ids; UDIG's single choice
+    per step (``_cheapest``) must be the ranking's first, under both rules."""
+    from udig.kernels import _box, _cheapest, _gap_sq, _rank
 
     generator = torch.Generator().manual_seed(n)
     prototypes = torch.randn(6, 384, generator=generator)
@@ -169,10 +170,18 @@ def test_ranking_the_first_few_equals_the_full_ranking_despite_near_ties(n):
         _rank(table, ids, table[base], table[anchor], steps, True, full)
         _rank(table, ids, table[base], table[anchor], steps, True, first)
         assert np.array_equal(first, full[:n]), (base, anchor)
-        low, high, fallback = (np.empty(384, np.float32) for _ in range(3))
-        _box(table[base], table[anchor], steps, low, high, fallback)
-        rough_first = ids[np.argsort(_gap_sq(table, ids, low, high, fallback, np.float32(0)), kind="stable")[:n]]
+        box = np.empty((3, 384), np.float32)  # low, high, fallback
+        _box(table[base], table[anchor], steps, box[0], box[1], box[2])
+        rough = np.empty(len(ids), np.float32)
+        _gap_sq(table, ids, box[0], box[1], box[2], rough)
+        rough_first = ids[np.argsort(rough, kind="stable")[:n]]
         misordered += not np.array_equal(rough_first, full[:n])
+        for greedy in (True, False):  # UDIG's one choice per step, in its own buffers, is the ranking's first
+            first_by_rank = np.empty(1, np.int32)
+            _rank(table, ids, table[base], table[anchor], steps, greedy, first_by_rank)
+            buffers = (np.empty(len(ids), np.float32), np.empty(len(ids)), np.empty(len(ids), np.int64),
+                       np.empty(len(ids), np.int32))
+            assert ids[_cheapest(table, ids, box, greedy, *buffers)] == first_by_rank[0], (base, anchor, greedy)
     assert misordered > 0  # the float32 sums alone would have ranked some of these wrongly
 
 
