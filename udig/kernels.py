@@ -83,8 +83,8 @@ def _chains_per_step(table, word_ids, reference_ids, candidates, m, greedy, chai
 def _cheapest(table, ids, box, greedy, rough, exact, counts, kept):  # pragma: no cover - compiled
     """The position in ``ids`` of :func:`_rank`'s first (least cost against ``box``, then first position),
     computed in the caller's buffers: UDIG asks this once per token and step (510 times for a 19-token
-    sentence), where _rank's own arrays and sorts cost more than the arithmetic (the chain took 0.63-0.69 ms
-    instead of 1.07-1.2 under Greedy, 0.63-0.81 instead of 0.82-0.98 under MaxCount, the same anchors)."""
+    sentence), where _rank's own arrays and sorts cost more than the arithmetic (the chain took 0.63-0.83 ms
+    instead of 1.07-1.47 under Greedy, 0.52-0.81 instead of 0.82-1.14 under MaxCount, the same anchors)."""
     n = len(ids)
     low, high, fallback = box[0], box[1], box[2]
     best = 0
@@ -224,12 +224,12 @@ def _rank(table, ids, base, anchor, steps, greedy, out):  # pragma: no cover - c
 @numba.njit(cache=True, fastmath={"reassoc"})
 def _gap_sq(table, ids, low, high, fallback, sums):  # pragma: no cover - compiled
     """Greedy's squared cost of each of ``ids`` into ``sums``: the float32 squares of the gaps outside the
-    box, summed in ``sums``' type (float32: rough; float64: exact). Eight rows at a time (the last one repeated when
-    their number is not a multiple of eight), each summed whole: eight streams of loads in flight, sharing
-    each load of the box (DIG's chains with real words for a 19-token sentence: 1.1-1.2x faster than four
-    rows, 1.3x than two; UDIG's lists of about 50 candidates: no change). A value is outside when
-    clamping it to the box changes it: one compare where ``x < low or x > high`` takes two and an or
-    (exact: a clamp returns the value or a bound)."""
+    box, summed in ``sums``' type (float32: rough; float64: exact). Eight rows at a time (the last one
+    repeated when their number is not a multiple of eight), each summed whole: eight streams of loads in
+    flight, sharing each load of the box (DIG's chains with real words for a 19-token sentence: 1.1-1.2x
+    faster than four rows, 1.3x than two; UDIG's lists of about 50 candidates: no change). A value is
+    outside when clamping it to the box changes it: one compare where ``x < low or x > high`` takes two
+    and an or (exact: a clamp returns the value or a bound)."""
     n = len(ids)
     zero = sums.dtype.type(0)
     for j in range(0, n, 8):
