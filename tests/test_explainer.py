@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -137,12 +139,16 @@ def test_batched_and_unbatched_runs_agree_and_repeat_exactly(tiny, method):
     assert again.attributions == runs[1].attributions and again.anchors == runs[1].anchors
 
 
-def _forward_batches(model) -> tuple[list[int], object]:
-    """The batch size of every forward pass through ``model``, and the hook's handle."""
+@contextmanager
+def _forward_batches(model) -> Iterator[list[int]]:
+    """The batch size of every forward pass through ``model`` while the block runs."""
     sizes: list[int] = []
     handle = model.register_forward_pre_hook(lambda module, args, kwargs: sizes.append(len(kwargs["inputs_embeds"])),
                                              with_kwargs=True)
-    return sizes, handle
+    try:
+        yield sizes
+    finally:
+        handle.remove()
 
 
 @pytest.mark.parametrize("method", ["ig", "udig"])
@@ -153,11 +159,8 @@ def test_the_decision_rides_in_the_first_gradient_pass(tiny, method):
     logit difference that would change a decision."""
     model, tokenizer = tiny
     explainer = Explainer(model, tokenizer, graph_k=8)
-    sizes, handle = _forward_batches(model)
-    try:
+    with _forward_batches(model) as sizes:
         e = explainer.explain(TINY_SENTENCE, method=method, steps=9)
-    finally:
-        handle.remove()
     assert sizes == [e.settings["n_evaluations"] + 1]
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([e.input_ids])).logits[0]
@@ -172,11 +175,8 @@ def test_the_decision_comes_first_when_the_path_needs_it(tiny):
     model, tokenizer = tiny
     explainer = Explainer(model, tokenizer)
     folded = explainer.explain(TINY_SENTENCE, method="ig", steps=9)
-    sizes, handle = _forward_batches(model)
-    try:
-        refined = explainer.explain(TINY_SENTENCE, method="ig", steps=9, max_delta=0.5, max_points=10)  # 10 points: no room to refine
-    finally:
-        handle.remove()
+    with _forward_batches(model) as sizes:  # 10 points: no room to refine
+        refined = explainer.explain(TINY_SENTENCE, method="ig", steps=9, max_delta=0.5, max_points=10)
     assert sizes == [1, refined.settings["n_evaluations"]]
     assert refined.f_input == pytest.approx(folded.f_input, abs=1e-5) and refined.target == folded.target
     assert refined.attributions == pytest.approx(folded.attributions, abs=1e-5)
@@ -188,11 +188,8 @@ def test_a_long_input_gets_a_forward_pass_of_its_own(tiny):
 
     model, tokenizer = tiny
     text = " ".join([TINY_SENTENCE] * 8)
-    sizes, handle = _forward_batches(model)
-    try:
+    with _forward_batches(model) as sizes:
         e = Explainer(model, tokenizer).explain(text, method="ig", steps=9)
-    finally:
-        handle.remove()
     assert len(e.tokens) > INPUT_ROW_TOKENS
     assert sizes == [1, e.settings["n_evaluations"]]
     with torch.no_grad():
@@ -202,13 +199,10 @@ def test_a_long_input_gets_a_forward_pass_of_its_own(tiny):
 
 def test_a_bad_target_is_refused_before_any_work(tiny):
     model, tokenizer = tiny
-    sizes, handle = _forward_batches(model)
-    try:
+    with _forward_batches(model) as sizes:
         for target, message in ((7, "class index"), ("neutral", "unknown target label")):
             with pytest.raises(ValueError, match=message):
                 Explainer(model, tokenizer, graph_k=8).explain(TINY_SENTENCE, method="dig", target=target)
-    finally:
-        handle.remove()
     assert sizes == []
 
 

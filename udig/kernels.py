@@ -96,7 +96,7 @@ def _cheapest(table, ids, box, greedy, rough, exact, counts, kept):  # pragma: n
         return best
     if n > 1:  # the rough float32 sums leave the few whose exact cost may be the least (as in _rank)
         _gap_sq(table, ids, low, high, fallback, rough[:n])
-        cutoff = rough[:n].min() * np.float32(1 + _ROUGH_SLACK_PER_DIM * len(low) + _ROUGH_SLACK)
+        cutoff = rough[:n].min() * _rough_slack(len(low))
         n_kept = 0
         for j in range(n):
             if rough[j] <= cutoff:
@@ -182,6 +182,13 @@ def _rank_anchors(table, graph, references, anchors, steps, greedy, out):  # pra
 _ROUGH_SLACK_PER_DIM, _ROUGH_SLACK = 2.0**-22, 2.0**-20
 
 
+@numba.njit(cache=True, inline="always")
+def _rough_slack(dims):  # pragma: no cover - compiled
+    """The factor above the n-th smallest rough float32 sum of ``dims`` squares within which a candidate is
+    costed exactly (:func:`_rank`, :func:`_cheapest`)."""
+    return np.float32(1 + _ROUGH_SLACK_PER_DIM * dims + _ROUGH_SLACK)
+
+
 @numba.njit(cache=True)
 def _rank(table, ids, base, anchor, steps, greedy, out):  # pragma: no cover - compiled
     """``out``: the ``len(out)`` first of ``ids`` by cost against the box of ``base`` and ``anchor``,
@@ -199,8 +206,7 @@ def _rank(table, ids, base, anchor, steps, greedy, out):  # pragma: no cover - c
     if greedy and n < len(ids):
         rough = np.empty(len(ids), np.float32)
         _gap_sq(table, ids, low, high, fallback, rough)
-        slack = np.float32(1 + _ROUGH_SLACK_PER_DIM * dims + _ROUGH_SLACK)
-        positions = np.nonzero(rough <= np.partition(rough, n - 1)[n - 1] * slack)[0]
+        positions = np.nonzero(rough <= np.partition(rough, n - 1)[n - 1] * _rough_slack(dims))[0]
     else:
         positions = np.arange(len(ids))
     chosen = ids[positions]
