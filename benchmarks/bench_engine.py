@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import statistics
 import subprocess
@@ -71,14 +72,35 @@ def interleaved(cases: list[tuple], repeats: int, device: torch.device) -> list[
     """Time each case's ``(reference, candidate)`` alternately, going round every case in each repeat: each
     ratio compares two runs a moment apart, and every case's median spans the same minutes, so a slow phase
     of a shared 2-core machine (paths of the same method moved by 15 % between two blocks of nine pairs
-    measured back to back) does not fall on one case alone. Per case, ``(reference s, candidate s, result)``."""
+    measured back to back) does not fall on one case alone. Every other repeat runs the candidate first, so
+    that running first (after another case's calls) or second favours neither side. Per case,
+    ``(reference s, candidate s, result)``."""
     for reference, candidate in cases:  # warm-up
         reference(), candidate()
     pairs: list[list[tuple[float, float, object]]] = [[] for _ in cases]
-    for _ in range(repeats):
+    for repeat in range(repeats):
         for collected, (reference, candidate) in zip(pairs, cases):
-            collected.append((timed(reference, device)[0], *timed(candidate, device)))
+            if repeat % 2:
+                candidate_s, result = timed(candidate, device)
+                reference_s = timed(reference, device)[0]
+            else:
+                reference_s = timed(reference, device)[0]
+                candidate_s, result = timed(candidate, device)
+            collected.append((reference_s, candidate_s, result))
     return pairs
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median: the order statistics ``x_(j)`` and ``x_(n+1-j)`` with the
+    largest j whose binomial tail ``P(Bin(n, 1/2) < j)`` is at most ``(1 - confidence) / 2`` (coverage at
+    least ``confidence``). Too few values for that give the whole range."""
+    ordered, n = sorted(values), len(values)
+    tail, j = 0.0, 0
+    while j < n and tail + math.comb(n, j) / 2**n <= (1 - confidence) / 2:
+        tail += math.comb(n, j) / 2**n
+        j += 1
+    j = max(j, 1)
+    return ordered[j - 1], ordered[n - j]
 
 
 def explain_timings(explainer: Explainer, text: str, **settings) -> dict[str, float]:
@@ -192,15 +214,17 @@ def main() -> None:
     load_before = os.getloadavg()
     print(f"{machine}; torch {torch.__version__}, {torch.get_num_threads()} threads; load average {load_before[0]:.2f}",
           flush=True)
-    rows: list[tuple[str, float, float, float, str]] = []
+    rows: list[tuple[str, float, float, float, tuple[float, float], str]] = []
 
     def add(what: str, pairs: list[tuple[float, float]], target: str) -> None:
-        """One row: median milliseconds of both, and the median of the per-pair ratios."""
+        """One row: median milliseconds of both, and the median of the per-pair ratios with its 95 % interval."""
         measured = 1000 * statistics.median(m for _, m in pairs)
         reference = 1000 * statistics.median(r for r, _ in pairs)
-        ratio = statistics.median(m / r for r, m in pairs)
-        rows.append((what, measured, reference, ratio, target))
-        print(f"{what:62s} {measured:9.1f} ms  ref {reference:9.1f} ms  ratio {ratio:6.3f}  ({target})", flush=True)
+        ratios = [m / r for r, m in pairs]
+        ratio, (low, high) = statistics.median(ratios), median_interval(ratios)
+        rows.append((what, measured, reference, ratio, (low, high), target))
+        print(f"{what:62s} {measured:9.1f} ms  ref {reference:9.1f} ms  ratio {ratio:6.3f} [{low:.3f}, {high:.3f}]  "
+              f"({target})", flush=True)
 
     # 9 pairs at 128 tokens: single pairs there range over 0.86-1.19x (DIG Greedy with real words), so a median
     # of 4 could land past the 1.15 target on noise alone; 27 at 19 tokens, where with 9 the same case's ratio
@@ -245,13 +269,14 @@ def main() -> None:
         f"{os.cpu_count()} cores; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; medians of "
         f"{3 * args.repeats} pairs at 19 tokens, {args.repeats} at 128.",
         "",
-        "| measurement | measured (ms) | reference, same run (ms) | ratio | target |",
-        "| --- | ---: | ---: | ---: | --- |",
-        *[f"| {w} | {m:.1f} | {r:.1f} | {q:.3f} | {t} |" for w, m, r, q, t in rows],
+        "| measurement | measured (ms) | reference, same run (ms) | ratio | 95 % interval | target |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+        *[f"| {w} | {m:.1f} | {r:.1f} | {q:.3f} | {lo:.3f}–{hi:.3f} | {t} |" for w, m, r, q, (lo, hi), t in rows],
         "",
         "Reference for each row: a bare forward+backward of the same N points (or captum IG where named), run",
-        "alternately with the measured call, each repeat going round every case; the ratio is the median of the",
-        "per-pair ratios.",
+        "alternately with the measured call (every other repeat the measured call first), each repeat going round",
+        "every case; the ratio is the median of the per-pair ratios, its interval the distribution-free 95 %",
+        "interval for that median (order statistics).",
     ]
     if graph_rows:
         lines += [

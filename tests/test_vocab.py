@@ -207,10 +207,18 @@ def test_compiled_nearest_ranks_as_the_tensor_version(minilm, baseline):
             assert bool(((later[0] > earlier[0]) | ((later[0] == earlier[0]) & (later[1] > earlier[1]))).all())
 
 
+def _needs(product: str) -> None:
+    """Skip where this CPU's torch cannot run ``product`` exactly (fbgemm is x86 only)."""
+    if product == "fbgemm" and not vocab_module._fbgemm_is_exact():
+        pytest.skip("torch's fbgemm engine is absent or not exact here")
+
+
+@pytest.mark.parametrize("product", ["int_mm", "fbgemm"])
 @pytest.mark.parametrize("baseline", [103, 0])  # [MASK], [PAD]
-def test_int8_screen_ranks_as_the_whole_search(minilm, monkeypatch, baseline):
-    """Screening rows on int8 products and ranking the kept ones exactly picks the same ids, ties
-    included, as ranking every row."""
+def test_int8_screen_ranks_as_the_whole_search(minilm, monkeypatch, baseline, product):
+    """Screening rows on int8 products (either product: each CPU uses one) and ranking the kept ones
+    exactly picks the same ids, ties included, as ranking every row."""
+    _needs(product)
     model, tokenizer = minilm
     index = vocab_index_for(model, tokenizer)
     table = index.embeddings
@@ -221,9 +229,9 @@ def test_int8_screen_ranks_as_the_whole_search(minilm, monkeypatch, baseline):
         for m, k in [(1, 1), (5, 12), (30, 50)]:
             alphas = udig_reference_alphas(m)
             for rule in ("all", "words"):
-                monkeypatch.setattr(vocab_module, "_SCREEN_IN_INT8", False)
+                monkeypatch.setattr(vocab_module, "_INT8_PRODUCT", "none")
                 whole = index.nearest_on_segments(starts, ends, alphas, k, rule)
-                monkeypatch.setattr(vocab_module, "_SCREEN_IN_INT8", True)
+                monkeypatch.setattr(vocab_module, "_INT8_PRODUCT", product)
                 screened = index.nearest_on_segments(starts, ends, alphas, k, rule)
                 assert torch.equal(screened, whole), (text, m, k, rule)
 
@@ -234,8 +242,9 @@ def _int8_error(query_terms: np.ndarray, row_terms: np.ndarray, dims: int) -> np
     return on_step * row_terms[0] + on_l1 * row_terms[1] + on_l2 * row_terms[2]
 
 
+@pytest.mark.parametrize("levels", [127, vocab_module.FBGEMM_QUERY_LEVELS])  # the queries' codes for int_mm, fbgemm
 @pytest.mark.parametrize("push", ["away", "closer", "random"])
-def test_screen_keeps_every_row_the_exact_pass_could_pick(minilm, push):
+def test_screen_keeps_every_row_the_exact_pass_could_pick(minilm, push, levels):
     """Int8 products off by as much as the bound allows, all one way or at random: the screen still keeps
     every row whose exact lower end reaches the k-th smallest exact upper end (the rows the exact ranking
     may pick). Without its margin it drops some of them."""
@@ -246,7 +255,7 @@ def test_screen_keeps_every_row_the_exact_pass_could_pick(minilm, push):
     queries = table[[103] + word_ids].numpy()
     exact = np.empty((len(queries), len(table)), np.float32)
     products_with_rows(table.numpy(), np.arange(len(table)), queries, exact)
-    (_, query_terms), (_, row_terms) = int8_codes(queries), int8_codes(table.numpy())
+    (_, query_terms), (_, row_terms) = int8_codes(queries, levels), int8_codes(table.numpy())
     unit = query_terms[0][:, None] * row_terms[0][None]  # one step of the int8 product
     bound = _int8_error(query_terms, row_terms, table.shape[1])  # at least 96 units: rounding to one moves 0.5
     direction = {"away": -1.0, "closer": 1.0, "random": np.random.default_rng(0).uniform(-1, 1, exact.shape)}[push]
@@ -284,29 +293,53 @@ def test_the_tensor_search_a_gpu_runs_picks_rows_of_equal_rank(minilm, monkeypat
         assert torch.equal(tensor[first], tensor[again]) and torch.equal(compiled[first], compiled[again])
 
 
-def test_int8_products_are_within_the_screens_error_bound(minilm):
-    """torch's int8 product is exact (int32 sums), and codes times steps are within the screen's bound of the
-    compiled float32 products, for every MiniLM row against a sentence's rows."""
+@pytest.mark.parametrize("product", ["int_mm", "fbgemm"])
+def test_int8_products_are_within_the_screens_error_bound(minilm, product):
+    """Each int8 product is exact (int32 sums of the codes), and codes times steps are within the screen's
+    bound of the compiled float32 products, for every MiniLM row against a sentence's rows."""
+    _needs(product)
     model, tokenizer = minilm
     table = vocab_index_for(model, tokenizer).embeddings.numpy()
     queries = table[tokenizer("[MASK] [PAD] a gorgeous, moving portrait of grief", add_special_tokens=False)["input_ids"]]
     exact = np.empty((len(queries), len(table)), np.float32)
     products_with_rows(table, np.arange(len(table)), queries, exact)
-    (query_codes, query_terms), (row_codes, row_terms) = int8_codes(queries), int8_codes(table)
-    products = torch._int_mm(torch.from_numpy(query_codes), torch.from_numpy(row_codes).T).numpy()
+    engine = torch.backends.quantized.engine
+    products, query_terms = vocab_module.Int8Rows(table, product).products(queries)
+    assert torch.backends.quantized.engine == engine  # fbgemm's pack sets the process-wide engine for itself only
+    levels = 127 if product == "int_mm" else vocab_module.FBGEMM_QUERY_LEVELS
+    (query_codes, _), (row_codes, row_terms) = int8_codes(queries, levels), int8_codes(table)
     assert np.array_equal(products, query_codes.astype(np.int64) @ row_codes.astype(np.int64).T)
     rough = products * (query_terms[0][:, None] * row_terms[0][None])
     assert bool((np.abs(rough - exact) <= _int8_error(query_terms, row_terms, table.shape[1])).all())
 
 
-def test_int8_units_are_found_as_the_kernel_lists_them(monkeypatch):
-    """LLVM's view of the CPU (what numba compiles for) agrees with the flags Linux reports."""
+def test_int8_product_is_chosen_from_the_cpus_units(monkeypatch):
+    """torch's int8 product where LLVM's view of the CPU (what numba compiles for) has the int8 dot-product
+    units Linux reports; elsewhere fbgemm's when it is exact, else none."""
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():
         pytest.skip("no /proc/cpuinfo to compare with")
     flags = set(next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split())
-    monkeypatch.setattr(vocab_module, "_SCREEN_IN_INT8", None)
-    assert vocab_module._screen_in_int8() == bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    monkeypatch.setattr(vocab_module, "_INT8_PRODUCT", None)
+    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        expected = "int_mm"
+    else:
+        expected = "fbgemm" if vocab_module._fbgemm_is_exact() else "none"
+    assert vocab_module._int8_product(384) == expected
+    beyond = vocab_module._int8_product(vocab_module.FBGEMM_MAX_DIMS + 1)  # fbgemm's float32 sums would round
+    assert beyond == ("int_mm" if expected == "int_mm" else "none")
+
+
+@pytest.mark.parametrize("change", ["query levels", "range"])
+def test_fbgemm_check_refuses_an_inexact_product(monkeypatch, change):
+    """The check guards the screen's exactness: query codes past [-63, 63] or an activation range that is
+    not 255 wide make fbgemm's product inexact, and the check says so (the screen then goes unused)."""
+    _needs("fbgemm")
+    if change == "query levels":
+        monkeypatch.setattr(vocab_module, "FBGEMM_QUERY_LEVELS", 127)
+    else:
+        monkeypatch.setattr(vocab_module, "_FBGEMM_RANGE", (-64.0, 190.0))
+    assert not vocab_module._fbgemm_is_exact()
 
 
 @pytest.mark.parametrize("n_rows", [0, 7, 8, 300, 1027])  # short of a block of 8, exact blocks, a tail

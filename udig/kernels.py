@@ -13,8 +13,9 @@ row, where ``torch.topk`` took 1.4-2.8 s per build depending on how the scores a
 nearest words along each token's reference line are ranked in one pass after the product with the
 vocabulary: 2 ms for a 19-token sentence on 2 cores, where the same ranking in about 20 tensor operations
 took 8.5-11 ms. The product itself is compiled too (:func:`products_with_rows`): 18 query rows against
-30,522 took torch (MKL) 7-10 ms on our AMD CPU, this 4.5-5 ms. Where the CPU has int8 dot products, an
-int8 product screens the rows first (:func:`screen_segments`) and only the few kept get exact products.
+30,522 took torch (MKL) 7-10 ms on our AMD CPU, this 4.5-5 ms. An exact int8 product (torch's or fbgemm's,
+:func:`udig.vocab._int8_product`) screens the rows first (:func:`screen_segments`) and only the few kept
+get exact products.
 Compiled on first use (about 1 s each) and cached on disk beside this file.
 """
 
@@ -528,7 +529,7 @@ def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no
 
 def screen_segments(products, query_terms, row_terms, dims: int, which, key_sq, alphas, k: int, keep) -> None:
     """Mark in ``keep (T, A)`` every candidate row that may be among token t's k nearest at some alpha,
-    judged from int8 ``products (U + T, A)`` (int32: the queries' codes times the rows' codes) and the
+    judged from int8 ``products (U + T, A)`` (exact integers: the queries' codes times the rows' codes) and the
     ``(3, n)`` terms of queries and rows (each one's step, L1 and L2 norms: :func:`udig.vocab.int8_codes`)
     in ``dims`` dimensions; see
     :meth:`udig.vocab.VocabIndex.nearest_on_segments`."""

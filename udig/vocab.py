@@ -26,6 +26,7 @@ import os
 import re
 import threading
 import unicodedata
+import warnings
 import weakref
 from collections import Counter
 from pathlib import Path
@@ -56,31 +57,118 @@ _GRAPH_FORMAT = "2"  # 2: equal distances in id order
 _QUERY_CHUNK = 2048
 
 
-_SCREEN_IN_INT8: bool | None = None  # whether CPU searches screen on int8 products; found on first use
+_INT8_PRODUCT: str | None = None  # the CPU search's int8 product: "int_mm", "fbgemm" or "none"; found on first use
+# fbgemm's int8 product on AVX2 adds pairs of u8 x s8 products in int16: queries coded in [-63, 63] and
+# shifted by 64 (1..127) keep every pair within 2 x 127 x 127 < 2^15. Two more columns holding -64 and 191
+# make its per-tensor activation range 255 wide: scale 1, zero point 64, so it codes our codes exactly.
+# Its float32 output holds every sum exactly up to 2^24: 2,000 x 63 x 127 < 2^24.
+FBGEMM_QUERY_LEVELS, FBGEMM_MAX_DIMS = 63, 2000
+_FBGEMM_RANGE = (-64.0, 191.0)
+_ENGINE_LOCK = threading.Lock()
 
 
-def _screen_in_int8() -> bool:
-    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI, AMX) for torch's int8
-    product (oneDNN): there it reads a quarter of float32's bytes at several times its multiply rate."""
-    global _SCREEN_IN_INT8
-    if _SCREEN_IN_INT8 is None:
+def _int8_product(dims: int) -> str:
+    """Which exact int8 product screens UDIG's search over rows of ``dims`` dimensions on this CPU.
+    "int_mm": torch's int8 product (oneDNN) where the CPU has int8 dot-product instructions (AVX512-VNNI,
+    AVX-VNNI, AMX): it reads a quarter of float32's bytes at several times its multiply rate. "fbgemm":
+    elsewhere, torch's fbgemm engine (AVX2 kernels; torch's int8 product has only a slow reference path
+    there), if a product of extreme codes comes out exact (:func:`_fbgemm_is_exact`) and the rows have at
+    most :data:`FBGEMM_MAX_DIMS` dimensions. "none": float32 products for every row."""
+    global _INT8_PRODUCT
+    if _INT8_PRODUCT is None:
         from llvmlite.binding import get_host_cpu_features  # numba's compiler, installed with it
 
         features = get_host_cpu_features()
-        _SCREEN_IN_INT8 = hasattr(torch, "_int_mm") and any(features.get(name, False) for name in ("avx512vnni", "avxvnni", "amx-int8"))
-    return _SCREEN_IN_INT8
+        if hasattr(torch, "_int_mm") and any(features.get(name, False) for name in ("avx512vnni", "avxvnni", "amx-int8")):
+            _INT8_PRODUCT = "int_mm"
+        else:
+            _INT8_PRODUCT = "fbgemm" if _fbgemm_is_exact() else "none"
+    return "none" if _INT8_PRODUCT == "fbgemm" and dims > FBGEMM_MAX_DIMS else _INT8_PRODUCT
 
 
-def int8_codes(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each vector rounded to int8 steps of its largest magnitude / 127: the codes ``(n, d)`` and ``(3, n)``:
-    each vector's step, L1 norm and L2 norm in float64, what :func:`udig.kernels.screen_segments` needs
-    to bound an int8 product's error. A zero vector gets step 1 (its codes are exact)."""
+def int8_codes(vectors: np.ndarray, levels: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """Each vector rounded to int8 steps of its largest magnitude / ``levels``: the codes ``(n, d)`` and
+    ``(3, n)``: each vector's step, L1 norm and L2 norm in float64, what :func:`udig.kernels.screen_segments`
+    needs to bound an int8 product's error. A zero vector gets step 1 (its codes are exact)."""
     exact = vectors.astype(np.float64)
     magnitude = np.abs(exact)
-    step = magnitude.max(1) / 127
+    step = magnitude.max(1) / levels
     step[step == 0] = 1.0
     terms = np.stack([step, magnitude.sum(1), np.sqrt((exact * exact).sum(1))])  # (3, n)
     return np.rint(exact / step[:, None]).astype(np.int8), terms
+
+
+class Int8Rows:
+    """Candidate rows as int8 codes, ready for one exact int8 product (:func:`_int8_product`): ``products``
+    codes the queries and returns their int32 products with every row and the queries' terms."""
+
+    def __init__(self, rows: np.ndarray, product: str) -> None:
+        codes, self.terms = int8_codes(rows)  # (A, d), (3, A)
+        self.dims, self.product = codes.shape[1], product
+        if product == "int_mm":
+            self._rows = torch.from_numpy(codes).T  # (d, A)
+        elif product == "fbgemm":
+            self._rows = _fbgemm_pack(codes)
+        else:
+            raise ValueError(f"unknown int8 product {product!r}")
+
+    def products(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(Q, A)`` exact products of the queries' codes with the rows' codes (int32, or integers in float32
+        from fbgemm), and the queries' ``(3, Q)`` terms."""
+        if self.product == "int_mm":
+            codes, terms = int8_codes(queries)
+            return torch._int_mm(torch.from_numpy(codes), self._rows).numpy(), terms
+        codes, terms = int8_codes(queries, FBGEMM_QUERY_LEVELS)
+        return _fbgemm_products(self._rows, codes), terms
+
+
+def _fbgemm_pack(codes: np.ndarray):
+    """Int8 rows ``(A, d)`` packed for fbgemm, with two zero columns for :data:`_FBGEMM_RANGE`'s; each row's
+    scale 1, so its codes are kept as they are. torch deprecates quantized tensors (it warns): the pack is
+    made once per rule, and :func:`_int8_product` stops using it if the product is no longer exact."""
+    padded = np.zeros((len(codes), codes.shape[1] + 2), np.float32)
+    padded[:, :-2] = codes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        weight = torch.quantize_per_channel(
+            torch.from_numpy(padded), torch.ones(len(codes), dtype=torch.float64), torch.zeros(len(codes), dtype=torch.long), 0, torch.qint8
+        )
+        with _ENGINE_LOCK:  # the engine is process-wide: set for the pack only, and always put back
+            previous = torch.backends.quantized.engine
+            try:
+                torch.backends.quantized.engine = "fbgemm"
+                return torch.ops.quantized.linear_prepack(weight, None)
+            finally:
+                torch.backends.quantized.engine = previous
+
+
+def _fbgemm_products(packed, codes: np.ndarray) -> np.ndarray:
+    """``(Q, A)``: fbgemm's dynamically quantized product of query codes in ``[-63, 63]`` with the packed rows:
+    integers in float32, exact for rows of at most :data:`FBGEMM_MAX_DIMS` dimensions."""
+    queries = np.empty((len(codes), codes.shape[1] + 2), np.float32)
+    queries[:, :-2] = codes
+    queries[:, -2:] = _FBGEMM_RANGE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        products = torch.ops.quantized.linear_dynamic(torch.from_numpy(queries), packed, False)
+    return products.numpy()
+
+
+def _fbgemm_is_exact() -> bool:
+    """Whether fbgemm's product of extreme and random codes equals the integer one: the screen's bounds
+    assume exact products, and this path rests on how fbgemm quantizes (see :data:`_FBGEMM_RANGE`)."""
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return False
+    generator = np.random.default_rng(0)
+    rows = generator.integers(-127, 128, (64, 384)).astype(np.int8)
+    queries = generator.integers(-FBGEMM_QUERY_LEVELS, FBGEMM_QUERY_LEVELS + 1, (6, 384)).astype(np.int8)
+    rows[:2], queries[:2] = [[127], [-127]], [[FBGEMM_QUERY_LEVELS], [-FBGEMM_QUERY_LEVELS]]
+    try:
+        products = _fbgemm_products(_fbgemm_pack(rows), queries)
+    except (RuntimeError, AttributeError, NotImplementedError) as error:
+        logger.info("fbgemm's int8 product is unavailable (%s); UDIG's search uses float32 products only", error)
+        return False
+    return np.array_equal(products, queries.astype(np.int64) @ rows.astype(np.int64).T)
 
 
 def otsu_threshold(values: Tensor, bins: int = 256) -> float:
@@ -282,7 +370,7 @@ class VocabIndex:
         self._sq_norms: Tensor | None = None
         self._keys: dict[tuple[str, torch.device], tuple[Tensor, Tensor, Tensor | None]] = {}
         self._finite: dict[tuple[str, torch.device], bool] = {}
-        self._int8: dict[str, tuple[Tensor, np.ndarray]] = {}
+        self._int8: dict[tuple[str, str], Int8Rows] = {}
 
     @property
     def identity_(self) -> str:
@@ -361,9 +449,9 @@ class VocabIndex:
         by point; the result is exact. Equal segments (a word that recurs) are searched once, and equal
         start rows (every token's baseline word) share one row of products.
         Everything runs on ``device`` (the model's; the CPU by default), where the ids are returned. On
-        the CPU the product and the ranking are compiled passes (:mod:`udig.kernels`), and where the CPU
-        has int8 dot products an int8 product first sets aside the rows that cannot qualify
-        (:meth:`_rows_to_rank`; the same ids, ties included); elsewhere (a GPU,
+        the CPU the product and the ranking are compiled passes (:mod:`udig.kernels`), and an exact int8
+        product first sets aside the rows that cannot qualify (:meth:`_rows_to_rank`; the same ids, ties
+        included); elsewhere (a GPU,
         where the product takes a fraction of a millisecond) it is one tensor product and
         :func:`nearest_by_products`, the same ranking in tensor operations.
         """
@@ -394,31 +482,33 @@ class VocabIndex:
     def _rows_to_rank(
         self, rule: str, key_sq: np.ndarray, queries: np.ndarray, which: np.ndarray, alphas: np.ndarray, k: int
     ) -> np.ndarray:
-        """The candidate rows (positions, ascending) whose exact products the ranking needs: every row, or,
-        on a CPU with int8 dot products, those an int8 screen keeps (:func:`udig.kernels.screen_segments`):
-        every row the exact ranking could pick and a fifth to a half more. On MiniLM it keeps 7-12 % of the
-        30,522 rows under "all" and 11-66 % of the 20,152 real words (more for longer inputs and for [PAD]);
-        in explain() the path took 7.3 ms instead of 11.2 (all) and 6.1 instead of 7.8 (words) for 17
-        tokens, 28.9 instead of 38.3 and 27.8 (all, words) for 126: it is always used."""
-        if not (len(which) and _screen_in_int8()):
+        """The candidate rows (positions, ascending) whose exact products the ranking needs: those an int8
+        screen keeps (:func:`udig.kernels.screen_segments`), every row the exact ranking could pick and a
+        fifth to a half more; every row where this CPU has no exact int8 product (:func:`_int8_product`).
+        On MiniLM it keeps 7-12 % of the 30,522 rows under "all" and 11-66 % of the 20,152 real words (more
+        for longer inputs and for [PAD]). Path in explain(), UDIG Greedy, alternately in one process: with
+        torch's int8 product (AVX512-VNNI) 7.3 ms instead of 11.2 (all) and 6.1 instead of 7.8 (words) for
+        17 tokens, 28.9 instead of 38.3 and 27.8 (all, words) for 126; with fbgemm's (AVX2 only) 8.8
+        instead of 13.6 and 9.7 instead of 11.4 for 17 tokens, 41.8 instead of 54.6 and 44.3 instead of
+        39.5 for 126. It is always used: the one loss is small beside a 126-token gradient pass (2 s)."""
+        if not len(which) or _int8_product(queries.shape[1]) == "none":
             return np.arange(len(key_sq))
         from .kernels import screen_segments
 
-        row_codes, row_terms = self._int8_keys(rule)
-        query_codes, query_terms = int8_codes(queries)
-        products = torch._int_mm(torch.from_numpy(query_codes), row_codes.T).numpy()  # (U + S, A) int32, exact
+        rows = self._int8_rows(rule)
+        products, query_terms = rows.products(queries)  # (U + S, A) int32, exact
         keep = np.empty((len(which), len(key_sq)), np.bool_)
-        screen_segments(products, query_terms, row_terms, row_codes.shape[1], which, key_sq, alphas, k, keep)
+        screen_segments(products, query_terms, rows.terms, rows.dims, which, key_sq, alphas, k, keep)
         return np.flatnonzero(keep.any(0))
 
-    def _int8_keys(self, rule: str) -> tuple[Tensor, np.ndarray]:
-        """A rule's candidate rows as int8 codes ``(A, d)`` and their ``(step, L1, L2)`` (:func:`int8_codes`):
-        built once per rule, a quarter of the float32 rows' memory."""
+    def _int8_rows(self, rule: str) -> Int8Rows:
+        """A rule's candidate rows coded for this CPU's int8 product: built once per rule, a quarter of the
+        float32 rows' memory."""
+        key = (rule, _int8_product(self.embeddings.shape[1]))
         with self._lock:
-            if rule not in self._int8:
-                codes, terms = int8_codes(self.candidate_keys(rule)[0].numpy())
-                self._int8[rule] = torch.from_numpy(codes), terms
-            return self._int8[rule]
+            if key not in self._int8:
+                self._int8[key] = Int8Rows(self.candidate_keys(rule)[0].numpy(), key[1])
+            return self._int8[key]
 
     def _finite_keys(self, rule: str, device: torch.device | str | None) -> bool:
         """Whether a rule's candidate rows have finite squared norms (so finite rows): checked once per rule and device."""
