@@ -100,7 +100,7 @@ def int8_codes(vectors: np.ndarray, levels: int = 127) -> tuple[np.ndarray, np.n
 
 class Int8Rows:
     """Candidate rows as int8 codes, ready for one exact int8 product (:func:`_int8_product`): ``products``
-    codes the queries and returns their int32 products with every row and the queries' terms."""
+    codes the queries and returns their exact products with every row and the queries' terms."""
 
     def __init__(self, rows: np.ndarray, product: str) -> None:
         codes, self.terms = int8_codes(rows)  # (A, d), (3, A)
@@ -496,7 +496,7 @@ class VocabIndex:
         from .kernels import screen_segments
 
         rows = self._int8_rows(rule)
-        products, query_terms = rows.products(queries)  # (U + S, A) int32, exact
+        products, query_terms = rows.products(queries)  # (U + S, A) exact integers
         keep = np.empty((len(which), len(key_sq)), np.bool_)
         screen_segments(products, query_terms, rows.terms, rows.dims, which, key_sq, alphas, k, keep)
         return np.flatnonzero(keep.any(0))
