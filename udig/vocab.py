@@ -148,10 +148,7 @@ def _fbgemm_products(packed, codes: np.ndarray) -> np.ndarray:
     queries = np.empty((len(codes), codes.shape[1] + 2), np.float32)
     queries[:, :-2] = codes
     queries[:, -2:] = _FBGEMM_RANGE
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        products = torch.ops.quantized.linear_dynamic(torch.from_numpy(queries), packed, False)
-    return products.numpy()
+    return torch.ops.quantized.linear_dynamic(torch.from_numpy(queries), packed, False).numpy()
 
 
 def _fbgemm_is_exact() -> bool:
@@ -491,20 +488,21 @@ class VocabIndex:
         17 tokens, 28.9 instead of 38.3 and 27.8 (all, words) for 126; with fbgemm's (AVX2 only) 8.8
         instead of 13.6 and 9.7 instead of 11.4 for 17 tokens, 41.8 instead of 54.6 and 44.3 instead of
         39.5 for 126. It is always used: the one loss is small beside a 126-token gradient pass (2 s)."""
-        if not len(which) or _int8_product(queries.shape[1]) == "none":
+        product = _int8_product(queries.shape[1])
+        if not len(which) or product == "none":
             return np.arange(len(key_sq))
         from .kernels import screen_segments
 
-        rows = self._int8_rows(rule)
+        rows = self._int8_rows(rule, product)
         products, query_terms = rows.products(queries)  # (U + S, A) exact integers
         keep = np.empty((len(which), len(key_sq)), np.bool_)
         screen_segments(products, query_terms, rows.terms, rows.dims, which, key_sq, alphas, k, keep)
         return np.flatnonzero(keep.any(0))
 
-    def _int8_rows(self, rule: str) -> Int8Rows:
-        """A rule's candidate rows coded for this CPU's int8 product: built once per rule, a quarter of the
+    def _int8_rows(self, rule: str, product: str) -> Int8Rows:
+        """A rule's candidate rows coded for ``product``: built once per rule and product, a quarter of the
         float32 rows' memory."""
-        key = (rule, _int8_product(self.embeddings.shape[1]))
+        key = (rule, product)
         with self._lock:
             if key not in self._int8:
                 self._int8[key] = Int8Rows(self.candidate_keys(rule)[0].numpy(), key[1])
