@@ -142,6 +142,33 @@ def test_top_k_per_row_equals_stable_sort(case):
     np.testing.assert_array_equal(out, _stable_top_k(scores, k))
 
 
+def test_float_order_keys_sort_as_the_floats():
+    """The keys the rankings sort on follow the floats' order over every kind of float32: infinities, both
+    zeros (-0 first), subnormals, both signs; and they are unsigned 32-bit values (the top-k kernel
+    complements them)."""
+    import numba
+
+    from udig.kernels import _in_float_order
+
+    @numba.njit
+    def keys_of(bits):
+        out = np.empty(len(bits), np.uint32)
+        for i in range(len(bits)):
+            out[i] = _in_float_order(bits[i])
+        return out
+
+    special = [-np.inf, -3e38, -1.5, -1e-38, -1e-45, -0.0, 0.0, 1e-45, 1e-38, 2.5, 3e38, np.inf]
+    rng = np.random.default_rng(0)
+    values = np.concatenate([np.array(special, np.float32), rng.standard_normal(2000).astype(np.float32)])
+    values = values[rng.permutation(len(values))]
+    keys = keys_of(values.view(np.uint32))
+    assert keys.dtype == np.uint32 and len(np.unique(keys)) == len(np.unique(values.view(np.uint32)))
+    in_key_order = values[np.argsort(keys, kind="stable")]
+    assert bool((np.diff(in_key_order) >= 0).all())
+    zeros = in_key_order[np.flatnonzero(in_key_order == 0)]
+    assert np.signbit(zeros[0]) and not np.signbit(zeros[1])
+
+
 def test_compiled_kernels_use_as_many_threads_as_torch():
     import numba
 

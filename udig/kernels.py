@@ -613,5 +613,9 @@ def _insertion_sort(keys):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, inline="always")
 def _in_float_order(bits):  # pragma: no cover - compiled
-    """A float32's IEEE bits as an unsigned integer whose order is the float's (smallest first)."""
-    return (bits ^ np.uint32(0xFFFFFFFF)) if bits & np.uint32(0x80000000) else (bits | np.uint32(0x80000000))
+    """A float32's IEEE bits as an unsigned integer whose order is the float's (smallest first): a negative
+    value's bits all flipped, another's sign bit set. Without a branch: ranks and similarities mix signs at
+    random, and a mispredicted branch per key cost UDIG's ranking a fifth of its time (3.1 -> 2.5 ms on one
+    thread for 16 tokens)."""
+    flip = (np.uint32(0) - (bits >> np.uint32(31))) | np.uint32(0x80000000)
+    return np.uint32(bits ^ flip)
