@@ -104,7 +104,10 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
 
 
 def explain_timings(explainer: Explainer, text: str, **settings) -> dict[str, float]:
-    """One explain() call; only its timings are kept (128-token paths would add up to hundreds of MB)."""
+    """One explain() call, its words' chains forgotten first: the targets are about building a path, and the
+    same sentence again would find every chain remembered (benchmarks/bench_chains.py measures that).
+    Only its timings are kept (128-token paths would add up to hundreds of MB)."""
+    explainer.vocab_.forget_chains()
     return explainer.explain(text, **settings).timings
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import tiny_bert
-from udig import Explainer, QAExplanation
+from udig import Explainer, QAExplanation, paths
 
 SENTENCE = "the film is a gorgeous, moving and deeply felt portrait of a family in crisis."
 TINY_SENTENCE = "the film is good but the plot is dull."
@@ -137,6 +137,51 @@ def test_batched_and_unbatched_runs_agree_and_repeat_exactly(tiny, method):
         assert torch.allclose(torch.tensor(other.attributions), torch.tensor(runs[0].attributions), atol=1e-6)
     again = Explainer(model, tokenizer, internal_batch_size=4, graph_k=8).explain(TINY_SENTENCE, method=method, steps=9)
     assert again.attributions == runs[1].attributions and again.anchors == runs[1].anchors
+
+
+@pytest.mark.parametrize("method,strategy,rule", [(m, s, r) for m in ("dig", "udig") for s in ("greedy", "maxcount")
+                                                   for r in ("all", "words")])
+def test_remembered_chains_give_the_paths_a_fresh_search_gives(minilm, method, strategy, rule):
+    """A sentence whose words were chained before (some of them, in another sentence) gets the chains, and so
+    the attributions, that a search from nothing gives; the words chained before are not searched again."""
+    model, tokenizer = minilm
+    explainer = Explainer(model, tokenizer)
+    options = dict(method=method, strategy=strategy, candidates=rule, steps=12)
+    explainer.vocab_.forget_chains()
+    fresh = explainer.explain(SENTENCE, **options)
+    explainer.vocab_.forget_chains()
+    explainer.explain("a gorgeous family film, deeply moving.", **options)  # some of SENTENCE's words, not all
+    searched = []
+    real_chains = paths.anchor_chains
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(paths, "anchor_chains", lambda words, *rest: searched.append(len(words)) or real_chains(words, *rest))
+        remembered = explainer.explain(SENTENCE, **options)
+        again = explainer.explain(SENTENCE, **options)
+    assert remembered.anchors == fresh.anchors and remembered.attributions == fresh.attributions
+    assert again.anchors == fresh.anchors and again.attributions == fresh.attributions
+    distinct_words = len(set(fresh.tokens[1:-1]))
+    assert searched and 0 < searched[0] < distinct_words and len(searched) == 1  # the second call searched nothing
+
+
+@pytest.mark.parametrize("method,variants", [
+    ("udig", [dict(steps=8), dict(strategy="maxcount"), dict(candidates="all"), dict(nbrs=5)]),
+    ("dig", [dict(steps=8), dict(strategy="maxcount"), dict(candidates="all")]),
+])
+def test_chains_remembered_under_one_setting_serve_no_other(minilm, method, variants):
+    """Every setting a chain depends on keeps its own: each variant's paths, right after the base setting's
+    were remembered, are the ones it finds from nothing, and they differ from the base setting's."""
+    model, tokenizer = minilm
+    explainer = Explainer(model, tokenizer)
+    base = dict(method=method, strategy="greedy", candidates="words", steps=12) | ({"nbrs": 50} if method == "udig" else {})
+    explainer.vocab_.forget_chains()
+    base_anchors = explainer.explain(SENTENCE, **base).anchors
+    for change in variants:
+        options = base | change
+        remembered = explainer.explain(SENTENCE, **options).anchors
+        explainer.vocab_.forget_chains()
+        fresh = explainer.explain(SENTENCE, **options).anchors
+        explainer.explain(SENTENCE, **base)
+        assert remembered == fresh and fresh != base_anchors, change
 
 
 @contextmanager

@@ -614,3 +614,62 @@ def test_unknown_rule_and_oversized_k(tiny, tmp_path):
         index.graph(5, "nouns")
     with pytest.raises(ValueError, match="graph_k"):
         index.graph(10_000, "all")
+
+
+def _chain_maker(calls: list):
+    """A stand-in chain builder: each (word, reference) gets its own recognisable chain; calls are recorded."""
+    def compute(words: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+        calls.append(list(zip(words.tolist(), references.tolist())))
+        return torch.stack([words * 100 + references, words, references], 1)  # (T, m + 1) with m = 2
+    return compute
+
+
+def test_anchor_chains_are_computed_once_per_word_and_reference(tiny, tmp_path):
+    """Only pairs never chained under the key are computed, each once however often it recurs; the result is
+    every token's chain in order, the same as computing them all."""
+    index, calls = _index(tiny, tmp_path), []
+    compute = _chain_maker(calls)
+    words, references = torch.tensor([7, 8, 7, 9]), torch.tensor([4, 4, 4, 0])
+    first = index.anchor_chains("key", words, references, compute)
+    assert calls == [[(7, 4), (8, 4), (9, 0)]]
+    assert torch.equal(first, _chain_maker([])(words, references))
+    again = index.anchor_chains("key", torch.tensor([9, 12, 7]), torch.tensor([0, 4, 4]), compute)
+    assert calls[1:] == [[(12, 4)]]
+    assert torch.equal(again, _chain_maker([])(torch.tensor([9, 12, 7]), torch.tensor([0, 4, 4])))
+    index.anchor_chains("other key", torch.tensor([7]), torch.tensor([4]), compute)  # another method or setting
+    assert calls[2:] == [[(7, 4)]]
+    index.forget_chains()
+    index.anchor_chains("key", torch.tensor([7]), torch.tensor([4]), compute)
+    assert calls[3:] == [[(7, 4)]]
+
+
+def test_anchor_chains_forget_the_least_recently_used_past_the_limit(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(vocab_module, "MAX_CACHED_CHAINS", 2)
+    index, calls = _index(tiny, tmp_path), []
+    compute = _chain_maker(calls)
+    for word in (7, 8):
+        index.anchor_chains("key", torch.tensor([word]), torch.tensor([4]), compute)
+    index.anchor_chains("key", torch.tensor([7]), torch.tensor([4]), compute)  # 7 used again: 8 is now the oldest
+    index.anchor_chains("key", torch.tensor([9]), torch.tensor([4]), compute)  # 8 goes
+    assert len(index._chains) == 2
+    index.anchor_chains("key", torch.tensor([7, 8]), torch.tensor([4, 4]), compute)
+    assert calls[-1] == [(8, 4)]
+
+
+def test_a_failed_chain_computation_remembers_nothing(tiny, tmp_path):
+    index = _index(tiny, tmp_path)
+
+    def broken(words, references):
+        raise ValueError("no candidates")
+
+    with pytest.raises(ValueError, match="no candidates"):
+        index.anchor_chains("key", torch.tensor([7]), torch.tensor([4]), broken)
+    calls = []
+    index.anchor_chains("key", torch.tensor([7]), torch.tensor([4]), _chain_maker(calls))
+    assert calls == [[(7, 4)]]
+
+
+def test_an_empty_input_gets_chains_of_its_width(tiny, tmp_path):
+    index = _index(tiny, tmp_path)
+    empty = torch.empty(0, dtype=torch.long)
+    assert index.anchor_chains("key", empty, empty, _chain_maker([])).shape == (0, 3)

@@ -36,14 +36,20 @@ def _follow_torch_threads() -> None:
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
-def anchor_paths(table, word_ids, reference_ids, candidates, per_step: bool, m: int, greedy: bool, chains, points) -> None:
-    """Fill ``chains (T, m + 1)`` and ``points (m + 2, T, d)``; see :func:`udig.paths.anchor_paths`."""
+def anchor_chains(table, word_ids, reference_ids, candidates, per_step: bool, m: int, greedy: bool, chains) -> None:
+    """Fill ``chains (T, m + 1)``; see :func:`udig.paths.anchor_chains`."""
     with _LOCK:
         _follow_torch_threads()
         if per_step:
             _chains_per_step(table, word_ids, reference_ids, candidates, m, greedy, chains)
         else:
             _chains_on_graph(table, word_ids, reference_ids, candidates, m, greedy, chains)
+
+
+def monotone_points(table, chains, reference_ids, m: int, points) -> None:
+    """Fill ``points (m + 2, T, d)``; see :func:`udig.paths.monotone_points`."""
+    with _LOCK:
+        _follow_torch_threads()
         _points(table, chains, reference_ids, m, points)
 
 

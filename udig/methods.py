@@ -165,7 +165,9 @@ def _linear_path(problem: Problem, settings: Settings) -> tuple[Tensor, None]:
 
 
 CandidateBuilder = Callable[[VocabIndex, Tensor, Tensor, "Settings", int, torch.device], Tensor]
-"""(vocab, word ids, reference ids, settings, graph_k, model device) -> candidates for :func:`paths.anchor_paths`."""
+"""(vocab, word ids, reference ids, settings, graph_k, model device) -> candidates for :func:`paths.anchor_chains`."""
+CandidateSource = Callable[["Settings", int], tuple]
+"""(settings, graph_k) -> what fixes a method's candidates, besides the word and its reference."""
 
 
 def _graph_candidates(vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: Settings, graph_k: int,
@@ -182,16 +184,23 @@ def _line_candidates(vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings
     return vocab.nearest_on_segments(table[refs], table[word_ids], alphas, settings.nbrs, settings.candidates, device)
 
 
-def _anchored_path(candidates: CandidateBuilder) -> PathBuilder:
-    """DIG and UDIG differ only in where each anchor's candidates come from."""
+def _anchored_path(candidates: CandidateBuilder, source: CandidateSource) -> PathBuilder:
+    """DIG and UDIG differ only in where each anchor's candidates come from. Chains are remembered by the
+    vocabulary index (:meth:`VocabIndex.anchor_chains`): only words not chained before are searched."""
 
     def build(problem: Problem, settings: Settings) -> tuple[Tensor, Tensor]:
         vocab = problem.vocab()
         encoding, inputs = problem.encoding, problem.inputs
         moving = ~encoding.special_mask
         word_ids, refs = encoding.input_ids[moving], problem.reference_ids[moving]  # (T,)
-        source = candidates(vocab, word_ids, refs, settings, problem.graph_k, inputs.device)
-        chains, points = paths.anchor_paths(word_ids, refs, vocab.embeddings, source, settings.strategy, settings.steps)
+
+        def chain(words: Tensor, references: Tensor) -> Tensor:
+            found = candidates(vocab, words, references, settings, problem.graph_k, inputs.device)
+            return paths.anchor_chains(words, references, vocab.embeddings, found, settings.strategy, settings.steps)
+
+        key = (*source(settings, problem.graph_k), settings.strategy, settings.steps, inputs.device.type)
+        chains = vocab.anchor_chains(key, word_ids, refs, chain)
+        points = paths.monotone_points(chains, refs, vocab.embeddings, settings.steps)
         points = paths.upscale(points, settings.factor)  # (N, T, d)
         return paths.sentence_path(points.to(inputs), inputs, moving.to(inputs.device)), chains
 
@@ -231,9 +240,12 @@ REGISTRY: dict[str, Method] = {
     method.name: method
     for method in (
         PathMethod("ig", "IG", "pad", _INTEGRATED, _linear_path, lambda s: s.steps + 1),
-        PathMethod("dig", "DIG", "pad", _ANCHORED - {"nbrs"}, _anchored_path(_graph_candidates), _anchored_points,
+        PathMethod("dig", "DIG", "pad", _ANCHORED - {"nbrs"},
+                   _anchored_path(_graph_candidates, lambda s, graph_k: ("dig", s.candidates, graph_k)), _anchored_points,
                    _WORD_PATH_RULES, needs_graph=True),
-        PathMethod("udig", "UDIG", "mask", _ANCHORED, _anchored_path(_line_candidates), _anchored_points, _WORD_PATH_RULES),
+        PathMethod("udig", "UDIG", "mask", _ANCHORED,
+                   _anchored_path(_line_candidates, lambda s, graph_k: ("udig", s.candidates, s.nbrs)), _anchored_points,
+                   _WORD_PATH_RULES),
         PathMethod("sig", "SIG", "mask", _INTEGRATED, _linear_path, lambda s: s.steps + 1,
                    fixed={"sequential": True}),
         PathFreeMethod("random", "Random", frozenset({"seed"}), _random_scores, evaluations=0),

@@ -26,7 +26,15 @@ def anchor_paths(
     word_ids: Tensor, reference_ids: Tensor, embeddings: Tensor, candidates: Tensor, strategy: str, m: int
 ) -> tuple[Tensor, Tensor]:
     """Choose m anchors per token and the monotone path through them: ``(T, m + 1)`` ids, word first,
-    and ``(m + 2, T, d)`` points, baseline first.
+    and ``(m + 2, T, d)`` points, baseline first (:func:`anchor_chains`, then :func:`monotone_points`)."""
+    chains = anchor_chains(word_ids, reference_ids, embeddings, candidates, strategy, m)
+    return chains, monotone_points(chains, reference_ids, embeddings, m)
+
+
+def anchor_chains(
+    word_ids: Tensor, reference_ids: Tensor, embeddings: Tensor, candidates: Tensor, strategy: str, m: int
+) -> Tensor:
+    """Choose m anchors per token: ``(T, m + 1)`` ids, word first.
 
     ``candidates`` holds vocabulary ids: ``(V, K)``, the candidates of every vocabulary row, looked up at
     the previous anchor (DIG's KNN graph); or ``(T, m, K)``, each token's candidates at each step (UDIG's
@@ -35,15 +43,13 @@ def anchor_paths(
     version, MaxCount the one with the most dimensions inside the box; ties go to the first in the
     candidates' order. Candidates equal to the reference word or already on the path are excluded; when
     none is left the reference word is taken, and once reached it is kept (DIG's rule, also applied to
-    UDIG, whose published code crashes there).
-
-    Each point keeps its anchor's dimensions that lie between the baseline and the point before it
-    (inclusive) and moves every other one 1/m of the way toward the baseline, so the path is monotone.
-    All tokens and all steps run in one compiled pass (:mod:`udig.kernels`) on the CPU.
+    UDIG, whose published code crashes there). A token's chain depends on its word, its reference and
+    its candidates only, never on the other tokens. All tokens and all steps run in one compiled pass
+    (:mod:`udig.kernels`) on the CPU.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
-    table = embeddings.detach().float().cpu().contiguous()  # (V, d)
+    table = _table(embeddings)
     per_step = candidates.dim() == 3
     expected = (len(word_ids), m) if per_step else (len(table),)
     if tuple(candidates.shape[:-1]) != expected or candidates.dim() not in (2, 3):
@@ -54,12 +60,35 @@ def anchor_paths(
             raise ValueError(f"{name} ids outside the {len(table)} rows of the embedding matrix")
     ids = candidates.detach().cpu().to(torch.int32).reshape(-1, candidates.shape[-1]).contiguous()
     chains = torch.empty(len(word_ids), m + 1, dtype=torch.long)
-    points = torch.empty(m + 2, len(word_ids), table.shape[1], dtype=table.dtype)
-    from .kernels import anchor_paths as compiled  # numba loads on first use, not when udig is imported
+    from .kernels import anchor_chains as compiled  # numba loads on first use, not when udig is imported
 
     compiled(table.numpy(), word_ids.cpu().long().numpy(), reference_ids.cpu().long().numpy(), ids.numpy(), per_step, m,
-             strategy == "greedy", chains.numpy(), points.numpy())
-    return chains, points
+             strategy == "greedy", chains.numpy())
+    return chains
+
+
+def monotone_points(chains: Tensor, reference_ids: Tensor, embeddings: Tensor, m: int) -> Tensor:
+    """The monotone path through each token's chain: ``(m + 2, T, d)`` points, baseline first.
+
+    Each point keeps its anchor's dimensions that lie between the baseline and the point before it
+    (inclusive) and moves every other one 1/m of the way toward the baseline, so the path is monotone.
+    """
+    table = _table(embeddings)
+    if chains.shape != (len(reference_ids), m + 1):
+        raise ValueError(f"chains of shape {tuple(chains.shape)}: expected (T, m + 1) = ({len(reference_ids)}, {m + 1})")
+    for name, tokens in (("chain", chains), ("reference", reference_ids)):
+        if tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < len(table):
+            raise ValueError(f"{name} ids outside the {len(table)} rows of the embedding matrix")
+    points = torch.empty(m + 2, len(reference_ids), table.shape[1], dtype=table.dtype)
+    from .kernels import monotone_points as compiled  # numba loads on first use, not when udig is imported
+
+    compiled(table.numpy(), chains.cpu().long().contiguous().numpy(), reference_ids.cpu().long().numpy(), m, points.numpy())
+    return points
+
+
+def _table(embeddings: Tensor) -> Tensor:
+    """The embedding matrix as the compiled passes read it: float32, CPU, row-major (a view when it already is)."""
+    return embeddings.detach().float().cpu().contiguous()  # (V, d)
 
 
 def upscale(points: Tensor, factor: int) -> Tensor:

@@ -28,9 +28,9 @@ import threading
 import unicodedata
 import warnings
 import weakref
-from collections import Counter
+from collections import Counter, OrderedDict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -55,6 +55,9 @@ ONE_LETTER_WORDS: dict[str, frozenset[str]] = {"en": frozenset({"a", "i"})}
 UNUSED_TOKEN = re.compile(r"^(\[unused\d+\]|<unused\d+>|madeupword\d+)$")
 _GRAPH_FORMAT = "2"  # 2: equal distances in id order
 _QUERY_CHUNK = 2048
+# Anchor chains remembered per index: 31 ids each at m = 30, some 0.3 KB with the dictionary's own: 100,000
+# chains (every word of MiniLM's vocabulary three times over) stay under 40 MB.
+MAX_CACHED_CHAINS = 100_000
 
 
 _INT8_PRODUCT: str | None = None  # the CPU search's int8 product: "int_mm", "fbgemm" or "none"; found on first use
@@ -368,6 +371,7 @@ class VocabIndex:
         self._keys: dict[tuple[str, torch.device], tuple[Tensor, Tensor, Tensor | None]] = {}
         self._finite: dict[tuple[str, torch.device], bool] = {}
         self._int8: dict[tuple[str, str], Int8Rows] = {}
+        self._chains: OrderedDict[tuple[Hashable, int, int], np.ndarray] = OrderedDict()  # least recently used first
 
     @property
     def identity_(self) -> str:
@@ -515,6 +519,42 @@ class VocabIndex:
             if key not in self._finite:
                 self._finite[key] = bool(torch.isfinite(self.candidate_keys(rule, device)[1]).all())
             return self._finite[key]
+
+    def anchor_chains(self, key: Hashable, word_ids: Tensor, reference_ids: Tensor,
+                      compute: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        """Each token's anchor chain ``(T, m + 1)``: remembered where the same word was chained to the same
+        reference under the same ``key`` (whatever else fixes a chain: method, candidate rule and source,
+        strategy, m, device), else ``compute(word_ids, reference_ids)`` for the distinct others.
+
+        A token's chain depends on nothing else (:func:`udig.paths.anchor_chains`), not on the rest of its
+        sentence, so a word recurring across sentences (the, and, of, ...) is chained once per process:
+        over a stream of reviews, most of each new one's words were seen before. The least recently used
+        chains are forgotten past :data:`MAX_CACHED_CHAINS`; ``compute`` runs outside the lock (two threads
+        may both compute a chain, with the same result)."""
+        pairs = list(zip(word_ids.tolist(), reference_ids.tolist()))
+        with self._lock:
+            known = {pair: self._chains.get((key, *pair)) for pair in pairs}
+            for pair, chain in known.items():
+                if chain is not None:
+                    self._chains.move_to_end((key, *pair))
+        missing = [pair for pair, chain in known.items() if chain is None]
+        if missing or not pairs:  # an empty input still gets its (0, m + 1) shape from compute
+            words, references = (torch.tensor(column, dtype=torch.long) for column in zip(*missing)) if missing else (word_ids, reference_ids)
+            computed = compute(words, references).cpu().numpy()
+            if not pairs:
+                return torch.from_numpy(computed)
+            with self._lock:
+                for pair, chain in zip(missing, computed):
+                    chain.flags.writeable = False
+                    known[pair] = self._chains[(key, *pair)] = chain
+                while len(self._chains) > MAX_CACHED_CHAINS:
+                    self._chains.popitem(last=False)
+        return torch.from_numpy(np.stack([known[pair] for pair in pairs]))
+
+    def forget_chains(self) -> None:
+        """Drop every remembered chain (a benchmark timing the chains' construction starts each call so)."""
+        with self._lock:
+            self._chains.clear()
 
     def nearest_distances(self, points: Tensor, rules: Sequence[str] = ("all",)) -> dict[str, Tensor]:
         """Euclidean distance from each point ``(P, d)`` to its nearest row under each candidate rule: ``(P,)`` each.
