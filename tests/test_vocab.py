@@ -673,3 +673,21 @@ def test_an_empty_input_gets_chains_of_its_width(tiny, tmp_path):
     index = _index(tiny, tmp_path)
     empty = torch.empty(0, dtype=torch.long)
     assert index.anchor_chains("key", empty, empty, _chain_maker([])).shape == (0, 3)
+
+
+def test_remembered_chains_share_no_memory_with_what_goes_in_or_out(tiny, tmp_path):
+    """A caller writing into the tensor it computed, or into the chains it was handed, changes no remembered
+    chain; the chains come back as int64 ids whatever they are kept as."""
+    index, handed = _index(tiny, tmp_path), []
+
+    def compute(words, references):
+        handed.append(_chain_maker([])(words, references))
+        return handed[-1]
+
+    words, references = torch.tensor([7, 8]), torch.tensor([4, 4])
+    first = index.anchor_chains("key", words, references, compute)
+    handed[0].fill_(-1)
+    first.fill_(-2)
+    again = index.anchor_chains("key", words, references, compute)
+    assert len(handed) == 1 and again.dtype == torch.long
+    assert torch.equal(again, _chain_maker([])(words, references))

@@ -55,8 +55,9 @@ ONE_LETTER_WORDS: dict[str, frozenset[str]] = {"en": frozenset({"a", "i"})}
 UNUSED_TOKEN = re.compile(r"^(\[unused\d+\]|<unused\d+>|madeupword\d+)$")
 _GRAPH_FORMAT = "2"  # 2: equal distances in id order
 _QUERY_CHUNK = 2048
-# Anchor chains remembered per index: 31 ids each at m = 30, some 0.3 KB with the dictionary's own: 100,000
-# chains (every word of MiniLM's vocabulary three times over) stay under 40 MB.
+# Anchor chains remembered per index, each its own int32 copy (a view would keep its whole batch alive): at
+# m = 30 about 0.45 KB per chain with its key and the dictionary's share (tracemalloc), so 100,000 chains
+# (every word of MiniLM's vocabulary three times over) stay under 50 MB.
 MAX_CACHED_CHAINS = 100_000
 
 
@@ -544,12 +545,13 @@ class VocabIndex:
             if not pairs:
                 return torch.from_numpy(computed)
             with self._lock:
-                for pair, chain in zip(missing, computed):
+                for pair, row in zip(missing, computed):
+                    chain = row.astype(np.int32)  # a copy
                     chain.flags.writeable = False
                     known[pair] = self._chains[(key, *pair)] = chain
                 while len(self._chains) > MAX_CACHED_CHAINS:
                     self._chains.popitem(last=False)
-        return torch.from_numpy(np.stack([known[pair] for pair in pairs]))
+        return torch.from_numpy(np.stack([known[pair] for pair in pairs]).astype(np.int64))
 
     def forget_chains(self) -> None:
         """Drop every remembered chain (a benchmark timing the chains' construction starts each call so)."""
