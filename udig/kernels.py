@@ -1,8 +1,8 @@
 """Compiled inner loops: the one place udig uses numba.
 
-DIG's and UDIG's anchor chain (:func:`udig.paths.anchor_paths`, where the maths is documented) runs
-here whole: all tokens, all m steps, the candidates' scores and the monotone points, with no Python or
-tensor dispatch per step. Both methods rank candidates by one cost (:func:`_rank`: float32 cost, then
+DIG's and UDIG's anchor chains and their monotone points (:func:`udig.paths.anchor_chains` and
+:func:`udig.paths.monotone_points`, where the maths is documented) run here whole: all tokens, all m steps
+and the candidates' scores in one call, the points in another, with no Python or tensor dispatch per step. Both methods rank candidates by one cost (:func:`_rank`: float32 cost, then
 position; UDIG's single choice per step takes that ranking's first in buffers made once per token,
 :func:`_cheapest`). DIG scores 500 candidate rows x d dimensions per anchor, and ranks each anchor's candidates
 once for all the tokens whose chains pass through it (on MiniLM a sentence's chains meet 67-236 distinct
