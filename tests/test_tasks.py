@@ -79,6 +79,19 @@ def test_qa_context_without_readable_tokens_is_named(minilm_qa):
         Explainer(*minilm_qa).explain(question="who?", context="\u200b\ufe0f", method="ig", steps=2)
 
 
+def test_a_question_that_fills_the_input_is_refused_by_name(minilm_qa):
+    """A question leaving no token for the context is refused with its length (the tokenizer itself raises a
+    bare Exception there); one token shorter, the context is cut to the one token left and the question kept."""
+    tokenizer = minilm_qa[1]
+    limit = 16
+    too_long = " ".join(["a"] * (limit - 3))  # 13 tokens + [CLS] [SEP] [SEP] = the whole input
+    with pytest.raises(ValueError, match="question is 13 tokens long .* shorten it"):
+        TASKS["qa"].encode(tokenizer, {"question": too_long, "context": "Bob won the race."}, limit)
+    encoding = TASKS["qa"].encode(tokenizer, {"question": too_long[2:], "context": "Bob won the race."}, limit)
+    assert len(encoding.input_ids) == limit and encoding.truncated
+    assert int(encoding.context_mask.sum()) == 1 and tokenizer.decode(encoding.input_ids[encoding.context_mask]) == "bob"
+
+
 # -- the registry's contract: every method, one suite -------------------------------------------------------
 
 

@@ -57,8 +57,13 @@ def _tokenize(tokenizer, first: str, second: str | None, limit: int) -> tuple[di
     truncated = full["input_ids"].shape[1] > limit
     if not truncated:
         return full, False
-    strategy = "only_second" if second is not None else True
-    return tokenizer(first, second, truncation=strategy, max_length=limit, **kwargs), True
+    if second is None:
+        return tokenizer(first, truncation=True, max_length=limit, **kwargs), True
+    question_tokens = full.sequence_ids(0).count(0)
+    if question_tokens + tokenizer.num_special_tokens_to_add(pair=True) >= limit:  # the tokenizer would raise a bare Exception
+        raise ValueError(f"the question is {question_tokens} tokens long and fills the model's whole input "
+                         f"({limit} tokens with the context); shorten it to leave room for the context")
+    return tokenizer(first, second, truncation="only_second", max_length=limit, **kwargs), True
 
 
 def _encoding(enc, text: str, truncated: bool, tokenizer, offsets=None) -> Encoding:
@@ -272,8 +277,6 @@ class QuestionAnswering(Task):
         encoding.segments = {"question": (0, len(question)), "context": (shift, len(text))}
         encoding.context_mask = torch.tensor([seq == 1 for seq in sequence_ids])
         if not bool(encoding.context_mask.any()):
-            if truncated:
-                raise ValueError("the question fills the model's whole input; shorten it to leave room for the context")
             raise ValueError("the context has no word the model can read (only invisible or control characters)")
         return encoding
 
