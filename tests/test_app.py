@@ -225,6 +225,21 @@ def test_large_paths_are_not_kept_in_the_cache(demo, monkeypatch):
     assert "big" in summary and anchors.iloc[0, 2] == "big"
 
 
+def test_a_remembered_result_carries_its_own_notices_not_an_earlier_requests(demo):
+    """A text cut to the demo's limit and then sent again at the cut length is one cached result: the second
+    answer says it is remembered, with the first run's time, and not that its text was shortened."""
+    long = "good " * (demo.config.limits.max_chars // 5 + 20)
+    cut = demo.config.limits.text("text", long, [])
+    *_, first = demo.explain(long, MODEL, *SETTINGS)
+    assert "shortened" in first and "remembered" not in first
+    *_, again = demo.explain(cut, MODEL, *SETTINGS)
+    assert "shortened" not in again and "remembered from an identical recent request" in again
+    settings = demo.config.settings(*SETTINGS)
+    computed = demo.service.compute("classification", MODEL, {"text": cut}, settings, ["asked once"])
+    assert computed.remembered and computed.notices[0] == "asked once"
+    assert "asked once" not in demo.service.compute("classification", MODEL, {"text": cut}, settings).notices
+
+
 def test_words_lists_the_choices(demo):
     update = demo.words("Unbelievably dull, isn't it?", MODEL)
     assert [c[0] for c in update.choices] == ["0: Unbelievably", "1: dull", "2: ,", "3: isn't", "4: it", "5: ?"]

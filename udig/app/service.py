@@ -130,9 +130,10 @@ class Result:
 
     explanation: Explanation | QAExplanation
     scores: dict[str, dict[str, float | None]]  # by part: {"": ...}, or {"start": ..., "end": ...} for QA
-    seconds: float
+    seconds: float  # when it was computed
     labels: dict[int, str]
-    notices: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # about this result; the request's own lead them
+    remembered: bool = False  # served from the cache: ``seconds`` and timings are those of the first request
 
     @property
     def main(self) -> Explanation:
@@ -200,7 +201,7 @@ class Service:
             cached = self._results.get(key)
             if cached is not None and not (need_path and cached.main.path is None):
                 self._results.move_to_end(key)
-                return replace(cached, notices=[*notices, *[n for n in cached.notices if n not in notices]])
+                return replace(cached, notices=[*notices, *cached.notices], remembered=True)
         explainer = self.registry.explainer(name)
         if explainer.task.name != task:
             raise ValueError(f"{name} is a {explainer.task.description} model; this tab needs a {get_task(task).description} model")
@@ -209,15 +210,14 @@ class Service:
         with self.registry.slot(name, self.config.concurrency):
             explainer.prepare(settings)  # DIG's KNN graph is CPU work (a 5-10 s build, or a load): not in the GPU window
             result = attribute(self.registry.key, name, inputs, settings)
-        result.notices = [*notices, *result.notices]
         if name == UNTRAINED_QA_MODEL:
             result.notices.append("This QA head is untrained (offline mechanics demo): its answer is meaningless.")
-        with self._lock:
+        with self._lock:  # kept without the request's notices (the text was shortened, ...): those are its own
             self._results[key] = _cacheable(result)
             self._results.move_to_end(key)
             while len(self._results) > self._cache_size:
                 self._results.popitem(last=False)
-        return result
+        return replace(result, notices=[*notices, *result.notices])
 
 
 def _cacheable(result: Result) -> Result:

@@ -49,7 +49,8 @@ def runtime(result: Result) -> str:
         + f", {RULE_LABELS.get(e.settings.get('rule'), 'no path')}, {e.settings.get('n_evaluations')} gradient evaluations",
         f"{len(e.tokens)} tokens",
         f"baseline {literal(e.baseline_token)}",
-        f"**{result.seconds:.2f} s** (path {timings.get('path', 0):.2f} s, gradients {timings.get('gradients', 0):.2f} s, "
+        ("remembered from an identical recent request, which took " if result.remembered else "")
+        + f"**{result.seconds:.2f} s** (path {timings.get('path', 0):.2f} s, gradients {timings.get('gradients', 0):.2f} s, "
         f"scores {timings.get('scores', 0):.2f} s)",
         f"completeness error Δ = {result.explanation.delta:+.4f}" + _relative(result.explanation),
     ]
@@ -109,7 +110,7 @@ def comparison(results: Mapping[str, Result], notices: Sequence[str] = ()) -> tu
     summary = (
         f"Explained label **{literal(first.target_label)}** (p = {first.prediction:.3f}). "
         "One colour scale for all methods (the largest |word score| among them). "
-        "★ marks the best method per score. " + " · ".join(f"{METHOD_NAMES[m]} {r.seconds:.2f} s" for m, r in results.items())
+        "★ marks the best method per score. " + " · ".join(f"{METHOD_NAMES[m]} {r.seconds:.2f} s" + (" (remembered)" if r.remembered else "") for m, r in results.items())
     )
     notices = [*notices, *sorted({n for r in results.values() for n in (*r.notices, *r.explanation.warnings)})]
     if notices:
