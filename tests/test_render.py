@@ -141,6 +141,10 @@ def test_word_at_accepts_index_label_and_text(sample):
         render.word_at(words, "banana")
     with pytest.raises(ValueError, match="out of range"):
         render.word_at(words, 99)
+    for odd in ("²: film", "9" * 5000 + ": film", "x" * 100_000):  # a non-ASCII digit, a huge index, a huge word
+        with pytest.raises(ValueError, match="not in the input") as refused:
+            render.word_at(words, odd)
+        assert len(str(refused.value)) < 200
 
 
 class _Collector(HTMLParser):

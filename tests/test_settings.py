@@ -100,3 +100,15 @@ def test_every_registered_method_declares_only_known_settings():
     for method in REGISTRY.values():
         assert method.uses <= set(PARAMETERS), method.name
         assert (method.paper_baseline is None) == ("baseline" not in method.uses), method.name
+
+
+@pytest.mark.parametrize("name", ["method", "strategy", "steps", "factor", "candidates", "rule", "sequential", "objective"])
+def test_a_refused_value_is_named_not_echoed_whole(name):
+    """A public demo hands these messages back: a megabyte sent in any field comes back as a short message
+    naming the field, the value's start and its length."""
+    huge = "z" * 1_000_000
+    with pytest.raises(ValueError) as refused:
+        Settings.make({name: huge}, lenient=True)
+    message = str(refused.value)
+    assert len(message) < 400 and "zzz" in message and "1000002 characters" in message
+

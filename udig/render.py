@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .explanation import Explanation
 from .metrics import METRIC_INFO, SCORES
+from .settings import quoted
 from .version import __version__
 
 __all__ = [
@@ -153,7 +154,7 @@ def word_at(word_list: Sequence[Word], choice: str | int | None) -> Word:
         raise ValueError(f"word index {choice} is out of range: the input has {len(word_list)} words")
     choice = str(choice).strip()
     head, sep, rest = choice.partition(":")
-    if sep and head.strip().isdigit():
+    if sep and re.fullmatch(r"[0-9]{1,9}", head.strip()):  # not str.isdigit: it takes '²' and any length
         index = int(head)
         if 0 <= index < len(word_list) and word_list[index].text == rest.strip():
             return word_list[index]
@@ -164,7 +165,7 @@ def word_at(word_list: Sequence[Word], choice: str | int | None) -> Word:
     for word in word_list:
         if word.text.lower() == choice.lower():
             return word
-    raise ValueError(f"the word {choice!r} is not in the input; pick one of its words")
+    raise ValueError(f"the word {quoted(choice)} is not in the input; pick one of its words")
 
 
 def max_abs(values: Iterable[float]) -> float:

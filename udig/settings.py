@@ -126,7 +126,7 @@ class Settings:
         given = {**(values or {}), **changes}
         unknown = sorted(set(given) - set(PARAMETERS))
         if unknown:
-            raise ValueError(f"unknown setting {unknown[0]!r}; the settings are {', '.join(PARAMETERS)}")
+            raise ValueError(f"unknown setting {quoted(unknown[0])}; the settings are {', '.join(PARAMETERS)}")
         checked = {
             name: parameter.default if given.get(name) is None else parameter.check(given[name], bounds, lenient=lenient)
             for name, parameter in PARAMETERS.items()
@@ -140,7 +140,7 @@ class Settings:
             checked["max_points"] = PARAMETERS["max_points"].default  # a cap without a target changes nothing
         for name, allowed in method.restricts.items():
             if checked[name] not in allowed:
-                raise ValueError(f"{method.title} takes {name} {', '.join(allowed)}, not {checked[name]!r}")
+                raise ValueError(f"{method.title} takes {name} {', '.join(allowed)}, not {quoted(checked[name])}")
         if checked["sequential"] and checked["max_delta"] is not None:
             raise ValueError("a completeness target (max_delta) refines one joint path; sequential paths are integrated as given")
         settings = cls(**checked)
@@ -175,15 +175,22 @@ class Settings:
         return {**asdict(self), "n_points": self.n_points, "n_evaluations": self.n_evaluations}
 
 
+def quoted(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` for an error message, cut to about ``limit`` characters: a refused value is named,
+    never echoed back whole (a 1 MB string sent to a public demo would come back as a 1 MB error)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def _whole(name: str, value: Any, low: int | None, high: int | None, lenient: bool) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float, str) if lenient else int):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
+        raise ValueError(f"{name} must be a whole number, got {quoted(value)}")
     try:
         number = float(value)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+        raise ValueError(f"{name} must be a whole number, got {quoted(value)}") from None
     if not math.isfinite(number) or number != int(number):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
+        raise ValueError(f"{name} must be a whole number, got {quoted(value)}")
     number = int(number)
     if (low is not None and number < low) or (high is not None and number > high):
         if high is None:
@@ -195,13 +202,13 @@ def _whole(name: str, value: Any, low: int | None, high: int | None, lenient: bo
 def _real(name: str, value: Any, low: float | None, high: float | None, lenient: bool) -> float:
     """A finite number in ``(low, high]``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str) if lenient else (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise ValueError(f"{name} must be a number, got {quoted(value)}")
     try:
         number = float(value)
     except ValueError:
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        raise ValueError(f"{name} must be a number, got {quoted(value)}") from None
     if not math.isfinite(number) or (low is not None and number <= low) or (high is not None and number > high):
-        raise ValueError(f"{name} must be more than {low} and at most {high}, got {value!r}")
+        raise ValueError(f"{name} must be more than {low} and at most {high}, got {quoted(value)}")
     return number
 
 
@@ -211,7 +218,7 @@ def _flag(name: str, value: Any, lenient: bool) -> bool:
     if lenient and isinstance(value, int) and value in (0, 1):
         return bool(value)
     if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
+        raise ValueError(f"{name} must be True or False, got {quoted(value)}")
     return value
 
 
@@ -222,14 +229,14 @@ def _choice(name: str, value: Any, choices: tuple[str, ...], lenient: bool) -> s
     if lenient and isinstance(value, str):
         value = value.strip().lower()
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+        raise ValueError(f"unknown {name} {quoted(value)}; choose one of {', '.join(choices)}")
     return value
 
 
 def _token(name: str, value: Any) -> str:
     """A named baseline (case-insensitive) or a token as typed; the tokenizer checks it exists."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be one of {', '.join(BASELINES)} or a vocabulary token, got {value!r}")
+        raise ValueError(f"{name} must be one of {', '.join(BASELINES)} or a vocabulary token, got {quoted(value)}")
     value = value.strip()
     if len(value) > MAX_BASELINE_CHARS:
         raise ValueError(f"{name} must be a vocabulary token, not {len(value)} characters of text")
