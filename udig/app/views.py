@@ -110,7 +110,8 @@ def comparison(results: Mapping[str, Result], notices: Sequence[str] = ()) -> tu
     summary = (
         f"Explained label **{literal(first.target_label)}** (p = {first.prediction:.3f}). "
         "One colour scale for all methods (the largest |word score| among them). "
-        "★ marks the best method per score. " + " · ".join(f"{METHOD_NAMES[m]} {r.seconds:.2f} s" + (" (remembered)" if r.remembered else "") for m, r in results.items())
+        "★ marks the best method per score. "
+        + " · ".join(f"{METHOD_NAMES[m]} {r.seconds:.2f} s" + (" (remembered)" if r.remembered else "") for m, r in results.items())
     )
     notices = [*notices, *sorted({n for r in results.values() for n in (*r.notices, *r.explanation.warnings)})]
     if notices:
