@@ -3,20 +3,19 @@
 DIG's and UDIG's anchor chains and their monotone points (:func:`udig.paths.anchor_chains` and
 :func:`udig.paths.monotone_points`, where the maths is documented) run here whole: all tokens, all m steps
 and the candidates' scores in one call, the points in another, with no Python or tensor dispatch per step.
-Both methods rank candidates by one cost (:func:`_rank`: float32 cost, then position; UDIG's single
-choice per step takes that ranking's first in buffers made once per token, :func:`_cheapest`). DIG scores
-500 candidate rows x d dimensions per anchor, and ranks each anchor's candidates once for all the tokens
-whose chains pass through it (on MiniLM a sentence's chains meet 67-236 distinct anchors in 510 steps):
-2-8 ms for a 19-token sentence, where scoring every token's step on its own took 11-20 ms, with the same
-anchors and points. DIG's graph build keeps the k best of 30,522 scores per row; a compiled selection does that in about the same time on every
-row, where ``torch.topk`` took 1.4-2.8 s per build depending on how the scores are spread. UDIG's
-nearest words along each token's reference line are ranked in one pass after the product with the
-vocabulary: 2 ms for a 19-token sentence on 2 cores, where the same ranking in about 20 tensor operations
-took 8.5-11 ms. The product itself is compiled too (:func:`products_with_rows`): 18 query rows against
-30,522 took torch (MKL) 7-10 ms on our AMD CPU, this 4.5-5 ms. An exact int8 product (torch's or fbgemm's,
-:func:`udig.vocab._int8_product`) screens the rows first (:func:`screen_segments`) and only the few kept
-get exact products.
-Compiled on first use (about 1 s each) and cached on disk beside this file.
+Both methods rank candidates by one cost (:func:`_rank`: float32 cost, then position; UDIG's single choice
+per step takes that ranking's first in buffers made once per token, :func:`_cheapest`). DIG scores 500
+candidate rows x d dimensions per anchor, and ranks each anchor's candidates once for all the tokens whose
+chains pass through it (on MiniLM a sentence's chains meet 67-236 distinct anchors in 510 steps): 2-8 ms for
+a 19-token sentence, where scoring every token's step on its own took 11-20 ms, with the same anchors and
+points. DIG's graph build keeps the k best of 30,522 scores per row; a compiled selection does that in about
+the same time on every row, where ``torch.topk`` took 1.4-2.8 s per build depending on how the scores are
+spread. UDIG's nearest words along each token's reference line are ranked in one pass after the product with
+the vocabulary: 2 ms for a 19-token sentence on 2 cores, where the same ranking in about 20 tensor
+operations took 8.5-11 ms. The product itself is compiled too (:func:`products_with_rows`): 18 query rows
+against 30,522 took torch (MKL) 7-10 ms on our AMD CPU, this 4.5-5 ms. An exact int8 product (torch's or
+fbgemm's, :func:`udig.vocab._int8_product`) screens the rows first (:func:`screen_segments`) and only the
+few kept get exact products. Compiled on first use (about 1 s each) and cached on disk beside this file.
 """
 
 from __future__ import annotations
