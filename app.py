@@ -29,10 +29,10 @@ from udig.app.content import (  # noqa: E402
     STRATEGY_LABELS,
     TITLE,
 )
-from udig.integrate import SEGMENT_RULES  # noqa: E402
 from udig.app.handlers import ReadableBlocks  # noqa: E402
 from udig.app.links import COPY_LINK_JS, load_values  # noqa: E402
 from udig.app.views import BAR_ORDER, METHOD_COLOURS, METHOD_NAMES  # noqa: E402
+from udig.integrate import SEGMENT_RULES  # noqa: E402
 from udig.settings import BASELINES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -65,21 +65,28 @@ def _settings(demo: Demo, *, method: bool = True, baseline: bool = True) -> dict
         with gr.Row():
             if baseline:
                 controls["baseline"] = gr.Dropdown(
-                    [PAPER_DEFAULT, *BASELINES], value=PAPER_DEFAULT, allow_custom_value=True,
-                    label="Baseline token", info="paper default: [PAD] for IG/DIG, [MASK] for UDIG; or type a token",
+                    [PAPER_DEFAULT, *BASELINES],
+                    value=PAPER_DEFAULT,
+                    allow_custom_value=True,
+                    label="Baseline token",
+                    info="paper default: [PAD] for IG/DIG, [MASK] for UDIG; or type a token",
                 )
             controls["candidates"] = gr.Radio(
-                [(label, rule) for rule, label in CANDIDATE_LABELS.items()], value=defaults.candidates,
+                [(label, rule) for rule, label in CANDIDATE_LABELS.items()],
+                value=defaults.candidates,
                 label="Anchor candidates",
             )
         rules = RULE_LABELS if method else {k: v for k, v in RULE_LABELS.items() if k in SEGMENT_RULES}  # DIG/UDIG too
         controls["rule"] = gr.Radio(
-            [(label, rule) for rule, label in rules.items()], value=defaults.rule, label="Integration rule",
+            [(label, rule) for rule, label in rules.items()],
+            value=defaults.rule,
+            label="Integration rule",
             info="where each path segment's gradient is taken; the trapezoid and midpoint add up more closely",
         )
         if method:
             controls["sequential"] = gr.Checkbox(
-                value=defaults.sequential, label="Sequential (DIG, UDIG; SIG always is)",
+                value=defaults.sequential,
+                label="Sequential (DIG, UDIG; SIG always is)",
                 info="each word moves along its own path while the others stay as typed: one path per word",
             )
     return controls
@@ -94,14 +101,24 @@ def _example_rows(config: AppConfig) -> list[list]:
 
 def _model_picker(demo: Demo, choices: tuple[str, ...], label: str) -> gr.Dropdown:
     info = "any Hub id or local folder is allowed" if demo.config.allow_any_model else None
-    return gr.Dropdown(list(choices), value=choices[0], label=label, allow_custom_value=demo.config.allow_any_model, info=info)
+    return gr.Dropdown(
+        list(choices), value=choices[0], label=label, allow_custom_value=demo.config.allow_any_model, info=info
+    )
 
 
 def _share_row(demo: Demo, fn, inputs: list, api_name: str) -> None:
     with gr.Row():
         button = gr.Button("🔗 Copy link", size="sm", scale=0, min_width=130)
-        link = gr.Textbox(label="Link", show_label=False, placeholder="a link that reopens this explanation", buttons=["copy"], scale=4)
-    button.click(fn, inputs, link, api_name=api_name, concurrency_limit=None, preprocess=False).then(None, link, link, js=COPY_LINK_JS)
+        link = gr.Textbox(
+            label="Link",
+            show_label=False,
+            placeholder="a link that reopens this explanation",
+            buttons=["copy"],
+            scale=4,
+        )
+    button.click(fn, inputs, link, api_name=api_name, concurrency_limit=None, preprocess=False).then(
+        None, link, link, js=COPY_LINK_JS
+    )
 
 
 def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.Blocks:
@@ -131,8 +148,15 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
             with gr.Tab("Sentiment", id="sentiment"):
                 with gr.Row():
                     with gr.Column(scale=3):
-                        s = {"text": gr.Textbox(EXAMPLES[0], lines=3, label="Text", max_length=config.limits.max_chars,
-                                                elem_id="sentiment-text")}
+                        s = {
+                            "text": gr.Textbox(
+                                EXAMPLES[0],
+                                lines=3,
+                                label="Text",
+                                max_length=config.limits.max_chars,
+                                elem_id="sentiment-text",
+                            )
+                        }
                         s["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
                         s |= _settings(demo)
                         s_cost = gr.Markdown(elem_id="sentiment-cost")
@@ -140,31 +164,65 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                     with gr.Column(scale=2):
                         s_label = gr.Label(label="Prediction", num_top_classes=5, elem_id="sentiment-label")
                         s_runtime = gr.Markdown(label="Runtime and notices", elem_id="sentiment-runtime")
-                s_highlight = gr.HighlightedText(label="Word attributions (red: toward the predicted label, purple: away from it)",
-                                                 show_legend=True, combine_adjacent=False, elem_id="sentiment-highlight")
+                s_highlight = gr.HighlightedText(
+                    label="Word attributions (red: toward the predicted label, purple: away from it)",
+                    show_legend=True,
+                    combine_adjacent=False,
+                    elem_id="sentiment-highlight",
+                )
                 s_legend = gr.HTML(label="Colour legend")
                 s_scores = gr.Dataframe(label="Faithfulness", wrap=True, elem_id="sentiment-scores")
                 with gr.Accordion("Per-token table", open=False):
-                    s_tokens = gr.Dataframe(label="Per-token table", show_label=False, wrap=True, elem_id="sentiment-tokens")
+                    s_tokens = gr.Dataframe(
+                        label="Per-token table", show_label=False, wrap=True, elem_id="sentiment-tokens"
+                    )
                 s_inputs = remember("sentiment", s)
                 s_outputs = [s_label, s_highlight, s_legend, s_tokens, s_scores, s_runtime]
                 gr.Examples(
                     _example_rows(config),
-                    s_inputs, s_outputs, fn=demo.explain_example, cache_examples=config.cache_examples,
-                    cache_mode="lazy", visible_columns=[0],
+                    s_inputs,
+                    s_outputs,
+                    fn=demo.explain_example,
+                    cache_examples=config.cache_examples,
+                    cache_mode="lazy",
+                    visible_columns=[0],
                 )
                 with gr.Accordion("Share and export", open=False):
                     _share_row(demo, demo.share_sentiment, s_inputs, "share_sentiment")
                     e_button = gr.Button("Export JSON, CSV, HTML and model-card snippets", size="sm")
                     e_files = gr.File(file_count="multiple", label="Downloads")
                     e_card = gr.Code(language="markdown", label="Model-card snippet (Markdown)")
-                s_button.click(demo.explain, s_inputs, s_outputs, api_name="explain", concurrency_id="classifier", **attribution)
-                s["text"].submit(demo.explain, s_inputs, s_outputs, api_visibility="private", concurrency_id="classifier", **attribution)
-                e_button.click(demo.export, s_inputs, [e_files, e_card], api_name="export", concurrency_id="classifier", **attribution)
+                s_button.click(
+                    demo.explain, s_inputs, s_outputs, api_name="explain", concurrency_id="classifier", **attribution
+                )
+                s["text"].submit(
+                    demo.explain,
+                    s_inputs,
+                    s_outputs,
+                    api_visibility="private",
+                    concurrency_id="classifier",
+                    **attribution,
+                )
+                e_button.click(
+                    demo.export,
+                    s_inputs,
+                    [e_files, e_card],
+                    api_name="export",
+                    concurrency_id="classifier",
+                    **attribution,
+                )
                 cost_inputs = [s[name] for name in ("text", "model", "method", "steps", "factor", "sequential")]
-                gr.on([s[name].change for name in ("text", "model", "method", "steps", "factor", "sequential")], demo.cost,
-                      cost_inputs, s_cost, api_name="cost", trigger_mode="always_last", show_progress="hidden",
-                      queue=False, preprocess=False)  # a tokenizer count: never waits behind a run, nor delays one
+                gr.on(
+                    [s[name].change for name in ("text", "model", "method", "steps", "factor", "sequential")],
+                    demo.cost,
+                    cost_inputs,
+                    s_cost,
+                    api_name="cost",
+                    trigger_mode="always_last",
+                    show_progress="hidden",
+                    queue=False,
+                    preprocess=False,
+                )  # a tokenizer count: never waits behind a run, nor delays one
 
             # ---------------------------------------------------------------- Question answering
             with gr.Tab("Question answering", id="qa"):
@@ -172,8 +230,14 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 gr.Markdown(notice, visible=bool(notice), elem_id="qa-notice")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        q = {"question": gr.Textbox(QA_EXAMPLE[0], label="Question", max_length=config.limits.max_question_chars),
-                             "context": gr.Textbox(QA_EXAMPLE[1], lines=5, label="Context", max_length=config.limits.max_chars)}
+                        q = {
+                            "question": gr.Textbox(
+                                QA_EXAMPLE[0], label="Question", max_length=config.limits.max_question_chars
+                            ),
+                            "context": gr.Textbox(
+                                QA_EXAMPLE[1], lines=5, label="Context", max_length=config.limits.max_chars
+                            ),
+                        }
                         q["model"] = _model_picker(demo, config.qa_models, "QA model")
                         q |= _settings(demo)
                         q_cost = gr.Markdown(elem_id="qa-cost")
@@ -188,10 +252,21 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 q_inputs = remember("qa", q)
                 q_outputs = [q_answer, q_start, q_end, q_legend, q_scores, q_runtime]
                 _share_row(demo, demo.share_qa, q_inputs, "share_qa")
-                q_button.click(demo.explain_qa, q_inputs, q_outputs, api_name="explain_qa", concurrency_id="qa", **attribution)
+                q_button.click(
+                    demo.explain_qa, q_inputs, q_outputs, api_name="explain_qa", concurrency_id="qa", **attribution
+                )
                 q_costed = ("question", "context", "model", "method", "steps", "factor", "sequential")
-                gr.on([q[name].change for name in q_costed], demo.cost_qa, [q[name] for name in q_costed], q_cost,
-                      api_name="cost_qa", trigger_mode="always_last", show_progress="hidden", queue=False, preprocess=False)
+                gr.on(
+                    [q[name].change for name in q_costed],
+                    demo.cost_qa,
+                    [q[name] for name in q_costed],
+                    q_cost,
+                    api_name="cost_qa",
+                    trigger_mode="always_last",
+                    show_progress="hidden",
+                    queue=False,
+                    preprocess=False,
+                )
 
             # ---------------------------------------------------------------- Compare methods
             with gr.Tab("Compare methods", id="compare"):
@@ -200,47 +275,98 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 c |= _settings(demo, method=False, baseline=False)
                 *others, last = METHOD_NAMES.values()
                 c_cost = gr.Markdown(elem_id="compare-cost")
-                c_button = gr.Button(f"Compare {', '.join(others)} and {last}", variant="primary", elem_id="compare-run")
+                c_button = gr.Button(
+                    f"Compare {', '.join(others)} and {last}", variant="primary", elem_id="compare-run"
+                )
                 c_summary = gr.Markdown(label="Summary", elem_id="compare-summary")
                 with gr.Row():
-                    c_highlights = [gr.HighlightedText(label=title, elem_id=f"compare-{name}") for name, title in METHOD_NAMES.items()]
+                    c_highlights = [
+                        gr.HighlightedText(label=title, elem_id=f"compare-{name}")
+                        for name, title in METHOD_NAMES.items()
+                    ]
                 c_legend = gr.HTML(label="Colour legend")
                 c_table = gr.Dataframe(label="Scores (★ = best per score)", wrap=True, elem_id="compare-table")
-                c_bars = gr.BarPlot(x="score", y="value", color="method", color_map=METHOD_COLOURS, sort=BAR_ORDER,
-                                    x_label_angle=-35, label="Scores by method (IG grey, DIG amber, UDIG indigo, SIG green)", x_title="", height=420)
+                c_bars = gr.BarPlot(
+                    x="score",
+                    y="value",
+                    color="method",
+                    color_map=METHOD_COLOURS,
+                    sort=BAR_ORDER,
+                    x_label_angle=-35,
+                    label="Scores by method (IG grey, DIG amber, UDIG indigo, SIG green)",
+                    x_title="",
+                    height=420,
+                )
                 c_inputs = remember("compare", c)
                 c_outputs = [*c_highlights, c_legend, c_table, c_bars, c_summary]
                 _share_row(demo, demo.share_compare, c_inputs, "share_compare")
-                c_button.click(demo.compare, c_inputs, c_outputs, api_name="compare", concurrency_id="classifier", **attribution)
-                gr.on([c[name].change for name in ("text", "model", "steps")], lambda text, model, steps: demo.cost(text, model, "sig", steps, 0),
-                      [c["text"], c["model"], c["steps"]], c_cost, trigger_mode="always_last", show_progress="hidden",
-                      queue=False, preprocess=False, api_visibility="private")
+                c_button.click(
+                    demo.compare, c_inputs, c_outputs, api_name="compare", concurrency_id="classifier", **attribution
+                )
+                gr.on(
+                    [c[name].change for name in ("text", "model", "steps")],
+                    lambda text, model, steps: demo.cost(text, model, "sig", steps, 0),
+                    [c["text"], c["model"], c["steps"]],
+                    c_cost,
+                    trigger_mode="always_last",
+                    show_progress="hidden",
+                    queue=False,
+                    preprocess=False,
+                    api_visibility="private",
+                )
 
             # ---------------------------------------------------------------- See the path
             with gr.Tab("See the path", id="path"):
-                gr.Markdown("Pick a word: its path from the input word to the baseline, for DIG and UDIG, and how far "
-                            "each method's path points stay from real words. A *sequential* method (SIG, or DIG/UDIG "
-                            "with Sequential ticked) moves each word along this same path alone, every other word "
-                            "staying as typed.")
+                gr.Markdown(
+                    "Pick a word: its path from the input word to the baseline, for DIG and UDIG, and how far "
+                    "each method's path points stay from real words. A *sequential* method (SIG, or DIG/UDIG "
+                    "with Sequential ticked) moves each word along this same path alone, every other word "
+                    "staying as typed."
+                )
                 p = {"text": gr.Textbox(EXAMPLES[0], lines=2, label="Text", max_length=config.limits.max_chars)}
                 p["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
-                p["word"] = gr.Dropdown([], value=None, allow_custom_value=True, label="Word",
-                                        info="empty: the most influential word (by UDIG)")
+                p["word"] = gr.Dropdown(
+                    [],
+                    value=None,
+                    allow_custom_value=True,
+                    label="Word",
+                    info="empty: the most influential word (by UDIG)",
+                )
                 p |= _settings(demo, method=False, baseline=False)
                 p_button = gr.Button("Show the path", variant="primary", elem_id="path-run")
                 p_summary = gr.Markdown(label="Summary", elem_id="path-summary")
                 with gr.Row():
                     p_anchors = gr.Dataframe(label="Anchors, input word → baseline", elem_id="path-anchors")
-                    p_plot = gr.LinePlot(x="position", y="distance", color="method", color_map=METHOD_COLOURS,
-                                         label="Distance to the nearest real word (IG grey, DIG amber, UDIG indigo)", x_title="0 = input word → 1 = baseline",
-                                         y_title="distance", height=420)
+                    p_plot = gr.LinePlot(
+                        x="position",
+                        y="distance",
+                        color="method",
+                        color_map=METHOD_COLOURS,
+                        label="Distance to the nearest real word (IG grey, DIG amber, UDIG indigo)",
+                        x_title="0 = input word → 1 = baseline",
+                        y_title="distance",
+                        height=420,
+                    )
                 p_inputs = remember("path", p)
                 p_outputs = [p_summary, p_anchors, p_plot]
                 _share_row(demo, demo.share_path, p_inputs, "share_path")
-                p_button.click(demo.path, p_inputs, p_outputs, api_name="path", concurrency_id="classifier", **attribution)
-                gr.on([p["text"].change, p["model"].change], demo.words, [p["text"], p["model"]], p["word"], api_name="words",
-                      trigger_mode="always_last", show_progress="hidden", concurrency_limit=None, preprocess=False)
-                gr.on([p["text"].input, p["model"].input], None, None, p["word"], js="() => ''")  # a user's edit: pick again
+                p_button.click(
+                    demo.path, p_inputs, p_outputs, api_name="path", concurrency_id="classifier", **attribution
+                )
+                gr.on(
+                    [p["text"].change, p["model"].change],
+                    demo.words,
+                    [p["text"], p["model"]],
+                    p["word"],
+                    api_name="words",
+                    trigger_mode="always_last",
+                    show_progress="hidden",
+                    concurrency_limit=None,
+                    preprocess=False,
+                )
+                gr.on(
+                    [p["text"].input, p["model"].input], None, None, p["word"], js="() => ''"
+                )  # a user's edit: pick again
 
             with gr.Tab("About", id="about"):
                 gr.Markdown(ABOUT)
@@ -251,15 +377,23 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
         def on_load(request: gr.Request):
             return load_values(config, layout, list(runs), dict(request.query_params), demo.tokenizer)
 
-        blocks.load(on_load, None, [tabs, link_notice, *components, *runs.values()], queue=False, api_visibility="private")
+        blocks.load(
+            on_load, None, [tabs, link_notice, *components, *runs.values()], queue=False, api_visibility="private"
+        )
         for tab, fn, inputs, outputs in (
             ("sentiment", demo.explain, s_inputs, s_outputs),
             ("qa", demo.explain_qa, q_inputs, q_outputs),
             ("compare", demo.compare, c_inputs, c_outputs),
             ("path", demo.path, p_inputs, p_outputs),
         ):
-            runs[tab].change(fn, inputs, outputs, api_visibility="private", concurrency_id="qa" if tab == "qa" else "classifier",
-                             **attribution)
+            runs[tab].change(
+                fn,
+                inputs,
+                outputs,
+                api_visibility="private",
+                concurrency_id="qa" if tab == "qa" else "classifier",
+                **attribution,
+            )
     blocks.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     return blocks
 

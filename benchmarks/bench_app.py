@@ -25,8 +25,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 SENTENCES = [  # review-like sentences of 10-21 tokens, none from the data
     "A gorgeous, witty, seductive movie.",
     "The plot is thin and the jokes land with a dull thud.",
@@ -70,14 +76,19 @@ def main() -> None:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1",
-           "HF_HOME": tempfile.mkdtemp(prefix="udig-bench-hf-")}  # a fresh cache: the graph is built, not loaded
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_PORT": str(port),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": tempfile.mkdtemp(prefix="udig-bench-hf-"),
+    }  # a fresh cache: the graph is built, not loaded
     rows: list[tuple[str, float, str]] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         started = time.perf_counter()
-        server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             rows.append(("`python app.py` -> server answers", wait_until(lambda: answers(url), 120) - started, ""))
             page = browser.new_page()
@@ -88,37 +99,65 @@ def main() -> None:
             page.locator("#sentiment-text textarea").fill(SENTENCES[0])
             clicked = time.perf_counter()
             page.click("#sentiment-explain")
-            page.wait_for_function("() => (document.querySelector('#sentiment-runtime')?.innerText || '').includes('path points')")
+            page.wait_for_function(
+                "() => (document.querySelector('#sentiment-runtime')?.innerText || '').includes('path points')"
+            )
             done = time.perf_counter()
             rows.append(("first explanation (UDIG, default settings), since start", done - started, "<= 15 s"))
             rows.append(("first explanation, from the click", done - clicked, ""))
 
             client = Client(url, verbose=False)
-            settings = dict(model="udig/minilm-rotten-tomatoes", strategy="maxcount", steps=30, factor=0, nbrs=50,
-                            baseline="paper default", candidates="words")
+            settings = dict(
+                model="udig/minilm-rotten-tomatoes",
+                strategy="maxcount",
+                steps=30,
+                factor=0,
+                nbrs=50,
+                baseline="paper default",
+                candidates="words",
+            )
 
             def explain(text: str, method: str) -> float:
                 tick = time.perf_counter()
                 client.predict(text=text, method=method, **settings, api_name="/explain")
                 return time.perf_counter() - tick
 
-            rows.append(("first DIG of the process (builds the 30,522 x 500 KNN graph)", explain(SENTENCES[1], "dig"), ""))
+            rows.append(
+                ("first DIG of the process (builds the 30,522 x 500 KNN graph)", explain(SENTENCES[1], "dig"), "")
+            )
             for method, target in (("udig", "<= 2 s"), ("ig", ""), ("dig", "")):
                 times = [explain(text, method) for text in SENTENCES]
-                rows.append((f"typical sentence, {method}: median of {len(times)} (max {max(times):.2f} s)",
-                             statistics.median(times), target))
+                rows.append(
+                    (
+                        f"typical sentence, {method}: median of {len(times)} (max {max(times):.2f} s)",
+                        statistics.median(times),
+                        target,
+                    )
+                )
             tick = time.perf_counter()
-            client.predict(text="A slow start, but the last act is terrific.", strategy="maxcount", steps=30, factor=0, nbrs=50, candidates="words",
-                           model="udig/minilm-rotten-tomatoes", api_name="/compare")
+            client.predict(
+                text="A slow start, but the last act is terrific.",
+                strategy="maxcount",
+                steps=30,
+                factor=0,
+                nbrs=50,
+                candidates="words",
+                model="udig/minilm-rotten-tomatoes",
+                api_name="/compare",
+            )
             rows.append(("Compare tab (IG, DIG, UDIG) on a new sentence", time.perf_counter() - tick, ""))
         finally:
             server.terminate()
             server.wait(timeout=30)
             browser.close()
 
-    lines = ["| what | seconds | target |", "| --- | ---: | --- |",
-             *[f"| {what} | {seconds:.2f} | {target} |" for what, seconds, target in rows], "",
-             f"{os.cpu_count()} cores; offline default model; through `gradio_client` after the browser steps."]
+    lines = [
+        "| what | seconds | target |",
+        "| --- | ---: | --- |",
+        *[f"| {what} | {seconds:.2f} | {target} |" for what, seconds, target in rows],
+        "",
+        f"{os.cpu_count()} cores; offline default model; through `gradio_client` after the browser steps.",
+    ]
     for what, seconds, target in rows:
         print(f"{what:70s} {seconds:7.2f} s  {target}")
     args.out.write_text("\n".join(lines) + "\n")

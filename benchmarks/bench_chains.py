@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-
 from bench_engine import median_interval  # noqa: E402 - benchmarks/, beside this script
 from machine import processor  # noqa: E402
+
 from udig import Explainer  # noqa: E402
 from udig.data import load_split  # noqa: E402
 from udig.models import load_model  # noqa: E402
@@ -72,7 +72,10 @@ def main() -> None:
     texts = [example.text for example in load_split("test")[: args.sentences]]
     machine = processor()
     load_before = os.getloadavg()
-    print(f"{machine}; torch {torch.__version__}, {torch.get_num_threads()} threads; load average {load_before[0]:.2f}", flush=True)
+    print(
+        f"{machine}; torch {torch.__version__}, {torch.get_num_threads()} threads; load average {load_before[0]:.2f}",
+        flush=True,
+    )
     for method, strategy, rule in CASES:  # warm-up: the vocabulary index, the graphs, numba's caches
         explainer.explain(texts[0], method=method, strategy=strategy, candidates=rule)
     share = remembered_share(tokenizer, texts)
@@ -84,11 +87,21 @@ def main() -> None:
         (stream, stream_total), (cold, cold_total) = runs[True], runs[False]
         ratios = [s / c for s, c in zip(stream, cold)]
         low, high = median_interval(ratios)
-        row = (f"{method}-{strategy}, {rule}", 1000 * statistics.mean(cold), 1000 * statistics.mean(stream),
-               statistics.median(ratios), (low, high), 1000 * statistics.mean(cold_total), 1000 * statistics.mean(stream_total))
+        row = (
+            f"{method}-{strategy}, {rule}",
+            1000 * statistics.mean(cold),
+            1000 * statistics.mean(stream),
+            statistics.median(ratios),
+            (low, high),
+            1000 * statistics.mean(cold_total),
+            1000 * statistics.mean(stream_total),
+        )
         rows.append(row)
-        print(f"{row[0]:24s} path cold {row[1]:6.1f} ms, stream {row[2]:6.1f} ms, ratio {row[3]:.3f} [{low:.3f}, {high:.3f}]; "
-              f"explain() {row[5]:6.1f} -> {row[6]:6.1f} ms", flush=True)
+        print(
+            f"{row[0]:24s} path cold {row[1]:6.1f} ms, stream {row[2]:6.1f} ms, ratio {row[3]:.3f} [{low:.3f}, {high:.3f}]; "
+            f"explain() {row[5]:6.1f} -> {row[6]:6.1f} ms",
+            flush=True,
+        )
     load_after = os.getloadavg()
     lines = [
         f"Measured on {machine}, torch {torch.__version__}, {torch.get_num_threads()} threads; load average "
@@ -98,8 +111,10 @@ def main() -> None:
         "",
         "| method, candidates | path, cold (mean ms) | path, stream (mean ms) | stream / cold, median over sentences | 95 % interval | explain(), cold (mean ms) | explain(), stream (mean ms) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        *[f"| {name} | {cold:.1f} | {stream:.1f} | {ratio:.3f} | {low:.3f}–{high:.3f} | {cold_total:.0f} | {stream_total:.0f} |"
-          for name, cold, stream, ratio, (low, high), cold_total, stream_total in rows],
+        *[
+            f"| {name} | {cold:.1f} | {stream:.1f} | {ratio:.3f} | {low:.3f}–{high:.3f} | {cold_total:.0f} | {stream_total:.0f} |"
+            for name, cold, stream, ratio, (low, high), cold_total, stream_total in rows
+        ],
         "",
         "Cold: every chain forgotten before each sentence (each path searched from nothing). Stream: nothing",
         "remembered at the first sentence, then every chain found kept for the sentences after it. The two passes",

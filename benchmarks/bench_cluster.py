@@ -57,8 +57,13 @@ def watched_run(args: list[str], records: Path) -> tuple[float, list[float]]:
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        subprocess.run([sys.executable, "-m", "udig.evaluate", *args], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "udig.evaluate", *args],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     finally:
         wall = time.perf_counter() - start
         done.set()
@@ -81,12 +86,20 @@ def max_difference(a: dict, b: dict) -> float:
 
 def throughput(limit: int, methods: str, slots: int, rounds: int) -> list[str]:
     common = ["--limit", str(limit), "--methods", methods, "--threads", "1", "--quiet"]
-    variants = {f"--workers {slots}": ["--workers", str(slots)], f"--ray local --actors {slots}": ["--ray", "local", "--actors", str(slots)]}
+    variants = {
+        f"--workers {slots}": ["--workers", str(slots)],
+        f"--ray local --actors {slots}": ["--ray", "local", "--actors", str(slots)],
+    }
     rates: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     records: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="udig-bench-cluster-") as scratch:
-        subprocess.run([sys.executable, "-m", "udig.evaluate", *common, "--limit", "1", "--out", f"{scratch}/warm"],
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # graphs into the cache
+        subprocess.run(
+            [sys.executable, "-m", "udig.evaluate", *common, "--limit", "1", "--out", f"{scratch}/warm"],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # graphs into the cache
         for round_ in range(rounds):
             for name, extra in variants.items():
                 out = Path(scratch) / f"{round_}-{extra[0].strip('-')}"
@@ -96,15 +109,22 @@ def throughput(limit: int, methods: str, slots: int, rounds: int) -> list[str]:
                 records[name] = read_records(out / "records.jsonl")
                 print(f"{name}: {len(arrivals)} pairs in {wall:.1f} s", flush=True)
     pairs = limit * len(methods.split(","))
-    lines = [f"{pairs} pairs ({limit} sentences x {methods}), median of {rounds} round(s), 1 torch thread per process", "",
-             "| run | pairs/min end to end | pairs/min steady |", "| --- | ---: | ---: |"]
+    lines = [
+        f"{pairs} pairs ({limit} sentences x {methods}), median of {rounds} round(s), 1 torch thread per process",
+        "",
+        "| run | pairs/min end to end | pairs/min steady |",
+        "| --- | ---: | ---: |",
+    ]
     medians = {name: [statistics.median(r[i] for r in runs) for i in (0, 1)] for name, runs in rates.items()}
     for name, (whole, steady) in medians.items():
         lines.append(f"| `{name}` | {whole:.1f} | {steady:.1f} |")
     (local_whole, local_steady), (ray_whole, ray_steady) = medians.values()
-    lines += ["", f"Ray's overhead: steady {100 * (local_steady / ray_steady - 1):+.1f} % (target <= 10 %), "
-              f"end to end {100 * (local_whole / ray_whole - 1):+.1f} % (Ray's start and the actors' model loading)",
-              f"Largest metric difference between the two runs' records: {max_difference(*records.values()):.2e} (target <= 1e-5)"]
+    lines += [
+        "",
+        f"Ray's overhead: steady {100 * (local_steady / ray_steady - 1):+.1f} % (target <= 10 %), "
+        f"end to end {100 * (local_whole / ray_whole - 1):+.1f} % (Ray's start and the actors' model loading)",
+        f"Largest metric difference between the two runs' records: {max_difference(*records.values()):.2e} (target <= 1e-5)",
+    ]
     return lines
 
 
@@ -144,9 +164,11 @@ def packing(n_texts: int, points: int, repeats: int) -> list[str]:
         ratios.append((time.perf_counter() - middle) / (middle - start))
         separate_s.append(middle - start)
     tokens = sum(len(e) for e in encodings)
-    return [f"{len(texts)} sentences of {min(len(e) for e in encodings)}-{longest} tokens ({tokens} in all), {points} path "
-            f"points each, 1 torch thread, median of {repeats}: one pass per sentence {statistics.median(separate_s):.3f} s; "
-            f"all in one padded pass / one per sentence = {statistics.median(ratios):.2f} (below 1: packing is faster)"]
+    return [
+        f"{len(texts)} sentences of {min(len(e) for e in encodings)}-{longest} tokens ({tokens} in all), {points} path "
+        f"points each, 1 torch thread, median of {repeats}: one pass per sentence {statistics.median(separate_s):.3f} s; "
+        f"all in one padded pass / one per sentence = {statistics.median(ratios):.2f} (below 1: packing is faster)"
+    ]
 
 
 def main() -> None:
@@ -161,8 +183,14 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "cluster_results.md")
     args = parser.parse_args()
-    lines = [f"# Ray against --workers, and packing ({processor()}, {os.cpu_count()} cores)", "",
-             "`python benchmarks/bench_cluster.py` " + " ".join(sys.argv[1:]), "", "## Packing short texts", ""]
+    lines = [
+        f"# Ray against --workers, and packing ({processor()}, {os.cpu_count()} cores)",
+        "",
+        "`python benchmarks/bench_cluster.py` " + " ".join(sys.argv[1:]),
+        "",
+        "## Packing short texts",
+        "",
+    ]
     lines += packing(args.pack_texts, args.points, args.repeats) if args.pack_texts else ["(skipped)"]
     print("\n".join(lines), flush=True)
     if not args.skip_throughput:

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from machine import processor  # noqa: E402 - benchmarks/machine.py
+
 from udig import Explainer  # noqa: E402
 from udig.evaluate import load_items  # noqa: E402
 from udig.models import load_model  # noqa: E402
@@ -63,8 +64,10 @@ def main() -> None:
     args = parser.parse_args()
     explainer = Explainer(*load_model(), candidates="words")
     texts = [item.text for item in load_items("rt-offline", seed=0)[: args.sentences]]
-    print(f"Gradient evaluations to reach |Δ| <= {args.target} |F(x) - F(x')| on {len(texts)} sentences "
-          f"(cap {CAP} points); {processor()}\n")
+    print(
+        f"Gradient evaluations to reach |Δ| <= {args.target} |F(x) - F(x')| on {len(texts)} sentences "
+        f"(cap {CAP} points); {processor()}\n"
+    )
     print("| configuration | adaptive (median) | uniform (median) | adaptive / uniform | missed: adaptive / uniform |")
     print("|---|--:|--:|--:|--:|")
     for name, config in CONFIGS.items():
@@ -79,7 +82,10 @@ def main() -> None:
         if pairs:
             ours, theirs = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
             ratio = statistics.median(p[0] / p[1] for p in pairs)
-            print(f"| {name} | {ours:.0f} | {theirs:.0f} | {ratio:.2f} | {missed_adaptive} / {missed_uniform} |", flush=True)
+            print(
+                f"| {name} | {ours:.0f} | {theirs:.0f} | {ratio:.2f} | {missed_adaptive} / {missed_uniform} |",
+                flush=True,
+            )
         else:
             print(f"| {name} | – | – | – | {missed_adaptive} / {missed_uniform} |", flush=True)
 

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-
 from machine import processor  # noqa: E402 - benchmarks/machine.py, beside this script
+
 from udig import Explainer  # noqa: E402
 from udig.models import load_model  # noqa: E402
 from udig.tasks import TASKS, max_tokens  # noqa: E402
@@ -142,8 +142,9 @@ def captum_ig(model, tokenizer, text: str, steps: int):
         return model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits[:, 1]
 
     lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
-    return lambda: lig.attribute(ids, baselines=reference, n_steps=steps, method="riemann_left",
-                                 internal_batch_size=steps)
+    return lambda: lig.attribute(
+        ids, baselines=reference, n_steps=steps, method="riemann_left", internal_batch_size=steps
+    )
 
 
 GRAPH_CHILD = """
@@ -195,17 +196,29 @@ def graph_figures(rule: str, builds: int = 3) -> dict[str, float]:
         child(cache)
         load = child(cache)
     seconds = [run["seconds"] for run in runs]
-    return {"build_s": statistics.median(seconds), "build_max_s": max(seconds),
-            "build_extra_mib": max(run["extra_mib"] for run in runs), "load_s": load["seconds"]}
+    return {
+        "build_s": statistics.median(seconds),
+        "build_max_s": max(seconds),
+        "build_extra_mib": max(run["extra_mib"] for run in runs),
+        "load_s": load["seconds"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9,
-                        help="pairs per case on the 128-token input; three times as many on the short sentence")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=9,
+        help="pairs per case on the 128-token input; three times as many on the short sentence",
+    )
     parser.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, ...")
-    parser.add_argument("--graph", action=argparse.BooleanOptionalAction, default=True,
-                        help="time the KNN graph build and load too (on the CPU)")
+    parser.add_argument(
+        "--graph",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time the KNN graph build and load too (on the CPU)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "engine_results.md")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -215,8 +228,10 @@ def main() -> None:
     explainer = Explainer(model, tokenizer)
     machine = processor() + (f" + {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
     load_before = os.getloadavg()
-    print(f"{machine}; torch {torch.__version__}, {torch.get_num_threads()} threads; load average {load_before[0]:.2f}",
-          flush=True)
+    print(
+        f"{machine}; torch {torch.__version__}, {torch.get_num_threads()} threads; load average {load_before[0]:.2f}",
+        flush=True,
+    )
     rows: list[tuple[str, float, float, float, tuple[float, float], str]] = []
 
     def add(what: str, pairs: list[tuple[float, float]], target: str) -> None:
@@ -226,8 +241,11 @@ def main() -> None:
         ratios = [m / r for r, m in pairs]
         ratio, (low, high) = statistics.median(ratios), median_interval(ratios)
         rows.append((what, measured, reference, ratio, (low, high), target))
-        print(f"{what:62s} {measured:9.1f} ms  ref {reference:9.1f} ms  ratio {ratio:6.3f} [{low:.3f}, {high:.3f}]  "
-              f"({target})", flush=True)
+        print(
+            f"{what:62s} {measured:9.1f} ms  ref {reference:9.1f} ms  ratio {ratio:6.3f} [{low:.3f}, {high:.3f}]  "
+            f"({target})",
+            flush=True,
+        )
 
     # 9 pairs at 128 tokens: single pairs there range over 0.86-1.19x (DIG Greedy with real words), so a median
     # of 4 could land past the 1.15 target on noise alone; 27 at 19 tokens, where with 9 the same case's ratio
@@ -246,14 +264,24 @@ def main() -> None:
                 name = "ig" if method == "ig" else f"{method}-{strategy}, {rule}"
                 path_target = "<= 0.10" + ("; <= 10 ms" if length < 32 and n_points == 32 else "")
                 cases.append((fb, run))  # the first warm-up builds the vocabulary index and graph
-                rows_of.append([(f"path construction, {name}, {where}", "path", path_target),
-                                (f"whole explain(), {name}, {where}", "total", "<= 1.15" if n_points == 32 else "reported")])
+                rows_of.append(
+                    [
+                        (f"path construction, {name}, {where}", "path", path_target),
+                        (f"whole explain(), {name}, {where}", "total", "<= 1.15" if n_points == 32 else "reported"),
+                    ]
+                )
                 if method == "ig":
                     cases.append((captum_ig(model, tokenizer, text, n_points - 1), run))
-                    rows_of.append([(f"whole explain(), ig, {where}, vs captum IG ({n_points - 1} steps)", "total", "<= 1.00")])
+                    rows_of.append(
+                        [(f"whole explain(), ig, {where}, vs captum IG ({n_points - 1} steps)", "total", "<= 1.00")]
+                    )
             repeats = args.repeats * (3 if length < 32 else 1)  # short pairs are cheap: more of them steady the medians
             for pairs, rows_here in zip(interleaved(cases, repeats, device), rows_of):
-                for what, timing, target in rows_here:  # the path as timed inside explain(); the whole call as timed here
+                for (
+                    what,
+                    timing,
+                    target,
+                ) in rows_here:  # the path as timed inside explain(); the whole call as timed here
                     add(what, [(r, m if timing == "total" else timings[timing]) for r, m, timings in pairs], target)
 
     graph_rows = []
@@ -261,10 +289,12 @@ def main() -> None:
         for rule in ("all", "words"):
             figures = graph_figures(rule)
             graph_rows.append((rule, figures))
-            print(f"KNN graph K=500 ({rule}): build {figures['build_s']:.2f} s median of 3, slowest "
-                  f"{figures['build_max_s']:.2f} s (target <= 10), "
-                  f"load {figures['load_s']:.3f} s (target <= 0.5), build peak +{figures['build_extra_mib']:.0f} MiB",
-                  flush=True)
+            print(
+                f"KNN graph K=500 ({rule}): build {figures['build_s']:.2f} s median of 3, slowest "
+                f"{figures['build_max_s']:.2f} s (target <= 10), "
+                f"load {figures['load_s']:.3f} s (target <= 0.5), build peak +{figures['build_extra_mib']:.0f} MiB",
+                flush=True,
+            )
     load_after = os.getloadavg()
 
     lines = [
@@ -286,8 +316,10 @@ def main() -> None:
             "",
             "| KNN graph, K = 500, MiniLM 30,522 x 384 | build, median of 3 (s) | slowest (s) | load from cache (s) | build peak extra RSS (MiB) |",
             "| --- | ---: | ---: | ---: | ---: |",
-            *[f"| candidates={rule} | {f['build_s']:.2f} | {f['build_max_s']:.2f} | {f['load_s']:.3f} | {f['build_extra_mib']:.0f} |"
-              for rule, f in graph_rows],
+            *[
+                f"| candidates={rule} | {f['build_s']:.2f} | {f['build_max_s']:.2f} | {f['load_s']:.3f} | {f['build_extra_mib']:.0f} |"
+                for rule, f in graph_rows
+            ],
         ]
     args.out.write_text("\n".join(lines) + "\n")
     print(f"\nwritten to {args.out}")

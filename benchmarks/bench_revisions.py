@@ -78,7 +78,10 @@ def export(revision: str, folder: Path) -> Path:
 def measure(tree: Path, repeats: int, env: dict) -> dict[str, float]:
     result = subprocess.run(
         [sys.executable, "-c", CHILD, str(tree), json.dumps(CONFIGS), str(repeats), SENTENCE],
-        check=True, capture_output=True, text=True, env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -96,8 +99,10 @@ def main() -> None:
         for _ in range(args.rounds):
             results["before"].append(measure(before, args.repeats, env))
             results["after"].append(measure(ROOT, args.repeats, env))
-    print(f"explain() / bare forward+backward at 32 points, 19 tokens; median of {args.rounds} alternating "
-          f"processes per tree x {args.repeats} calls; {processor()}, {os.cpu_count()} cores\n")
+    print(
+        f"explain() / bare forward+backward at 32 points, 19 tokens; median of {args.rounds} alternating "
+        f"processes per tree x {args.repeats} calls; {processor()}, {os.cpu_count()} cores\n"
+    )
     print(f"| configuration | before ({args.before}) | after (working tree) | after / before |\n|---|--:|--:|--:|")
     for name in CONFIGS:
         old = statistics.median(r[name] for r in results["before"])

@@ -67,8 +67,14 @@ def tiny_bert(vocab_file: Path, task: str = "classification", seed: int = 0, arc
     elif arch == "roberta":
         tokenizer = BertTokenizerFast(vocab=str(vocab_file))  # transformers 5 ignores `vocab_file`
         config = RobertaConfig(
-            hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-            num_labels=2, pad_token_id=0, type_vocab_size=2, **{**size, "max_position_embeddings": 42},
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            num_labels=2,
+            pad_token_id=0,
+            type_vocab_size=2,
+            **{**size, "max_position_embeddings": 42},
         )
         model = RobertaForSequenceClassification(config)
     else:

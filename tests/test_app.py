@@ -42,8 +42,11 @@ INJECTION = '<script>window.__pwned = 1</script> <img src=x onerror="window.__pw
 def make_demo(classifier, qa, **config) -> Demo:
     """A Demo over the given (model, tokenizer) pairs, small defaults, no example cache."""
     options = dict(
-        sentiment_models=(MODEL,), qa_models=(UNTRAINED_QA_MODEL,), cache_examples=False,
-        defaults=Settings.make(steps=STEPS, candidates="words"), limits=Limits(max_chars=1000, max_tokens=64),
+        sentiment_models=(MODEL,),
+        qa_models=(UNTRAINED_QA_MODEL,),
+        cache_examples=False,
+        defaults=Settings.make(steps=STEPS, candidates="words"),
+        limits=Limits(max_chars=1000, max_tokens=64),
     )
     options.update(config)
     demo = Demo(AppConfig(**options))
@@ -75,8 +78,14 @@ def test_explain_shows_label_words_table_scores_and_runtime(demo):
     assert max(abs(score) for _, score in highlight if score is not None) == pytest.approx(1.0)
     assert "toward" in legend and "away" in legend
     assert isinstance(tokens, pd.DataFrame) and tokens["token"].iloc[0] == "[CLS]"
-    assert list(scores["score"]) == ["Log-odds", "Comprehensiveness", "Sufficiency", "AOPC comprehensiveness", "AOPC sufficiency",
-                                     "Completeness error |Δ|"]
+    assert list(scores["score"]) == [
+        "Log-odds",
+        "Comprehensiveness",
+        "Sufficiency",
+        "AOPC comprehensiveness",
+        "AOPC sufficiency",
+        "Completeness error |Δ|",
+    ]
     assert list(scores["better"]) == ["lower", "higher", "lower", "higher", "lower", "closer to 0"]
     assert scores["value"].notna().all()
     assert "UDIG" in runtime and " s" in runtime and "Δ" in runtime
@@ -93,13 +102,32 @@ def test_results_are_cached_and_reused_by_export(demo, monkeypatch):
     monkeypatch.setattr(Explainer, "explain", recompute)  # a recomputation would fail the export
     files, card = demo.export(TEXT, MODEL, *SETTINGS)
     names = sorted(Path(f).name for f in files)
-    assert names == sorted(["udig-udig.json", "udig-udig.csv", "udig-udig.html", "udig-udig-model-card.md", "udig-udig-model-card.html",
-                            "udig-udig.png", "udig-udig.svg"])
+    assert names == sorted(
+        [
+            "udig-udig.json",
+            "udig-udig.csv",
+            "udig-udig.html",
+            "udig-udig-model-card.md",
+            "udig-udig-model-card.html",
+            "udig-udig.png",
+            "udig-udig.svg",
+        ]
+    )
     document = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
-    assert document["inputs"]["text"] == TEXT and document["inputs"]["steps"] == STEPS and document["inputs"]["model"] == MODEL
+    assert (
+        document["inputs"]["text"] == TEXT
+        and document["inputs"]["steps"] == STEPS
+        and document["inputs"]["model"] == MODEL
+    )
     assert document["explanation"]["offsets"][1] == [0, 1] and "versions" in document
-    assert set(document["metrics"]) == {"log_odds", "comprehensiveness", "sufficiency", "aopc_comprehensiveness", "aopc_sufficiency",
-                                        "completeness_error"}
+    assert set(document["metrics"]) == {
+        "log_odds",
+        "comprehensiveness",
+        "sufficiency",
+        "aopc_comprehensiveness",
+        "aopc_sufficiency",
+        "completeness_error",
+    }
     assert "Example explanation" in card
 
 
@@ -132,7 +160,9 @@ def test_the_offline_default_model_explains():
     except ModelLoadError as error:
         pytest.skip(f"the offline default model is not available: {error}")
     real = Demo(AppConfig(sentiment_models=(DEFAULT_MODEL,), qa_models=(UNTRAINED_QA_MODEL,), cache_examples=False))
-    label, highlight, _, _, scores, runtime = real.explain(TEXT, DEFAULT_MODEL, "udig", "maxcount", 30, 1, 50, "paper default", "words")
+    label, highlight, _, _, scores, runtime = real.explain(
+        TEXT, DEFAULT_MODEL, "udig", "maxcount", 30, 1, 50, "paper default", "words"
+    )
     assert max(label, key=label.get) == "positive" and label["positive"] > 0.8  # a trained model, a clear review
     assert "63 path points" in runtime and scores["value"].notna().all()
 
@@ -182,22 +212,29 @@ def test_sequential_runs_show_their_cost_first_and_keep_the_point_cap(minilm, mi
     text = "A gorgeous, witty film."  # 6 words between [CLS] and [SEP]
     assert demo.cost(text, MODEL, "udig", STEPS, 0, False) == ""  # a joint path: the sliders bound it
     assert demo.cost(text, MODEL, "sig", 8, 0) == (
-        "⏱️ SIG moves each of 6 words along its own path: 6 × 9 = 54 path points, within this demo's cap of 60.")
+        "⏱️ SIG moves each of 6 words along its own path: 6 × 9 = 54 path points, within this demo's cap of 60."
+    )
     assert "6 × 11 = 66 path points, **more than this demo allows (60)**" in demo.cost(text, MODEL, "udig", 9, 0, True)
     assert demo.cost(text, MODEL, "sig", "abc", 0).startswith("⚠️ Steps must be a whole number")
     # QA: the question's and the context's words all move (3 + 6 here: "?" is one), and the same cap holds
     assert demo.cost_qa("Who laughed?", text, UNTRAINED_QA_MODEL, "sig", 5, 0) == (
-        "⏱️ SIG moves each of 9 words along its own path: 9 × 6 = 54 path points, within this demo's cap of 60.")
+        "⏱️ SIG moves each of 9 words along its own path: 9 × 6 = 54 path points, within this demo's cap of 60."
+    )
     assert "**more than this demo allows (60)**" in demo.cost_qa("Who laughed?", text, UNTRAINED_QA_MODEL, "sig", 8, 0)
     assert demo.cost_qa("Who laughed?", text, UNTRAINED_QA_MODEL, "udig", 8, 0, False) == ""
     assert demo.cost_qa("", text, UNTRAINED_QA_MODEL, "sig", 8, 0) == ""
     *_, runtime = demo.explain(text, MODEL, "sig", "maxcount", 8, 0, 50, "paper default", "words")
     assert "9 path points × 6 words (sequential)" in runtime and "48 gradient evaluations" in runtime  # 8 on each path
-    with pytest.raises(gr.Error, match="UDIG moves each of 6 words along its own path: 6 × 11 = 66 path points, more than this demo allows"):
+    with pytest.raises(
+        gr.Error,
+        match="UDIG moves each of 6 words along its own path: 6 × 11 = 66 path points, more than this demo allows",
+    ):
         demo.explain(text, MODEL, "udig", "maxcount", 9, 0, 50, "paper default", "words", None, True)
     *highlights, legend, table, bars, summary = demo.compare(text, MODEL, "maxcount", 12, 0, 50, "words")
     assert list(table["method"]) == ["IG", "DIG", "UDIG"] and highlights[3] == []  # SIG left out, the others shown
-    assert "SIG left out: SIG moves each of 6 words along its own path: 6 × 13 = 78 path points" in html.unescape(summary)
+    assert "SIG left out: SIG moves each of 6 words along its own path: 6 × 13 = 78 path points" in html.unescape(
+        summary
+    )
 
 
 def test_path_lists_anchors_and_distances(demo):
@@ -258,7 +295,11 @@ def test_qa_explains_start_and_end(demo):
 
 def test_qa_tab_explains_itself_offline(demo, minilm, minilm_qa):
     notice = qa_notice(demo.config)
-    assert "No trained question-answering model is on this machine" in notice and "UDIG_QA_MODEL" in notice and "HF_HUB_OFFLINE" in notice
+    assert (
+        "No trained question-answering model is on this machine" in notice
+        and "UDIG_QA_MODEL" in notice
+        and "HF_HUB_OFFLINE" in notice
+    )
     mixed = make_demo(minilm, minilm_qa, qa_models=(MODEL,))
     assert qa_notice(mixed.config) == ""
     with pytest.raises(gr.Error, match="question-answering"):
@@ -266,7 +307,10 @@ def test_qa_tab_explains_itself_offline(demo, minilm, minilm_qa):
 
 
 def test_share_link_round_trip(demo):
-    layout = [("sentiment", f) for f in ("text", "model", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates")]
+    layout = [
+        ("sentiment", f)
+        for f in ("text", "model", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates")
+    ]
     query = demo.share_sentiment(INJECTION, MODEL, "dig", "greedy", 12, 1, 20, "mask", "all")
     assert query.startswith("?s=") and len(query) < 400
     tab, values, notices = links.restore(demo.config, layout, {"s": query[3:]})
@@ -293,7 +337,9 @@ def test_restore_never_raises(demo):
     assert links.restore(demo.config, layout, {}) == (None, {}, [])
     tab, values, notices = links.restore(demo.config, layout, {"s": "not-a-valid-state"})
     assert tab is None and "could not be read" in notices[0]
-    tab, values, notices = links.restore(demo.config, layout, {"tab": "sentiment", "text": "plain link", "steps": "9999", "model": "evil/model"})
+    tab, values, notices = links.restore(
+        demo.config, layout, {"tab": "sentiment", "text": "plain link", "steps": "9999", "model": "evil/model"}
+    )
     assert tab == "sentiment" and values == {("sentiment", "text"): "plain link"} and len(notices) == 2
     bomb = links._encode_state({"tab": "compare", "text": "x" * 200_000})
     assert links.restore(demo.config, layout, {"s": bomb})[0] is None  # over the size limit: refused, no crash
@@ -369,7 +415,17 @@ FIELDS = {  # handler: (good arguments, the names of its arguments): each field 
     "share_sentiment": ((TEXT, MODEL, *SETTINGS), ("text", "model", *SETTING_NAMES)),
     "share_path": (PATH_ARGS, ("text", "model", "word", *PATH_NAMES)),
 }
-QUOTING = {"model", "word", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates"}  # refused, quoted
+QUOTING = {
+    "model",
+    "word",
+    "method",
+    "strategy",
+    "steps",
+    "factor",
+    "nbrs",
+    "baseline",
+    "candidates",
+}  # refused, quoted
 NOT_CHECKED_BY_SHARE = {"baseline", "word"}  # any token or word: restore checks them against the model
 
 
@@ -384,7 +440,7 @@ def test_error_messages_show_user_input_as_text(demo, handler):
             continue
         for payload in PAYLOADS:
             with pytest.raises(gr.Error) as caught:
-                getattr(demo, handler)(*args[:index], payload, *args[index + 1:])
+                getattr(demo, handler)(*args[:index], payload, *args[index + 1 :])
             message = caught.value.message
             assert "<" not in message and ">" not in message, (name, message)
             quoted += payload in html.unescape(message)
@@ -429,7 +485,16 @@ def test_model_load_errors_name_only_what_was_typed(minilm, minilm_qa, tmp_path)
     open_demo = make_demo(minilm, minilm_qa, allow_any_model=True)
     (tmp_path / "folder").mkdir()
     messages = {}
-    for typed in ("/root", "/proc/self", "/no/such/folder", "~", "udig", str(tmp_path / "folder"), "../..", "someone/no-such-model"):
+    for typed in (
+        "/root",
+        "/proc/self",
+        "/no/such/folder",
+        "~",
+        "udig",
+        str(tmp_path / "folder"),
+        "../..",
+        "someone/no-such-model",
+    ):
         with pytest.raises(gr.Error) as caught:
             open_demo.explain(TEXT, typed, *SETTINGS)
         message = caught.value.message
@@ -445,10 +510,14 @@ def test_model_load_errors_name_only_what_was_typed(minilm, minilm_qa, tmp_path)
 
 
 def _restore(demo, query: dict) -> tuple:
-    layout = [(tab, f) for tab, fields in {
-        "sentiment": ("text", "model", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates"),
-        "path": ("text", "model", "word", "strategy", "steps", "factor", "nbrs", "candidates"),
-    }.items() for f in fields]
+    layout = [
+        (tab, f)
+        for tab, fields in {
+            "sentiment": ("text", "model", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates"),
+            "path": ("text", "model", "word", "strategy", "steps", "factor", "nbrs", "candidates"),
+        }.items()
+        for f in fields
+    ]
     return links.restore(demo.config, layout, query, demo.tokenizer)
 
 
@@ -460,7 +529,9 @@ def test_restore_checks_every_field(demo):
     assert values[("sentiment", "baseline")] == "film" and not notices  # a vocabulary token, Gradio's own parameter
     tab, values, notices = _restore(demo, {"tab": "path", "text": TEXT, "word": "3: witty"})
     assert values[("path", "word")] == "3: witty" and not notices
-    tab, values, notices = _restore(demo, {"tab": "path", "text": TEXT, "word": "banana", "method": "ig", "color": "red"})
+    tab, values, notices = _restore(
+        demo, {"tab": "path", "text": TEXT, "word": "banana", "method": "ig", "color": "red"}
+    )
     assert set(values) == {("path", "text")} and len(notices) == 3
     assert any("banana" in n and "not in the input" in n for n in notices)
     assert any(n.startswith("Ignored method") for n in notices) and any(n.startswith("Ignored color") for n in notices)
@@ -484,7 +555,11 @@ def test_restore_downloads_nothing_to_check_a_link(minilm, minilm_qa):
 def test_restore_survives_deeply_nested_json(demo):
     token = base64.urlsafe_b64encode(zlib.compress(b"[" * 30_000 + b"]" * 30_000, 9)).decode()
     tab, values, notices = _restore(demo, {"s": token})
-    assert tab is None and values == {} and notices == ["The shared link could not be read (nested too deeply); showing the defaults."]
+    assert (
+        tab is None
+        and values == {}
+        and notices == ["The shared link could not be read (nested too deeply); showing the defaults."]
+    )
     deep = links._encode_state({"tab": "sentiment", "text": "ok", "steps": {"a": [[[[[1]]]]]}})
     tab, values, notices = _restore(demo, {"s": deep})
     assert values == {("sentiment", "text"): "ok"} and "steps" in notices[0]
@@ -504,17 +579,31 @@ def test_share_links_are_cut_like_the_ui(demo):
     random_text = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(60_000))  # incompressible
     assert len(demo.share_compare(random_text, MODEL, "maxcount", STEPS, 0, 50, "words")) < 6000
     for bad in (("steps", "abc"), ("method", "x" * 60_000)):
-        args = dict(zip(("text", "model", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates"), (TEXT, MODEL, *SETTINGS)))
+        args = dict(
+            zip(
+                ("text", "model", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates"),
+                (TEXT, MODEL, *SETTINGS),
+            )
+        )
         with pytest.raises(gr.Error):
             demo.share_sentiment(**{**args, bad[0]: bad[1]})
 
 
 def test_env_numbers_fall_back_with_a_warning(monkeypatch, caplog):
-    for name in ("UDIG_QUEUE_SIZE", "UDIG_CONCURRENCY", "UDIG_MAX_CHARS", "UDIG_MAX_TOKENS", "UDIG_MAX_POINTS", "GRADIO_SERVER_PORT"):
+    for name in (
+        "UDIG_QUEUE_SIZE",
+        "UDIG_CONCURRENCY",
+        "UDIG_MAX_CHARS",
+        "UDIG_MAX_TOKENS",
+        "UDIG_MAX_POINTS",
+        "GRADIO_SERVER_PORT",
+    ):
         monkeypatch.setenv(name, "abc")
     with caplog.at_level("WARNING"):
         config = AppConfig.from_env()
-    assert config.queue_size == 32 and config.concurrency == 1 and config.limits == Limits() and config.server_port == 7860
+    assert (
+        config.queue_size == 32 and config.concurrency == 1 and config.limits == Limits() and config.server_port == 7860
+    )
     assert "UDIG_QUEUE_SIZE='abc'" in caplog.text and "not an integer" in caplog.text
     monkeypatch.setenv("UDIG_QUEUE_SIZE", "0")
     monkeypatch.setenv("UDIG_MAX_CHARS", "-5")
@@ -523,12 +612,15 @@ def test_env_numbers_fall_back_with_a_warning(monkeypatch, caplog):
     assert AppConfig.from_env().queue_size == 8
 
 
-@pytest.mark.parametrize(("offline", "reachable", "cached", "trained"), [
-    (False, True, False, True),  # a Space: the trained model, fetched on first use
-    (True, True, False, False),  # HF_HUB_OFFLINE: the mechanics demo
-    (False, False, False, False),  # no network
-    (True, False, True, True),  # in the cache: offline is fine
-])
+@pytest.mark.parametrize(
+    ("offline", "reachable", "cached", "trained"),
+    [
+        (False, True, False, True),  # a Space: the trained model, fetched on first use
+        (True, True, False, False),  # HF_HUB_OFFLINE: the mechanics demo
+        (False, False, False, False),  # no network
+        (True, False, True, True),  # in the cache: offline is fine
+    ],
+)
 def test_qa_default_is_a_trained_model_when_the_hub_answers(monkeypatch, offline, reachable, cached, trained):
     from udig.models import CURATED_MODELS
 
@@ -581,8 +673,19 @@ def client(demo):
         blocks.close()
 
 
-ENDPOINTS = ["/explain", "/explain_qa", "/compare", "/path", "/words", "/export",
-             "/share_sentiment", "/share_qa", "/share_compare", "/share_path", "/cost"]
+ENDPOINTS = [
+    "/explain",
+    "/explain_qa",
+    "/compare",
+    "/path",
+    "/words",
+    "/export",
+    "/share_sentiment",
+    "/share_qa",
+    "/share_compare",
+    "/share_path",
+    "/cost",
+]
 
 
 def test_every_named_endpoint_is_listed(client):
@@ -646,14 +749,18 @@ def _raw_call(client, api_name: str, data: list) -> dict:
 @pytest.mark.parametrize(
     ("api_name", "args", "message"),
     [
-        ("/explain", (TEXT, MODEL, "udig", "maxcount", "abc", 0, 50, "paper default", "words"), "Steps must be a whole number, got 'abc'"),
+        (
+            "/explain",
+            (TEXT, MODEL, "udig", "maxcount", "abc", 0, 50, "paper default", "words"),
+            "Steps must be a whole number, got 'abc'",
+        ),
         ("/explain", (None, MODEL, *SETTINGS), "empty"),
         ("/explain", (TEXT, MODEL, "udig", "maxcount", STEPS, 0, 50, "paper default", 7), "Unknown candidates 7"),
         ("/compare", (TEXT, MODEL, "maxcount", 8.5, 0, 50, "words"), "whole number"),
         ("/explain_qa", ("Who?", "", UNTRAINED_QA_MODEL, *SETTINGS), "context is empty"),
         ("/path", (TEXT, MODEL, "banana", "maxcount", STEPS, 0, 50, "words"), "not in the input"),
         ("/share_path", (TEXT, MODEL, "w", "maxcount", "1e9", 0, 50, "words"), "between 2 and 100"),
-        ("/explain", (TEXT, PAYLOADS[0], *SETTINGS), "&lt;h1 style=\"font-size:80px\"&gt;HACKED&lt;/h1&gt;"),
+        ("/explain", (TEXT, PAYLOADS[0], *SETTINGS), '&lt;h1 style="font-size:80px"&gt;HACKED&lt;/h1&gt;'),
     ],
 )
 def test_client_wrong_values_get_the_uis_messages(client, api_name, args, message):
@@ -668,7 +775,9 @@ def test_client_missing_values_default_and_raw_calls_are_readable(client):
     runtime = client.predict(TEXT, MODEL, "udig", "maxcount", None, None, None, None, None, api_name="/explain")[-1]
     assert "UDIG" in runtime  # None: the control's default
     few = _raw_call(client, "explain", [TEXT, MODEL])
-    assert few["event"] == "error" and few["error"].startswith("This endpoint takes 11 values (Text, Sentiment model, Method")
+    assert few["event"] == "error" and few["error"].startswith(
+        "This endpoint takes 11 values (Text, Sentiment model, Method"
+    )
     older = _raw_call(client, "explain", [TEXT, MODEL, *SETTINGS])  # a call from before the rule control: still served
     assert older["event"] == "complete" and "left sum" in older["data"][-1]
     lone = _raw_call(client, "explain", ["\ud800 broken", MODEL, *SETTINGS])

@@ -32,9 +32,23 @@ def test_median_interval_covers_the_median_as_often_as_it_says():
 def test_interleaved_alternates_which_side_runs_first():
     """Each repeat goes round every case; every other repeat times the candidate first."""
     calls: list[str] = []
-    cases = [(lambda name=name: calls.append(f"{name}-ref"), lambda name=name: calls.append(f"{name}-new") or name)
-             for name in ("a", "b")]
+    cases = [
+        (lambda name=name: calls.append(f"{name}-ref"), lambda name=name: calls.append(f"{name}-new") or name)
+        for name in ("a", "b")
+    ]
     pairs = interleaved(cases, repeats=3, device=torch.device("cpu"))
-    assert calls[4:] == ["a-ref", "a-new", "b-ref", "b-new", "a-new", "a-ref", "b-new", "b-ref",
-                         "a-ref", "a-new", "b-ref", "b-new"]  # after the warm-up round
+    assert calls[4:] == [
+        "a-ref",
+        "a-new",
+        "b-ref",
+        "b-new",
+        "a-new",
+        "a-ref",
+        "b-new",
+        "b-ref",
+        "a-ref",
+        "a-new",
+        "b-ref",
+        "b-new",
+    ]  # after the warm-up round
     assert [len(case) for case in pairs] == [3, 3] and all(result == "a" for _, _, result in pairs[0])

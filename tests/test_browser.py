@@ -13,18 +13,25 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
-
 from test_app import INJECTION, MODEL, PAYLOADS, STEPS, TEXT, free_port, make_demo
 
 CHROMIUM = "/usr/bin/chromium"
 OUTPUT = Path(__file__).resolve().parent / "output" / "browser"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 TIMEOUT = 120_000  # ms: the first DIG run builds the vocabulary graph
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent: `apt-get install chromium` to run browser tests"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent: `apt-get install chromium` to run browser tests"
+    ),
 ]
 
 
@@ -178,7 +185,9 @@ def test_screenshot_of_every_tab(page, url, shots):
             assert "No trained question-answering model is on this machine" in page.locator("#qa-notice").inner_text()
         page.wait_for_timeout(500)  # let plots draw
         page.screenshot(path=shots / f"{tab.lower().replace(' ', '-')}.png", full_page=True)
-    assert "★" in page.get_by_role("tab", name="Compare methods").evaluate("() => document.querySelector('#compare-table').innerText")
+    assert "★" in page.get_by_role("tab", name="Compare methods").evaluate(
+        "() => document.querySelector('#compare-table').innerText"
+    )
     assert not page.errors
 
 
@@ -275,9 +284,13 @@ def test_error_popups_show_typed_payloads_as_text(page, url, payload):
     word.press("Enter")
     page.locator("[data-testid=toast-close]").first.click()
     page.click("#path-run")
-    page.wait_for_function("(p) => Array.from(document.querySelectorAll('[data-testid=toast-text]')).some(e => e.innerText.includes(p))",
-                           arg="is not in the input")
-    assert f"the word {payload!r} is not in the input" in shown(page, "[data-testid=toast-text]").replace("The word", "the word")
+    page.wait_for_function(
+        "(p) => Array.from(document.querySelectorAll('[data-testid=toast-text]')).some(e => e.innerText.includes(p))",
+        arg="is not in the input",
+    )
+    assert f"the word {payload!r} is not in the input" in shown(page, "[data-testid=toast-text]").replace(
+        "The word", "the word"
+    )
     assert page.evaluate(INJECTED) == 0 and not page.errors
 
 
@@ -328,7 +341,9 @@ def test_a_link_is_restored_when_the_queue_is_full(page, served):
     try:
         page.goto(url + "?tab=compare&text=restored+while+full")
         wait_for_text(page, "[data-testid=toast-text]", "busy")  # the run waits for a quieter moment...
-        assert page.get_by_role("tab", selected=True).inner_text().strip() == "Compare methods"  # ...the link is restored
+        assert (
+            page.get_by_role("tab", selected=True).inner_text().strip() == "Compare methods"
+        )  # ...the link is restored
         assert page.locator("[role=tabpanel]:visible textarea").first.input_value() == "restored while full"
     finally:
         blocks._queue.max_size = size

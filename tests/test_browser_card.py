@@ -11,12 +11,23 @@ from pathlib import Path
 
 import pytest
 from test_browser import (  # noqa: F401 - fixtures: the app and the browser of test_browser.py
-    CHROMIUM, OUTPUT, browser, demo, open_app, page, served, set_steps, url, wait_for_text,
+    CHROMIUM,
+    OUTPUT,
+    browser,
+    demo,
+    open_app,
+    page,
+    served,
+    set_steps,
+    url,
+    wait_for_text,
 )
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent: `apt-get install chromium` to run browser tests"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent: `apt-get install chromium` to run browser tests"
+    ),
 ]
 
 SENTENCE = "A tender, funny and thoroughly charming film."

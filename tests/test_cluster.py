@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-
 import test_evaluate
+import torch
 from conftest import TINY_WORDS
+
 from udig import cluster, evaluate
 from udig.metrics import FAITHFULNESS_KEYS
 
@@ -48,13 +48,33 @@ def workload(tiny_setup):
     """test_evaluate's tiny classifier, and 40 seeded sentences of its words: enough pairs to kill a run midway."""
     rng = random.Random(0)
     sentences = [" ".join(rng.choices(TINY_WORDS, k=rng.randint(4, 12))) + "." for _ in range(40)]
-    (tiny_setup / "many.jsonl").write_text("".join(json.dumps({"id": f"s{i}", "text": t}) + "\n" for i, t in enumerate(sentences)))
+    (tiny_setup / "many.jsonl").write_text(
+        "".join(json.dumps({"id": f"s{i}", "text": t}) + "\n" for i, t in enumerate(sentences))
+    )
     return tiny_setup
 
 
 def cli_args(workload: Path, out: Path, *extra: str) -> list[str]:
-    return ["--model", str(workload / "model"), "--dataset", str(workload / "many.jsonl"), "--methods", METHODS,
-            "--steps", "4", "--nbrs", "4", "--graph-k", "8", "--threads", "1", "--out", str(out), "--quiet", *extra]
+    return [
+        "--model",
+        str(workload / "model"),
+        "--dataset",
+        str(workload / "many.jsonl"),
+        "--methods",
+        METHODS,
+        "--steps",
+        "4",
+        "--nbrs",
+        "4",
+        "--graph-k",
+        "8",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 def file_records(out: Path) -> dict[str, dict]:
@@ -93,13 +113,16 @@ def test_ray_without_the_package_says_how_to_install_it(workload, tmp_path, monk
     assert not (tmp_path / "records.jsonl").exists(), "said before anything ran"
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--actors", "2"], "add --ray"),
-    (["--ray", "local", "--workers", "2"], "say --actors"),
-    (["--ray", "local", "--actors", "0"], "--actors must be at least 1"),
-    (["--ray", "local", "--gpus-per-actor", "0.5"], "with --device cuda"),
-    (["--ray", "local", "--device", "cuda", "--gpus-per-actor", "2"], "share of one GPU"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--actors", "2"], "add --ray"),
+        (["--ray", "local", "--workers", "2"], "say --actors"),
+        (["--ray", "local", "--actors", "0"], "--actors must be at least 1"),
+        (["--ray", "local", "--gpus-per-actor", "0.5"], "with --device cuda"),
+        (["--ray", "local", "--device", "cuda", "--gpus-per-actor", "2"], "share of one GPU"),
+    ],
+)
 def test_ray_flags_are_checked_before_anything_runs(workload, tmp_path, capsys, extra, message):
     assert evaluate.main(cli_args(workload, tmp_path, *extra)) == 2
     assert message in capsys.readouterr().err
@@ -111,9 +134,13 @@ def test_chunks_cover_every_pair_once_one_method_each(n_items):
     items = [evaluate.Item(id=str(i), text="a") for i in range(n_items)]
     todo = [(item, spec) for item in items for spec in evaluate.parse_methods("ig,random")]
     chunks = cluster.chunks(todo, actors=2)
-    assert sorted((item.id, spec.name) for spec, chunk in chunks for item in chunk) == sorted((i.id, s.name) for i, s in todo)
+    assert sorted((item.id, spec.name) for spec, chunk in chunks for item in chunk) == sorted(
+        (i.id, s.name) for i, s in todo
+    )
     assert max(len(chunk) for _, chunk in chunks) <= cluster.MAX_CHUNK
-    assert len(chunks) >= min(len(todo), 2 * cluster.CHUNKS_PER_ACTOR), "enough chunks to keep both actors busy to the end"
+    assert len(chunks) >= min(len(todo), 2 * cluster.CHUNKS_PER_ACTOR), (
+        "enough chunks to keep both actors busy to the end"
+    )
 
 
 # -- a local Ray instance: faults --------------------------------------------------------------------------
@@ -127,8 +154,13 @@ def test_a_killed_driver_and_a_killed_actor_lose_nothing_and_write_nothing_twice
     assert len(expected) == 80
 
     out = tmp_path / "ray"
-    driver = subprocess.Popen([sys.executable, "-m", "udig.evaluate", *cli_args(workload, out, "--ray", "local")],
-                              cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "udig.evaluate", *cli_args(workload, out, "--ray", "local")],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + TIMEOUT
         while not ((out / "records.jsonl").exists() and (out / "records.jsonl").read_bytes().count(b"\n")):
@@ -172,7 +204,9 @@ def test_a_cluster_too_small_or_an_actor_that_cannot_start_ends_the_run_with_the
     """A caller's own Ray connection (one CPU, one GPU that is not there) is used and left open."""
     import ray
 
-    ray.init(address="local", num_cpus=1, num_gpus=1, include_dashboard=False, object_store_memory=cluster.OBJECT_STORE_BYTES)
+    ray.init(
+        address="local", num_cpus=1, num_gpus=1, include_dashboard=False, object_store_memory=cluster.OBJECT_STORE_BYTES
+    )
     try:
         assert evaluate.main(cli_args(workload, tmp_path, "--limit", "1", "--ray", "local", "--actors", "2")) == 2
         assert "cannot hold 2 actors of 1 CPU(s): they need 2 CPUs (it has 1)" in capsys.readouterr().err
@@ -202,16 +236,36 @@ def free_ports(count: int) -> list[int]:
 
 def node_ports(workers: int) -> list[str]:
     """Every port a node opens, bounded: its own free ports, and 40 from ``workers`` for its worker processes."""
-    names = ("node-manager", "object-manager", "dashboard-agent-listen", "dashboard-agent-grpc", "metrics-export", "runtime-env-agent")
-    return [*(f"--{name}-port={port}" for name, port in zip(names, free_ports(len(names)))),
-            f"--min-worker-port={workers}", f"--max-worker-port={workers + 39}"]
+    names = (
+        "node-manager",
+        "object-manager",
+        "dashboard-agent-listen",
+        "dashboard-agent-grpc",
+        "metrics-export",
+        "runtime-env-agent",
+    )
+    return [
+        *(f"--{name}-port={port}" for name, port in zip(names, free_ports(len(names)))),
+        f"--min-worker-port={workers}",
+        f"--max-worker-port={workers + 39}",
+    ]
 
 
 def start_node(args: list[str], root: Path, name: str, workers: int) -> subprocess.Popen:
     """``ray start --block`` (it stops its node's processes when terminated), once it says the node runs."""
     log = root / f"{name}.log"
-    command = [str(RAY), "start", "--block", "--num-cpus=1", "--object-store-memory=80000000", "--disable-usage-stats",
-               "--node-ip-address=127.0.0.1", f"--temp-dir={root / name}", *node_ports(workers), *args]
+    command = [
+        str(RAY),
+        "start",
+        "--block",
+        "--num-cpus=1",
+        "--object-store-memory=80000000",
+        "--disable-usage-stats",
+        "--node-ip-address=127.0.0.1",
+        f"--temp-dir={root / name}",
+        *node_ports(workers),
+        *args,
+    ]
     with open(log, "w") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + TIMEOUT
@@ -233,8 +287,14 @@ def two_nodes(monkeypatch):
     workers = random.SystemRandom().randrange(30000, 32000, 80)  # 40 worker ports per node
     nodes: list[subprocess.Popen] = []
     try:
-        nodes.append(start_node(["--head", f"--port={head_port}", "--include-dashboard=false",
-                                 f"--dashboard-port={dashboard_port}"], root, "head", workers))
+        nodes.append(
+            start_node(
+                ["--head", f"--port={head_port}", "--include-dashboard=false", f"--dashboard-port={dashboard_port}"],
+                root,
+                "head",
+                workers,
+            )
+        )
         nodes.append(start_node([f"--address=127.0.0.1:{head_port}"], root, "worker", workers + 40))
         yield f"127.0.0.1:{head_port}"
     finally:
@@ -257,8 +317,24 @@ def test_a_two_node_cluster_computes_the_local_records(two_nodes, tmp_path):
     The driver is a fresh process, as a user's is: a process keeps the auth token of its first Ray connection."""
     args = ["--limit", "4", "--methods", "ig,udig-greedy", "--steps", "4", "--threads", "1"]
     assert evaluate.main([*args, "--quiet", "--out", str(tmp_path / "local")]) == 0
-    driver = subprocess.run([sys.executable, "-m", "udig.evaluate", *args, "--out", str(tmp_path / "cluster"), "--ray", two_nodes,
-                             "--actors", "2"], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT * 3)
+    driver = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "udig.evaluate",
+            *args,
+            "--out",
+            str(tmp_path / "cluster"),
+            "--ray",
+            two_nodes,
+            "--actors",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT * 3,
+    )
     assert driver.returncode == 0, driver.stderr[-3000:]
     assert_same_records(file_records(tmp_path / "cluster"), file_records(tmp_path / "local"))
     [tally] = [line.rpartition("\r")[2] for line in driver.stderr.splitlines() if "ray: records by node: " in line]

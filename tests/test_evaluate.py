@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_bert
-from udig import evaluate
-from udig import Explainer
+
+from udig import Explainer, evaluate
 from udig.evaluate import EvaluationError, bootstrap_interval, parse_methods, read_records
 
 METHODS = "ig,dig-greedy:all,udig-maxcount,udig-greedy:words,random,grad-input"
@@ -37,13 +36,33 @@ def tiny_setup(tmp_path_factory, tiny_vocab_file):
     model.save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
     data = root / "data.jsonl"
-    data.write_text("".join(json.dumps({"id": f"s{i}", "text": t, "label": i % 2}) + "\n" for i, t in enumerate(SENTENCES)))
+    data.write_text(
+        "".join(json.dumps({"id": f"s{i}", "text": t, "label": i % 2}) + "\n" for i, t in enumerate(SENTENCES))
+    )
     return root
 
 
 def run_cli(setup, out, limit, *extra):
-    args = ["--model", str(setup / "model"), "--dataset", str(setup / "data.jsonl"), "--methods", METHODS,
-            "--limit", str(limit), "--steps", "4", "--nbrs", "4", "--graph-k", "8", "--out", str(out), "--quiet", *extra]
+    args = [
+        "--model",
+        str(setup / "model"),
+        "--dataset",
+        str(setup / "data.jsonl"),
+        "--methods",
+        METHODS,
+        "--limit",
+        str(limit),
+        "--steps",
+        "4",
+        "--nbrs",
+        "4",
+        "--graph-k",
+        "8",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
     assert evaluate.main(args) == 0
     return json.loads((out / "summary.json").read_text())
 
@@ -89,17 +108,42 @@ def test_a_finished_run_is_not_recomputed(tiny_setup, tmp_path, monkeypatch):
 
 def test_records_of_different_settings_are_not_mixed(tiny_setup, tmp_path, capsys):
     run_cli(tiny_setup, tmp_path, 1)
-    args = ["--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data.jsonl"), "--methods", "ig",
-            "--limit", "1", "--steps", "5", "--out", str(tmp_path), "--quiet"]
+    args = [
+        "--model",
+        str(tiny_setup / "model"),
+        "--dataset",
+        str(tiny_setup / "data.jsonl"),
+        "--methods",
+        "ig",
+        "--limit",
+        "1",
+        "--steps",
+        "5",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert evaluate.main(args) == 2  # library code raised; only main turns it into an exit status
     error = capsys.readouterr().err
     assert "different run" in error and "steps: 4 there, 5 now" in error
 
 
 def test_bad_values_are_refused_with_the_engine_rules(tiny_setup, tmp_path, capsys):
-    base = ["--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data.jsonl"), "--out", str(tmp_path), "--quiet"]
-    for extra, message in ((["--steps", "0"], "steps must be at least 1"), (["--factor", "9"], "factor must be between 0 and 6"),
-                           (["--methods", "shap"], "unknown method"), (["--topk", "120"], "topk")):
+    base = [
+        "--model",
+        str(tiny_setup / "model"),
+        "--dataset",
+        str(tiny_setup / "data.jsonl"),
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
+    for extra, message in (
+        (["--steps", "0"], "steps must be at least 1"),
+        (["--factor", "9"], "factor must be between 0 and 6"),
+        (["--methods", "shap"], "unknown method"),
+        (["--topk", "120"], "topk"),
+    ):
         assert evaluate.main(base + extra) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "records.jsonl").exists(), "nothing is written for a refused run"
@@ -134,7 +178,12 @@ def test_method_names_are_canonical_and_checked():
     specs = parse_methods("ig, udig-maxcount, dig-greedy:words,random,udig-maxcount:all")
     assert [s.name for s in specs] == ["ig", "udig-maxcount:all", "dig-greedy:words", "random"]
     assert (specs[1].method, specs[1].strategy, specs[1].candidates) == ("udig", "maxcount", "all")
-    for bad, message in [("ig:words", "no candidate rule"), ("udig-fast", "unknown method"), ("dig-greedy:some", "rule"), ("", "no methods")]:
+    for bad, message in [
+        ("ig:words", "no candidate rule"),
+        ("udig-fast", "unknown method"),
+        ("dig-greedy:some", "rule"),
+        ("", "no methods"),
+    ]:
         with pytest.raises(ValueError, match=message):
             parse_methods(bad)
     assert evaluate.main(["--methods", "nope"]) == 2
@@ -150,9 +199,23 @@ def test_a_path_method_may_name_its_baseline_token():
 
 
 def test_a_baseline_variant_is_explained_from_its_token_and_compared_with_its_twin(tiny_setup, tmp_path):
-    args = ["--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data.jsonl"), "--limit", "2",
-            "--methods", "ig,udig-maxcount,udig-maxcount@pad", "--steps", "4", "--nbrs", "4", "--out", str(tmp_path),
-            "--quiet"]
+    args = [
+        "--model",
+        str(tiny_setup / "model"),
+        "--dataset",
+        str(tiny_setup / "data.jsonl"),
+        "--limit",
+        "2",
+        "--methods",
+        "ig,udig-maxcount,udig-maxcount@pad",
+        "--steps",
+        "4",
+        "--nbrs",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert evaluate.main(args) == 0
     records = read_records(tmp_path / "records.jsonl")
     padded = [r for r in records.values() if r["method"] == "udig-maxcount:all@pad"]
@@ -172,21 +235,43 @@ def test_resume_reader_drops_a_truncated_last_line_and_keeps_a_complete_one(tmp_
     assert path.read_text() == f"{a}\n{b}\n"
     path.write_text(f"{a}\n{b}")
     assert list(read_records(path)) == ["a", "b"]
-    assert path.read_text().endswith('}\n')
-    broken = ["not json", '{"key": "x"}', json.dumps({**record("x"), "log_odds": "high"}), json.dumps(record("x") | {"wae": [1]}),
-              json.dumps({k: v for k, v in record("x").items() if k != "seconds"}), "[1, 2]", json.dumps(record(3))]
+    assert path.read_text().endswith("}\n")
+    broken = [
+        "not json",
+        '{"key": "x"}',
+        json.dumps({**record("x"), "log_odds": "high"}),
+        json.dumps(record("x") | {"wae": [1]}),
+        json.dumps({k: v for k, v in record("x").items() if k != "seconds"}),
+        "[1, 2]",
+        json.dumps(record(3)),
+    ]
     for line in broken:  # JSON or not, a line summarize cannot use is refused with the same message
         path.write_text(f"{a}\n{line}\n{b}\n")
         with pytest.raises(EvaluationError, match="line 2, is not a record"):
             read_records(path)
-    path.write_text(json.dumps({"key": "e", "example": "e", "method": "ig", "error": "ValueError: x", "seconds": 0.1}) + "\n")
+    path.write_text(
+        json.dumps({"key": "e", "example": "e", "method": "ig", "error": "ValueError: x", "seconds": 0.1}) + "\n"
+    )
     assert list(read_records(path)) == ["e"]  # an explanation that failed is a record too
 
 
 def record(key) -> dict:
-    return {"key": key, "example": str(key), "method": "ig", "log_odds": -0.5, "comprehensiveness": 0.2, "sufficiency": 0.1,
-            "delta": 0.01, "relative_delta": 0.02, "wae": None, "wae_words": None, "real_word_share": None,
-            "seconds": 0.2, "metric_seconds": 0.1, "length": 9}
+    return {
+        "key": key,
+        "example": str(key),
+        "method": "ig",
+        "log_odds": -0.5,
+        "comprehensiveness": 0.2,
+        "sufficiency": 0.1,
+        "delta": 0.01,
+        "relative_delta": 0.02,
+        "wae": None,
+        "wae_words": None,
+        "real_word_share": None,
+        "seconds": 0.2,
+        "metric_seconds": 0.1,
+        "length": 9,
+    }
 
 
 def test_bootstrap_interval_is_seeded_and_covers_the_mean():
@@ -219,7 +304,10 @@ def test_grad_input_is_gradient_times_input_and_random_is_seeded(tiny_setup):
     first = explainer.explain(SENTENCES[1], method="random", seed=0)
     assert first.attributions == explainer.explain(SENTENCES[1], method="random", seed=0).attributions
     assert first.attributions != explainer.explain(SENTENCES[1], method="random", seed=1).attributions
-    assert first.attributions != explainer.explain(SENTENCES[2], method="random", seed=0).attributions[: len(first.attributions)]
+    assert (
+        first.attributions
+        != explainer.explain(SENTENCES[2], method="random", seed=0).attributions[: len(first.attributions)]
+    )
     assert all(a == 0.0 for a, s in zip(first.attributions, first.special_mask) if s)
 
 
@@ -245,7 +333,9 @@ def test_worker_processes_write_the_same_records(tiny_setup, tmp_path, monkeypat
     assert double["n_examples"] == single["n_examples"] == 2
 
 
-COMMITTED_RUNS = sorted(path.parent for path in (Path(__file__).resolve().parent.parent / "docs").glob("**/summary.json"))
+COMMITTED_RUNS = sorted(
+    path.parent for path in (Path(__file__).resolve().parent.parent / "docs").glob("**/summary.json")
+)
 
 
 @pytest.mark.parametrize("out", COMMITTED_RUNS, ids=lambda path: path.relative_to(path.parents[1]).as_posix())
@@ -254,19 +344,36 @@ def test_every_committed_evaluation_reproduces_from_its_records(out):
     summary = json.loads((out / "summary.json").read_text())
     items = evaluate.load_items(summary["config"]["dataset"], summary["config"]["seed"])[: summary["n_examples"]]
     methods = parse_methods(",".join(summary["methods_order"]))
-    again = evaluate.summarize(read_records(out / "records.jsonl"), items, methods, summary["config"], seed=summary["config"]["seed"])
+    again = evaluate.summarize(
+        read_records(out / "records.jsonl"), items, methods, summary["config"], seed=summary["config"]["seed"]
+    )
     assert json.loads(json.dumps(again)) == summary
     assert evaluate.markdown_table(summary) == (out / "table.md").read_text()
 
 
 def test_a_method_name_may_carry_its_integration_rule():
-    specs = parse_methods("ig/riemann_middle, udig-maxcount:words@pad/riemann_trapezoid, dig-greedy/riemann_left, random")
-    assert [s.name for s in specs] == ["ig/riemann_middle", "udig-maxcount:words@pad/riemann_trapezoid", "dig-greedy:all", "random"]
-    assert [s.rule for s in specs] == ["riemann_middle", "riemann_trapezoid", None, None]  # the papers' left sum is never written
+    specs = parse_methods(
+        "ig/riemann_middle, udig-maxcount:words@pad/riemann_trapezoid, dig-greedy/riemann_left, random"
+    )
+    assert [s.name for s in specs] == [
+        "ig/riemann_middle",
+        "udig-maxcount:words@pad/riemann_trapezoid",
+        "dig-greedy:all",
+        "random",
+    ]
+    assert [s.rule for s in specs] == [
+        "riemann_middle",
+        "riemann_trapezoid",
+        None,
+        None,
+    ]  # the papers' left sum is never written
     by_default = parse_methods("ig,udig-greedy,random", rule="riemann_right")
     assert [s.name for s in by_default] == ["ig/riemann_right", "udig-greedy:all/riemann_right", "random"]
-    for bad, message in [("random/riemann_left", "no path to integrate"), ("udig-greedy/gausslegendre", "integrates by"),
-                         ("ig/simpson", "unknown rule")]:
+    for bad, message in [
+        ("random/riemann_left", "no path to integrate"),
+        ("udig-greedy/gausslegendre", "integrates by"),
+        ("ig/simpson", "unknown rule"),
+    ]:
         with pytest.raises(ValueError, match=message):
             parse_methods(bad)
 
@@ -283,9 +390,23 @@ def test_a_method_name_may_carry_the_published_codes_objective():
 
 
 def test_a_variant_is_compared_with_its_twin(tiny_setup, tmp_path):
-    args = ["--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data.jsonl"), "--limit", "2",
-            "--methods", "ig,udig-maxcount,udig-maxcount/riemann_trapezoid,udig-maxcount+largest", "--steps", "4", "--nbrs", "4",
-            "--out", str(tmp_path), "--quiet"]
+    args = [
+        "--model",
+        str(tiny_setup / "model"),
+        "--dataset",
+        str(tiny_setup / "data.jsonl"),
+        "--limit",
+        "2",
+        "--methods",
+        "ig,udig-maxcount,udig-maxcount/riemann_trapezoid,udig-maxcount+largest",
+        "--steps",
+        "4",
+        "--nbrs",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert evaluate.main(args) == 0
     records = read_records(tmp_path / "records.jsonl")
     trapezoid = [r for r in records.values() if r["method"] == "udig-maxcount:all/riemann_trapezoid"]
@@ -306,17 +427,38 @@ def test_sequential_methods_are_named_with_seq_and_compared_with_ig_and_their_jo
     for bad in ("seq-ig", "seq-sig", "seq-random"):
         with pytest.raises(ValueError, match="unknown method"):
             parse_methods(bad)
-    args = ["--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data.jsonl"), "--limit", "2",
-            "--methods", "ig,ig@mask,sig,udig-maxcount,seq-udig-maxcount", "--steps", "3", "--nbrs", "4",
-            "--out", str(tmp_path), "--quiet"]
+    args = [
+        "--model",
+        str(tiny_setup / "model"),
+        "--dataset",
+        str(tiny_setup / "data.jsonl"),
+        "--limit",
+        "2",
+        "--methods",
+        "ig,ig@mask,sig,udig-maxcount,seq-udig-maxcount",
+        "--steps",
+        "3",
+        "--nbrs",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert evaluate.main(args) == 0
     records = read_records(tmp_path / "records.jsonl")
     assert len(records) == 10 and all(isinstance(r["aopc_sufficiency"], float) for r in records.values())
     for record in (r for r in records.values() if r["method"] == "seq-udig-maxcount:all"):
-        assert record["delta"] != records[f"{record['example']}|udig-maxcount:all"]["delta"]  # other paths, other integral
+        assert (
+            record["delta"] != records[f"{record['example']}|udig-maxcount:all"]["delta"]
+        )  # other paths, other integral
     summary = json.loads((tmp_path / "summary.json").read_text())
     rivals = {(c["method"], c["versus"]) for c in summary["comparisons"] if c["metric"] == "aopc_sufficiency"}
-    assert {("sig", "ig"), ("sig", "ig@mask"), ("seq-udig-maxcount:all", "ig"), ("seq-udig-maxcount:all", "udig-maxcount:all")} <= rivals
+    assert {
+        ("sig", "ig"),
+        ("sig", "ig@mask"),
+        ("seq-udig-maxcount:all", "ig"),
+        ("seq-udig-maxcount:all", "udig-maxcount:all"),
+    } <= rivals
     table = (tmp_path / "table.md").read_text()
     assert "AOPC comprehensiveness ↑ | AOPC sufficiency ↓" in table and "| seq-udig-maxcount:all | 2 |" in table
 
@@ -324,7 +466,10 @@ def test_sequential_methods_are_named_with_seq_and_compared_with_ig_and_their_jo
 def test_records_written_before_aopc_still_summarise_without_its_columns(tiny_setup, tmp_path):
     run_cli(tiny_setup, tmp_path, 2)
     path = tmp_path / "records.jsonl"
-    old = [{k: v for k, v in json.loads(line).items() if not k.startswith("aopc_")} for line in path.read_text().splitlines()]
+    old = [
+        {k: v for k, v in json.loads(line).items() if not k.startswith("aopc_")}
+        for line in path.read_text().splitlines()
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in old))
     summary = run_cli(tiny_setup, tmp_path, 2)  # resumes: nothing to compute, the old records are read as they are
     assert "aopc_sufficiency" not in summary["methods"]["ig"] and "log_odds" in summary["methods"]["ig"]

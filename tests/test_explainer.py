@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-
 from conftest import tiny_bert
+
 from udig import Explainer, QAExplanation, paths
 
 SENTENCE = "the film is a gorgeous, moving and deeply felt portrait of a family in crisis."
@@ -23,8 +23,9 @@ PATH_METHODS = [
 ]
 
 
-
-@pytest.mark.parametrize("rule", ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"])
+@pytest.mark.parametrize(
+    "rule", ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"]
+)
 def test_ig_matches_captum_layer_integrated_gradients(minilm, rule):
     """Every rule: captum's rule of the same name with n_steps = the gradient evaluations udig reports."""
     from captum.attr import LayerIntegratedGradients
@@ -64,13 +65,19 @@ def test_the_largest_logit_objective_is_ig_of_the_max_logit(minilm):
     def forward(input_ids):
         return model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits.max(1).values
 
-    expected = LayerIntegratedGradients(forward, model.get_input_embeddings()).attribute(ids, baselines=reference, n_steps=30, method="riemann_left").sum(-1)[0]
+    expected = (
+        LayerIntegratedGradients(forward, model.get_input_embeddings())
+        .attribute(ids, baselines=reference, n_steps=30, method="riemann_left")
+        .sum(-1)[0]
+    )
     ours = torch.tensor(largest.attributions)
     assert torch.linalg.norm(ours - expected) / torch.linalg.norm(expected) < 1e-4
     with torch.no_grad():
         at_baseline = model(input_ids=reference).logits[0]
     assert largest.f_baseline == pytest.approx(float(at_baseline.max()), abs=1e-4) != fixed.f_baseline
-    assert largest.f_input == fixed.f_input and largest.target == fixed.target  # at the input the largest is the prediction
+    assert (
+        largest.f_input == fixed.f_input and largest.target == fixed.target
+    )  # at the input the largest is the prediction
     assert largest.settings["objective"] == "largest" and fixed.settings["objective"] == "target"
     with pytest.raises(ValueError, match="not a chosen class; leave target unset"):
         explainer.explain(SENTENCE, method="ig", objective="largest", target=1)
@@ -139,8 +146,10 @@ def test_batched_and_unbatched_runs_agree_and_repeat_exactly(tiny, method):
     assert again.attributions == runs[1].attributions and again.anchors == runs[1].anchors
 
 
-@pytest.mark.parametrize("method,strategy,rule", [(m, s, r) for m in ("dig", "udig") for s in ("greedy", "maxcount")
-                                                   for r in ("all", "words")])
+@pytest.mark.parametrize(
+    "method,strategy,rule",
+    [(m, s, r) for m in ("dig", "udig") for s in ("greedy", "maxcount") for r in ("all", "words")],
+)
 def test_remembered_chains_give_the_paths_a_fresh_search_gives(minilm, method, strategy, rule):
     """A sentence whose words were chained before (some of them, in another sentence) gets the chains, and so
     the attributions, that a search from nothing gives; the words chained before are not searched again."""
@@ -154,7 +163,9 @@ def test_remembered_chains_give_the_paths_a_fresh_search_gives(minilm, method, s
     searched = []
     real_chains = paths.anchor_chains
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(paths, "anchor_chains", lambda words, *rest: searched.append(len(words)) or real_chains(words, *rest))
+        patch.setattr(
+            paths, "anchor_chains", lambda words, *rest: searched.append(len(words)) or real_chains(words, *rest)
+        )
         remembered = explainer.explain(SENTENCE, **options)
         again = explainer.explain(SENTENCE, **options)
     assert remembered.anchors == fresh.anchors and remembered.attributions == fresh.attributions
@@ -163,16 +174,21 @@ def test_remembered_chains_give_the_paths_a_fresh_search_gives(minilm, method, s
     assert searched and 0 < searched[0] < distinct_words and len(searched) == 1  # the second call searched nothing
 
 
-@pytest.mark.parametrize("method,variants", [
-    ("udig", [dict(steps=8), dict(strategy="maxcount"), dict(candidates="all"), dict(nbrs=5)]),
-    ("dig", [dict(steps=8), dict(strategy="maxcount"), dict(candidates="all")]),
-])
+@pytest.mark.parametrize(
+    "method,variants",
+    [
+        ("udig", [dict(steps=8), dict(strategy="maxcount"), dict(candidates="all"), dict(nbrs=5)]),
+        ("dig", [dict(steps=8), dict(strategy="maxcount"), dict(candidates="all")]),
+    ],
+)
 def test_chains_remembered_under_one_setting_serve_no_other(minilm, method, variants):
     """Every setting a chain depends on keeps its own: each variant's paths, right after the base setting's
     were remembered, are the ones it finds from nothing, and they differ from the base setting's."""
     model, tokenizer = minilm
     explainer = Explainer(model, tokenizer)
-    base = dict(method=method, strategy="greedy", candidates="words", steps=12) | ({"nbrs": 50} if method == "udig" else {})
+    base = dict(method=method, strategy="greedy", candidates="words", steps=12) | (
+        {"nbrs": 50} if method == "udig" else {}
+    )
     explainer.vocab_.forget_chains()
     base_anchors = explainer.explain(SENTENCE, **base).anchors
     for change in variants:
@@ -188,8 +204,9 @@ def test_chains_remembered_under_one_setting_serve_no_other(minilm, method, vari
 def _forward_batches(model) -> Iterator[list[int]]:
     """The batch size of every forward pass through ``model`` while the block runs."""
     sizes: list[int] = []
-    handle = model.register_forward_pre_hook(lambda module, args, kwargs: sizes.append(len(kwargs["inputs_embeds"])),
-                                             with_kwargs=True)
+    handle = model.register_forward_pre_hook(
+        lambda module, args, kwargs: sizes.append(len(kwargs["inputs_embeds"])), with_kwargs=True
+    )
     try:
         yield sizes
     finally:
@@ -367,8 +384,12 @@ def test_concurrent_explanations_equal_sequential_ones(minilm):
     from concurrent.futures import ThreadPoolExecutor
 
     explainer = Explainer(*minilm)
-    jobs = [("a gorgeous, moving film", "dig", "greedy"), ("a dull and lifeless plot", "dig", "maxcount"),
-            ("not bad at all", "udig", "maxcount"), ("the acting is wooden", "udig", "greedy")] * 2
+    jobs = [
+        ("a gorgeous, moving film", "dig", "greedy"),
+        ("a dull and lifeless plot", "dig", "maxcount"),
+        ("not bad at all", "udig", "maxcount"),
+        ("the acting is wooden", "udig", "greedy"),
+    ] * 2
     run = lambda job: explainer.explain(job[0], method=job[1], strategy=job[2], steps=10).anchors  # noqa: E731
     sequential = [run(job) for job in jobs]
     with ThreadPoolExecutor(4) as pool:
@@ -393,7 +414,8 @@ def test_explain_many_yields_each_explanation_in_order_with_a_progress_bar(tiny,
 
     qa_model, qa_tokenizer = minilm_qa
     [qa] = Explainer(qa_model, qa_tokenizer).explain_many(
-        [{"question": "who sat?", "context": "the cat sat on the mat."}], method="ig", steps=4, progress=False)
+        [{"question": "who sat?", "context": "the cat sat on the mat."}], method="ig", steps=4, progress=False
+    )
     assert isinstance(qa, QAExplanation)
 
 
@@ -401,7 +423,8 @@ def test_explain_many_raises_or_yields_the_error_of_a_bad_input(tiny):
     explainer = Explainer(*tiny)
     with pytest.raises(ValueError, match="empty"):
         list(explainer.explain_many([TINY_SENTENCE, "   "], method="ig", steps=4, progress=False))
-    good, bad, after = explainer.explain_many([TINY_SENTENCE, "   ", "a good film."], method="ig", steps=4,
-                                              progress=False, return_errors=True)
+    good, bad, after = explainer.explain_many(
+        [TINY_SENTENCE, "   ", "a good film."], method="ig", steps=4, progress=False, return_errors=True
+    )
     assert isinstance(bad, ValueError) and "empty" in str(bad)
     assert (good.text, after.text) == (TINY_SENTENCE, "a good film."), "the run goes on, aligned with its inputs"

@@ -44,7 +44,9 @@ class ProbeForSequenceClassification(torch.nn.Module):
             self.embed.weight.copy_(torch.randn(VOCAB, 4, generator=torch.Generator().manual_seed(0)))
             self.embed.weight[:, 0] = 0.0
             self.embed.weight[GOOD, 0] = 1.0  # only "good" has a first coordinate
-        self.config = SimpleNamespace(id2label={0: "negative", 1: "positive"}, max_position_embeddings=64, model_type="probe")
+        self.config = SimpleNamespace(
+            id2label={0: "negative", 1: "positive"}, max_position_embeddings=64, model_type="probe"
+        )
         self.calls = 0
 
     def get_input_embeddings(self):
@@ -78,11 +80,28 @@ def explanation(ids, attributions, target, *, task="classification", output="log
     """An Explanation holding just what the metrics read (ids, specials, attributions, target)."""
     special = [i in (CLS, SEP) for i in ids]
     return Explanation(
-        task=task, method="ig", strategy=None, text="", tokens=[str(i) for i in ids], input_ids=list(ids),
-        offsets=[(0, 0)] * len(ids), special_mask=special, attributions=list(attributions), target=target,
-        target_label=str(target), output=output, probs=[], f_input=0.0, f_baseline=0.0, delta=0.0,
-        anchors=[None] * len(ids), anchor_tokens=[None] * len(ids), real_word_share=None, baseline_token="[PAD]",
-        settings={}, timings={},
+        task=task,
+        method="ig",
+        strategy=None,
+        text="",
+        tokens=[str(i) for i in ids],
+        input_ids=list(ids),
+        offsets=[(0, 0)] * len(ids),
+        special_mask=special,
+        attributions=list(attributions),
+        target=target,
+        target_label=str(target),
+        output=output,
+        probs=[],
+        f_input=0.0,
+        f_baseline=0.0,
+        delta=0.0,
+        anchors=[None] * len(ids),
+        anchor_tokens=[None] * len(ids),
+        real_word_share=None,
+        baseline_token="[PAD]",
+        settings={},
+        timings={},
     )
 
 
@@ -95,8 +114,20 @@ def sigmoid(x: float) -> float:
 
 @pytest.mark.parametrize(
     "length,topk,k",
-    [(5, 20, 1), (4, 20, 0), (9, 20, 1), (10, 20, 2), (10, 25, 2), (8, 12.5, 1), (7, 12.5, 0), (3, 100, 3),
-     (3, 0, 0), (0, 20, 0), (29, 20, 5), (35, 20.0, 7)],
+    [
+        (5, 20, 1),
+        (4, 20, 0),
+        (9, 20, 1),
+        (10, 20, 2),
+        (10, 25, 2),
+        (8, 12.5, 1),
+        (7, 12.5, 0),
+        (3, 100, 3),
+        (3, 0, 0),
+        (0, 20, 0),
+        (29, 20, 5),
+        (35, 20.0, 7),
+    ],
 )
 def test_k_is_the_floor_of_the_percentage_of_all_tokens(length, topk, k):
     assert top_k_count(length, topk) == k
@@ -187,7 +218,7 @@ LONG = [CLS, *[THE, FILM] * 4, GOOD, *[BAD, THE] * 4, SEP]  # L = 19: k = 0, 0, 
 
 @pytest.mark.parametrize("rank,comprehensive_bins", [(1, 3), (2, 2), (4, 1), (10, 0)])
 def test_aopc_counts_the_bins_whose_top_k_reaches_the_word_read(rank, comprehensive_bins):
-    """"good" ranked ``rank``-th: each bin whose k reaches it deletes the whole probability (comprehensiveness)
+    """ "good" ranked ``rank``-th: each bin whose k reaches it deletes the whole probability (comprehensiveness)
     and keeps it (sufficiency); a bin that misses it keeps the probability and, keeping only other words, loses it."""
     model = ProbeForSequenceClassification()
     others = [i for i, token in enumerate(LONG) if token not in (CLS, SEP, GOOD)]
@@ -263,7 +294,10 @@ def test_qa_masks_in_place_so_the_answer_position_stays_put():
 def test_qa_pairs_score_start_and_end(minilm_qa):
     model, tokenizer = minilm_qa
     e = Explainer(model, tokenizer).explain(
-        question="who wrote the script?", context="the film was written by jane smith and shot in rome.", method="ig", steps=4
+        question="who wrote the script?",
+        context="the film was written by jane smith and shot in rome.",
+        method="ig",
+        steps=4,
     )
     scores = qa_faithfulness(e, model, tokenizer)
     assert scores["start"].label == e.start.target and scores["end"].label == e.end.target
@@ -319,7 +353,10 @@ def _embedding_level(e: Explanation, model, tokenizer, qa: bool = False) -> dict
 def test_metrics_on_token_ids_match_embedding_level_computation(minilm, method):
     model, tokenizer = minilm
     explainer = Explainer(model, tokenizer)
-    sentences = ["the film is good but the plot is dull.", "a very boring and sad story of a family in crisis, not funny."]
+    sentences = [
+        "the film is good but the plot is dull.",
+        "a very boring and sad story of a family in crisis, not funny.",
+    ]
     for sentence in sentences:
         e = explainer.explain(sentence, method=method, steps=4, nbrs=10)
         f = faithfulness(e, model, tokenizer)

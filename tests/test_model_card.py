@@ -87,8 +87,11 @@ def test_svg_has_every_word_as_text_and_the_html_colours(sample):
 
 
 def test_long_text_wraps_onto_more_lines(sample):
-    long = make(UNBELIEVABLE * 8, [(t, a + 42 * k, b + 42 * k) for k in range(8) for t, a, b in spans(UNBELIEVABLE, UNBELIEVABLE_TOKENS)],
-                [0.1] * 15 * 8)
+    long = make(
+        UNBELIEVABLE * 8,
+        [(t, a + 42 * k, b + 42 * k) for k in range(8) for t, a, b in spans(UNBELIEVABLE, UNBELIEVABLE_TOKENS)],
+        [0.1] * 15 * 8,
+    )
     assert len(UNBELIEVABLE) == 42
     short_height, long_height = png_size(render.highlight_image(sample))[1], png_size(render.highlight_image(long))[1]
     assert long_height > short_height + 100
@@ -99,9 +102,18 @@ def test_long_text_wraps_onto_more_lines(sample):
 
 def test_a_newline_in_the_text_starts_a_new_line():
     text = "good film\nbad plot"
-    explanation = make(text, [("good", 0, 4), ("film", 5, 9), ("bad", 10, 13), ("plot", 14, 18)], [0.5, 0.1, -0.5, -0.1])
-    y = {t.text: float(t.get("y")) for t in ElementTree.fromstring(render.highlight_image(explanation, "svg")).iter(f"{SVG}text")}
-    assert y["good"] == pytest.approx(y["film"], abs=0.5) and y["bad"] > y["film"] + 5 and y["bad"] == pytest.approx(y["plot"], abs=0.5)
+    explanation = make(
+        text, [("good", 0, 4), ("film", 5, 9), ("bad", 10, 13), ("plot", 14, 18)], [0.5, 0.1, -0.5, -0.1]
+    )
+    y = {
+        t.text: float(t.get("y"))
+        for t in ElementTree.fromstring(render.highlight_image(explanation, "svg")).iter(f"{SVG}text")
+    }
+    assert (
+        y["good"] == pytest.approx(y["film"], abs=0.5)
+        and y["bad"] > y["film"] + 5
+        and y["bad"] == pytest.approx(y["plot"], abs=0.5)
+    )
 
 
 def test_svg_keeps_markup_typed_by_users_as_text():

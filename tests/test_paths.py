@@ -97,9 +97,7 @@ def test_udig_reference_points_run_from_input_end_to_baseline_end():
 
 def _toy_vocab():
     # row 0: reference word (baseline); row 1: input word; rows 2..5 candidates
-    return torch.tensor(
-        [[0.0, 0.0], [4.0, 4.0], [3.0, 3.0], [3.0, 5.0], [2.0, 2.0], [9.0, 9.0]]
-    )
+    return torch.tensor([[0.0, 0.0], [4.0, 4.0], [3.0, 3.0], [3.0, 5.0], [2.0, 2.0], [9.0, 9.0]])
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "maxcount"])
@@ -132,8 +130,12 @@ def test_graph_chain_ranks_past_an_anchors_best_candidates_once_they_are_all_on_
 
     generator = torch.Generator().manual_seed(5)
     vocab = torch.randn(40, 8, generator=generator)
-    graph = torch.stack([torch.cat([torch.arange(row), torch.arange(row + 1, 40)])[torch.randperm(39, generator=generator)]
-                         for row in range(40)])  # every other word, in a random order
+    graph = torch.stack(
+        [
+            torch.cat([torch.arange(row), torch.arange(row + 1, 40)])[torch.randperm(39, generator=generator)]
+            for row in range(40)
+        ]
+    )  # every other word, in a random order
     word_ids, reference_ids, m = torch.arange(2, 12), torch.zeros(10, dtype=torch.long), 45
     chain, _ = paths.anchor_paths(word_ids, reference_ids, vocab, graph, strategy, m)
     assert torch.equal(chain, reference_chain(word_ids, reference_ids, vocab, graph, strategy, m))
@@ -143,7 +145,9 @@ def test_graph_chain_ranks_past_an_anchors_best_candidates_once_they_are_all_on_
             anchor, chosen = int(chain[tok, t]), int(chain[tok, t + 1])
             if anchor != 0 and chosen != 0:
                 costs = candidate_costs(vocab[graph[anchor]], vocab[0], vocab[anchor], strategy, m)
-                ranks.append(torch.argsort(costs, stable=True).tolist().index(int((graph[anchor] == chosen).nonzero()[0, 0])))
+                ranks.append(
+                    torch.argsort(costs, stable=True).tolist().index(int((graph[anchor] == chosen).nonzero()[0, 0]))
+                )
     assert max(ranks) >= _TOP
     assert (chain[:, -1] == 0).all()  # and every chain ran out of candidates before its m steps
 
@@ -179,8 +183,12 @@ def test_ranking_the_first_few_equals_the_full_ranking_despite_near_ties(n):
         for greedy in (True, False):  # UDIG's one choice per step, in its own buffers, is the ranking's first
             first_by_rank = np.empty(1, np.int32)
             _rank(table, ids, table[base], table[anchor], steps, greedy, first_by_rank)
-            buffers = (np.empty(len(ids), np.float32), np.empty(len(ids)), np.empty(len(ids), np.int64),
-                       np.empty(len(ids), np.int32))
+            buffers = (
+                np.empty(len(ids), np.float32),
+                np.empty(len(ids)),
+                np.empty(len(ids), np.int64),
+                np.empty(len(ids), np.int32),
+            )
             assert ids[_cheapest(table, ids, box, greedy, *buffers)] == first_by_rank[0], (base, anchor, greedy)
     assert misordered > 0  # the float32 sums alone would have ranked some of these wrongly
 
@@ -239,8 +247,11 @@ def test_compiled_chain_equals_the_definition_on_minilm(minilm, strategy):
     model, tokenizer = minilm
     index = vocab_index_for(model, tokenizer)
     table = index.embeddings
-    word_ids = torch.tensor(tokenizer("the film is a gorgeous, moving portrait of a family in crisis.",
-                                      add_special_tokens=False)["input_ids"])
+    word_ids = torch.tensor(
+        tokenizer("the film is a gorgeous, moving portrait of a family in crisis.", add_special_tokens=False)[
+            "input_ids"
+        ]
+    )
     m = 30
     for rule in ("all", "words"):
         refs = torch.full_like(word_ids, tokenizer.mask_token_id)
@@ -328,8 +339,6 @@ def test_rules_by_hand(n):
     assert len(nodes) == n - 1 and torch.allclose(weights.sum(0), line[-1] - line[0], atol=1e-5)  # weights sum to 1
 
 
-
-
 def _wavy(x):  # a non-linear F with two targets, so the left sum is far from complete on a coarse path
     value = (torch.sin((x * torch.tensor([1.0, -2.0])).sum(-1)) * 3).sum(-1)
     return torch.stack([value, 2 * value], dim=1)
@@ -352,7 +361,9 @@ def test_refinement_meets_the_target_and_equals_integrating_the_refined_path(rul
     assert torch.allclose(refined.attributions, direct.attributions, atol=1e-4)
     assert torch.allclose(refined.f_baseline, direct.f_baseline)
     assert refined.path[0].equal(path[0]) and torch.allclose(refined.path[-1], path[-1])
-    if rule != "riemann_middle":  # each split costs one evaluation (the middle rule's cost two, its old midpoint unused)
+    if (
+        rule != "riemann_middle"
+    ):  # each split costs one evaluation (the middle rule's cost two, its old midpoint unused)
         assert refined.n_evaluations == direct.n_evaluations
 
 
@@ -365,7 +376,9 @@ def test_refinement_stops_at_the_point_cap_and_on_a_flat_function():
     flat = lambda x: torch.zeros(len(x), 2) + 0.0 * x.sum((1, 2))[:, None]  # noqa: E731 - F(x) = F(x'): change 0
     done = refine_path(flat, path, 8, "riemann_left", torch.zeros(2), max_delta=0.05, max_points=1000)
     assert len(done.path) == len(path)  # |Δ| = 0 <= 0.05 x MIN_CHANGE: nothing to refine, no division by zero
-    assert target_met(torch.tensor([4e-5]), torch.tensor([0.0]), 0.05) and not target_met(torch.tensor([6e-5]), torch.tensor([0.0]), 0.05)
+    assert target_met(torch.tensor([4e-5]), torch.tensor([0.0]), 0.05) and not target_met(
+        torch.tensor([6e-5]), torch.tensor([0.0]), 0.05
+    )
 
 
 def test_gauss_legendre_refines_by_doubling_its_nodes():

@@ -21,11 +21,28 @@ def make(text: str, pieces: list[tuple[str, int, int]], attributions: list[float
     attributions = [0.0, *attributions, 0.0]
     n = len(tokens)
     fields = dict(
-        task="classification", method="udig", strategy="maxcount", text=text, tokens=tokens, input_ids=list(range(n)),
-        offsets=offsets, special_mask=[True] + [False] * (n - 2) + [True], attributions=attributions, target=1,
-        target_label="positive", output="logits", probs=[0.2, 0.8], f_input=1.0, f_baseline=0.0, delta=0.01,
-        anchors=[None] * n, anchor_tokens=[None] * n, real_word_share=None, baseline_token="[MASK]",
-        settings={"n_points": 32, "model": "test/model"}, timings={"total": 0.1},
+        task="classification",
+        method="udig",
+        strategy="maxcount",
+        text=text,
+        tokens=tokens,
+        input_ids=list(range(n)),
+        offsets=offsets,
+        special_mask=[True] + [False] * (n - 2) + [True],
+        attributions=attributions,
+        target=1,
+        target_label="positive",
+        output="logits",
+        probs=[0.2, 0.8],
+        f_input=1.0,
+        f_baseline=0.0,
+        delta=0.01,
+        anchors=[None] * n,
+        anchor_tokens=[None] * n,
+        real_word_share=None,
+        baseline_token="[MASK]",
+        settings={"n_points": 32, "model": "test/model"},
+        timings={"total": 0.1},
     )
     fields.update(extra)
     return Explanation(**fields)
@@ -43,7 +60,23 @@ def spans(text: str, tokens: list[str]) -> list[tuple[str, int, int]]:
 
 
 UNBELIEVABLE = "An unbelievable, isn't it? Well-made film."
-UNBELIEVABLE_TOKENS = ["an", "un", "##believ", "##able", ",", "isn", "'", "t", "it", "?", "well", "-", "made", "film", "."]
+UNBELIEVABLE_TOKENS = [
+    "an",
+    "un",
+    "##believ",
+    "##able",
+    ",",
+    "isn",
+    "'",
+    "t",
+    "it",
+    "?",
+    "well",
+    "-",
+    "made",
+    "film",
+    ".",
+]
 
 
 @pytest.fixture()
@@ -77,8 +110,11 @@ def test_highlight_covers_the_text_exactly_once_and_is_scaled(sample):
 
 
 def test_shared_scale_uses_the_largest_word_of_all(sample):
-    half = make(sample.text, [(t, a, b) for t, (a, b) in zip(sample.tokens[1:-1], sample.offsets[1:-1])],
-                [v / 2 for v in sample.attributions[1:-1]])
+    half = make(
+        sample.text,
+        [(t, a, b) for t, (a, b) in zip(sample.tokens[1:-1], sample.offsets[1:-1])],
+        [v / 2 for v in sample.attributions[1:-1]],
+    )
     scale = render.shared_scale([sample, half])
     assert scale == pytest.approx(1.0)
     assert dict(render.highlight_value(half, scale=scale))["unbelievable"] == pytest.approx(0.5)
@@ -109,7 +145,11 @@ def test_real_tokenizer_offsets_group_words():
     enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
     n = len(enc["input_ids"])
     tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
-    pieces = [(t, a, b) for t, (a, b), special in zip(tokens, enc["offset_mapping"], enc["special_tokens_mask"]) if not special]
+    pieces = [
+        (t, a, b)
+        for t, (a, b), special in zip(tokens, enc["offset_mapping"], enc["special_tokens_mask"])
+        if not special
+    ]
     assert len(pieces) == n - 2
     e = make(text, pieces, [1.0] * len(pieces))
     words = render.words(e)
@@ -121,8 +161,12 @@ def test_real_tokenizer_offsets_group_words():
 def test_qa_segment_keeps_only_that_part():
     question, context = "who?", "Bob did."
     text = f"{question}\n{context}"
-    e = make(text, [("who", 0, 3), ("?", 3, 4), ("bob", 5, 8), ("did", 9, 12), (".", 12, 13)], [0.1, 0.0, 0.9, 0.2, 0.0],
-             segments={"question": (0, 4), "context": (5, 13)})
+    e = make(
+        text,
+        [("who", 0, 3), ("?", 3, 4), ("bob", 5, 8), ("did", 9, 12), (".", 12, 13)],
+        [0.1, 0.0, 0.9, 0.2, 0.0],
+        segments={"question": (0, 4), "context": (5, 13)},
+    )
     assert [w.text for w in render.words(e, segment="context")] == ["Bob", "did", "."]
     value = render.highlight_value(e, segment="context")
     assert "".join(t for t, _ in value) == context
@@ -172,12 +216,15 @@ def injected() -> Explanation:
     return make(INJECTION, pieces, [0.3 * (-1) ** i for i in range(len(pieces))], target_label="<b>pos</b>")
 
 
-@pytest.mark.parametrize("producer", [
-    lambda e: render.highlight_html(e),
-    lambda e: render.standalone_html(e, metrics={"log_odds": -0.5}),
-    lambda e: render.model_card(e, fmt="html"),
-    lambda e: render.legend_html(e.target_label),
-])
+@pytest.mark.parametrize(
+    "producer",
+    [
+        lambda e: render.highlight_html(e),
+        lambda e: render.standalone_html(e, metrics={"log_odds": -0.5}),
+        lambda e: render.model_card(e, fmt="html"),
+        lambda e: render.legend_html(e.target_label),
+    ],
+)
 def test_html_outputs_escape_user_text(producer):
     html = producer(injected())
     parser = _Collector()
@@ -189,7 +236,9 @@ def test_html_outputs_escape_user_text(producer):
 
 
 def test_standalone_html_is_self_contained(sample):
-    page = render.standalone_html(sample, metrics={"log_odds": -1.0, "comprehensiveness": 0.3, "sufficiency": 0.1, "completeness_error": 0.01})
+    page = render.standalone_html(
+        sample, metrics={"log_odds": -1.0, "comprehensiveness": 0.3, "sufficiency": 0.1, "completeness_error": 0.01}
+    )
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page.split("<body>")[0]
     assert "Comprehensiveness" in page and "unbelievable" in page
     assert "rgba(239, 68, 60" in page and "rgba(128, 90, 213" in page  # red +, purple -
@@ -206,7 +255,9 @@ def test_markdown_card_escapes_and_keeps_tables_intact(sample):
 
 
 def test_json_export_has_inputs_tokens_offsets_scores_settings_versions(sample):
-    document = json.loads(render.to_json(sample, metrics={"log_odds": float("nan")}, inputs={"text": sample.text, "method": "udig"}))
+    document = json.loads(
+        render.to_json(sample, metrics={"log_odds": float("nan")}, inputs={"text": sample.text, "method": "udig"})
+    )
     assert document["format"] == "udig-explanation/1"
     assert document["inputs"]["method"] == "udig"
     e = document["explanation"]
@@ -238,7 +289,12 @@ def test_metric_rows_and_winners():
         "udig": {"log_odds": -0.7, "comprehensiveness": 0.1, "sufficiency": None, "completeness_error": -0.0005},
     }
     best = render.winners(results)
-    assert best == {"log_odds": ["dig"], "comprehensiveness": ["ig", "dig"], "sufficiency": ["dig"], "completeness_error": ["udig"]}
+    assert best == {
+        "log_odds": ["dig"],
+        "comprehensiveness": ["ig", "dig"],
+        "sufficiency": ["dig"],
+        "completeness_error": ["udig"],
+    }
     rows = render.metric_rows(results["udig"])
     assert [r[0] for r in rows][:2] == ["Log-odds", "Comprehensiveness"]
     assert rows[2][1] is None and all(r[2] in ("lower", "higher", "closer to 0") for r in rows)

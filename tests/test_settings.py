@@ -40,8 +40,16 @@ def test_bad_values_name_the_parameter_and_the_rule(values, message):
 
 
 def test_interface_values_are_accepted_leniently():
-    settings = Settings.make({"method": " UDIG ", "steps": 12.0, "factor": "1", "nbrs": "40", "baseline": "PAD"}, lenient=True)
-    assert (settings.method, settings.steps, settings.factor, settings.nbrs, settings.baseline) == ("udig", 12, 1, 40, "pad")
+    settings = Settings.make(
+        {"method": " UDIG ", "steps": 12.0, "factor": "1", "nbrs": "40", "baseline": "PAD"}, lenient=True
+    )
+    assert (settings.method, settings.steps, settings.factor, settings.nbrs, settings.baseline) == (
+        "udig",
+        12,
+        1,
+        40,
+        "pad",
+    )
     with pytest.raises(ValueError, match="whole number"):
         Settings.make({"steps": "12.5"}, lenient=True)
 
@@ -93,7 +101,13 @@ def test_the_command_line_takes_its_defaults_and_rules_from_the_table():
         config.steps = 8  # frozen: nothing downstream can change the run
     spec = evaluate.parse_methods("udig-greedy:words@pad")[0]
     settings = config.settings(spec)
-    assert (settings.method, settings.strategy, settings.candidates, settings.baseline, settings.steps) == ("udig", "greedy", "words", "pad", 7)
+    assert (settings.method, settings.strategy, settings.candidates, settings.baseline, settings.steps) == (
+        "udig",
+        "greedy",
+        "words",
+        "pad",
+        7,
+    )
 
 
 def test_every_registered_method_declares_only_known_settings():
@@ -102,7 +116,9 @@ def test_every_registered_method_declares_only_known_settings():
         assert (method.paper_baseline is None) == ("baseline" not in method.uses), method.name
 
 
-@pytest.mark.parametrize("name", ["method", "strategy", "steps", "factor", "candidates", "rule", "sequential", "objective"])
+@pytest.mark.parametrize(
+    "name", ["method", "strategy", "steps", "factor", "candidates", "rule", "sequential", "objective"]
+)
 def test_a_refused_value_is_named_not_echoed_whole(name):
     """A public demo hands these messages back: a megabyte sent in any field comes back as a short message
     naming the field, the value's start and its length."""
@@ -111,4 +127,3 @@ def test_a_refused_value_is_named_not_echoed_whole(name):
         Settings.make({name: huge}, lenient=True)
     message = str(refused.value)
     assert len(message) < 400 and "zzz" in message and "1000002 characters" in message
-

@@ -53,7 +53,9 @@ def test_sig_equals_time_interpret(minilm, monkeypatch, rule):
     inputs = embeddings(ids).detach()  # (1, L, d)
     baseline = embeddings(torch.where(special, ids, tokenizer.mask_token_id)).detach()
     forward = lambda x: model(inputs_embeds=x).logits  # noqa: E731
-    theirs = _tint_sig(monkeypatch)(forward).attribute(inputs, baselines=baseline, target=ours.target, n_steps=steps, method=rule)
+    theirs = _tint_sig(monkeypatch)(forward).attribute(
+        inputs, baselines=baseline, target=ours.target, n_steps=steps, method=rule
+    )
     theirs = theirs.sum(-1)[0].double()  # (L,)
 
     words = ~special
@@ -72,7 +74,11 @@ def _product(weights: torch.Tensor):
 
 def test_each_word_is_exact_on_a_function_linear_in_each_word():
     torch.manual_seed(0)
-    inputs, baseline, weights = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    inputs, baseline, weights = (
+        torch.randn(5, 3, dtype=torch.float64),
+        torch.randn(5, 3, dtype=torch.float64),
+        torch.randn(3, dtype=torch.float64),
+    )
     moving = torch.tensor([False, True, True, True, False])
     baseline[~moving] = inputs[~moving]
     function = _product(weights)
@@ -89,7 +95,9 @@ def test_each_word_is_exact_on_a_function_linear_in_each_word():
             torch.testing.assert_close(integral.attributions, expected, rtol=1e-12, atol=1e-12)
             assert integral.n_evaluations == 3 * (3 if rule != "riemann_trapezoid" else 4)
             # Δ = Σ_i [A_i − (F(x) − F(x^(i)))] = 0 here, through the effective F(x') the integrator reports
-            torch.testing.assert_close(integral.attributions.sum(1) - (f_input - integral.f_baseline), torch.zeros(2, dtype=torch.float64))
+            torch.testing.assert_close(
+                integral.attributions.sum(1) - (f_input - integral.f_baseline), torch.zeros(2, dtype=torch.float64)
+            )
     joint = integrate_path(function, path, 100, "riemann_left").attributions
     assert not torch.allclose(joint, expected)  # the sequential paths are not the joint one
 
@@ -116,19 +124,26 @@ def test_sequential_anchored_paths_follow_their_definition(tiny, method):
     words = int((~special).sum())
     assert sequential.settings["n_evaluations"] == words * joint.settings["n_evaluations"]
     settings = Settings.make(method=method, steps=4, sequential=True)
-    assert settings.cost(words) == sequential.settings["n_evaluations"] and Settings.make(method=method, steps=4).cost(words) == joint.settings["n_evaluations"]
+    assert (
+        settings.cost(words) == sequential.settings["n_evaluations"]
+        and Settings.make(method=method, steps=4).cost(words) == joint.settings["n_evaluations"]
+    )
 
 
 def test_sequential_explains_qa(minilm_qa):
-    result = Explainer(*minilm_qa).explain(question="who came?", context="Ann came late.", method="udig", steps=3, nbrs=8,
-                                           sequential=True)
+    result = Explainer(*minilm_qa).explain(
+        question="who came?", context="Ann came late.", method="udig", steps=3, nbrs=8, sequential=True
+    )
     for part in (result.start, result.end):
         assert part.settings["sequential"] is True and sum(map(abs, part.attributions)) > 0
         assert part.delta == pytest.approx(sum(part.attributions) - (part.f_input - part.f_baseline), abs=1e-5)
 
 
 def test_sequential_settings_are_checked():
-    assert Settings.make(method="sig").sequential is True and Settings.make(method="sig", sequential=False).sequential is True
+    assert (
+        Settings.make(method="sig").sequential is True
+        and Settings.make(method="sig", sequential=False).sequential is True
+    )
     assert Settings.make(method="sig").baseline == get_method("sig").paper_baseline == "mask"
     assert Settings.make(method="ig", sequential=True).sequential is False  # IG's sequential form is SIG
     assert Settings.make(method="udig", sequential="yes", lenient=True).sequential is True

@@ -89,7 +89,9 @@ def test_a_question_that_fills_the_input_is_refused_by_name(minilm_qa):
         TASKS["qa"].encode(tokenizer, {"question": too_long, "context": "Bob won the race."}, limit)
     encoding = TASKS["qa"].encode(tokenizer, {"question": too_long[2:], "context": "Bob won the race."}, limit)
     assert len(encoding.input_ids) == limit and encoding.truncated
-    assert int(encoding.context_mask.sum()) == 1 and tokenizer.decode(encoding.input_ids[encoding.context_mask]) == "bob"
+    assert (
+        int(encoding.context_mask.sum()) == 1 and tokenizer.decode(encoding.input_ids[encoding.context_mask]) == "bob"
+    )
 
 
 # -- the registry's contract: every method, one suite -------------------------------------------------------
@@ -113,7 +115,9 @@ def test_every_method_keeps_the_contract(tiny, method):
     assert first.attributions == pytest.approx(again.attributions, rel=1e-5, abs=1e-7)  # chunking changes nothing
     assert first.settings["method"] == method and first.method == method
     if method in PATH_METHODS:
-        rerun = Settings.make({k: v for k, v in first.settings.items() if k in PARAMETERS})  # settings are enough to rerun
+        rerun = Settings.make(
+            {k: v for k, v in first.settings.items() if k in PARAMETERS}
+        )  # settings are enough to rerun
         assert first.path.shape[0] == first.settings["n_points"] == get_method(method).n_points(rerun)
         assert first.delta == pytest.approx(sum(first.attributions) - (first.f_input - first.f_baseline), abs=1e-5)
     else:
@@ -126,7 +130,9 @@ def test_every_method_explains_qa(tiny_vocab_file, method):
     from conftest import tiny_bert
 
     model, tokenizer = tiny_bert(tiny_vocab_file, task="qa")
-    result = Explainer(model, tokenizer, graph_k=8).explain(question="what film?", context="a good film", method=method, steps=3, nbrs=4)
+    result = Explainer(model, tokenizer, graph_k=8).explain(
+        question="what film?", context="a good film", method=method, steps=3, nbrs=4
+    )
     assert set(result.parts) == {"start", "end"}
     assert result.answer == result.context[result.answer_span[0] : result.answer_span[1]]
     assert result.start.target <= result.end.target
@@ -177,15 +183,21 @@ def test_every_rule_integrates_the_same_path(tiny, method):
             explainer.explain("a film", method=method, rule="gausslegendre")
 
 
-@pytest.mark.parametrize("method", [name for name in PATH_METHODS if not REGISTRY[name].fixed.get("sequential")])  # SIG refuses
+@pytest.mark.parametrize(
+    "method", [name for name in PATH_METHODS if not REGISTRY[name].fixed.get("sequential")]
+)  # SIG refuses
 def test_a_completeness_target_refines_until_met_or_capped(minilm, method):
     model, tokenizer = minilm
     explainer = Explainer(model, tokenizer, graph_k=50)
     text = "a gorgeous, witty film"
     plain = explainer.explain(text, method=method, steps=6, nbrs=8)
-    assert plain.delta_target_met is None and plain.relative_delta == pytest.approx(abs(plain.delta) / abs(plain.f_input - plain.f_baseline))
+    assert plain.delta_target_met is None and plain.relative_delta == pytest.approx(
+        abs(plain.delta) / abs(plain.f_input - plain.f_baseline)
+    )
     # the trapezoid converges fast enough for a test (the left sum needs ~1,000 points on this small F(x) - F(x'))
-    target = explainer.explain(text, method=method, steps=6, nbrs=8, rule="riemann_trapezoid", max_delta=0.05, max_points=600)
+    target = explainer.explain(
+        text, method=method, steps=6, nbrs=8, rule="riemann_trapezoid", max_delta=0.05, max_points=600
+    )
     assert target.delta_target_met is True and target.relative_delta <= 0.05
     assert target.settings["max_delta"] == 0.05 and target.settings["n_points"] == len(target.path) >= len(plain.path)
     capped = explainer.explain(text, method=method, steps=6, nbrs=8, max_delta=1e-7, max_points=len(plain.path) + 3)

@@ -56,8 +56,11 @@ def test_knn_graph_on_a_device_equals_the_cpu_build(tiny, monkeypatch, chunk):
 def test_graph_builds_on_the_device_it_is_given(tiny, tmp_path, monkeypatch):
     """A GPU device reaches the torch build; none, or the CPU, keeps the compiled CPU build."""
     seen = []
-    monkeypatch.setattr(vocab_module, "_knn_graph_on", lambda rows, key_ids, k, device: seen.append(device) or
-                        torch.zeros(len(rows), k, dtype=torch.int32))
+    monkeypatch.setattr(
+        vocab_module,
+        "_knn_graph_on",
+        lambda rows, key_ids, k, device: seen.append(device) or torch.zeros(len(rows), k, dtype=torch.int32),
+    )
     embeddings = tiny[0].get_input_embeddings().weight.detach()
     allowed = torch.ones(len(embeddings), dtype=torch.bool)
     knn_graph(embeddings, 3, allowed, "cpu")
@@ -97,7 +100,9 @@ def test_knn_graph_product_uses_as_many_threads_as_torch(tiny, monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        knn_graph(tiny[0].get_input_embeddings().weight.detach(), 3, torch.ones(tiny[0].config.vocab_size, dtype=torch.bool))
+        knn_graph(
+            tiny[0].get_input_embeddings().weight.detach(), 3, torch.ones(tiny[0].config.vocab_size, dtype=torch.bool)
+        )
     finally:
         torch.set_num_threads(before)
     assert seen and set(seen) == {1}
@@ -211,7 +216,9 @@ def test_compiled_nearest_ranks_as_the_tensor_version(minilm, baseline):
     model, tokenizer = minilm
     index = vocab_index_for(model, tokenizer)
     table = index.embeddings
-    word_ids = torch.tensor(tokenizer("zzz xylophone: it's a gorgeous, moving portrait!", add_special_tokens=False)["input_ids"])
+    word_ids = torch.tensor(
+        tokenizer("zzz xylophone: it's a gorgeous, moving portrait!", add_special_tokens=False)["input_ids"]
+    )
     refs = torch.full_like(word_ids, baseline)
     for m, k in [(1, 1), (5, 12), (30, 50)]:
         alphas = udig_reference_alphas(m)
@@ -327,7 +334,9 @@ def test_int8_products_are_within_the_screens_error_bound(minilm, product):
     _needs(product)
     model, tokenizer = minilm
     table = vocab_index_for(model, tokenizer).embeddings.numpy()
-    queries = table[tokenizer("[MASK] [PAD] a gorgeous, moving portrait of grief", add_special_tokens=False)["input_ids"]]
+    queries = table[
+        tokenizer("[MASK] [PAD] a gorgeous, moving portrait of grief", add_special_tokens=False)["input_ids"]
+    ]
     exact = np.empty((len(queries), len(table)), np.float32)
     products_with_rows(table, np.arange(len(table)), queries, exact)
     engine = torch.backends.quantized.engine
@@ -478,7 +487,17 @@ def test_the_frequency_threshold_keeps_what_the_readme_says(minilm):
 
 def test_frequent_words_judges_letters_by_their_own_rule():
     surfaces = ["film", "gorgeous", "freyja", "a", "i", "x", "ß", "ə", "ﬁ"]
-    assert vocab_module.frequent_words(surfaces, "en").tolist() == [True, True, False, True, True, False, False, False, False]
+    assert vocab_module.frequent_words(surfaces, "en").tolist() == [
+        True,
+        True,
+        False,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
     assert vocab_module.frequent_words(["film", "freyja"], "en", min_zipf=1.5).tolist() == [True, True]
     assert vocab_module.frequent_words(["und", "a"], "de").tolist() == [True, False]  # no one-letter words listed
     assert vocab_module.frequent_words(["film"], "tlh") is None  # not silently English, wordfreq's nearest match
@@ -512,7 +531,9 @@ def test_a_graph_built_under_another_word_rule_is_never_reused(tiny, tmp_path, m
     graph = new.graph(4, "words")
     assert len(calls) == 1 and new.word_mask_[graph.long()].all()
     assert old._graph_path(4, "words") != new._graph_path(4, "words")  # both stay cached
-    assert torch.equal(_index(tiny, tmp_path, language=None).graph(4, "words"), old.graph(4, "words")) and len(calls) == 1
+    assert (
+        torch.equal(_index(tiny, tmp_path, language=None).graph(4, "words"), old.graph(4, "words")) and len(calls) == 1
+    )
 
 
 def test_otsu_threshold_splits_two_clusters():
@@ -618,9 +639,11 @@ def test_unknown_rule_and_oversized_k(tiny, tmp_path):
 
 def _chain_maker(calls: list):
     """A stand-in chain builder: each (word, reference) gets its own recognisable chain; calls are recorded."""
+
     def compute(words: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
         calls.append(list(zip(words.tolist(), references.tolist())))
         return torch.stack([words * 100 + references, words, references], 1)  # (T, m + 1) with m = 2
+
     return compute
 
 

@@ -138,11 +138,21 @@ def train(args) -> dict:
             seen += len(b)
             step += 1
             if step % 50 == 0:
-                print(f"epoch {epoch} step {step}/{total} loss {running / seen:.4f} {time.time() - t0:.0f}s", flush=True)
+                print(
+                    f"epoch {epoch} step {step}/{total} loss {running / seen:.4f} {time.time() - t0:.0f}s", flush=True
+                )
         val = accuracy(model, tokenizer, val_ex, max_length=args.max_length)
-        history.append({"epoch": epoch, "train_loss": round(running / seen, 4), "val_acc_fp32": round(val, 4),
-                        "elapsed_s": round(time.time() - t0, 1)})
-        print(f"== epoch {epoch}: train loss {running / seen:.4f}, val acc {val:.4f}, {time.time() - t0:.0f}s", flush=True)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": round(running / seen, 4),
+                "val_acc_fp32": round(val, 4),
+                "elapsed_s": round(time.time() - t0, 1),
+            }
+        )
+        print(
+            f"== epoch {epoch}: train loss {running / seen:.4f}, val acc {val:.4f}, {time.time() - t0:.0f}s", flush=True
+        )
         if val > best[0]:
             best = (val, epoch, copy.deepcopy(model.state_dict()))
     train_time = time.time() - t0
@@ -185,11 +195,21 @@ def evaluate(out_dir: Path) -> dict:
     for split in ("validation", "test"):
         ex = data.load_split(split)
         t = time.time()
-        res[split] = {"accuracy": round(accuracy(model, tokenizer, ex), 4), "sentences": len(ex),
-                      "eval_time_s": round(time.time() - t, 1)}
+        res[split] = {
+            "accuracy": round(accuracy(model, tokenizer, ex), 4),
+            "sentences": len(ex),
+            "eval_time_s": round(time.time() - t, 1),
+        }
         print(f"{split}: {res[split]}", flush=True)
-    meta = models.update_metadata(out_dir, {"evaluation": {"artifact": "fp16 weights as shipped, loaded with "
-                                                           "udig.models.load_model, float32 compute", **res}})
+    meta = models.update_metadata(
+        out_dir,
+        {
+            "evaluation": {
+                "artifact": "fp16 weights as shipped, loaded with udig.models.load_model, float32 compute",
+                **res,
+            }
+        },
+    )
     write_card(out_dir, meta)
     return meta
 
@@ -199,7 +219,8 @@ def write_card(out_dir: Path, meta: dict) -> None:
     split = data.split_info()
     size_mb = (out_dir / meta["weights_file"]).stat().st_size / 1e6
     hist = "\n".join(
-        f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_acc_fp32']:.4f} | {h['elapsed_s'] / 60:.1f} |" for h in tr["history"]
+        f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_acc_fp32']:.4f} | {h['elapsed_s'] / 60:.1f} |"
+        for h in tr["history"]
     )
     selection = ""
     if meta.get("selection"):
@@ -222,13 +243,13 @@ Hugging Face Hub. It is a small model for demonstrating explanations, not a stat
 
 | file | content |
 | --- | --- |
-| `{meta['weights_file']}` | every tuned weight **except the word-embedding matrix**, fp16, {size_mb:.1f} MB |
+| `{meta["weights_file"]}` | every tuned weight **except the word-embedding matrix**, fp16, {size_mb:.1f} MB |
 | `config.json` | `BertForSequenceClassification` config, `id2label` = negative/positive |
 | `udig_model.json` | metadata: base package and its sha256, recipe, measured accuracies |
 | `README.md` | this card |
 
 The word-embedding matrix (`{WORD_EMB}`) was frozen during training and is read from the base package's
-`model.safetensors`, whose sha256 must be `{meta['base']['sha256']}`
+`model.safetensors`, whose sha256 must be `{meta["base"]["sha256"]}`
 (checked on every load; `udig.load_model()` raises `ModelLoadError` otherwise). The tokenizer is the base
 package's (uncased WordPiece, 30,522 entries). Weights are stored in fp16 and cast to float32 on loading; the
 figures below are for that fp16-rounded artifact.
@@ -238,9 +259,9 @@ figures below are for that fp16-rounded artifact.
 Rotten Tomatoes sentence polarity data of Pang & Lee (2005), as redistributed by Hutto & Gilbert (ICWSM 2014)
 in the source distribution of `vaderSentiment==3.3.2` (file `movieReviewSnippets_GroundTruth.txt`, 10,605
 sentences; ids ≤ 5331 positive). udig fetches it with `pip download` (`udig.data`). The split is fixed in
-`assets/rotten_tomatoes_split.json` (seed {split['seed']}): after dropping {len(split['duplicates_dropped'])}
+`assets/rotten_tomatoes_split.json` (seed {split["seed"]}): after dropping {len(split["duplicates_dropped"])}
 duplicate sentences, validation and test hold 1,066 sentences each (533 per class, as in the public
-`rotten_tomatoes` dataset) and train holds {split['counts']['train']['total']:,} (balanced; the pool lacks 57 of the
+`rotten_tomatoes` dataset) and train holds {split["counts"]["train"]["total"]:,} (balanced; the pool lacks 57 of the
 original negatives, so train is smaller than the usual 8,530). No sentence text is shared between splits.
 
 **Caveat:** these sentences include those of SST-2 (which was built from the same Rotten Tomatoes snippets).
@@ -249,15 +270,15 @@ evaluate this model on SST-2 or `rotten_tomatoes` (its training sentences overla
 
 ## Training
 
-`python tools/train_default_model.py` (seed {tr['seed']}), on CPU ({tr['machine']}):
+`python tools/train_default_model.py` (seed {tr["seed"]}), on CPU ({tr["machine"]}):
 
 - full fine-tuning of everything except the word embeddings: position and token-type embeddings, LayerNorms,
   all 6 transformer layers, pooler and the new linear head;
-- AdamW, lr {tr['lr']}, weight decay {tr['weight_decay']} (not on biases/LayerNorm), {tr['epochs']} epochs, batch
-  {tr['batch_size']}, {tr['schedule'].split(',')[0]} ({tr['warmup_fraction']:.0%} warmup), dynamic padding with
-  length-grouped batches, max length {tr['max_length']} tokens, dropout 0.1;
-- {tr['train_sentences']:,} training sentences; epoch chosen by validation accuracy: **epoch {tr['selected_epoch']}**;
-- training time {tr['train_time_s'] / 60:.1f} min wall clock (2 cores shared with other jobs; see the per-epoch times below);
+- AdamW, lr {tr["lr"]}, weight decay {tr["weight_decay"]} (not on biases/LayerNorm), {tr["epochs"]} epochs, batch
+  {tr["batch_size"]}, {tr["schedule"].split(",")[0]} ({tr["warmup_fraction"]:.0%} warmup), dynamic padding with
+  length-grouped batches, max length {tr["max_length"]} tokens, dropout 0.1;
+- {tr["train_sentences"]:,} training sentences; epoch chosen by validation accuracy: **epoch {tr["selected_epoch"]}**;
+- training time {tr["train_time_s"] / 60:.1f} min wall clock (2 cores shared with other jobs; see the per-epoch times below);
 {selection}
 | epoch | train loss | validation accuracy (fp32) | minutes |
 | --- | --- | --- | --- |
@@ -267,8 +288,8 @@ evaluate this model on SST-2 or `rotten_tomatoes` (its training sentences overla
 
 | split | sentences | accuracy |
 | --- | --- | --- |
-| validation | {ev['validation']['sentences']:,} | {ev['validation']['accuracy']:.4f} |
-| test | {ev['test']['sentences']:,} | **{ev['test']['accuracy']:.4f}** |
+| validation | {ev["validation"]["sentences"]:,} | {ev["validation"]["accuracy"]:.4f} |
+| test | {ev["test"]["sentences"]:,} | **{ev["test"]["accuracy"]:.4f}** |
 
 Test accuracy was measured once, after the epoch had been chosen on validation.
 

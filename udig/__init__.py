@@ -4,6 +4,7 @@ Beside UDIG (Roy & Kundu 2024) it implements the methods it improves on: Integra
 (Sundararajan et al. 2017) and Discretized IG (Sanyal & Ren 2021). Usable without Gradio::
 
     from udig import Explainer, load_model
+
     model, tokenizer = load_model()
     explanation = Explainer(model, tokenizer).explain("a gorgeous, moving film", method="udig")
 """

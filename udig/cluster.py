@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .evaluate import EvalConfig, EvaluationError, Item, MethodSpec, load_evaluator
 
@@ -32,7 +33,9 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise EvaluationError(f"--ray needs the `ray` package, which udig does not install by default: {INSTALL}") from None
+        raise EvaluationError(
+            f"--ray needs the `ray` package, which udig does not install by default: {INSTALL}"
+        ) from None
     return ray
 
 
@@ -71,15 +74,22 @@ def connect(ray, config: EvalConfig) -> bool:
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as --workers: waiting threads must not spin on shared cores
     runtime_env: dict[str, Any] = {"env_vars": env}
     if config.ray == "local":
-        ray.init(address="local", num_cpus=(config.actors or 1) * (config.threads or 1), include_dashboard=False,
-                 object_store_memory=OBJECT_STORE_BYTES, runtime_env=runtime_env, log_to_driver=not config.quiet,
-                 configure_logging=False)
+        ray.init(
+            address="local",
+            num_cpus=(config.actors or 1) * (config.threads or 1),
+            include_dashboard=False,
+            object_store_memory=OBJECT_STORE_BYTES,
+            runtime_env=runtime_env,
+            log_to_driver=not config.quiet,
+            configure_logging=False,
+        )
         return True
     try:
         ray.init(address=config.ray, runtime_env=runtime_env, log_to_driver=not config.quiet, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise EvaluationError(f"--ray {config.ray}: no Ray cluster there ({error}); start one with `ray start --head`, "
-                              "or use --ray local") from None
+        raise EvaluationError(
+            f"--ray {config.ray}: no Ray cluster there ({error}); start one with `ray start --head`, or use --ray local"
+        ) from None
     return True
 
 
@@ -90,10 +100,14 @@ def _check_resources(ray, config: EvalConfig) -> None:
     need = {"CPU": actors * (config.threads or 1)}
     if config.device == "cuda":
         need["GPU"] = actors * (config.gpus_per_actor or 1)
-    short = [f"{need[name]:g} {name}s (it has {have.get(name, 0):g})" for name in need if have.get(name, 0) < need[name]]
+    short = [
+        f"{need[name]:g} {name}s (it has {have.get(name, 0):g})" for name in need if have.get(name, 0) < need[name]
+    ]
     if short:
-        raise EvaluationError(f"the Ray cluster cannot hold {actors} actors of {config.threads or 1} CPU(s): they need "
-                              f"{' and '.join(short)}; use fewer --actors or --threads, or add nodes")
+        raise EvaluationError(
+            f"the Ray cluster cannot hold {actors} actors of {config.threads or 1} CPU(s): they need "
+            f"{' and '.join(short)}; use fewer --actors or --threads, or add nodes"
+        )
 
 
 def _results(ray, config: EvalConfig, todo: list[tuple[Item, MethodSpec]]) -> Iterator[tuple[str, int, list[dict]]]:
@@ -112,8 +126,10 @@ def _results(ray, config: EvalConfig, todo: list[tuple[Item, MethodSpec]]) -> It
         if isinstance(error, ray.exceptions.RayActorError) and error.actor_init_failed:
             cause = str(error).strip().splitlines()[-1]  # the constructor's exception, after Ray's traceback
             raise EvaluationError(f"a Ray actor could not start: {cause}") from None
-        raise EvaluationError(f"the Ray run stopped ({type(error).__name__}: {error}); the records written so far "
-                              "are kept: rerun the same command to resume") from None
+        raise EvaluationError(
+            f"the Ray run stopped ({type(error).__name__}: {error}); the records written so far "
+            "are kept: rerun the same command to resume"
+        ) from None
     finally:
         for actor in actors:
             ray.kill(actor)

@@ -126,7 +126,7 @@ def content_digest(rows: list[Example]) -> str:
     """sha256 of the parsed ``id, label, text`` rows (independent of line endings or header)."""
     h = hashlib.sha256()
     for r in sorted(rows, key=lambda r: r.id):
-        h.update(f"{r.id}\t{r.label}\t{r.text}\n".encode("utf-8"))
+        h.update(f"{r.id}\t{r.label}\t{r.text}\n".encode())
     return h.hexdigest()
 
 
@@ -183,8 +183,18 @@ def _pip_download(dest_dir: Path) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".download-"))
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-        "--disable-pip-version-check", "-q", f"vaderSentiment=={VADER_VERSION}", "-d", str(work),
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--disable-pip-version-check",
+        "-q",
+        f"vaderSentiment=={VADER_VERSION}",
+        "-d",
+        str(work),
     ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -376,7 +386,9 @@ def _write_split(path: Path = SPLIT_FILE) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(doc, indent=1)
     # one line per id list
-    text = re.sub(r"\[\s*(\d[\d,\s]*?)\s*\]", lambda m: "[" + ",".join(m.group(1).replace(",", " ").split()) + "]", text)
+    text = re.sub(
+        r"\[\s*(\d[\d,\s]*?)\s*\]", lambda m: "[" + ",".join(m.group(1).replace(",", " ").split()) + "]", text
+    )
     path.write_text(text + "\n", encoding="utf-8")
     with _lock:
         _split_cache.pop(str(path), None)

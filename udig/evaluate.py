@@ -37,9 +37,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,8 +49,8 @@ from .explainer import Explainer
 from .explanation import Explanation, QAExplanation
 from .methods import REGISTRY
 from .metrics import AOPC_KEYS, DEFAULT_TOPK, DIAGNOSTICS, FAITHFULNESS_KEYS, METRIC_INFO, faithfulness, path_quality
-from .report import markdown_table, write_outputs
 from .paths import STRATEGIES
+from .report import markdown_table, write_outputs
 from .settings import BASELINES, EXPLAINER_PARAMETERS, OBJECTIVES, PARAMETERS, Settings
 from .tasks import Task, task_of
 from .vocab import CANDIDATE_RULES
@@ -59,7 +60,16 @@ OFFLINE_DATASET = "rt-offline"
 BOOTSTRAP_RESAMPLES = 2000
 RECORDS = "records.jsonl"
 RUN_FILE = "run.json"
-RESULT_KEYS = ("model_fingerprint", "dataset", "steps", "factor", "nbrs", "graph_k", "topk", "seed")  # must match to resume
+RESULT_KEYS = (
+    "model_fingerprint",
+    "dataset",
+    "steps",
+    "factor",
+    "nbrs",
+    "graph_k",
+    "topk",
+    "seed",
+)  # must match to resume
 
 
 class EvaluationError(Exception):
@@ -117,7 +127,9 @@ def parse_methods(text: str, rule: str = PARAMETERS["rule"].default) -> list[Met
         head, at, baseline = body.partition("@")
         base, _, candidates = head.partition(":")
         if base not in spellings:
-            raise ValueError(f"unknown method {raw!r}; choose from {', '.join(spellings)} (DIG/UDIG with :all or :words)")
+            raise ValueError(
+                f"unknown method {raw!r}; choose from {', '.join(spellings)} (DIG/UDIG with :all or :words)"
+            )
         name, strategy, sequential = spellings[base]
         method = REGISTRY[name]
         if at and ("baseline" not in method.uses or baseline not in BASELINES):
@@ -132,7 +144,9 @@ def parse_methods(text: str, rule: str = PARAMETERS["rule"].default) -> list[Met
         else:
             candidates = candidates or "all"
             if candidates not in CANDIDATE_RULES:
-                raise ValueError(f"unknown candidate rule {candidates!r} in {raw!r}; choose one of {', '.join(CANDIDATE_RULES)}")
+                raise ValueError(
+                    f"unknown candidate rule {candidates!r} in {raw!r}; choose one of {', '.join(CANDIDATE_RULES)}"
+                )
             spec = MethodSpec(f"{base}:{candidates}", name, strategy, candidates, sequential=sequential)
         if at and baseline != method.paper_baseline:
             spec = replace(spec, name=f"{spec.name}@{baseline}", baseline=baseline)
@@ -201,7 +215,9 @@ class EvalConfig:
         if args.ray is not None and args.workers != 1:
             raise ValueError("--workers runs processes on this machine; with --ray, say --actors N instead")
         if args.gpus_per_actor is not None and (args.device != "cuda" or not 0 < args.gpus_per_actor <= 1):
-            raise ValueError(f"--gpus-per-actor takes a share of one GPU, 0 to 1, with --device cuda; got {args.gpus_per_actor}")
+            raise ValueError(
+                f"--gpus-per-actor takes a share of one GPU, 0 to 1, with --device cuda; got {args.gpus_per_actor}"
+            )
         if not 0 <= args.topk <= 100:
             raise ValueError(f"--topk must be a percentage from 0 to 100, got {args.topk}")
         topk = int(args.topk) if float(args.topk).is_integer() else args.topk
@@ -211,15 +227,32 @@ class EvalConfig:
     def settings(self, spec: MethodSpec) -> Settings:
         """The attribution settings of one method in this run."""
         return Settings.make(
-            method=spec.method, strategy=spec.strategy, candidates=spec.candidates, baseline=spec.baseline, rule=spec.rule,
-            objective=spec.objective, steps=self.steps, factor=self.factor, nbrs=self.nbrs, seed=self.seed,
+            method=spec.method,
+            strategy=spec.strategy,
+            candidates=spec.candidates,
+            baseline=spec.baseline,
+            rule=spec.rule,
+            objective=spec.objective,
+            steps=self.steps,
+            factor=self.factor,
+            nbrs=self.nbrs,
+            seed=self.seed,
             sequential=spec.sequential,
         )
 
     def identity(self, model_name: str, fingerprint: str) -> dict[str, Any]:
         """What ``run.json`` records; the RESULT_KEYS of two runs must match for their records to mix."""
-        return {"model": model_name, "model_fingerprint": fingerprint, "dataset": self.dataset, "steps": self.steps,
-                "factor": self.factor, "nbrs": self.nbrs, "graph_k": self.graph_k, "topk": self.topk, "seed": self.seed}
+        return {
+            "model": model_name,
+            "model_fingerprint": fingerprint,
+            "dataset": self.dataset,
+            "steps": self.steps,
+            "factor": self.factor,
+            "nbrs": self.nbrs,
+            "graph_k": self.graph_k,
+            "topk": self.topk,
+            "seed": self.seed,
+        }
 
 
 @dataclass(frozen=True)
@@ -307,7 +340,9 @@ def _hub_items(name: str) -> list[Item]:
 # -- one record -------------------------------------------------------------------------------------------
 
 
-def score_explanation(explanation: Explanation, model, tokenizer, vocab, topk: float, cache: dict | None = None) -> dict[str, Any]:
+def score_explanation(
+    explanation: Explanation, model, tokenizer, vocab, topk: float, cache: dict | None = None
+) -> dict[str, Any]:
     """Faithfulness and path diagnostics of one Explanation as a flat dict of JSON values."""
     faith = faithfulness(explanation, model, tokenizer, topk=topk)
     quality = path_quality(explanation, vocab, cache)
@@ -330,7 +365,9 @@ def score_record(
 
     cache: optional WAE cache (see :func:`udig.metrics.word_approximation_error`).
     """
-    parts = {role: score_explanation(part, model, tokenizer, vocab, topk, cache) for role, part in explanation.parts.items()}
+    parts = {
+        role: score_explanation(part, model, tokenizer, vocab, topk, cache) for role, part in explanation.parts.items()
+    }
     if len(parts) == 1:
         return next(iter(parts.values()))
     record: dict[str, Any] = {}
@@ -365,7 +402,9 @@ def read_records(path: Path) -> dict[str, dict]:
         except ValueError:
             if last:
                 break  # cut below
-            raise EvaluationError(f"{path}, line {number + 1}, is not a record; move the file away or fix the line") from None
+            raise EvaluationError(
+                f"{path}, line {number + 1}, is not a record; move the file away or fix the line"
+            ) from None
         records[key] = record
         good_end += len(line) + (0 if last else 1)
     if good_end < len(data):
@@ -379,6 +418,7 @@ def read_records(path: Path) -> dict[str, dict]:
 
 def _record_key(record: Any) -> str:
     """The key of a line :func:`summarize` can use; ValueError for well-formed JSON that is not such a record."""
+
     def number(value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -388,7 +428,9 @@ def _record_key(record: Any) -> str:
     scores = tuple(key for key in FAITHFULNESS_KEYS if key not in AOPC_KEYS)  # records written before AOPC lack those
     required = ("seconds",) if failed else (*scores, "seconds", "metric_seconds", "length")
     optional = () if failed else (*DIAGNOSTICS, *AOPC_KEYS)
-    if not all(number(record.get(f)) for f in required) or not all(record.get(f) is None or number(record[f]) for f in optional):
+    if not all(number(record.get(f)) for f in required) or not all(
+        record.get(f) is None or number(record[f]) for f in optional
+    ):
         raise ValueError("not a record")
     return record["key"]
 
@@ -429,7 +471,9 @@ class Evaluator:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
-        self.explainers = {rule: Explainer(model, tokenizer, candidates=rule, graph_k=config.graph_k) for rule in CANDIDATE_RULES}
+        self.explainers = {
+            rule: Explainer(model, tokenizer, candidates=rule, graph_k=config.graph_k) for rule in CANDIDATE_RULES
+        }
         self.vocab = self.explainers["all"].vocab_
         self.wae_cache: dict = {}  # a token's path depends only on its word: most repeat over a dataset
 
@@ -454,7 +498,9 @@ class Evaluator:
                 if isinstance(explanation, ValueError):
                     raise explanation
                 scored = time.perf_counter()
-                record.update(score_record(explanation, self.model, self.tokenizer, self.vocab, self.config.topk, self.wae_cache))
+                record.update(
+                    score_record(explanation, self.model, self.tokenizer, self.vocab, self.config.topk, self.wae_cache)
+                )
                 record.update(seconds=scored - started, metric_seconds=time.perf_counter() - scored)
             except ValueError as error:  # this input cannot be explained or scored: record it, go on
                 record.update(error=f"{type(error).__name__}: {error}", seconds=time.perf_counter() - started)
@@ -558,8 +604,9 @@ def run(config: EvalConfig) -> dict:
     if todo:
         evaluator.prepare()
     total = len(items) * len(methods)
-    progress = tqdm(total=total, initial=total - len(todo), unit="expl", desc="evaluate", disable=config.quiet,
-                    dynamic_ncols=True)
+    progress = tqdm(
+        total=total, initial=total - len(todo), unit="expl", desc="evaluate", disable=config.quiet, dynamic_ncols=True
+    )
     with open(records_path, "a", encoding="utf-8") as sink, progress:
         for record in _records(evaluator, todo):
             if record["key"] in records:
@@ -577,7 +624,9 @@ def run(config: EvalConfig) -> dict:
 # -- summary --------------------------------------------------------------------------------------------------
 
 
-def bootstrap_interval(values: np.ndarray, rng: np.random.Generator, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+def bootstrap_interval(
+    values: np.ndarray, rng: np.random.Generator, resamples: int = BOOTSTRAP_RESAMPLES
+) -> tuple[float, float]:
     """Percentile bootstrap 95 % interval of the mean."""
     if len(values) == 0:
         return math.nan, math.nan
@@ -586,20 +635,32 @@ def bootstrap_interval(values: np.ndarray, rng: np.random.Generator, resamples: 
     return float(low), float(high)
 
 
-def paired_difference(rows: dict[str, dict], rival_rows: dict[str, dict], metric: str, rng: np.random.Generator) -> dict[str, Any]:
+def paired_difference(
+    rows: dict[str, dict], rival_rows: dict[str, dict], metric: str, rng: np.random.Generator
+) -> dict[str, Any]:
     """Mean of ``metric`` differences (rows minus rival) over the examples both have, its bootstrap 95 %
     interval, and the verdict it supports: pairing removes the examples' own spread from the comparison."""
     common = sorted(set(rows) & set(rival_rows))
     diff = np.array([rows[i][metric] - rival_rows[i][metric] for i in common], dtype=float)
     low, high = bootstrap_interval(diff, rng)
-    return {"n": len(common), "difference": _mean(diff), "low": low, "high": high, "verdict": _verdict(metric, low, high)}
+    return {
+        "n": len(common),
+        "difference": _mean(diff),
+        "low": low,
+        "high": high,
+        "verdict": _verdict(metric, low, high),
+    }
 
 
-def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodSpec], config: dict, *, seed: int = 0) -> dict:
+def summarize(
+    records: dict[str, dict], items: list[Item], methods: list[MethodSpec], config: dict, *, seed: int = 0
+) -> dict:
     """Per-method means with bootstrap intervals, paired comparisons (:func:`_rivals`), accuracy and run time."""
     per_method: dict[str, dict] = {}
     rows_by_method: dict[str, dict[str, dict]] = {}
-    keys = [k for k in FAITHFULNESS_KEYS if k not in AOPC_KEYS or any(k in r for r in records.values())]  # older runs: no AOPC
+    keys = [
+        k for k in FAITHFULNESS_KEYS if k not in AOPC_KEYS or any(k in r for r in records.values())
+    ]  # older runs: no AOPC
     for spec in methods:
         rows = {item.id: records.get(f"{item.id}|{spec.name}") for item in items}
         missing = [i for i, r in rows.items() if r is None]
@@ -626,7 +687,10 @@ def summarize(records: dict[str, dict], items: list[Item], methods: list[MethodS
     for spec in methods:
         for rival in (r for r in _rivals(spec) if r in names):
             for offset, metric in enumerate(keys):
-                ours, theirs = ({i: r for i, r in rows_by_method[m].items() if r.get(metric) is not None} for m in (spec.name, rival))
+                ours, theirs = (
+                    {i: r for i, r in rows_by_method[m].items() if r.get(metric) is not None}
+                    for m in (spec.name, rival)
+                )
                 difference = paired_difference(ours, theirs, metric, np.random.default_rng([seed, 100 + offset]))
                 comparisons.append({"method": spec.name, "versus": rival, "metric": metric, **difference})
 
@@ -660,7 +724,7 @@ def _rivals(spec: MethodSpec) -> list[str]:
     sequential methods' only."""
     if spec.sequential or spec.method == "sig":  # against IG, and against the same paths integrated jointly
         if spec.sequential:
-            joint = spec.name[len(SEQUENTIAL):]
+            joint = spec.name[len(SEQUENTIAL) :]
         else:  # SIG's joint path is IG's line from SIG's baseline
             suffix = (f"/{spec.rule}" if spec.rule else "") + (f"+{spec.objective}" if spec.objective else "")
             joint = parse_methods(f"ig@{spec.baseline or REGISTRY['sig'].paper_baseline}{suffix}")[0].name
@@ -687,7 +751,7 @@ def _mean(values: np.ndarray) -> float | None:
 
 
 def _verdict(metric: str, low: float, high: float) -> str:
-    """"better", "worse" or "tie" from a difference interval (method minus rival)."""
+    """ "better", "worse" or "tie" from a difference interval (method minus rival)."""
     if math.isnan(low) or low <= 0 <= high:
         return "tie"
     lower_is_better = METRIC_INFO[metric].better == "lower"
@@ -703,35 +767,73 @@ def build_parser() -> argparse.ArgumentParser:
         description="Faithfulness (log-odds, comprehensiveness, sufficiency) of IG, DIG and UDIG over a dataset.",
     )
     parser.add_argument("--model", default=None, help="Hub id or local folder; default: udig's offline sentiment model")
-    parser.add_argument("--dataset", default=OFFLINE_DATASET,
-                        help=f"{OFFLINE_DATASET} (default, offline), {', '.join(HUB_DATASETS)} (Hub), or a .jsonl file")
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                        help="comma-separated; e.g. ig,udig-maxcount:words,dig-greedy:all,random,grad-input; "
-                             "@mask/@pad/@unk after a path method sets its baseline token, /RULE its integration rule, "
-                             "+largest explains the largest logit at each path point (the published code's target); "
-                             "sig is Sequential IG, seq- before a DIG/UDIG name its sequential form (seq-udig-greedy:words)")
+    parser.add_argument(
+        "--dataset",
+        default=OFFLINE_DATASET,
+        help=f"{OFFLINE_DATASET} (default, offline), {', '.join(HUB_DATASETS)} (Hub), or a .jsonl file",
+    )
+    parser.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help="comma-separated; e.g. ig,udig-maxcount:words,dig-greedy:all,random,grad-input; "
+        "@mask/@pad/@unk after a path method sets its baseline token, /RULE its integration rule, "
+        "+largest explains the largest logit at each path point (the published code's target); "
+        "sig is Sequential IG, seq- before a DIG/UDIG name its sequential form (seq-udig-greedy:words)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N examples of the seeded order (default: all)")
     for parameter in (PARAMETERS["steps"], PARAMETERS["factor"], PARAMETERS["nbrs"], EXPLAINER_PARAMETERS["graph_k"]):
-        parser.add_argument(f"--{parameter.name.replace('_', '-')}", type=int, default=parameter.default,
-                            help=f"{parameter.help} (default {parameter.default})")
-    parser.add_argument("--rule", default=PARAMETERS["rule"].default, choices=PARAMETERS["rule"].choices,
-                        help="integration rule of every path method not named with /rule (default: the papers' riemann_left)")
+        parser.add_argument(
+            f"--{parameter.name.replace('_', '-')}",
+            type=int,
+            default=parameter.default,
+            help=f"{parameter.help} (default {parameter.default})",
+        )
+    parser.add_argument(
+        "--rule",
+        default=PARAMETERS["rule"].default,
+        choices=PARAMETERS["rule"].choices,
+        help="integration rule of every path method not named with /rule (default: the papers' riemann_left)",
+    )
     parser.add_argument("--topk", type=float, default=DEFAULT_TOPK, help="percent of tokens perturbed (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="example order, random baseline and bootstrap (default 0)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="processes computing records in parallel (default 1); each loads its own model")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per process (default: torch's own with 1 worker, 1 with several or per Ray actor)")
-    parser.add_argument("--ray", default=None, metavar="local|ADDRESS",
-                        help="compute records with Ray actors: 'local' starts Ray on this machine; 'auto' (or "
-                             "$RAY_ADDRESS), HOST:PORT or ray://HOST:10001 joins a running cluster; needs "
-                             "pip install -r requirements-ray.txt")
-    parser.add_argument("--actors", type=int, default=None,
-                        help="with --ray: actors, each holding a model (default 1); each takes --threads CPUs")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                        help="where models run (default cpu); with --ray, every actor's")
-    parser.add_argument("--gpus-per-actor", type=float, default=None,
-                        help="with --ray --device cuda: a share of one GPU per actor (default 1; 0.25 packs four per GPU)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes computing records in parallel (default 1); each loads its own model",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per process (default: torch's own with 1 worker, 1 with several or per Ray actor)",
+    )
+    parser.add_argument(
+        "--ray",
+        default=None,
+        metavar="local|ADDRESS",
+        help="compute records with Ray actors: 'local' starts Ray on this machine; 'auto' (or "
+        "$RAY_ADDRESS), HOST:PORT or ray://HOST:10001 joins a running cluster; needs "
+        "pip install -r requirements-ray.txt",
+    )
+    parser.add_argument(
+        "--actors",
+        type=int,
+        default=None,
+        help="with --ray: actors, each holding a model (default 1); each takes --threads CPUs",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="where models run (default cpu); with --ray, every actor's",
+    )
+    parser.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        default=None,
+        help="with --ray --device cuda: a share of one GPU per actor (default 1; 0.25 packs four per GPU)",
+    )
     parser.add_argument("--out", default="eval-out", help="output folder; rerun with the same one to resume")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser

@@ -55,7 +55,11 @@ class Explainer:
         cache_dir: str | None = None,
     ) -> None:
         PARAMETERS["candidates"].check(candidates)
-        for name, value in (("graph_k", graph_k), ("internal_batch_size", internal_batch_size), ("max_length", max_length)):
+        for name, value in (
+            ("graph_k", graph_k),
+            ("internal_batch_size", internal_batch_size),
+            ("max_length", max_length),
+        ):
             if value is not None or name == "graph_k":
                 EXPLAINER_PARAMETERS[name].check(value)
         self.task = task_of(model)
@@ -120,9 +124,19 @@ class Explainer:
         """
         started = time.perf_counter()
         settings = Settings.make(
-            method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline,
-            candidates=self.candidates if candidates is None else candidates, seed=seed, rule=rule,
-            max_delta=max_delta, max_points=max_points, sequential=sequential, objective=objective,
+            method=method,
+            strategy=strategy,
+            steps=steps,
+            factor=factor,
+            nbrs=nbrs,
+            baseline=baseline,
+            candidates=self.candidates if candidates is None else candidates,
+            seed=seed,
+            rule=rule,
+            max_delta=max_delta,
+            max_points=max_points,
+            sequential=sequential,
+            objective=objective,
         )
         inputs = self.task.check_inputs({"text": text, "question": question, "context": context})
         n_classes = getattr(self.model.config, "num_labels", len(self.labels))
@@ -140,7 +154,9 @@ class Explainer:
             encoding=encoding,
             inputs=word_embeddings,
             embeddings=embeddings,
-            reference_ids=None if reference_id is None else torch.where(encoding.special_mask, encoding.input_ids, reference_id),
+            reference_ids=None
+            if reference_id is None
+            else torch.where(encoding.special_mask, encoding.input_ids, reference_id),
             value=decision.values,
             input_values=decision.input_values,
             batch_size=self.internal_batch_size or max(1, TOKENS_PER_BATCH // len(encoding)),
@@ -151,7 +167,9 @@ class Explainer:
         attribution = get_method(settings.method).attribute(problem, settings)
         input_values, prediction = decision.input_values(), decision.prediction
         timings.update(attribution.timings, total=time.perf_counter() - started)
-        explanations = self._explanations(settings, encoding, prediction, input_values, attribution, reference_id, warnings, timings)
+        explanations = self._explanations(
+            settings, encoding, prediction, input_values, attribution, reference_id, warnings, timings
+        )
         return self.task.assemble(explanations, encoding, prediction, inputs)
 
     def explain_many(
@@ -199,17 +217,28 @@ class Explainer:
                 token_id = getattr(tok, f"{name}_token_id", None)
                 if token_id is not None:
                     if name != baseline:
-                        warnings.append(f"the tokenizer has no {baseline.upper()} token; the baseline uses {name.upper()}")
+                        warnings.append(
+                            f"the tokenizer has no {baseline.upper()} token; the baseline uses {name.upper()}"
+                        )
                     return int(token_id)
             raise ValueError("the tokenizer has no MASK, PAD or UNK token to build a baseline from; name a token")
         token_id = vocabulary_id(tok, baseline)
         if token_id is None:
-            raise ValueError(f"baseline token {baseline!r} is not in the vocabulary; use one of {BASELINES} or a vocabulary token")
+            raise ValueError(
+                f"baseline token {baseline!r} is not in the vocabulary; use one of {BASELINES} or a vocabulary token"
+            )
         return token_id
 
     def _explanations(
-        self, settings: Settings, encoding: Encoding, prediction: Prediction, input_values: Tensor,
-        attribution: Attribution, reference_id: int | None, warnings: list[str], timings: dict[str, float],
+        self,
+        settings: Settings,
+        encoding: Encoding,
+        prediction: Prediction,
+        input_values: Tensor,
+        attribution: Attribution,
+        reference_id: int | None,
+        warnings: list[str],
+        timings: dict[str, float],
     ) -> list[Explanation]:
         """One Explanation per target; Δ = Σ attributions − (F(x) − F(x′)), NaN without a path."""
         anchors, real_share = self._anchors(attribution.chains, encoding, reference_id)
@@ -224,40 +253,45 @@ class Explainer:
             f_input, f_baseline = float(input_values[i]), float(attribution.f_baseline[i])
             delta = float(attributions.sum()) - (f_input - f_baseline)
             change = f_input - f_baseline
-            explanations.append(Explanation(
-                task=self.task.name,
-                method=settings.method,
-                strategy=settings.strategy,
-                text=encoding.text,
-                tokens=list(tokens),
-                input_ids=encoding.input_ids.tolist(),
-                offsets=encoding.offsets,
-                special_mask=encoding.special_mask.tolist(),
-                attributions=attributions.tolist(),
-                target=target.index,
-                target_label=prediction.labels[i],
-                output=target.output,
-                probs=prediction.probs[i],
-                f_input=f_input,
-                f_baseline=f_baseline,
-                delta=delta,
-                relative_delta=abs(delta) / abs(change) if math.isfinite(delta) and change != 0 else None,
-                delta_target_met=None if settings.max_delta is None else target_met(
-                    torch.tensor([delta]), torch.tensor([change]), settings.max_delta),
-                anchors=anchors,
-                anchor_tokens=[None if a is None else self.tokenizer.convert_ids_to_tokens(a) for a in anchors],
-                real_word_share=real_share,
-                baseline_token="" if reference_id is None else self.tokenizer.convert_ids_to_tokens(reference_id),
-                settings=dict(info),
-                timings=dict(timings),
-                truncated=encoding.truncated,
-                warnings=list(warnings),
-                segments=dict(encoding.segments),
-                path=path,
-            ))
+            explanations.append(
+                Explanation(
+                    task=self.task.name,
+                    method=settings.method,
+                    strategy=settings.strategy,
+                    text=encoding.text,
+                    tokens=list(tokens),
+                    input_ids=encoding.input_ids.tolist(),
+                    offsets=encoding.offsets,
+                    special_mask=encoding.special_mask.tolist(),
+                    attributions=attributions.tolist(),
+                    target=target.index,
+                    target_label=prediction.labels[i],
+                    output=target.output,
+                    probs=prediction.probs[i],
+                    f_input=f_input,
+                    f_baseline=f_baseline,
+                    delta=delta,
+                    relative_delta=abs(delta) / abs(change) if math.isfinite(delta) and change != 0 else None,
+                    delta_target_met=None
+                    if settings.max_delta is None
+                    else target_met(torch.tensor([delta]), torch.tensor([change]), settings.max_delta),
+                    anchors=anchors,
+                    anchor_tokens=[None if a is None else self.tokenizer.convert_ids_to_tokens(a) for a in anchors],
+                    real_word_share=real_share,
+                    baseline_token="" if reference_id is None else self.tokenizer.convert_ids_to_tokens(reference_id),
+                    settings=dict(info),
+                    timings=dict(timings),
+                    truncated=encoding.truncated,
+                    warnings=list(warnings),
+                    segments=dict(encoding.segments),
+                    path=path,
+                )
+            )
         return explanations
 
-    def _anchors(self, chains: Tensor | None, encoding: Encoding, reference_id: int | None) -> tuple[list, float | None]:
+    def _anchors(
+        self, chains: Tensor | None, encoding: Encoding, reference_id: int | None
+    ) -> tuple[list, float | None]:
         """Per-token anchor ids (None for specials, IG and path-free methods) and the share of anchors that are real words."""
         if chains is None:
             return [None] * len(encoding), None
@@ -289,8 +323,16 @@ class _Decision:
     3.5 % less: this machine's noise is of that order).
     """
 
-    def __init__(self, model: torch.nn.Module, task: Task, encoding: Encoding, inputs: Tensor, target: int | None,
-                 objective: str, labels: dict[int, str]) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        task: Task,
+        encoding: Encoding,
+        inputs: Tensor,
+        target: int | None,
+        objective: str,
+        labels: dict[int, str],
+    ) -> None:
         self.model, self.task, self.encoding, self.inputs = model, task, encoding, inputs
         self.target, self.objective, self.labels = target, objective, labels
         self.prediction: Prediction | None = None

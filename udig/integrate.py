@@ -22,8 +22,8 @@ logits) share the forward and take one backward each.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -166,7 +166,13 @@ def target_met(delta: Tensor, change: Tensor, max_delta: float) -> bool:
 
 
 def refine_path(
-    function: ScalarFunction, path: Tensor, batch_size: int, rule: str, f_input: Tensor, max_delta: float, max_points: int
+    function: ScalarFunction,
+    path: Tensor,
+    batch_size: int,
+    rule: str,
+    f_input: Tensor,
+    max_delta: float,
+    max_points: int,
 ) -> PathIntegral:
     """Attributions whose completeness error meets ``max_delta`` (see :func:`target_met`), refining the path
     where it pays, until the target is met or the path has ``max_points`` points.
@@ -221,7 +227,9 @@ class _Segments:
         if rule == "riemann_middle":
             (mid,), f_mid = gradient_terms(function, starts + steps / 2, (steps,), batch_size)
             mid_terms, f_mid = mid.transpose(0, 1), f_mid.T
-            f_nodes = torch.cat([values_at(function, path[:-1], batch_size).T, f_input[None]])  # no gradients: forward only
+            f_nodes = torch.cat(
+                [values_at(function, path[:-1], batch_size).T, f_input[None]]
+            )  # no gradients: forward only
         elif rule == "riemann_right":
             (end,), f_ends = gradient_terms(function, path[1:], (steps,), batch_size)
             end_terms = end.transpose(0, 1)
@@ -230,13 +238,17 @@ class _Segments:
             ahead = torch.cat([steps, torch.zeros_like(steps[:1])])  # node k's segment ahead, none after the input
             behind = torch.cat([torch.zeros_like(steps[:1]), steps])  # node k's segment behind
             nodes = path if rule == "riemann_trapezoid" else path[:-1]
-            terms, f_evaluated = gradient_terms(function, nodes, (ahead[: len(nodes)], behind[: len(nodes)]), batch_size)
+            terms, f_evaluated = gradient_terms(
+                function, nodes, (ahead[: len(nodes)], behind[: len(nodes)]), batch_size
+            )
             start_terms = terms[0][:, : len(steps)].transpose(0, 1)
             if rule == "riemann_trapezoid":
                 end_terms = terms[1][:, 1:].transpose(0, 1)
             f_nodes = torch.cat([f_evaluated.T[: len(steps)], f_input[None]])
         evaluations = len(path) if rule == "riemann_trapezoid" else len(steps)
-        return cls(rule, starts, steps, start_terms, end_terms, mid_terms, f_nodes[:-1], f_nodes[1:], f_mid, evaluations)
+        return cls(
+            rule, starts, steps, start_terms, end_terms, mid_terms, f_nodes[:-1], f_nodes[1:], f_mid, evaluations
+        )
 
     @property
     def count(self) -> int:
@@ -302,8 +314,14 @@ class _Segments:
         scale = halve[:, None, None].to(self.start_terms.dtype)
         if self.rule == "riemann_middle":
             (left_mid, right_mid), (left_f, right_f) = new["mid"], new["f_mid"]
-            mid_terms = torch.where(is_split[:, None, None], torch.where(second[:, None, None], right_mid[k], left_mid[k]), self.mid_terms[parent])
-            f_mid = torch.where(is_split[:, None], torch.where(second[:, None], right_f[k], left_f[k]), self.f_mid[parent])
+            mid_terms = torch.where(
+                is_split[:, None, None],
+                torch.where(second[:, None, None], right_mid[k], left_mid[k]),
+                self.mid_terms[parent],
+            )
+            f_mid = torch.where(
+                is_split[:, None], torch.where(second[:, None], right_f[k], left_f[k]), self.f_mid[parent]
+            )
             f_start = torch.where((is_split & second)[:, None], self.f_mid[parent], self.f_start[parent])
             f_end = torch.where((is_split & ~second)[:, None], self.f_mid[parent], self.f_end[parent])
             start_terms, end_terms = self.start_terms[parent], self.end_terms[parent]
@@ -314,8 +332,18 @@ class _Segments:
             f_start = torch.where((is_split & second)[:, None], f_middle, self.f_start[parent])
             f_end = torch.where((is_split & ~second)[:, None], f_middle, self.f_end[parent])
             mid_terms, f_mid = self.mid_terms[parent], self.f_mid[parent]
-        return _Segments(self.rule, starts, steps, start_terms, end_terms, mid_terms, f_start, f_end, f_mid,
-                         self.n_evaluations + evaluations)
+        return _Segments(
+            self.rule,
+            starts,
+            steps,
+            start_terms,
+            end_terms,
+            mid_terms,
+            f_start,
+            f_end,
+            f_mid,
+            self.n_evaluations + evaluations,
+        )
 
     def integral(self) -> PathIntegral:
         path = torch.cat([self.starts, self.starts[-1:] + self.steps[-1:]])

@@ -293,8 +293,15 @@ def _outside(table, ids, low, high, counts):  # pragma: no cover - compiled
 def _next_seven(j, last):  # pragma: no cover - compiled
     """The seven positions after ``j``, ``last`` repeated past it: the rest of a block of eight rows whose
     tail repeats a real row, so every row takes the same instructions."""
-    return (min(j + 1, last), min(j + 2, last), min(j + 3, last), min(j + 4, last),
-            min(j + 5, last), min(j + 6, last), min(j + 7, last))
+    return (
+        min(j + 1, last),
+        min(j + 2, last),
+        min(j + 3, last),
+        min(j + 4, last),
+        min(j + 5, last),
+        min(j + 6, last),
+        min(j + 7, last),
+    )
 
 
 @numba.njit(cache=True, inline="always")
@@ -490,7 +497,11 @@ def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no
         n_kept = 0
         for c in range(n_keys):
             n_kept += lower[c] <= threshold
-        positions, kept_offset, kept_slope = np.empty(n_kept, np.int64), np.empty(n_kept, np.float32), np.empty(n_kept, np.float32)
+        positions, kept_offset, kept_slope = (
+            np.empty(n_kept, np.int64),
+            np.empty(n_kept, np.float32),
+            np.empty(n_kept, np.float32),
+        )
         n_kept = 0
         for c in range(n_keys):  # in position order
             if lower[c] <= threshold:
@@ -556,7 +567,9 @@ def int8_error_weights(step, l1, l2, dims):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True)
-def _screen_segments(products, query_terms, row_terms, dims, which, key_sq, lo_alpha, hi_alpha, k, keep):  # pragma: no cover - compiled
+def _screen_segments(
+    products, query_terms, row_terms, dims, which, key_sq, lo_alpha, hi_alpha, k, keep
+):  # pragma: no cover - compiled
     """:func:`_nearest_on_segments`'s first pass on int8 products, in float64, each end value widened by
     the most the products can be off (twice the larger of the start's and the end's error,
     :func:`int8_error_weights`: the rank is ``|c|^2 - 2 c.p`` with ``p`` between ``s`` and ``e``) and by
@@ -581,7 +594,10 @@ def _screen_segments(products, query_terms, row_terms, dims, which, key_sq, lo_a
             a = key_sq[c] - 2.0 * at_start
             b = 2.0 * (at_start - at_end)
             at_low, at_high = a + lo_alpha * b, a + hi_alpha * b
-            off = max(s_on_step * c_step + s_on_l1 * c_l1 + s_on_l2 * c_l2, e_on_step * c_step + e_on_l1 * c_l1 + e_on_l2 * c_l2)
+            off = max(
+                s_on_step * c_step + s_on_l1 * c_l1 + s_on_l2 * c_l2,
+                e_on_step * c_step + e_on_l1 * c_l1 + e_on_l2 * c_l2,
+            )
             margin = 2.0 * off + 2.0**-20 * (key_sq[c] + reach * c_l2)
             lower[c], upper[c] = min(at_low, at_high) - margin, max(at_low, at_high) + margin
         threshold = _at_least_kth_smallest(upper, k)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -41,7 +42,9 @@ class Problem:
     embeddings: Tensor  # (V, d) the model's word-embedding matrix
     reference_ids: Tensor | None  # (L,) baseline ids (special tokens keep their own); None without a baseline
     value: Callable[[Tensor], Tensor]  # word embeddings (B, L, d) -> target values (B, n_targets)
-    input_values: Callable[[], Tensor]  # (n_targets,) F at the input; taken in the first call of ``value`` unless asked first
+    input_values: Callable[
+        [], Tensor
+    ]  # (n_targets,) F at the input; taken in the first call of ``value`` unless asked first
     batch_size: int  # path points per forward/backward pass
     vocab: Callable[[], VocabIndex]  # the shared vocabulary index, built on first call
     graph_k: int  # neighbours per word in DIG's KNN graph
@@ -115,14 +118,25 @@ class PathMethod:
         tick = time.perf_counter()
         if settings.sequential:
             moving = ~problem.encoding.special_mask.to(path.device)
-            integral = integrate_sequential(problem.value, path, moving, problem.batch_size, settings.rule, problem.input_values())
+            integral = integrate_sequential(
+                problem.value, path, moving, problem.batch_size, settings.rule, problem.input_values()
+            )
         elif settings.max_delta is None:
             integral = integrate_path(problem.value, path, problem.batch_size, settings.rule)
         else:
-            integral = refine_path(problem.value, path, problem.batch_size, settings.rule, problem.input_values(),
-                                   settings.max_delta, settings.max_points)
+            integral = refine_path(
+                problem.value,
+                path,
+                problem.batch_size,
+                settings.rule,
+                problem.input_values(),
+                settings.max_delta,
+                settings.max_points,
+            )
         timings["gradients"] = time.perf_counter() - tick
-        return Attribution(integral.attributions, integral.f_baseline, integral.n_evaluations, integral.path, chains, timings)
+        return Attribution(
+            integral.attributions, integral.f_baseline, integral.n_evaluations, integral.path, chains, timings
+        )
 
 
 @dataclass(frozen=True)
@@ -170,14 +184,16 @@ CandidateSource = Callable[["Settings", int], tuple]
 """(settings, graph_k) -> what fixes a method's candidates, besides the word and its reference."""
 
 
-def _graph_candidates(vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: Settings, graph_k: int,
-                      device: torch.device) -> Tensor:
+def _graph_candidates(
+    vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: Settings, graph_k: int, device: torch.device
+) -> Tensor:
     """DIG: the KNN-graph neighbours of the previous anchor, ``(V, K)``."""
     return vocab.graph(graph_k, settings.candidates, device)
 
 
-def _line_candidates(vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: Settings, graph_k: int,
-                     device: torch.device) -> Tensor:
+def _line_candidates(
+    vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: Settings, graph_k: int, device: torch.device
+) -> Tensor:
     """UDIG: the nearest words to each of the m evenly spaced reference points on the IG line, ``(T, m, nbrs)``."""
     table = vocab.embeddings
     alphas = paths.udig_reference_alphas(settings.steps)
@@ -240,14 +256,26 @@ REGISTRY: dict[str, Method] = {
     method.name: method
     for method in (
         PathMethod("ig", "IG", "pad", _INTEGRATED, _linear_path, lambda s: s.steps + 1),
-        PathMethod("dig", "DIG", "pad", _ANCHORED - {"nbrs"},
-                   _anchored_path(_graph_candidates, lambda s, graph_k: ("dig", s.candidates, graph_k)), _anchored_points,
-                   _WORD_PATH_RULES, needs_graph=True),
-        PathMethod("udig", "UDIG", "mask", _ANCHORED,
-                   _anchored_path(_line_candidates, lambda s, graph_k: ("udig", s.candidates, s.nbrs)), _anchored_points,
-                   _WORD_PATH_RULES),
-        PathMethod("sig", "SIG", "mask", _INTEGRATED, _linear_path, lambda s: s.steps + 1,
-                   fixed={"sequential": True}),
+        PathMethod(
+            "dig",
+            "DIG",
+            "pad",
+            _ANCHORED - {"nbrs"},
+            _anchored_path(_graph_candidates, lambda s, graph_k: ("dig", s.candidates, graph_k)),
+            _anchored_points,
+            _WORD_PATH_RULES,
+            needs_graph=True,
+        ),
+        PathMethod(
+            "udig",
+            "UDIG",
+            "mask",
+            _ANCHORED,
+            _anchored_path(_line_candidates, lambda s, graph_k: ("udig", s.candidates, s.nbrs)),
+            _anchored_points,
+            _WORD_PATH_RULES,
+        ),
+        PathMethod("sig", "SIG", "mask", _INTEGRATED, _linear_path, lambda s: s.steps + 1, fixed={"sequential": True}),
         PathFreeMethod("random", "Random", frozenset({"seed"}), _random_scores, evaluations=0),
         PathFreeMethod("grad-input", "Gradient × input", frozenset(), _gradient_times_input, evaluations=1),
     )

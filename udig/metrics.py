@@ -46,9 +46,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -77,19 +77,47 @@ class MetricInfo:
 
 
 FAITHFULNESS: tuple[MetricInfo, ...] = (
-    MetricInfo("log_odds", "Log-odds", "log-odds", "lower",
-               "change in log-probability of the label when the top 20 % tokens are replaced by [PAD]"),
-    MetricInfo("comprehensiveness", "Comprehensiveness", "compr.", "higher",
-               "drop in the label's probability when the top 20 % tokens are deleted"),
-    MetricInfo("sufficiency", "Sufficiency", "suff.", "lower",
-               "drop in the label's probability when only the top 20 % tokens are kept"),
-    MetricInfo("aopc_comprehensiveness", "AOPC comprehensiveness", "AOPC compr.", "higher",
-               "comprehensiveness averaged over the top 1, 5, 10, 20 and 50 % (ERASER)"),
-    MetricInfo("aopc_sufficiency", "AOPC sufficiency", "AOPC suff.", "lower",
-               "sufficiency averaged over the top 1, 5, 10, 20 and 50 % (ERASER)"),
+    MetricInfo(
+        "log_odds",
+        "Log-odds",
+        "log-odds",
+        "lower",
+        "change in log-probability of the label when the top 20 % tokens are replaced by [PAD]",
+    ),
+    MetricInfo(
+        "comprehensiveness",
+        "Comprehensiveness",
+        "compr.",
+        "higher",
+        "drop in the label's probability when the top 20 % tokens are deleted",
+    ),
+    MetricInfo(
+        "sufficiency",
+        "Sufficiency",
+        "suff.",
+        "lower",
+        "drop in the label's probability when only the top 20 % tokens are kept",
+    ),
+    MetricInfo(
+        "aopc_comprehensiveness",
+        "AOPC comprehensiveness",
+        "AOPC compr.",
+        "higher",
+        "comprehensiveness averaged over the top 1, 5, 10, 20 and 50 % (ERASER)",
+    ),
+    MetricInfo(
+        "aopc_sufficiency",
+        "AOPC sufficiency",
+        "AOPC suff.",
+        "lower",
+        "sufficiency averaged over the top 1, 5, 10, 20 and 50 % (ERASER)",
+    ),
 )
 COMPLETENESS = MetricInfo(
-    "completeness_error", "Completeness error |Δ|", "|Δ|", "closer to 0",
+    "completeness_error",
+    "Completeness error |Δ|",
+    "|Δ|",
+    "closer to 0",
     "|sum of attributions − (F(input) − F(baseline))|: how well the path integral adds up",
 )
 SCORES: tuple[MetricInfo, ...] = (*FAITHFULNESS, COMPLETENESS)  # what one explanation is shown with
@@ -162,7 +190,9 @@ def top_k_positions(attributions: Sequence[float], k: int) -> list[int]:
 # -- faithfulness ------------------------------------------------------------------------------------
 
 
-def faithfulness(explanation: Explanation, model: torch.nn.Module, tokenizer, *, topk: float = DEFAULT_TOPK) -> Faithfulness:
+def faithfulness(
+    explanation: Explanation, model: torch.nn.Module, tokenizer, *, topk: float = DEFAULT_TOPK
+) -> Faithfulness:
     """Log-odds, comprehensiveness and sufficiency at ``topk`` %, and comprehensiveness and sufficiency as AOPC
     over :data:`AOPC_CUTOFFS`, of one explanation (see the module docstring).
 
@@ -182,8 +212,12 @@ def faithfulness(explanation: Explanation, model: torch.nn.Module, tokenizer, *,
     ks = [top_k_count(length, cut) for cut in (topk, *AOPC_CUTOFFS)]
     tops = {k: top_k_positions(explanation.attributions, k) for k in ks}
     variants = {k: task.perturbations(ids, _chosen(length, tops[k]), types, tokenizer) for k in tops}
-    rows = {_row_key(v): v for per_k in variants.values() for v in per_k.values() if len(v[0]) > 0}  # distinct, non-empty
-    logits = _forward(model, tokenizer, list(rows.values()), uses_types, explanation.output)  # (R, C) classes, or (R, L) positions
+    rows = {
+        _row_key(v): v for per_k in variants.values() for v in per_k.values() if len(v[0]) > 0
+    }  # distinct, non-empty
+    logits = _forward(
+        model, tokenizer, list(rows.values()), uses_types, explanation.output
+    )  # (R, C) classes, or (R, L) positions
     by_row = dict(zip(rows, logits.log_softmax(-1)))
     chance = torch.tensor(-math.log(logits.shape[1]))  # p'(ŷ) when every token was deleted
     original = by_row[_row_key(variants[ks[0]]["original"])]
@@ -229,7 +263,9 @@ def _row_key(variant: Variant) -> tuple:
     return tuple(ids.tolist()), None if types is None else tuple(types.tolist())
 
 
-def qa_faithfulness(explanation: QAExplanation, model, tokenizer, *, topk: float = DEFAULT_TOPK) -> dict[str, Faithfulness]:
+def qa_faithfulness(
+    explanation: QAExplanation, model, tokenizer, *, topk: float = DEFAULT_TOPK
+) -> dict[str, Faithfulness]:
     """Start and end explanations of a QA answer, each scored against its own predicted position."""
     return {
         "start": faithfulness(explanation.start, model, tokenizer, topk=topk),
@@ -318,7 +354,9 @@ def path_quality(explanation: Explanation, vocab: VocabIndex | None, cache: dict
     return PathQuality(delta, relative, wae, wae_words, explanation.real_word_share)
 
 
-def scores(explanation: Explanation, model: torch.nn.Module, tokenizer, *, topk: float = DEFAULT_TOPK) -> dict[str, float | None]:
+def scores(
+    explanation: Explanation, model: torch.nn.Module, tokenizer, *, topk: float = DEFAULT_TOPK
+) -> dict[str, float | None]:
     """The :data:`SCORES` of one explanation by key: faithfulness and the completeness error |Δ| (None without a path)."""
     faith = faithfulness(explanation, model, tokenizer, topk=topk)
     delta = None if math.isnan(explanation.delta) else abs(float(explanation.delta))

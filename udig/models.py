@@ -219,9 +219,8 @@ def update_metadata(folder: str | os.PathLike, extra: dict) -> dict:
 def save_finetuned(model, folder: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> Path:
     """Save ``model`` (MiniLM with the base word embeddings, unchanged) in udig's compact format."""
     import torch
-    from safetensors.torch import save_file
-
     from safetensors import safe_open
+    from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -235,19 +234,25 @@ def save_finetuned(model, folder: str | os.PathLike, base_dir: str | os.PathLike
     if not torch.equal(sd[key].to(base_emb.dtype), base_emb):
         raise ValueError("The model's word embeddings differ from the base package's; they must stay frozen.")
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in sd.items() if k != key}
-    save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "udig_format": FORMAT,
-                                                             "base_sha256": BASE_SHA256})
+    save_file(
+        tensors,
+        str(folder / WEIGHTS_FILE),
+        metadata={"format": "pt", "udig_format": FORMAT, "base_sha256": BASE_SHA256},
+    )
     model.config.architectures = [type(model).__name__]
     model.config.save_pretrained(str(folder))
-    update_metadata(folder, {
-        "name": DEFAULT_MODEL,
-        "format": FORMAT,
-        "task": task_of(model).name,
-        "weights_file": WEIGHTS_FILE,
-        "weights_dtype": "float16",
-        "base": {"package": BASE_PACKAGE, "upstream": BASE_UPSTREAM, "file": BASE_WEIGHTS, "sha256": BASE_SHA256},
-        "from_base": {key: base_key},
-    })
+    update_metadata(
+        folder,
+        {
+            "name": DEFAULT_MODEL,
+            "format": FORMAT,
+            "task": task_of(model).name,
+            "weights_file": WEIGHTS_FILE,
+            "weights_dtype": "float16",
+            "base": {"package": BASE_PACKAGE, "upstream": BASE_UPSTREAM, "file": BASE_WEIGHTS, "sha256": BASE_SHA256},
+            "from_base": {key: base_key},
+        },
+    )
     return folder
 
 
@@ -368,9 +373,7 @@ def _hub_error(name: str, e: BaseException, unreachable: bool = False) -> ModelL
     types = {type(x).__name__ for x in _chain(e)}
     text = " ".join(str(x) for x in _chain(e)).lower()
     offline = _hub_offline()
-    default_hint = (
-        f"udig's built-in offline sentiment model is {DEFAULT_MODEL!r} (load_model() with no argument)."
-    )
+    default_hint = f"udig's built-in offline sentiment model is {DEFAULT_MODEL!r} (load_model() with no argument)."
     local_hint = (
         "To use a model without the Hub, pass the path of a local folder holding it (config.json, weights and "
         "tokenizer files, e.g. written by `save_pretrained` or `hf download <id> --local-dir <folder>` "
@@ -383,8 +386,21 @@ def _hub_error(name: str, e: BaseException, unreachable: bool = False) -> ModelL
         )
     if "GatedRepoError" in types:
         return ModelLoadError(f"{name!r} is a gated model on the Hub; log in with `huggingface-cli login` first.")
-    if offline or unreachable or {"OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectError", "ConnectionError",
-                   "ConnectTimeout", "TimeoutException"} & types or "couldn't connect" in text or "offline" in text:
+    if (
+        offline
+        or unreachable
+        or {
+            "OfflineModeIsEnabled",
+            "LocalEntryNotFoundError",
+            "ConnectError",
+            "ConnectionError",
+            "ConnectTimeout",
+            "TimeoutException",
+        }
+        & types
+        or "couldn't connect" in text
+        or "offline" in text
+    ):
         why = (
             "Hub access is switched off (HF_HUB_OFFLINE is set)"
             if offline

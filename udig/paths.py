@@ -53,7 +53,9 @@ def anchor_chains(
     per_step = candidates.dim() == 3
     expected = (len(word_ids), m) if per_step else (len(table),)
     if tuple(candidates.shape[:-1]) != expected or candidates.dim() not in (2, 3):
-        raise ValueError(f"candidates of shape {tuple(candidates.shape)}: expected (V, K) = ({len(table)}, K) or (T, m, K) = ({len(word_ids)}, {m}, K)")
+        raise ValueError(
+            f"candidates of shape {tuple(candidates.shape)}: expected (V, K) = ({len(table)}, K) or (T, m, K) = ({len(word_ids)}, {m}, K)"
+        )
     checked = (("word", word_ids), ("reference", reference_ids)) + ((("candidate", candidates),) if per_step else ())
     for name, tokens in checked:  # the compiled pass does not bounds-check (a graph is checked when built or loaded)
         if tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < len(table):
@@ -62,8 +64,16 @@ def anchor_chains(
     chains = torch.empty(len(word_ids), m + 1, dtype=torch.long)
     from .kernels import anchor_chains as compiled  # numba loads on first use, not when udig is imported
 
-    compiled(table.numpy(), word_ids.cpu().long().numpy(), reference_ids.cpu().long().numpy(), ids.numpy(), per_step, m,
-             strategy == "greedy", chains.numpy())
+    compiled(
+        table.numpy(),
+        word_ids.cpu().long().numpy(),
+        reference_ids.cpu().long().numpy(),
+        ids.numpy(),
+        per_step,
+        m,
+        strategy == "greedy",
+        chains.numpy(),
+    )
     return chains
 
 
@@ -75,14 +85,18 @@ def monotone_points(chains: Tensor, reference_ids: Tensor, embeddings: Tensor, m
     """
     table = _table(embeddings)
     if chains.shape != (len(reference_ids), m + 1):
-        raise ValueError(f"chains of shape {tuple(chains.shape)}: expected (T, m + 1) = ({len(reference_ids)}, {m + 1})")
+        raise ValueError(
+            f"chains of shape {tuple(chains.shape)}: expected (T, m + 1) = ({len(reference_ids)}, {m + 1})"
+        )
     for name, tokens in (("chain", chains), ("reference", reference_ids)):
         if tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < len(table):
             raise ValueError(f"{name} ids outside the {len(table)} rows of the embedding matrix")
     points = torch.empty(m + 2, len(reference_ids), table.shape[1], dtype=table.dtype)
     from .kernels import monotone_points as compiled  # numba loads on first use, not when udig is imported
 
-    compiled(table.numpy(), chains.cpu().long().contiguous().numpy(), reference_ids.cpu().long().numpy(), m, points.numpy())
+    compiled(
+        table.numpy(), chains.cpu().long().contiguous().numpy(), reference_ids.cpu().long().numpy(), m, points.numpy()
+    )
     return points
 
 

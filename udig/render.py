@@ -26,9 +26,10 @@ import platform
 import re
 import threading
 import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from .explanation import Explanation
 from .metrics import METRIC_INFO, SCORES
@@ -211,7 +212,10 @@ def highlight_value(
     word_list = words(explanation, attributions, segment=segment)
     if scale is None:
         scale = max_abs(w.attribution for w in word_list)
-    return [(text, None if score is None else round(score, 4)) for text, score in _pieces(explanation, word_list, scale, segment)]
+    return [
+        (text, None if score is None else round(score, 4))
+        for text, score in _pieces(explanation, word_list, scale, segment)
+    ]
 
 
 def colour(score: float) -> str:
@@ -243,7 +247,10 @@ def highlight_html(
 
 def legend_html(label: str) -> str:
     """A colour legend naming the explained label."""
-    stops = "".join(f'<span style="display:inline-block;width:14px;height:12px;background:{colour(s / 4)}"></span>' for s in range(-4, 5))
+    stops = "".join(
+        f'<span style="display:inline-block;width:14px;height:12px;background:{colour(s / 4)}"></span>'
+        for s in range(-4, 5)
+    )
     return (
         '<div class="udig-legend">'
         f"<span>− away from <b>{escape(label)}</b></span> {stops} "
@@ -302,7 +309,9 @@ def _wrap(
     return placed, line + 1
 
 
-def highlight_image(explanation: Explanation, fmt: str = "png", *, attributions: Sequence[float] | None = None) -> bytes:
+def highlight_image(
+    explanation: Explanation, fmt: str = "png", *, attributions: Sequence[float] | None = None
+) -> bytes:
     """The highlight as a PNG or SVG image: wrapped words coloured by :func:`colour`, legend, model, label.
 
     For model cards: the Hub's card renderer and other sanitisers may strip the inline colours of
@@ -337,8 +346,10 @@ def highlight_image(explanation: Explanation, fmt: str = "png", *, attributions:
             text = text[:-2] + "…"
         return text
 
-    header = [fit(f"Model {explanation.settings.get('model', '')} · explained label {label}{probability}"),
-              fit(f"{_describe(explanation)} · completeness error Δ = {explanation.delta:+.4f}")]
+    header = [
+        fit(f"Model {explanation.settings.get('model', '')} · explained label {label}{probability}"),
+        fit(f"{_describe(explanation)} · completeness error Δ = {explanation.delta:+.4f}"),
+    ]
     text_top = _MARGIN_IN + len(header) * small + 0.1
     legend_top = text_top + lines * row + 0.1
     height = legend_top + 2 * small + _MARGIN_IN
@@ -353,7 +364,11 @@ def highlight_image(explanation: Explanation, fmt: str = "png", *, attributions:
     for n, text in enumerate(header):
         write(0, _MARGIN_IN + (n + 0.5) * small, text, color="#444444")
     for x_in, line_no, text, score in placed:
-        box = None if score is None else {"boxstyle": f"round,pad={_PAD}", "facecolor": _rgba(colour(score)), "edgecolor": "none"}
+        box = (
+            None
+            if score is None
+            else {"boxstyle": f"round,pad={_PAD}", "facecolor": _rgba(colour(score)), "edgecolor": "none"}
+        )
         write(x_in + pad, text_top + (line_no + 0.5) * row, text, _TEXT_PT, color="#111111", bbox=box)
     y = legend_top + 0.5 * small
     away = f"− away from {label}"
@@ -361,12 +376,24 @@ def highlight_image(explanation: Explanation, fmt: str = "png", *, attributions:
     x_in, swatch = width(away, _SMALL_PT) + 0.1, 0.22
     for stop in range(-4, 5):
         corner = at(x_in, y + 0.07)
-        figure.add_artist(Rectangle(corner, swatch / _WIDTH_IN, 0.14 / height, transform=figure.transFigure,
-                                    facecolor=_rgba(colour(stop / 4)), edgecolor="none"))
+        figure.add_artist(
+            Rectangle(
+                corner,
+                swatch / _WIDTH_IN,
+                0.14 / height,
+                transform=figure.transFigure,
+                facecolor=_rgba(colour(stop / 4)),
+                edgecolor="none",
+            )
+        )
         x_in += swatch
     write(x_in + 0.1, y, f"toward {label} +")
-    write(0, y + small, "Per-word attribution, summed over sub-words, scaled to [−1, 1] by the largest |score|. Made with udig.",
-          color="#666666")
+    write(
+        0,
+        y + small,
+        "Per-word attribution, summed over sub-words, scaled to [−1, 1] by the largest |score|. Made with udig.",
+        color="#666666",
+    )
 
     buffer = io.BytesIO()
     if fmt == "svg":
@@ -398,14 +425,26 @@ def token_rows(explanation: Explanation, *, max_anchors: int = 6) -> list[list]:
             word_of[i] = word.text
     scale = max_abs(explanation.attributions)
     rows = []
-    for i, (token, attribution, score) in enumerate(zip(explanation.tokens, explanation.attributions, explanation.scores)):
+    for i, (token, attribution, score) in enumerate(
+        zip(explanation.tokens, explanation.attributions, explanation.scores)
+    ):
         anchors = explanation.anchor_tokens[i] if explanation.anchor_tokens else None
         if anchors:
             shown = [a for a in anchors[1:] if a is not None]
             text = " → ".join(shown[:max_anchors]) + (" → …" if len(shown) > max_anchors else "")
         else:
             text = ""
-        rows.append([i, token, word_of.get(i, ""), round(attribution, 5), round(score, 4), round(_scaled(attribution, scale), 3), text])
+        rows.append(
+            [
+                i,
+                token,
+                word_of.get(i, ""),
+                round(attribution, 5),
+                round(score, 4),
+                round(_scaled(attribution, scale), 3),
+                text,
+            ]
+        )
     return rows
 
 
@@ -432,7 +471,11 @@ def winners(results: dict[str, dict[str, float | None]]) -> dict[str, list[str]]
     """For each metric, the method(s) with the best value (ties share the win)."""
     best: dict[str, list[str]] = {}
     for metric in SCORES:
-        values = {m: s[metric.key] for m, s in results.items() if s.get(metric.key) is not None and math.isfinite(s[metric.key])}
+        values = {
+            m: s[metric.key]
+            for m, s in results.items()
+            if s.get(metric.key) is not None and math.isfinite(s[metric.key])
+        }
         if not values:
             continue
         top = max(_goodness(metric.key, v) for v in values.values())
@@ -508,8 +551,8 @@ method {escape(_describe(explanation))} · completeness error Δ = {explanation.
 <div class="udig-text">{body_text}</div>
 {legend_html(explanation.target_label)}
 {_metrics_html(metrics)}
-<footer>Made with udig {escape(versions()['udig'])}: Integrated Gradients, Discretized IG and Uniform Discretized IG
-(Roy &amp; Kundu 2024). {'Input truncated to the model limit. ' if explanation.truncated else ''}</footer>
+<footer>Made with udig {escape(versions()["udig"])}: Integrated Gradients, Discretized IG and Uniform Discretized IG
+(Roy &amp; Kundu 2024). {"Input truncated to the model limit. " if explanation.truncated else ""}</footer>
 </body></html>
 """
 
@@ -521,7 +564,9 @@ def _link_target(url: str) -> str:
     """``url`` percent-encoded for a Markdown or HTML link; only relative, http and https links are allowed."""
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in ("", "http", "https"):
-        raise ValueError(f"refusing a {scheme}: link in a model card; give a file name, a relative link or an http(s) URL")
+        raise ValueError(
+            f"refusing a {scheme}: link in a model card; give a file name, a relative link or an http(s) URL"
+        )
     return urllib.parse.quote(url, safe=_URL_SAFE)
 
 
@@ -605,7 +650,14 @@ def to_json(
         "inputs": inputs or {"text": explanation.text},
         "explanation": explanation.to_dict(),
         "words": [
-            {"index": w.index, "text": w.text, "start": w.start, "end": w.end, "tokens": list(w.tokens), "attribution": w.attribution}
+            {
+                "index": w.index,
+                "text": w.text,
+                "start": w.start,
+                "end": w.end,
+                "tokens": list(w.tokens),
+                "attribution": w.attribution,
+            }
             for w in words(explanation)
         ],
         "metrics": metrics or {},
@@ -633,12 +685,42 @@ def to_csv(explanation: Explanation) -> str:
     scale = max_abs(explanation.attributions)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["position", "token", "start", "end", "word_index", "word", "special", "attribution", "score_l2", "score_maxabs"])
+    writer.writerow(
+        [
+            "position",
+            "token",
+            "start",
+            "end",
+            "word_index",
+            "word",
+            "special",
+            "attribution",
+            "score_l2",
+            "score_maxabs",
+        ]
+    )
     for i, (token, (start, end), special, attribution, score) in enumerate(
-        zip(explanation.tokens, explanation.offsets, explanation.special_mask, explanation.attributions, explanation.scores)
+        zip(
+            explanation.tokens,
+            explanation.offsets,
+            explanation.special_mask,
+            explanation.attributions,
+            explanation.scores,
+        )
     ):
         index, text = word_of.get(i, ("", ""))
         writer.writerow(
-            [i, _cell(token), start, end, index, _cell(text), int(bool(special)), f"{attribution:.6g}", f"{score:.6g}", f"{_scaled(attribution, scale):.4f}"]
+            [
+                i,
+                _cell(token),
+                start,
+                end,
+                index,
+                _cell(text),
+                int(bool(special)),
+                f"{attribution:.6g}",
+                f"{score:.6g}",
+                f"{_scaled(attribution, scale):.4f}",
+            ]
         )
     return out.getvalue()

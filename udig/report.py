@@ -18,7 +18,6 @@ from .metrics import DIAGNOSTICS, FAITHFULNESS_KEYS, METRIC_INFO
 from .paths import STRATEGIES
 
 
-
 def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -111,8 +110,16 @@ def write_chart(path: Path, summary: dict) -> None:
     import matplotlib.pyplot as plt
 
     names = summary["methods_order"]
-    family = {"ig": "#7f7f7f", "sig": "#55a868", "dig": "#4c72b0", "udig": "#dd8452", "seq-dig": "#8172b2",
-              "seq-udig": "#c44e52", "random": "#c7c7c7", "grad-input": "#a6a6a6"}
+    family = {
+        "ig": "#7f7f7f",
+        "sig": "#55a868",
+        "dig": "#4c72b0",
+        "udig": "#dd8452",
+        "seq-dig": "#8172b2",
+        "seq-udig": "#c44e52",
+        "random": "#c7c7c7",
+        "grad-input": "#a6a6a6",
+    }
     colours = [family.get(_family(n), "#999999") for n in names]
     hatches = ["//" if n.endswith(":words") else "" for n in names]
     keys = _keys(summary)

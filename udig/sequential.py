@@ -57,9 +57,12 @@ def integrate_sequential(
     if quadrature.starts_at_baseline:
         f_words = torch.cat(at_baseline, dim=1)  # (n_targets, T)
     else:
-        f_words = torch.cat([
-            values_at(function, _one_word_changed(inputs, chunk, path[0, chunk]), batch_size)
-            for chunk in positions.split(batch_size)
-        ], dim=1)
+        f_words = torch.cat(
+            [
+                values_at(function, _one_word_changed(inputs, chunk, path[0, chunk]), batch_size)
+                for chunk in positions.split(batch_size)
+            ],
+            dim=1,
+        )
     f_baseline = f_input - (f_input[:, None] - f_words.to(f_input.dtype)).sum(1)
     return PathIntegral(attributions, f_baseline, count, path)

@@ -12,8 +12,9 @@ are accepted with ``lenient=True``; library calls are strict, so ``steps=2.5`` o
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .integrate import RULES
 from .methods import METHODS, get_method
@@ -46,7 +47,9 @@ class Parameter:
         if self.flag:
             return _flag(self.name, value, lenient)
         if self.choices is not None:
-            return _choice(self.name, value, bounds.choices.get(self.name, self.choices) if bounds else self.choices, lenient)
+            return _choice(
+                self.name, value, bounds.choices.get(self.name, self.choices) if bounds else self.choices, lenient
+            )
         low, high = self.low, self.high
         if bounds and self.name in bounds.ranges:
             low, high = bounds.ranges[self.name]
@@ -62,14 +65,32 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("factor", 0, "DIG/UDIG upscaling: 2^factor (m + 1) + 1 points", low=0, high=6),
         Parameter("nbrs", 50, "UDIG's candidate words per reference point", low=1),
         Parameter("baseline", None, "mask, pad, unk or a vocabulary token; None: the method's paper's", token=True),
-        Parameter("candidates", "all", "anchor candidates: every row (the papers) or real words", choices=CANDIDATE_RULES),
+        Parameter(
+            "candidates", "all", "anchor candidates: every row (the papers) or real words", choices=CANDIDATE_RULES
+        ),
         Parameter("seed", 0, "the random baseline's seed", low=0),
-        Parameter("rule", "riemann_left", "where each path segment's gradient is taken (captum's names)", choices=tuple(RULES)),
-        Parameter("max_delta", None, "completeness target |Δ| / |F(x) - F(x')|; None: the path as given", low=0, high=1, real=True),
-        Parameter("objective", "target", "F along the path: the input's target logit (udig), or the largest logit at each "
-                  "point (the published DIG/UDIG code's pred.max(1); classification)", choices=OBJECTIVES),
+        Parameter(
+            "rule", "riemann_left", "where each path segment's gradient is taken (captum's names)", choices=tuple(RULES)
+        ),
+        Parameter(
+            "max_delta",
+            None,
+            "completeness target |Δ| / |F(x) - F(x')|; None: the path as given",
+            low=0,
+            high=1,
+            real=True,
+        ),
+        Parameter(
+            "objective",
+            "target",
+            "F along the path: the input's target logit (udig), or the largest logit at each "
+            "point (the published DIG/UDIG code's pred.max(1); classification)",
+            choices=OBJECTIVES,
+        ),
         Parameter("max_points", 256, "the most path points a completeness target may refine the path to", low=2),
-        Parameter("sequential", False, "DIG/UDIG: each word along its own path, the others held at the input", flag=True),
+        Parameter(
+            "sequential", False, "DIG/UDIG: each word along its own path, the others held at the input", flag=True
+        ),
     )
 }
 EXPLAINER_PARAMETERS: dict[str, Parameter] = {  # per model, not per explanation: set once on the Explainer
@@ -121,19 +142,30 @@ class Settings:
     sequential: bool = False
 
     @classmethod
-    def make(cls, values: Mapping[str, Any] | None = None, *, bounds: Bounds | None = None, lenient: bool = False, **changes: Any) -> Settings:
+    def make(
+        cls,
+        values: Mapping[str, Any] | None = None,
+        *,
+        bounds: Bounds | None = None,
+        lenient: bool = False,
+        **changes: Any,
+    ) -> Settings:
         """Check ``values`` (and ``changes``) against :data:`PARAMETERS` and ``bounds``; unknown names are refused."""
         given = {**(values or {}), **changes}
         unknown = sorted(set(given) - set(PARAMETERS))
         if unknown:
             raise ValueError(f"unknown setting {quoted(unknown[0])}; the settings are {', '.join(PARAMETERS)}")
         checked = {
-            name: parameter.default if given.get(name) is None else parameter.check(given[name], bounds, lenient=lenient)
+            name: parameter.default
+            if given.get(name) is None
+            else parameter.check(given[name], bounds, lenient=lenient)
             for name, parameter in PARAMETERS.items()
         }
         method = get_method(checked["method"])
         checked["baseline"] = checked["baseline"] or method.paper_baseline
-        for name in PARAMETERS.keys() - method.uses - {"method"}:  # what the method ignores cannot tell two results apart
+        for name in (
+            PARAMETERS.keys() - method.uses - {"method"}
+        ):  # what the method ignores cannot tell two results apart
             checked[name] = None if name in ("strategy", "baseline", "rule") else PARAMETERS[name].default
         checked.update(method.fixed)  # what the method is (SIG is sequential), whatever was asked
         if checked["max_delta"] is None:
@@ -142,7 +174,9 @@ class Settings:
             if checked[name] not in allowed:
                 raise ValueError(f"{method.title} takes {name} {', '.join(allowed)}, not {quoted(checked[name])}")
         if checked["sequential"] and checked["max_delta"] is not None:
-            raise ValueError("a completeness target (max_delta) refines one joint path; sequential paths are integrated as given")
+            raise ValueError(
+                "a completeness target (max_delta) refines one joint path; sequential paths are integrated as given"
+            )
         settings = cls(**checked)
         if bounds is not None and bounds.max_points is not None and (settings.n_points or 0) > bounds.max_points:
             raise ValueError(
@@ -241,4 +275,3 @@ def _token(name: str, value: Any) -> str:
     if len(value) > MAX_BASELINE_CHARS:
         raise ValueError(f"{name} must be a vocabulary token, not {len(value)} characters of text")
     return value.lower() if value.lower() in BASELINES else value
-

@@ -60,18 +60,18 @@ def _tokenize(tokenizer, first: str, second: str | None, limit: int) -> tuple[di
     if second is None:
         return tokenizer(first, truncation=True, max_length=limit, **kwargs), True
     question_tokens = full.sequence_ids(0).count(0)
-    if question_tokens + tokenizer.num_special_tokens_to_add(pair=True) >= limit:  # the tokenizer would raise a bare Exception
-        raise ValueError(f"the question is {question_tokens} tokens long and fills the model's whole input "
-                         f"({limit} tokens with the context); shorten it to leave room for the context")
+    if (
+        question_tokens + tokenizer.num_special_tokens_to_add(pair=True) >= limit
+    ):  # the tokenizer would raise a bare Exception
+        raise ValueError(
+            f"the question is {question_tokens} tokens long and fills the model's whole input "
+            f"({limit} tokens with the context); shorten it to leave room for the context"
+        )
     return tokenizer(first, second, truncation="only_second", max_length=limit, **kwargs), True
 
 
 def _encoding(enc, text: str, truncated: bool, tokenizer, offsets=None) -> Encoding:
-    extras = {
-        name: enc[name][0]
-        for name in tokenizer.model_input_names
-        if name != "input_ids" and name in enc
-    }
+    extras = {name: enc[name][0] for name in tokenizer.model_input_names if name != "input_ids" and name in enc}
     if offsets is None:
         offsets = [tuple(span) for span in enc["offset_mapping"][0].tolist()]
     special = enc["special_tokens_mask"][0].bool()
@@ -108,7 +108,9 @@ def select_targets(output, targets: list[Target]) -> Tensor:
     return torch.stack([v.max(1).values if t.largest else v[:, t.index] for v, t in zip(values, targets)], dim=1)
 
 
-def best_span(start_logits: Tensor, end_logits: Tensor, allowed: Tensor, max_len: int = MAX_ANSWER_TOKENS) -> tuple[int, int]:
+def best_span(
+    start_logits: Tensor, end_logits: Tensor, allowed: Tensor, max_len: int = MAX_ANSWER_TOKENS
+) -> tuple[int, int]:
     """The valid span with the highest start + end logit: start <= end, both allowed, bounded length."""
     scores = start_logits[:, None] + end_logits[None, :]  # (L, L)
     length = torch.arange(len(start_logits))
@@ -165,22 +167,29 @@ class Task(ABC):
     def encode(self, tokenizer, inputs: dict[str, str], limit: int) -> Encoding:
         """One canonical sequence of at most ``limit`` tokens."""
 
-    def resolve_target(self, target: int | str | None, objective: str, labels: dict[int, str], n_classes: int) -> int | None:
+    def resolve_target(
+        self, target: int | str | None, objective: str, labels: dict[int, str], n_classes: int
+    ) -> int | None:
         """The requested target as an output index (None: the model's own decision), checked before any work."""
         if target is not None:
             raise ValueError(f"a {self.description} model explains its predicted answer span; target must be None")
         if objective == "largest":
-            raise ValueError(f"objective='largest' (the published DIG/UDIG code's max logit) is for classification; "
-                             f"a {self.description} model explains its targets' own logits")
+            raise ValueError(
+                f"objective='largest' (the published DIG/UDIG code's max logit) is for classification; "
+                f"a {self.description} model explains its targets' own logits"
+            )
         return None
 
     @abstractmethod
-    def predict(self, output, encoding: Encoding, target: int | None, labels: dict[int, str], objective: str) -> Prediction:
+    def predict(
+        self, output, encoding: Encoding, target: int | None, labels: dict[int, str], objective: str
+    ) -> Prediction:
         """The targets to attribute, from the model's output on the input (one row); ``target`` as resolved."""
 
     @abstractmethod
-    def assemble(self, explanations: list[Explanation], encoding: Encoding, prediction: Prediction,
-                 inputs: dict[str, str]) -> Explanation | QAExplanation:
+    def assemble(
+        self, explanations: list[Explanation], encoding: Encoding, prediction: Prediction, inputs: dict[str, str]
+    ) -> Explanation | QAExplanation:
         """The result the user gets from one explanation per target."""
 
     @abstractmethod
@@ -213,15 +222,21 @@ class Classification(Task):
             raise ValueError("the text has no word the model can read (only invisible or control characters)")
         return encoding
 
-    def resolve_target(self, target: int | str | None, objective: str, labels: dict[int, str], n_classes: int) -> int | None:
+    def resolve_target(
+        self, target: int | str | None, objective: str, labels: dict[int, str], n_classes: int
+    ) -> int | None:
         if target is None:
             return None
         if objective == "largest":
-            raise ValueError("objective='largest' follows the largest logit at each path point, not a chosen class; "
-                             "leave target unset")
+            raise ValueError(
+                "objective='largest' follows the largest logit at each path point, not a chosen class; "
+                "leave target unset"
+            )
         return _class_index(target, n_classes, labels)
 
-    def predict(self, output, encoding: Encoding, target: int | None, labels: dict[int, str], objective: str) -> Prediction:
+    def predict(
+        self, output, encoding: Encoding, target: int | None, labels: dict[int, str], objective: str
+    ) -> Prediction:
         """At the input the largest logit is the predicted class's; along the path (``objective="largest"``) it
         may be another class's."""
         probs = output.logits[0].float().softmax(-1)
@@ -280,7 +295,9 @@ class QuestionAnswering(Task):
             raise ValueError("the context has no word the model can read (only invisible or control characters)")
         return encoding
 
-    def predict(self, output, encoding: Encoding, target: int | None, labels: dict[int, str], objective: str) -> Prediction:
+    def predict(
+        self, output, encoding: Encoding, target: int | None, labels: dict[int, str], objective: str
+    ) -> Prediction:
         start_logits, end_logits = output.start_logits[0].float(), output.end_logits[0].float()
         answer = best_span(start_logits, end_logits, encoding.context_mask.to(start_logits.device))
         return Prediction(
@@ -316,7 +333,10 @@ class QuestionAnswering(Task):
         """0 up to the first context token, 1 from there (BERT's ``[CLS] q [SEP] c [SEP]``: 0 ... 0 1 ... 1)."""
         context_start = explanation.segments["context"][0]
         in_context = torch.tensor(
-            [not special and start >= context_start for (start, _end), special in zip(explanation.offsets, explanation.special_mask)]
+            [
+                not special and start >= context_start
+                for (start, _end), special in zip(explanation.offsets, explanation.special_mask)
+            ]
         )
         return (in_context.long().cumsum(0) > 0).long()
 

@@ -29,8 +29,8 @@ import unicodedata
 import warnings
 import weakref
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -83,7 +83,9 @@ def _int8_product(dims: int) -> str:
         from llvmlite.binding import get_host_cpu_features  # numba's compiler, installed with it
 
         features = get_host_cpu_features()
-        if hasattr(torch, "_int_mm") and any(features.get(name, False) for name in ("avx512vnni", "avxvnni", "amx-int8")):
+        if hasattr(torch, "_int_mm") and any(
+            features.get(name, False) for name in ("avx512vnni", "avxvnni", "amx-int8")
+        ):
             _INT8_PRODUCT = "int_mm"
         else:
             _INT8_PRODUCT = "fbgemm" if _fbgemm_is_exact() else "none"
@@ -135,7 +137,11 @@ def _fbgemm_pack(codes: np.ndarray):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         weight = torch.quantize_per_channel(
-            torch.from_numpy(padded), torch.ones(len(codes), dtype=torch.float64), torch.zeros(len(codes), dtype=torch.long), 0, torch.qint8
+            torch.from_numpy(padded),
+            torch.ones(len(codes), dtype=torch.float64),
+            torch.zeros(len(codes), dtype=torch.long),
+            0,
+            torch.qint8,
         )
         with _ENGINE_LOCK:  # the engine is process-wide: set for the pack only, and always put back
             previous = torch.backends.quantized.engine
@@ -319,7 +325,9 @@ def nearest_by_products(products: Tensor, which: Tensor, key_sq: Tensor, alphas:
     n_kept = int((lower <= kth_upper).sum(1).max())
     kept = lower.topk(n_kept, dim=1, largest=False).indices  # (T, n): every row that may qualify
     rank_key = torch.baddbmm(
-        offset.gather(1, kept)[:, None, :], alphas[None, :, None].expand(len(kept), -1, 1), slope.gather(1, kept)[:, None, :]
+        offset.gather(1, kept)[:, None, :],
+        alphas[None, :, None].expand(len(kept), -1, 1),
+        slope.gather(1, kept)[:, None, :],
     )  # (T, m, n)
     nearest = kept.gather(1, rank_key.topk(k, dim=2, largest=False, sorted=True).indices.flatten(1))
     return nearest.view(len(kept), len(alphas), k)
@@ -403,7 +411,10 @@ class VocabIndex:
         ids = words.nonzero().squeeze(1).tolist()
         known = frequent_words([self.surfaces[i] for i in ids], self.language, self.min_zipf)
         if known is None:
-            logger.warning("wordfreq has no usable word list for language %r: real words are not filtered by frequency", self.language)
+            logger.warning(
+                "wordfreq has no usable word list for language %r: real words are not filtered by frequency",
+                self.language,
+            )
             return torch.ones_like(words)
         out = torch.zeros_like(words)
         out[ids] = known
@@ -424,7 +435,9 @@ class VocabIndex:
             return torch.ones(len(self.embeddings), dtype=torch.bool)
         return self.word_mask_
 
-    def candidate_keys(self, rule: str, device: torch.device | str | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+    def candidate_keys(
+        self, rule: str, device: torch.device | str | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         """A rule's candidate rows ``(A, d)``, their squared norms and their vocabulary ids (None: every row,
         in order), on ``device`` (the CPU by default). Built once per rule and device; under "all" on the
         CPU the rows are the embedding matrix itself, not a copy."""
@@ -461,7 +474,12 @@ class VocabIndex:
         if k > len(key_sq):
             raise ValueError(f"nbrs={k} exceeds the {len(key_sq)} candidate rows")
         starts, ends, alphas = (x.detach().to("cpu", torch.float32).numpy() for x in (starts, ends, alphas))
-        if not (np.isfinite(starts).all() and np.isfinite(ends).all() and np.isfinite(alphas).all() and self._finite_keys(rule, device)):
+        if not (
+            np.isfinite(starts).all()
+            and np.isfinite(ends).all()
+            and np.isfinite(alphas).all()
+            and self._finite_keys(rule, device)
+        ):
             raise ValueError("NaN or infinite values in the embeddings or the segments; no nearest words can be ranked")
         segment_index, segment_of = _distinct_rows(np.concatenate([starts, ends], 1))
         starts, ends = starts[segment_index], ends[segment_index]
@@ -478,7 +496,9 @@ class VocabIndex:
             nearest = torch.from_numpy(listed[nearest[segment_of]])  # (T, m, k)
         else:
             queries, which, alphas = (torch.from_numpy(x).to(rows.device) for x in (queries, which, alphas))
-            nearest = nearest_by_products(queries @ rows.T, which, key_sq, alphas, k)[torch.from_numpy(segment_of).to(rows.device)]
+            nearest = nearest_by_products(queries @ rows.T, which, key_sq, alphas, k)[
+                torch.from_numpy(segment_of).to(rows.device)
+            ]
         return nearest if key_ids is None else key_ids[nearest]
 
     def _rows_to_rank(
@@ -521,8 +541,9 @@ class VocabIndex:
                 self._finite[key] = bool(torch.isfinite(self.candidate_keys(rule, device)[1]).all())
             return self._finite[key]
 
-    def anchor_chains(self, key: Hashable, word_ids: Tensor, reference_ids: Tensor,
-                      compute: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    def anchor_chains(
+        self, key: Hashable, word_ids: Tensor, reference_ids: Tensor, compute: Callable[[Tensor, Tensor], Tensor]
+    ) -> Tensor:
         """Each token's anchor chain ``(T, m + 1)``: remembered where the same word was chained to the same
         reference under the same ``key`` (whatever else fixes a chain: method, candidate rule and source,
         strategy, m, device), else ``compute(word_ids, reference_ids)`` for the distinct others.
@@ -540,7 +561,11 @@ class VocabIndex:
                     self._chains.move_to_end((key, *pair))
         missing = [pair for pair, chain in known.items() if chain is None]
         if missing or not pairs:  # an empty input still gets its (0, m + 1) shape from compute
-            words, references = (torch.tensor(column, dtype=torch.long) for column in zip(*missing)) if missing else (word_ids, reference_ids)
+            words, references = (
+                (torch.tensor(column, dtype=torch.long) for column in zip(*missing))
+                if missing
+                else (word_ids, reference_ids)
+            )
             computed = compute(words, references).cpu().numpy()
             if not pairs:
                 return torch.from_numpy(computed)
@@ -640,7 +665,9 @@ class VocabIndex:
             and int(graph.max()) < len(self.embeddings)
         )
         if not valid:
-            logger.warning("ignoring vocabulary cache %s that does not match this model or candidate rule; rebuilding", path)
+            logger.warning(
+                "ignoring vocabulary cache %s that does not match this model or candidate rule; rebuilding", path
+            )
             return None
         return graph
 

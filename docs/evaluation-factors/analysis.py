@@ -5,6 +5,7 @@ seeded order; factor 0 comes from ``docs/evaluation-rules``.
 
     PYTHONPATH=. python docs/evaluation-factors/analysis.py   # writes results.md and chart.png beside this file
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +24,9 @@ RUNS = {0: (RULES, RULES, 31), 1: (HERE / "factor-1", HERE / "ig-62", 62), 2: (H
 LARGEST = "udig-maxcount:words+largest"  # the published code's target, factor 0
 
 ids = [item.id for item in evaluate.load_items("rt-offline", 0)[:N_SENTENCES]]
-records = {folder: evaluate.read_records(folder / "records.jsonl") for folder in {f for run in RUNS.values() for f in run[:2]}}
+records = {
+    folder: evaluate.read_records(folder / "records.jsonl") for folder in {f for run in RUNS.values() for f in run[:2]}
+}
 
 
 def rows(folder: Path, name: str) -> dict[str, dict]:
@@ -41,7 +44,10 @@ def cell(d: dict) -> str:
 
 
 def compare(a: dict, b: dict, offset: int) -> list[str]:
-    return [cell(evaluate.paired_difference(a, b, m, np.random.default_rng([0, offset + k]))) for k, m in enumerate(FAITHFULNESS_KEYS)]
+    return [
+        cell(evaluate.paired_difference(a, b, m, np.random.default_rng([0, offset + k])))
+        for k, m in enumerate(FAITHFULNESS_KEYS)
+    ]
 
 
 configs = []  # (label, family, factor, evaluations, rows, ig rows, factor-0 rows)
@@ -53,25 +59,37 @@ for factor, (folder, ig_folder, evaluations) in RUNS.items():
 configs.append((LARGEST, LARGEST, 0, 31, rows(RULES, LARGEST), rows(RULES, "ig"), rows(RULES, "udig-maxcount:words")))
 
 headers = " | ".join(f"{METRIC_INFO[m].short} {METRIC_INFO[m].arrow}" for m in FAITHFULNESS_KEYS)
-lines = [f"# DIG and UDIG at the papers' factors, IG at matched evaluations ({N_SENTENCES} sentences)", "",
-         f"| method | factor | evaluations | n | {headers} | median rel. \\|Δ\\| | log-odds − IG's | comp. − IG's | suff. − IG's "
-         "| log-odds − factor 0 | comp. − factor 0 | suff. − factor 0 |",
-         "|---|--:|--:|--:|---|---|---|--:|---|---|---|---|---|---|"]
+lines = [
+    f"# DIG and UDIG at the papers' factors, IG at matched evaluations ({N_SENTENCES} sentences)",
+    "",
+    f"| method | factor | evaluations | n | {headers} | median rel. \\|Δ\\| | log-odds − IG's | comp. − IG's | suff. − IG's "
+    "| log-odds − factor 0 | comp. − factor 0 | suff. − factor 0 |",
+    "|---|--:|--:|--:|---|---|---|--:|---|---|---|---|---|---|",
+]
 summary = {}
 for offset, (name, family, factor, evaluations, own, ig, base) in enumerate(configs):
     if not own:
         continue
-    means = [mean_interval(np.array([r[m] for r in own.values()]), 10 * offset + k) for k, m in enumerate(FAITHFULNESS_KEYS)]
+    means = [
+        mean_interval(np.array([r[m] for r in own.values()]), 10 * offset + k) for k, m in enumerate(FAITHFULNESS_KEYS)
+    ]
     rel = float(np.median([r["relative_delta"] for r in own.values() if r.get("relative_delta") is not None]))
     summary[(family, factor)] = (evaluations, means, rel)
     versus_ig = ["–"] * 3 if family == "ig" else compare(own, ig, 1000 + 10 * offset)
     versus_base = ["–"] * 3 if own is base or base == own else compare(own, base, 2000 + 10 * offset)
-    lines.append(f"| {name} | {factor} | {evaluations} | {len(own)} | "
-                 + " | ".join(f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in means)
-                 + f" | {rel:.3f} | " + " | ".join(versus_ig + versus_base) + " |")
-lines += ["", "Differences are paired (same sentences; method minus rival; 95 % bootstrap interval). IG's factor-0 row has 30",
-          "evaluations (30 steps); its 'factor' rows 1 and 2 are IG at 62 and 124 steps. The last row is UDIG-MaxCount with",
-          "the published code's target (`+largest`), compared with udig's fixed target in the 'factor 0' columns."]
+    lines.append(
+        f"| {name} | {factor} | {evaluations} | {len(own)} | "
+        + " | ".join(f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in means)
+        + f" | {rel:.3f} | "
+        + " | ".join(versus_ig + versus_base)
+        + " |"
+    )
+lines += [
+    "",
+    "Differences are paired (same sentences; method minus rival; 95 % bootstrap interval). IG's factor-0 row has 30",
+    "evaluations (30 steps); its 'factor' rows 1 and 2 are IG at 62 and 124 steps. The last row is UDIG-MaxCount with",
+    "the published code's target (`+largest`), compared with udig's fixed target in the 'factor 0' columns.",
+]
 (HERE / "results.md").write_text("\n".join(lines) + "\n")
 
 
@@ -91,14 +109,28 @@ def chart() -> None:
         x = [p[0] for p in points]
         for ax, k in zip(axes, range(3)):
             m = np.array([p[1][k] for p in points])
-            ax.errorbar(x, m[:, 0], yerr=[m[:, 0] - m[:, 1], m[:, 2] - m[:, 0]], marker="o", capsize=3,
-                        label=family, color=colours[family])
+            ax.errorbar(
+                x,
+                m[:, 0],
+                yerr=[m[:, 0] - m[:, 1], m[:, 2] - m[:, 0]],
+                marker="o",
+                capsize=3,
+                label=family,
+                color=colours[family],
+            )
         axes[3].plot(x, [p[2] for p in points], marker="o", label=family, color=colours[family])
     if (LARGEST, 0) in summary:
         evaluations, means, rel = summary[(LARGEST, 0)]
         for ax, (m, lo, hi) in zip(axes, means):
-            ax.errorbar([evaluations + 3], [m], yerr=[[m - lo], [hi - m]], marker="s", capsize=3, color="black",
-                        label="udig-maxcount:words +largest")
+            ax.errorbar(
+                [evaluations + 3],
+                [m],
+                yerr=[[m - lo], [hi - m]],
+                marker="s",
+                capsize=3,
+                color="black",
+                label="udig-maxcount:words +largest",
+            )
         axes[3].plot([evaluations + 3], [rel], marker="s", color="black")
     for ax, metric in zip(axes, FAITHFULNESS_KEYS):
         ax.set_title(f"{METRIC_INFO[metric].name} {METRIC_INFO[metric].arrow}")

@@ -1,21 +1,38 @@
 """Paired differences of the integration-rule run: each rule against its left-sum twin, each method against IG
 with the same rule (mean difference and 95 % paired bootstrap interval, 2,000 resamples, seeded)."""
-import json, sys
+
 from pathlib import Path
+
 import numpy as np
+
 from udig import evaluate
+
 out = Path(__file__).resolve().parent  # python docs/evaluation-rules/paired.py > docs/evaluation-rules/paired.md
 records = evaluate.read_records(out / "records.jsonl")
 items = evaluate.load_items("rt-offline", 0)[:300]
 ids = [i.id for i in items]
 M = ["log_odds", "comprehensiveness", "sufficiency"]
+
+
 def rows(name):
     return {i: records.get(f"{i}|{name}") for i in ids}
+
+
 def paired(a, b, metric, off):
     good = lambda name: {i: r for i, r in rows(name).items() if r and "error" not in r}
     d = evaluate.paired_difference(good(a), good(b), metric, np.random.default_rng([0, off]))
     return f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
-bases = ["ig", "dig-greedy:words", "dig-maxcount:words", "udig-greedy:words", "udig-maxcount:words", "udig-greedy:words@pad", "udig-maxcount:words@pad"]
+
+
+bases = [
+    "ig",
+    "dig-greedy:words",
+    "dig-maxcount:words",
+    "udig-greedy:words",
+    "udig-maxcount:words",
+    "udig-greedy:words@pad",
+    "udig-maxcount:words@pad",
+]
 print("| method | rule | log-odds | comp | suff | median rel|Δ| |")
 for b in bases:
     for rule in ["", "/riemann_middle", "/riemann_trapezoid"]:

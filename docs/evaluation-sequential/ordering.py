@@ -5,6 +5,7 @@ the comparisons that decide which method to pick.
 
     PYTHONPATH=. python docs/evaluation-sequential/ordering.py   # writes ordering.md beside this file
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,10 @@ SEQUENTIAL = ["sig", "seq-dig-greedy:words", "seq-udig-greedy:words"]
 
 summary = json.loads((HERE / "summary.json").read_text())
 records = evaluate.read_records(HERE / "records.jsonl")
-ids = [item.id for item in evaluate.load_items(summary["config"]["dataset"], summary["config"]["seed"])[: summary["n_examples"]]]
+ids = [
+    item.id
+    for item in evaluate.load_items(summary["config"]["dataset"], summary["config"]["seed"])[: summary["n_examples"]]
+]
 methods = summary["methods_order"]
 
 
@@ -36,10 +40,16 @@ def cell(method: str, rival: str, metric: str, offset: int) -> str:
 
 
 headers = " | ".join(f"{METRIC_INFO[m].short} {METRIC_INFO[m].arrow}" for m in FAITHFULNESS_KEYS)
-lines = [f"# Sequential methods against each other and every joint path ({len(rows('ig'))} sentences)", "",
-         "Method minus rival, paired over the same sentences; better/worse for the method only when the 95 % "
-         "interval excludes 0.", "", f"| method | versus | {headers} |", "|---|---|" + "---|" * len(FAITHFULNESS_KEYS)]
-pairs = [(a, b) for i, a in enumerate(SEQUENTIAL) for b in SEQUENTIAL[i + 1:]]
+lines = [
+    f"# Sequential methods against each other and every joint path ({len(rows('ig'))} sentences)",
+    "",
+    "Method minus rival, paired over the same sentences; better/worse for the method only when the 95 % "
+    "interval excludes 0.",
+    "",
+    f"| method | versus | {headers} |",
+    "|---|---|" + "---|" * len(FAITHFULNESS_KEYS),
+]
+pairs = [(a, b) for i, a in enumerate(SEQUENTIAL) for b in SEQUENTIAL[i + 1 :]]
 pairs += [(a, b) for a in SEQUENTIAL for b in methods if b not in SEQUENTIAL]
 for a, b in pairs:
     cells = [cell(a, b, m, 100 + k) for k, m in enumerate(FAITHFULNESS_KEYS)]

@@ -49,7 +49,9 @@ def valid_text(name: str, value: Any) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"the {name} holds a character that is not valid Unicode (a lone surrogate such as \\ud800)") from None
+        raise ValueError(
+            f"the {name} holds a character that is not valid Unicode (a lone surrogate such as \\ud800)"
+        ) from None
     return value
 
 
@@ -95,7 +97,9 @@ class Limits:
         if len(value) > limit:
             cut = value.rfind(" ", 0, limit)
             value = value[: cut if cut > limit // 2 else limit]
-            notices.append(f"The {name} was shortened to its first {len(value)} characters (this demo's limit is {limit}).")
+            notices.append(
+                f"The {name} was shortened to its first {len(value)} characters (this demo's limit is {limit})."
+            )
         return value
 
     def over_cap(self, settings: Settings, words: int) -> bool:
@@ -136,7 +140,9 @@ class AppConfig:
     server_name: str = "127.0.0.1"  # GRADIO_SERVER_NAME (Spaces sets 0.0.0.0)
     server_port: int = 7860  # GRADIO_SERVER_PORT
     public_url: str | None = None  # SPACE_HOST (set by Spaces): share links in exports become full addresses
-    defaults: Settings = field(default_factory=lambda: Settings.make(candidates="words"))  # the controls' initial values
+    defaults: Settings = field(
+        default_factory=lambda: Settings.make(candidates="words")
+    )  # the controls' initial values
 
     @classmethod
     def from_env(cls) -> AppConfig:
@@ -178,13 +184,23 @@ class AppConfig:
             "(set UDIG_ALLOW_ANY_MODEL=1 to allow any Hub id or local folder)"
         )
 
-    def settings(self, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None) -> Settings:
+    def settings(
+        self, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None
+    ) -> Settings:
         """One request's settings from the controls' values (slider floats, link or API strings), within
         :attr:`limits`; a missing value (None) is the control's default, a missing baseline the paper's."""
         if baseline is None or (isinstance(baseline, str) and baseline.strip() in ("", PAPER_DEFAULT)):
             baseline = None  # Settings.make resolves it to the method's paper's
-        given = dict(method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates, rule=rule,
-                     sequential=sequential)
+        given = dict(
+            method=method,
+            strategy=strategy,
+            steps=steps,
+            factor=factor,
+            nbrs=nbrs,
+            candidates=candidates,
+            rule=rule,
+            sequential=sequential,
+        )
         values = {name: getattr(self.defaults, name) if value is None else value for name, value in given.items()}
         for name, value in (*values.items(), ("baseline", baseline)):
             if isinstance(value, str):
@@ -195,8 +211,10 @@ class AppConfig:
 def sequential_cost(settings: Settings, words: int) -> str:
     """A sequential run's size in words: ``SIG moves each of 8 words along its own path: 8 × 31 = 248 path points``."""
     name = get_method(settings.method).title
-    return (f"{name} moves each of {words} words along its own path: {words} × {settings.n_points} = "
-            f"{words * settings.n_points} path points")
+    return (
+        f"{name} moves each of {words} words along its own path: {words} × {settings.n_points} = "
+        f"{words * settings.n_points} path points"
+    )
 
 
 def _space_url(host: str) -> str | None:

@@ -17,9 +17,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
@@ -64,11 +65,15 @@ def readable_errors(fn: Callable) -> Callable:
                 model = None
             raise shown_as_text(_model_message(error, demo.config, model), "Model not available") from None
         except UnicodeError:
-            raise shown_as_text("A value holds characters that are not valid Unicode text (a lone surrogate); remove them.") from None
+            raise shown_as_text(
+                "A value holds characters that are not valid Unicode text (a lone surrogate); remove them."
+            ) from None
         except (ValueError, TypeError, KeyError) as error:
             raise shown_as_text(_message(error)) from None
         except MemoryError:
-            raise shown_as_text("The computation ran out of memory: use fewer steps or a shorter text.", "Error") from None
+            raise shown_as_text(
+                "The computation ran out of memory: use fewer steps or a shorter text.", "Error"
+            ) from None
         except Exception as error:  # noqa: BLE001
             logger.exception("handler %s failed", fn.__name__)
             raise shown_as_text(
@@ -92,7 +97,11 @@ def _model_message(error: ModelLoadError, config: AppConfig, model: Any) -> str:
     if not name or any(name in offered for offered in config.models.values()):
         return str(error)
     logger.info("model %r not loaded: %s", name, error)
-    why = "check the spelling" if hub_usable() else "this server cannot reach the Hugging Face Hub, so only models in its cache load"
+    why = (
+        "check the spelling"
+        if hub_usable()
+        else "this server cannot reach the Hugging Face Hub, so only models in its cache load"
+    )
     return (
         f"Could not load the model {name!r}. Give the id of a Hugging Face Hub model with a sequence-classification "
         f"or question-answering head ({why})."
@@ -107,12 +116,18 @@ class ReadableBlocks(gr.Blocks):
 
     def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
         missing = len(block_fn.inputs) - len(inputs)
-        optional = [p for p in inspect.signature(block_fn.fn).parameters.values() if p.default is not p.empty] if block_fn.fn else []
+        optional = (
+            [p for p in inspect.signature(block_fn.fn).parameters.values() if p.default is not p.empty]
+            if block_fn.fn
+            else []
+        )
         if 0 < missing <= len(optional):
             inputs.extend([None] * missing)
         if len(inputs) < len(block_fn.inputs):
             names = ", ".join(str(getattr(block, "label", None) or block.get_block_name()) for block in block_fn.inputs)
-            raise shown_as_text(f"This endpoint takes {len(block_fn.inputs)} values ({names}); the call gave {len(inputs)}.")
+            raise shown_as_text(
+                f"This endpoint takes {len(block_fn.inputs)} values ({names}); the call gave {len(inputs)}."
+            )
         super().validate_inputs(block_fn, inputs)
 
 
@@ -156,8 +171,19 @@ class Demo:
         text = _clip(self.config.limits, "text", text, notices)
         return self.service.compute("classification", model, {"text": text}, settings, notices, need_path)
 
-    def _path_methods(self, text, model, strategy, steps, factor, nbrs, candidates, rule, methods: tuple[str, ...],
-                      need_path: bool = False) -> tuple[dict[str, Result], list[str]]:
+    def _path_methods(
+        self,
+        text,
+        model,
+        strategy,
+        steps,
+        factor,
+        nbrs,
+        candidates,
+        rule,
+        methods: tuple[str, ...],
+        need_path: bool = False,
+    ) -> tuple[dict[str, Result], list[str]]:
         """``methods`` on one text, each with its paper's baseline; a sequential one whose cost is above the demo's
         cap is left out with a notice (the others still run)."""
         results, notices = {}, []
@@ -172,12 +198,16 @@ class Demo:
     # -- Sentiment tab --
 
     @readable_errors
-    def explain(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None):
+    def explain(
+        self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None
+    ):
         """Sentiment: label, per-word highlight, legend, token table, scores, runtime."""
         settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential)
         return views.sentiment(self._sentiment(text, model, settings))
 
-    def explain_example(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None):
+    def explain_example(
+        self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None
+    ):
         """:meth:`explain` under its own name, for the examples' cache."""
         return self.explain(text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential)
 
@@ -206,8 +236,21 @@ class Demo:
     # -- other tabs --
 
     @readable_errors
-    def explain_qa(self, question, context, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None,
-                   sequential=None):
+    def explain_qa(
+        self,
+        question,
+        context,
+        model,
+        method,
+        strategy,
+        steps,
+        factor,
+        nbrs,
+        baseline,
+        candidates,
+        rule=None,
+        sequential=None,
+    ):
         """QA: answer, start and end highlights, legend, scores, runtime."""
         settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential)
         notices: list[str] = []
@@ -215,13 +258,18 @@ class Demo:
         context = _clip(self.config.limits, "context", context, notices)
         name = self.config.model_name(model, "qa")
         if not model_at_hand(name) and hub_usable():
-            gr.Info(as_text(f"Downloading {name} from the Hugging Face Hub for its first use: about a minute."), title="First use")
+            gr.Info(
+                as_text(f"Downloading {name} from the Hugging Face Hub for its first use: about a minute."),
+                title="First use",
+            )
         return views.qa(self.service.compute("qa", name, {"question": question, "context": context}, settings, notices))
 
     @readable_errors
     def compare(self, text, model, strategy, steps, factor, nbrs, candidates, rule=None):
         """IG, DIG, UDIG and SIG on one input: highlights on one colour scale, a score table, a bar chart."""
-        return views.comparison(*self._path_methods(text, model, strategy, steps, factor, nbrs, candidates, rule, PATH_METHODS))
+        return views.comparison(
+            *self._path_methods(text, model, strategy, steps, factor, nbrs, candidates, rule, PATH_METHODS)
+        )
 
     @readable_errors
     def path(self, text, model, word, strategy, steps, factor, nbrs, candidates, rule=None):
@@ -229,7 +277,9 @@ class Demo:
 
         An empty ``word`` picks the most influential word by UDIG.
         """
-        results, _ = self._path_methods(text, model, strategy, steps, factor, nbrs, candidates, rule, views.JOINT_METHODS, need_path=True)
+        results, _ = self._path_methods(
+            text, model, strategy, steps, factor, nbrs, candidates, rule, views.JOINT_METHODS, need_path=True
+        )
         chosen = render.word_at(render.words(results["udig"].explanation), word)
         vocab = self.service.registry.explainer(self.config.model_name(model, "classification")).vocab_
         return views.path(results, chosen, vocab)
@@ -260,31 +310,104 @@ class Demo:
             logger.info("no cost estimate: %s", error)
             return ""
         limit = self.config.limits.max_points
-        verdict = f"within this demo's cap of {limit}" if not self.config.limits.over_cap(settings, words) else (
-            f"**more than this demo allows ({limit})**: lower the steps or shorten the text")
+        verdict = (
+            f"within this demo's cap of {limit}"
+            if not self.config.limits.over_cap(settings, words)
+            else (f"**more than this demo allows ({limit})**: lower the steps or shorten the text")
+        )
         return f"⏱️ {sequential_cost(settings, words)}, {verdict}."
 
     # -- share and export --
 
     @readable_errors
-    def share_sentiment(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None):
+    def share_sentiment(
+        self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None
+    ):
         """A link to this sentiment explanation (fields checked and cut as the UI's)."""
-        return links.share(self.config, "sentiment", text=text, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates, rule=rule, sequential=sequential)
+        return links.share(
+            self.config,
+            "sentiment",
+            text=text,
+            model=model,
+            method=method,
+            strategy=strategy,
+            steps=steps,
+            factor=factor,
+            nbrs=nbrs,
+            baseline=baseline,
+            candidates=candidates,
+            rule=rule,
+            sequential=sequential,
+        )
 
     @readable_errors
-    def share_qa(self, question, context, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None):
-        return links.share(self.config, "qa", question=question, context=context, model=model, method=method, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, baseline=baseline, candidates=candidates, rule=rule, sequential=sequential)
+    def share_qa(
+        self,
+        question,
+        context,
+        model,
+        method,
+        strategy,
+        steps,
+        factor,
+        nbrs,
+        baseline,
+        candidates,
+        rule=None,
+        sequential=None,
+    ):
+        return links.share(
+            self.config,
+            "qa",
+            question=question,
+            context=context,
+            model=model,
+            method=method,
+            strategy=strategy,
+            steps=steps,
+            factor=factor,
+            nbrs=nbrs,
+            baseline=baseline,
+            candidates=candidates,
+            rule=rule,
+            sequential=sequential,
+        )
 
     @readable_errors
     def share_compare(self, text, model, strategy, steps, factor, nbrs, candidates, rule=None):
-        return links.share(self.config, "compare", text=text, model=model, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates, rule=rule)
+        return links.share(
+            self.config,
+            "compare",
+            text=text,
+            model=model,
+            strategy=strategy,
+            steps=steps,
+            factor=factor,
+            nbrs=nbrs,
+            candidates=candidates,
+            rule=rule,
+        )
 
     @readable_errors
     def share_path(self, text, model, word, strategy, steps, factor, nbrs, candidates, rule=None):
-        return links.share(self.config, "path", text=text, model=model, word=word, strategy=strategy, steps=steps, factor=factor, nbrs=nbrs, candidates=candidates, rule=rule)
+        return links.share(
+            self.config,
+            "path",
+            text=text,
+            model=model,
+            word=word,
+            strategy=strategy,
+            steps=steps,
+            factor=factor,
+            nbrs=nbrs,
+            candidates=candidates,
+            rule=rule,
+        )
 
     @readable_errors
-    def export(self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None):
+    def export(
+        self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None
+    ):
         """Files for the current sentiment explanation: JSON, CSV, standalone HTML, model-card snippets, images.
 
         The Markdown card embeds the PNG (card renderers may strip the HTML's inline colours) and links back
@@ -294,7 +417,9 @@ class Demo:
         result = self._sentiment(text, model, settings)
         e, scores = result.explanation, result.scores[""]
         inputs = {"text": e.text, "model": self.config.model_name(model, "classification"), **asdict(settings)}
-        link = (self.config.public_url or "") + self.share_sentiment(text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential)
+        link = (self.config.public_url or "") + self.share_sentiment(
+            text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential
+        )
         stem = f"udig-{e.method}"
         image = f"{stem}.png"
         files: dict[str, str | bytes] = {

@@ -12,7 +12,8 @@ import base64
 import json
 import logging
 import zlib
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import gradio as gr
 
@@ -115,7 +116,9 @@ def checked(config: AppConfig, tab: str, name: str, value: Any, notices: list[st
     raise ValueError("unknown field")
 
 
-def _check_vocabulary(config: AppConfig, tab: str, values: dict[tuple[str, str], Any], notices: list[str], tokenizer: Tokenizer) -> None:
+def _check_vocabulary(
+    config: AppConfig, tab: str, values: dict[tuple[str, str], Any], notices: list[str], tokenizer: Tokenizer
+) -> None:
     """Drop what only the model can judge: a baseline token not in its vocabulary, a path word not in the text."""
     baseline, word, text = (values.get((tab, name)) for name in ("baseline", "word", "text"))
     custom = isinstance(baseline, str) and baseline not in (PAPER_DEFAULT, *BASELINES)

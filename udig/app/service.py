@@ -15,8 +15,9 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .. import metrics
 from ..explainer import Explainer
@@ -67,7 +68,9 @@ class Registry:
         self.max_tokens = max_tokens
         self.device = device  # None: cuda when available, decided at the first load
         self._lock = threading.Lock()
-        self._loaders: dict[str, Callable[[], ModelAndTokenizer]] = {UNTRAINED_QA_MODEL: lambda: load_base_minilm("qa", seed=0)}
+        self._loaders: dict[str, Callable[[], ModelAndTokenizer]] = {
+            UNTRAINED_QA_MODEL: lambda: load_base_minilm("qa", seed=0)
+        }
         self._models: dict[str, ModelAndTokenizer] = {}
         self._model_locks: dict[str, threading.Lock] = {}
         self._explainers: dict[str, Explainer] = {}
@@ -188,7 +191,13 @@ class Service:
         self._cache_size = cache_size
 
     def compute(
-        self, task: str, model: Any, inputs: dict[str, str], settings: Settings, notices: Sequence[str] = (), need_path: bool = False
+        self,
+        task: str,
+        model: Any,
+        inputs: dict[str, str],
+        settings: Settings,
+        notices: Sequence[str] = (),
+        need_path: bool = False,
     ) -> Result:
         """The explanation of ``inputs`` by ``model`` under ``settings``; ``notices`` lead its own.
 
@@ -204,11 +213,15 @@ class Service:
                 return replace(cached, notices=[*notices, *cached.notices], remembered=True)
         explainer = self.registry.explainer(name)
         if explainer.task.name != task:
-            raise ValueError(f"{name} is a {explainer.task.description} model; this tab needs a {get_task(task).description} model")
+            raise ValueError(
+                f"{name} is a {explainer.task.description} model; this tab needs a {get_task(task).description} model"
+            )
         if settings.sequential:
             self.config.limits.check_cost(settings, sizes(explainer, inputs)[1])
         with self.registry.slot(name, self.config.concurrency):
-            explainer.prepare(settings)  # DIG's KNN graph is CPU work (a 5-10 s build, or a load): not in the GPU window
+            explainer.prepare(
+                settings
+            )  # DIG's KNN graph is CPU work (a 5-10 s build, or a load): not in the GPU window
             result = attribute(self.registry.key, name, inputs, settings)
         if name == UNTRAINED_QA_MODEL:
             result.notices.append("This QA head is untrained (offline mechanics demo): its answer is meaningless.")
@@ -227,7 +240,9 @@ def _cacheable(result: Result) -> Result:
         return result
     explanation = result.explanation
     if isinstance(explanation, QAExplanation):
-        explanation = replace(explanation, start=replace(explanation.start, path=None), end=replace(explanation.end, path=None))
+        explanation = replace(
+            explanation, start=replace(explanation.start, path=None), end=replace(explanation.end, path=None)
+        )
     else:
         explanation = replace(explanation, path=None)
     return replace(result, explanation=explanation)

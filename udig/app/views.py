@@ -6,7 +6,8 @@ Markdown, HighlightedText values and data frames, with every user-typed string s
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -20,7 +21,9 @@ from .content import RULE_LABELS
 from .service import Result
 
 METHOD_NAMES = {name: REGISTRY[name].title for name in PATH_METHODS}  # "ig" -> "IG", ...
-JOINT_METHODS = tuple(name for name in PATH_METHODS if not REGISTRY[name].fixed.get("sequential"))  # SIG reuses IG's line
+JOINT_METHODS = tuple(
+    name for name in PATH_METHODS if not REGISTRY[name].fixed.get("sequential")
+)  # SIG reuses IG's line
 _COLOURS = {"ig": "#64748b", "dig": "#f59e0b", "udig": "#6366f1", "sig": "#10b981"}  # grey, amber, indigo, green
 METHOD_COLOURS = {METHOD_NAMES[name]: colour for name, colour in _COLOURS.items()}  # by title, as the plots label them
 BAR_ORDER = [f"{score.short} {title}" for score in SCORES for title in METHOD_NAMES.values()]
@@ -31,7 +34,9 @@ def literal(text: Any) -> str:
     """User text for a Markdown component, shown character for character: every character but letters, digits
     and spaces becomes a numeric character reference, which Markdown neither parses as syntax nor turns into a
     link (backslash escapes leave ``https://...`` a live link, with the backslashes showing)."""
-    return "".join(c if c.isalnum() or c == " " else f"&#{ord(c)};" for c in str(text).replace("\r", " ").replace("\n", " "))
+    return "".join(
+        c if c.isalnum() or c == " " else f"&#{ord(c)};" for c in str(text).replace("\r", " ").replace("\n", " ")
+    )
 
 
 def notices_markdown(notices: Iterable[str]) -> str:
@@ -45,7 +50,8 @@ def runtime(result: Result) -> str:
     words = len(e.tokens) - sum(e.special_mask)
     facts = [
         f"**{METHOD_NAMES[e.method]}**" + (f" ({e.strategy})" if e.strategy else ""),
-        f"{e.settings.get('n_points')} path points" + (f" × {words} words (sequential)" if e.settings.get("sequential") else "")
+        f"{e.settings.get('n_points')} path points"
+        + (f" × {words} words (sequential)" if e.settings.get("sequential") else "")
         + f", {RULE_LABELS.get(e.settings.get('rule'), 'no path')}, {e.settings.get('n_evaluations')} gradient evaluations",
         f"{len(e.tokens)} tokens",
         f"baseline {literal(e.baseline_token)}",
@@ -90,13 +96,23 @@ def qa(result: Result) -> tuple:
         f"p(start) = {answer.start.prediction:.3f}, p(end) = {answer.end.prediction:.3f}</small>"
     )
     scores = pd.DataFrame(
-        [[s.name, _round(result.scores["start"][s.key]), _round(result.scores["end"][s.key]), s.better, s.meaning] for s in SCORES],
+        [
+            [s.name, _round(result.scores["start"][s.key]), _round(result.scores["end"][s.key]), s.better, s.meaning]
+            for s in SCORES
+        ],
         columns=["score", "start logit", "end logit", "better", "meaning"],
     )
     legend = render.legend_html("the predicted start / end position") + (
         "<small>QA scores replace the top tokens by [MASK] (positions stay comparable) and use the softmax over positions.</small>"
     )
-    return summary, render.highlight_value(answer.start), render.highlight_value(answer.end), legend, scores, runtime(result)
+    return (
+        summary,
+        render.highlight_value(answer.start),
+        render.highlight_value(answer.end),
+        legend,
+        scores,
+        runtime(result),
+    )
 
 
 def comparison(results: Mapping[str, Result], notices: Sequence[str] = ()) -> tuple:
@@ -104,14 +120,19 @@ def comparison(results: Mapping[str, Result], notices: Sequence[str] = ()) -> tu
     for a method left out, ``notices`` saying why), legend, table, bars, summary."""
     explanations = [r.explanation for r in results.values()]
     scale = render.shared_scale(explanations)
-    highlights = [render.highlight_value(results[m].explanation, scale=scale) if m in results else [] for m in METHOD_NAMES]
+    highlights = [
+        render.highlight_value(results[m].explanation, scale=scale) if m in results else [] for m in METHOD_NAMES
+    ]
     scores = {method: r.scores[""] for method, r in results.items()}
     first = explanations[0]
     summary = (
         f"Explained label **{literal(first.target_label)}** (p = {first.prediction:.3f}). "
         "One colour scale for all methods (the largest |word score| among them). "
         "★ marks the best method per score. "
-        + " · ".join(f"{METHOD_NAMES[m]} {r.seconds:.2f} s" + (" (remembered)" if r.remembered else "") for m, r in results.items())
+        + " · ".join(
+            f"{METHOD_NAMES[m]} {r.seconds:.2f} s" + (" (remembered)" if r.remembered else "")
+            for m, r in results.items()
+        )
     )
     notices = [*notices, *sorted({n for r in results.values() for n in (*r.notices, *r.explanation.warnings)})]
     if notices:
@@ -126,7 +147,12 @@ def _score_table(scores: Mapping[str, Mapping[str, float | None]], seconds: Mapp
     rows = [
         [
             METHOD_NAMES[method],
-            *("—" if values[s.key] is None else f"{values[s.key]:.4f}" + (" ★" if method in best.get(s.key, []) else "") for s in SCORES),
+            *(
+                "—"
+                if values[s.key] is None
+                else f"{values[s.key]:.4f}" + (" ★" if method in best.get(s.key, []) else "")
+                for s in SCORES
+            ),
             f"{seconds[method]:.2f}",
         ]
         for method, values in scores.items()
@@ -154,7 +180,10 @@ def path(results: Mapping[str, Result], word: render.Word, vocab: VocabIndex) ->
             raise ValueError("this result has no path points; explain it again")
         mean = _distance_to_words(e.path[:, list(word.tokens)], vocab).flip(0)  # (N,), input first
         positions = torch.linspace(0.0, 1.0, len(mean))
-        distances += [{"position": float(x), "distance": float(d), "method": METHOD_NAMES[method]} for x, d in zip(positions, mean)]
+        distances += [
+            {"position": float(x), "distance": float(d), "method": METHOD_NAMES[method]}
+            for x, d in zip(positions, mean)
+        ]
         note = f"{METHOD_NAMES[method]}: mean distance {float(mean.mean()):.3f}"
         if e.anchor_tokens[word.tokens[0]] is None:
             notes.append(note + " (a straight line, no anchors)")
@@ -180,7 +209,11 @@ def _distance_to_words(points: torch.Tensor, vocab: VocabIndex) -> torch.Tensor:
 
 def _anchor_table(results: Mapping[str, Result], token: int) -> pd.DataFrame:
     """The anchors of one token's path per anchored method (DIG, UDIG), step 0 being the input word."""
-    chains = {m: r.explanation.anchor_tokens[token] for m, r in results.items() if r.explanation.anchor_tokens[token] is not None}
+    chains = {
+        m: r.explanation.anchor_tokens[token]
+        for m, r in results.items()
+        if r.explanation.anchor_tokens[token] is not None
+    }
     length = max((len(chain) for chain in chains.values()), default=0)
     rows = [[step, *(_at(chain, step) for chain in chains.values())] for step in range(length)]
     return pd.DataFrame(rows, columns=["step (0 = input word)", *(f"{METHOD_NAMES[m]} anchor" for m in chains)])
@@ -188,13 +221,33 @@ def _anchor_table(results: Mapping[str, Result], token: int) -> pd.DataFrame:
 
 def text_words(text: str, tokenizer: Any, max_tokens: int) -> list[render.Word]:
     """The words of ``text`` as the model reads them (tokenizer only, attributions 0): the path view's choices."""
-    encoded = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True, max_length=max_tokens)
+    encoded = tokenizer(
+        text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True, max_length=max_tokens
+    )
     n = len(encoded["input_ids"])
     tokens_only = Explanation(  # zero attributions: render.words needs only the text, offsets and specials
-        task="classification", method="ig", strategy=None, text=text, tokens=[""] * n, input_ids=list(encoded["input_ids"]),
-        offsets=[tuple(o) for o in encoded["offset_mapping"]], special_mask=[bool(s) for s in encoded["special_tokens_mask"]],
-        attributions=[0.0] * n, target=0, target_label="", output="logits", probs=[1.0], f_input=0.0, f_baseline=0.0,
-        delta=0.0, anchors=[None] * n, anchor_tokens=[None] * n, real_word_share=None, baseline_token="", settings={}, timings={},
+        task="classification",
+        method="ig",
+        strategy=None,
+        text=text,
+        tokens=[""] * n,
+        input_ids=list(encoded["input_ids"]),
+        offsets=[tuple(o) for o in encoded["offset_mapping"]],
+        special_mask=[bool(s) for s in encoded["special_tokens_mask"]],
+        attributions=[0.0] * n,
+        target=0,
+        target_label="",
+        output="logits",
+        probs=[1.0],
+        f_input=0.0,
+        f_baseline=0.0,
+        delta=0.0,
+        anchors=[None] * n,
+        anchor_tokens=[None] * n,
+        real_word_share=None,
+        baseline_token="",
+        settings={},
+        timings={},
     )
     return render.words(tokens_only)
 
