@@ -98,7 +98,8 @@ def main() -> None:
         )
         rows.append(row)
         print(
-            f"{row[0]:24s} path cold {row[1]:6.1f} ms, stream {row[2]:6.1f} ms, ratio {row[3]:.3f} [{low:.3f}, {high:.3f}]; "
+            f"{row[0]:24s} path cold {row[1]:6.1f} ms, stream {row[2]:6.1f} ms, "
+            f"ratio {row[3]:.3f} [{low:.3f}, {high:.3f}]; "
             f"explain() {row[5]:6.1f} -> {row[6]:6.1f} ms",
             flush=True,
         )
@@ -109,10 +110,12 @@ def main() -> None:
         f"sentences in order, 32 points, m = 30; {100 * share:.0f} % of their word tokens repeat a word of an "
         "earlier sentence.",
         "",
-        "| method, candidates | path, cold (mean ms) | path, stream (mean ms) | stream / cold, median over sentences | 95 % interval | explain(), cold (mean ms) | explain(), stream (mean ms) |",
+        "| method, candidates | path, cold (mean ms) | path, stream (mean ms) | stream / cold, median over sentences "
+        "| 95 % interval | explain(), cold (mean ms) | explain(), stream (mean ms) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *[
-            f"| {name} | {cold:.1f} | {stream:.1f} | {ratio:.3f} | {low:.3f}–{high:.3f} | {cold_total:.0f} | {stream_total:.0f} |"
+            f"| {name} | {cold:.1f} | {stream:.1f} | {ratio:.3f} | {low:.3f}–{high:.3f} "
+            f"| {cold_total:.0f} | {stream_total:.0f} |"
             for name, cold, stream, ratio, (low, high), cold_total, stream_total in rows
         ],
         "",

@@ -174,7 +174,7 @@ def graph_figures(rule: str, builds: int = 3) -> dict[str, float]:
 
     A build is one long burst on a shared 2-core machine, so it is repeated: median and slowest. The
     selection kernel is compiled here first, so that no child pays numba's compilation (seconds, and
-    some 300 MiB more peak memory) when an edit of udig/kernels.py has made its disk cache stale."""
+    some 300 MiB more peak memory) when an edit of udig/kernels/ has made its disk cache stale."""
     import json
 
     import numpy as np
@@ -314,10 +314,12 @@ def main() -> None:
     if graph_rows:
         lines += [
             "",
-            "| KNN graph, K = 500, MiniLM 30,522 x 384 | build, median of 3 (s) | slowest (s) | load from cache (s) | build peak extra RSS (MiB) |",
+            "| KNN graph, K = 500, MiniLM 30,522 x 384 | build, median of 3 (s) | slowest (s) | load from cache (s) "
+            "| build peak extra RSS (MiB) |",
             "| --- | ---: | ---: | ---: | ---: |",
             *[
-                f"| candidates={rule} | {f['build_s']:.2f} | {f['build_max_s']:.2f} | {f['load_s']:.3f} | {f['build_extra_mib']:.0f} |"
+                f"| candidates={rule} | {f['build_s']:.2f} | {f['build_max_s']:.2f} | {f['load_s']:.3f} "
+                f"| {f['build_extra_mib']:.0f} |"
                 for rule, f in graph_rows
             ],
         ]

@@ -126,7 +126,7 @@ def test_chain_falls_back_to_reference_and_stays_there():
 def test_graph_chain_ranks_past_an_anchors_best_candidates_once_they_are_all_on_its_path(strategy):
     """DIG keeps each anchor's kernels._TOP best candidates; in a small vocabulary, chains longer than
     that pass through them all, and a step must then rank the anchor's other candidates."""
-    from udig.kernels import _TOP
+    from udig.kernels.chains import _TOP
 
     generator = torch.Generator().manual_seed(5)
     vocab = torch.randn(40, 8, generator=generator)
@@ -159,7 +159,7 @@ def test_ranking_the_first_few_equals_the_full_ranking_despite_near_ties(n):
     dimension, but float32 sums that differ in the last bits: they must still come out in the exact
     ranking's order (cost, then position), as must rows an ulp apart and repeated ids; UDIG's single choice
     per step (``_cheapest``) must be the ranking's first, under both rules."""
-    from udig.kernels import _box, _cheapest, _gap_sq, _rank
+    from udig.kernels.chains import _box, _cheapest, _gap_sq, _rank
 
     generator = torch.Generator().manual_seed(n)
     prototypes = torch.randn(6, 384, generator=generator)
@@ -239,6 +239,7 @@ def test_compiled_chain_equals_the_step_by_step_definition(strategy, source, val
     assert torch.equal(points, reference_points(chain, reference_ids, vocab, m))
 
 
+@pytest.mark.slow  # two KNN graphs of MiniLM
 @pytest.mark.parametrize("strategy", ["greedy", "maxcount"])
 def test_compiled_chain_equals_the_definition_on_minilm(minilm, strategy):
     """Real rows and real candidates: DIG's graph neighbours and UDIG's nearest words, under both rules."""
@@ -390,3 +391,28 @@ def test_gauss_legendre_refines_by_doubling_its_nodes():
     assert len(rounds) > 1 and refined.n_evaluations == sum(n - 1 for n in rounds)
     change = f_input - refined.f_baseline
     assert target_met(refined.attributions.sum(1) - change, change, 1e-4)
+
+
+def _kink(x):  # F(x) = sum (x^2 / 100 + relu(x - 3)^3): nearly straight up to 3, then sharply curved
+    return (x**2 / 100 + torch.relu(x - 3) ** 3).sum((1, 2))[:, None]
+
+
+@pytest.mark.parametrize(
+    ("rule", "max_delta", "n_evaluations", "attribution"),
+    [
+        # left sum: segment errors -0.01, -0.01, -0.01, -1.01 of F(x) - F(x') = 1.16 (|Δ| 0.90 of it); after
+        # halving [3, 4] only, -0.66 (0.57): gradients 0, .02, .04, .06, .82 times steps 1, 1, 1, .5, .5 sum to 0.5
+        ("riemann_left", 0.7, 4 + 1, 0.5),
+        # midpoint sum: exact on the quadratic, so [3, 4] alone is off (-0.25); its two halves are off -0.03125
+        # each; gradients at .5, 1.5, 2.5, 3.25, 3.75 sum to .09 + .12625 + .88125 (two new midpoints)
+        ("riemann_middle", 0.1, 4 + 2, 1.0975),
+    ],
+)
+def test_one_refinement_round_splits_only_the_worst_segment(rule, max_delta, n_evaluations, attribution):
+    """A path of four unit segments whose last holds nearly all the error: one round halves that one only."""
+    path = torch.arange(5, dtype=torch.float64)[:, None, None]  # (5, 1, 1): 0, 1, 2, 3, 4
+    f_input = _kink(path[-1:])[0]
+    refined = refine_path(_kink, path, 16, rule, f_input, max_delta=max_delta, max_points=100)
+    assert refined.path.flatten().tolist() == [0.0, 1.0, 2.0, 3.0, 3.5, 4.0]
+    assert refined.n_evaluations == n_evaluations
+    assert refined.attributions.flatten().tolist() == pytest.approx([attribution], abs=1e-12)

@@ -9,81 +9,10 @@ import math
 from html.parser import HTMLParser
 
 import pytest
+from conftest import UNBELIEVABLE, injected, spans
+from conftest import make_explanation as make
 
 from udig import render
-from udig.explanation import Explanation
-
-
-def make(text: str, pieces: list[tuple[str, int, int]], attributions: list[float], **extra) -> Explanation:
-    """An Explanation with [CLS] ... [SEP] around the given (token, start, end) pieces."""
-    tokens = ["[CLS]", *[p[0] for p in pieces], "[SEP]"]
-    offsets = [(0, 0), *[(p[1], p[2]) for p in pieces], (0, 0)]
-    attributions = [0.0, *attributions, 0.0]
-    n = len(tokens)
-    fields = dict(
-        task="classification",
-        method="udig",
-        strategy="maxcount",
-        text=text,
-        tokens=tokens,
-        input_ids=list(range(n)),
-        offsets=offsets,
-        special_mask=[True] + [False] * (n - 2) + [True],
-        attributions=attributions,
-        target=1,
-        target_label="positive",
-        output="logits",
-        probs=[0.2, 0.8],
-        f_input=1.0,
-        f_baseline=0.0,
-        delta=0.01,
-        anchors=[None] * n,
-        anchor_tokens=[None] * n,
-        real_word_share=None,
-        baseline_token="[MASK]",
-        settings={"n_points": 32, "model": "test/model"},
-        timings={"total": 0.1},
-    )
-    fields.update(extra)
-    return Explanation(**fields)
-
-
-def spans(text: str, tokens: list[str]) -> list[tuple[str, int, int]]:
-    """(token, start, end) for tokens found left to right in text ("##" pieces continue a word)."""
-    out, cursor = [], 0
-    for token in tokens:
-        piece = token.removeprefix("##")
-        start = text.lower().index(piece, cursor)
-        out.append((token, start, start + len(piece)))
-        cursor = start + len(piece)
-    return out
-
-
-UNBELIEVABLE = "An unbelievable, isn't it? Well-made film."
-UNBELIEVABLE_TOKENS = [
-    "an",
-    "un",
-    "##believ",
-    "##able",
-    ",",
-    "isn",
-    "'",
-    "t",
-    "it",
-    "?",
-    "well",
-    "-",
-    "made",
-    "film",
-    ".",
-]
-
-
-@pytest.fixture()
-def sample() -> Explanation:
-    pieces = spans(UNBELIEVABLE, UNBELIEVABLE_TOKENS)
-    values = [0.1, 0.5, 0.25, 0.25, -0.05, -0.2, 0.0, -0.1, 0.02, 0.0, 0.1, 0.0, 0.3, 0.4, 0.01]
-    return make(UNBELIEVABLE, pieces, values)
 
 
 def test_subwords_are_summed_into_words(sample):
@@ -158,6 +87,37 @@ def test_real_tokenizer_offsets_group_words():
     assert sum(len(w.tokens) for w in words) == n - 2
 
 
+def _byte_level_bpe():
+    """A byte-level BPE tokenizer (GPT-2's and RoBERTa's kind) trained on a few sentences: characters it has no
+    piece for, such as an emoji, are split into one piece per byte, and every piece spans the whole character."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=True)
+    trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(
+        ["a gorgeous film", "a moving film, gorgeous and witty", "the film was fine"], trainer
+    )
+    return tokenizer
+
+
+def test_byte_level_pieces_of_one_character_are_one_word():
+    text = "a gorgeous 🎬 film"
+    encoding = _byte_level_bpe().encode(text)
+    pieces = [(token, a, b) for token, (a, b) in zip(encoding.tokens, encoding.offsets)]
+    emoji = text.index("🎬")
+    shared = [p for p in pieces if p[1:] == (emoji, emoji + 1)]
+    assert len(shared) == 4  # the emoji's four UTF-8 bytes, each a piece spanning the whole character
+    e = make(text, pieces, [0.1] * len(pieces))
+    words = render.words(e)
+    assert [w.text for w in words] == ["a", "gorgeous", "🎬", "film"]
+    assert len(words[2].tokens) == 4 and words[2].attribution == pytest.approx(0.4)
+    value = render.highlight_value(e)
+    assert "".join(text for text, _ in value) == text  # the emoji is shown once, not once per byte
+
+
 def test_qa_segment_keeps_only_that_part():
     question, context = "who?", "Bob did."
     text = f"{question}\n{context}"
@@ -204,18 +164,6 @@ class _Collector(HTMLParser):
         self.text.append(data)
 
 
-INJECTION = '<script>alert(1)</script> <img src=x onerror="alert(2)"> "quoted" & fine'
-
-
-def injected() -> Explanation:
-    pieces, cursor = [], 0
-    for part in INJECTION.split(" "):
-        start = INJECTION.index(part, cursor)
-        pieces.append((part, start, start + len(part)))
-        cursor = start + len(part)
-    return make(INJECTION, pieces, [0.3 * (-1) ** i for i in range(len(pieces))], target_label="<b>pos</b>")
-
-
 @pytest.mark.parametrize(
     "producer",
     [
@@ -233,6 +181,17 @@ def test_html_outputs_escape_user_text(producer):
     assert "onerror" not in parser.attrs
     assert "<script>" not in html and "<img" not in html
     assert "&lt;script&gt;" in html or "&lt;b&gt;" in html
+
+
+def test_text_between_words_is_escaped_in_html():
+    """Text no token covers (a truncated tail, characters a tokenizer drops) reaches the HTML as text only."""
+    text = 'good <img src=x onerror="alert(1)"> & <b>bold</b>\nfilm'
+    e = make(text, [("good", 0, 4), ("film", text.index("film"), len(text))], [0.5, -0.5])
+    html = render.highlight_html(e)
+    parser = _Collector()
+    parser.feed(html)
+    assert parser.tags == ["span", "br", "span"]  # the two words' highlights and the newline, nothing else
+    assert "".join(parser.text) == text.replace("\n", "")  # every character between them shown as typed
 
 
 def test_standalone_html_is_self_contained(sample):

@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from udig import Explainer
-from udig.integrate import integrate_path
+from udig.integrate import RULES, integrate_path
 from udig.methods import get_method
 from udig.paths import sentence_path
 from udig.sequential import integrate_sequential
-from udig.settings import Settings
+from udig.settings import PARAMETERS, Settings
 
 TEXT = "a gorgeous, witty and moving film"
+SIG_RULES = get_method("sig").restricts.get("rule", PARAMETERS["rule"].choices)  # every rule SIG accepts
 
 
 def _tint_sig(monkeypatch):
@@ -38,13 +39,22 @@ def _tint_sig(monkeypatch):
     return module.SequentialIntegratedGradients
 
 
-@pytest.mark.parametrize("rule", ["gausslegendre", "riemann_left", "riemann_middle"])
-def test_sig_equals_time_interpret(minilm, monkeypatch, rule):
+@pytest.mark.parametrize(
+    ("steps", "text"),
+    [
+        (12, TEXT),
+        pytest.param(50, "a gorgeous film", marks=pytest.mark.slow),  # a shorter text keeps 50 steps affordable
+    ],
+)
+@pytest.mark.parametrize("rule", SIG_RULES)
+def test_sig_equals_time_interpret(minilm, monkeypatch, rule, steps, text):
     """Matched settings: the same [MASK] baseline per word, tint's ``n_steps`` = udig's ``steps`` (udig's line has
-    steps + 1 points; the left and middle sums and Gauss-Legendre take ``steps`` gradients on it, as captum's)."""
+    steps + 1 points; the left, right and middle sums and Gauss-Legendre take ``steps`` gradients on it, as
+    captum's). The trapezoid takes all steps + 1 points, as captum's with ``n_steps = steps + 1``, whose weights
+    sum to steps / (steps + 1) instead of 1 (see :mod:`udig.integrate`): its scores are rescaled to compare."""
+    assert set(SIG_RULES) == set(RULES)  # a straight line takes every rule, Gauss-Legendre included
     model, tokenizer = minilm
-    steps = 12
-    ours = Explainer(model, tokenizer).explain(TEXT, method="sig", steps=steps, rule=rule)
+    ours = Explainer(model, tokenizer).explain(text, method="sig", steps=steps, rule=rule)
     assert ours.baseline_token == "[MASK]" and ours.settings["sequential"] is True
 
     ids = torch.tensor([ours.input_ids])
@@ -53,17 +63,19 @@ def test_sig_equals_time_interpret(minilm, monkeypatch, rule):
     inputs = embeddings(ids).detach()  # (1, L, d)
     baseline = embeddings(torch.where(special, ids, tokenizer.mask_token_id)).detach()
     forward = lambda x: model(inputs_embeds=x).logits  # noqa: E731
+    trapezoid = rule == "riemann_trapezoid"
+    n_steps = steps + 1 if trapezoid else steps
     theirs = _tint_sig(monkeypatch)(forward).attribute(
-        inputs, baselines=baseline, target=ours.target, n_steps=steps, method=rule
+        inputs, baselines=baseline, target=ours.target, n_steps=n_steps, method=rule
     )
-    theirs = theirs.sum(-1)[0].double()  # (L,)
+    theirs = theirs.sum(-1)[0].double() * (n_steps / steps if trapezoid else 1.0)  # (L,)
 
     words = ~special
     expected = theirs[words]
     got = torch.tensor(ours.attributions, dtype=torch.float64)[words]
     assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
     assert expected.abs().max() > 1e-2  # the scores are not all ~0 (the test could not fail then)
-    assert ours.settings["n_evaluations"] == int(words.sum()) * steps
+    assert ours.settings["n_evaluations"] == int(words.sum()) * n_steps
 
 
 def _product(weights: torch.Tensor):
@@ -94,17 +106,16 @@ def test_each_word_is_exact_on_a_function_linear_in_each_word():
                 expected[:, i] = f_input - function(changed[None])[0]
             torch.testing.assert_close(integral.attributions, expected, rtol=1e-12, atol=1e-12)
             assert integral.n_evaluations == 3 * (3 if rule != "riemann_trapezoid" else 4)
-            # Δ = Σ_i [A_i − (F(x) − F(x^(i)))] = 0 here, through the effective F(x') the integrator reports
-            torch.testing.assert_close(
-                integral.attributions.sum(1) - (f_input - integral.f_baseline), torch.zeros(2, dtype=torch.float64)
-            )
+            # the F(x') that makes Δ the words' own errors, Σ_i [A_i − (F(x) − F(x^(i)))]: F(x) − Σ_i (F(x) − F(x^(i)))
+            torch.testing.assert_close(integral.f_baseline, f_input - expected.sum(1), rtol=1e-12, atol=1e-12)
     joint = integrate_path(function, path, 100, "riemann_left").attributions
     assert not torch.allclose(joint, expected)  # the sequential paths are not the joint one
 
 
 @pytest.mark.parametrize("method", ["dig", "udig"])
 def test_sequential_anchored_paths_follow_their_definition(tiny, method):
-    """Word i's Sequential DIG/UDIG score is the joint word path's column i integrated with every other token at the input."""
+    """Word i's Sequential DIG/UDIG score is the joint word path's column i integrated, every other token at
+    the input."""
     model, tokenizer = tiny
     explainer = Explainer(model, tokenizer, graph_k=8)
     joint = explainer.explain(TEXT, method=method, steps=4, nbrs=4)
@@ -131,12 +142,27 @@ def test_sequential_anchored_paths_follow_their_definition(tiny, method):
 
 
 def test_sequential_explains_qa(minilm_qa):
-    result = Explainer(*minilm_qa).explain(
-        question="who came?", context="Ann came late.", method="udig", steps=3, nbrs=8, sequential=True
+    """Each part's F is its logit, taken here from the model on token ids: the start logit at the predicted
+    start and the end logit at the predicted end, on the input and with each word in turn at [MASK] (UDIG's
+    baseline); Δ is the sum of the words' own completeness errors."""
+    model, tokenizer = minilm_qa
+    question, context = "who came?", "Ann came late."
+    result = Explainer(model, tokenizer).explain(
+        question=question, context=context, method="udig", steps=3, nbrs=8, sequential=True
     )
-    for part in (result.start, result.end):
+    encoding = tokenizer(question, context, return_special_tokens_mask=True, return_tensors="pt")
+    ids, types = encoding["input_ids"][0], encoding["token_type_ids"]
+    assert ids.tolist() == result.start.input_ids
+    words = (~encoding["special_tokens_mask"][0].bool()).nonzero().squeeze(1)
+    variants = torch.stack([ids] + [ids.index_fill(0, i, tokenizer.mask_token_id) for i in words])  # (1 + T, L)
+    with torch.no_grad():
+        output = model(input_ids=variants, token_type_ids=types.expand(len(variants), -1))
+    for part, logits in ((result.start, output.start_logits), (result.end, output.end_logits)):
+        values = logits[:, part.target].double()  # F(x), then F(x^(i)) for each word
+        f_baseline = float(values[0] - (values[0] - values[1:]).sum())
         assert part.settings["sequential"] is True and sum(map(abs, part.attributions)) > 0
-        assert part.delta == pytest.approx(sum(part.attributions) - (part.f_input - part.f_baseline), abs=1e-5)
+        assert part.f_input == pytest.approx(float(values[0]), abs=1e-5)
+        assert part.delta == pytest.approx(sum(part.attributions) - (float(values[0]) - f_baseline), abs=1e-5)
 
 
 def test_sequential_settings_are_checked():

@@ -103,6 +103,29 @@ def test_unknown_methods_are_refused_with_the_choices():
     assert set(PATH_METHODS) == {"ig", "dig", "udig", "sig"} and set(METHODS) == set(REGISTRY)
 
 
+PAPER_BASELINES = {"ig": "[PAD]", "dig": "[PAD]", "udig": "[MASK]", "sig": "[MASK]"}  # METHOD.md: "Baseline x'"
+
+
+def _independent_f(model, tokenizer, text: str, target: int, method: str) -> tuple[float, float]:
+    """F(x) and F(x') by running the model on token ids, not through udig: the target class's logit on the input,
+    and on the paper's baseline (every word the reference token, special tokens kept). SIG's paths move one word
+    at a time, so its F(x') is the one that makes Δ the sum of the words' own errors:
+    F(x) - sum_i (F(x) - F(x with word i replaced))."""
+    encoding = tokenizer(text, return_special_tokens_mask=True)
+    ids, special = encoding["input_ids"], encoding["special_tokens_mask"]
+    reference = tokenizer.convert_tokens_to_ids(PAPER_BASELINES[method])
+
+    def logit(rows: list[list[int]]) -> torch.Tensor:
+        with torch.no_grad():
+            return model(input_ids=torch.tensor(rows)).logits[:, target].double()
+
+    f_input = float(logit([ids])[0])
+    if method != "sig":
+        return f_input, float(logit([[i if s else reference for i, s in zip(ids, special)]])[0])
+    one_word_each = [ids[:i] + [reference] + ids[i + 1 :] for i, s in enumerate(special) if not s]
+    return f_input, f_input - float((f_input - logit(one_word_each)).sum())
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_keeps_the_contract(tiny, method):
     model, tokenizer = tiny
@@ -119,7 +142,10 @@ def test_every_method_keeps_the_contract(tiny, method):
             {k: v for k, v in first.settings.items() if k in PARAMETERS}
         )  # settings are enough to rerun
         assert first.path.shape[0] == first.settings["n_points"] == get_method(method).n_points(rerun)
-        assert first.delta == pytest.approx(sum(first.attributions) - (first.f_input - first.f_baseline), abs=1e-5)
+        f_input, f_baseline = _independent_f(model, tokenizer, text, first.target, method)
+        assert first.f_input == pytest.approx(f_input, abs=1e-5)
+        assert first.f_baseline == pytest.approx(f_baseline, abs=1e-5)
+        assert first.delta == pytest.approx(sum(first.attributions) - (f_input - f_baseline), abs=1e-5)
     else:
         assert first.path is None and math.isnan(first.delta) and first.baseline_token == ""
     assert faithfulness(first, model, tokenizer).k == 1  # every method's output is scored the same way
@@ -184,8 +210,13 @@ def test_every_rule_integrates_the_same_path(tiny, method):
 
 
 @pytest.mark.parametrize(
-    "method", [name for name in PATH_METHODS if not REGISTRY[name].fixed.get("sequential")]
-)  # SIG refuses
+    "method",
+    [  # SIG refuses; DIG builds MiniLM's KNN graph first
+        pytest.param(name, marks=pytest.mark.slow) if name == "dig" else name
+        for name in PATH_METHODS
+        if not REGISTRY[name].fixed.get("sequential")
+    ],
+)
 def test_a_completeness_target_refines_until_met_or_capped(minilm, method):
     model, tokenizer = minilm
     explainer = Explainer(model, tokenizer, graph_k=50)
@@ -220,6 +251,6 @@ def test_prepare_builds_what_a_method_shares_ahead_of_time(tiny_vocab_file):
     vocab = explainer.vocab_
     for method in ("ig", "udig", "random"):
         explainer.prepare(Settings.make(method=method, candidates="words"))
-    assert not vocab._graphs  # nothing to build for them
+    assert not vocab.graphs.built()  # nothing to build for them
     explainer.prepare(Settings.make(method="dig", candidates="words"))
-    assert list(vocab._graphs) == [(8, "words")]  # DIG's graph, for its candidate rule and k
+    assert vocab.graphs.built() == [(8, "words")]  # DIG's graph, for its candidate rule and k

@@ -9,10 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from udig import vocab as vocab_module
 from udig.kernels import int8_error_weights, products_with_rows, screen_segments
 from udig.paths import udig_reference_alphas
 from udig.vocab import VocabIndex, int8_codes, knn_graph, nearest_by_products, otsu_threshold, vocab_index_for
+from udig.vocab import chains as chains_module
+from udig.vocab import graph as graph_module
+from udig.vocab import int8 as int8_module
+from udig.vocab import nearest as nearest_module
+from udig.vocab import words as words_module
 
 
 def _index(tiny, tmp_path, **options) -> VocabIndex:
@@ -24,7 +28,7 @@ def _index(tiny, tmp_path, **options) -> VocabIndex:
 
 @pytest.mark.parametrize("chunk", [2048, 7])  # one chunk; several, the last one short
 def test_knn_graph_equals_brute_force(tiny, monkeypatch, chunk):
-    monkeypatch.setattr(vocab_module, "_QUERY_CHUNK", chunk)
+    monkeypatch.setattr(graph_module, "_QUERY_CHUNK", chunk)
     embeddings = tiny[0].get_input_embeddings().weight.detach()
     allowed = torch.ones(len(embeddings), dtype=torch.bool)
     allowed[[0, 5, 7]] = False
@@ -39,17 +43,17 @@ def test_knn_graph_equals_brute_force(tiny, monkeypatch, chunk):
 @pytest.mark.parametrize("chunk", [2048, 7])
 def test_knn_graph_on_a_device_equals_the_cpu_build(tiny, monkeypatch, chunk):
     """The torch ranking a GPU runs, run here on the CPU: the same graph, ties in id order included."""
-    monkeypatch.setattr(vocab_module, "_QUERY_CHUNK", chunk)
+    monkeypatch.setattr(graph_module, "_QUERY_CHUNK", chunk)
     embeddings = tiny[0].get_input_embeddings().weight.detach()
     allowed = torch.ones(len(embeddings), dtype=torch.bool)
     allowed[[0, 5, 7]] = False
     key_ids = allowed.nonzero().squeeze(1)
-    on_device = vocab_module._knn_graph_on(embeddings, key_ids, 6, torch.device("cpu"))
+    on_device = graph_module._knn_graph_on(embeddings, key_ids, 6, torch.device("cpu"))
     assert on_device.dtype == torch.int32 and torch.equal(on_device, knn_graph(embeddings, 6, allowed))
     tied = torch.zeros(12, 4)
     tied[:, 0] = torch.tensor([0.0, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4, 5])  # rows at equal distances from many others
     expected = knn_graph(tied, 5, torch.ones(12, dtype=torch.bool))
-    assert torch.equal(vocab_module._knn_graph_on(tied, torch.arange(12), 5, torch.device("cpu")), expected)
+    assert torch.equal(graph_module._knn_graph_on(tied, torch.arange(12), 5, torch.device("cpu")), expected)
     assert expected[0].tolist() == [1, 2, 3, 4, 5]  # equal distances in id order
 
 
@@ -57,7 +61,7 @@ def test_graph_builds_on_the_device_it_is_given(tiny, tmp_path, monkeypatch):
     """A GPU device reaches the torch build; none, or the CPU, keeps the compiled CPU build."""
     seen = []
     monkeypatch.setattr(
-        vocab_module,
+        graph_module,
         "_knn_graph_on",
         lambda rows, key_ids, k, device: seen.append(device) or torch.zeros(len(rows), k, dtype=torch.int32),
     )
@@ -75,7 +79,7 @@ def test_graph_builds_on_the_device_it_is_given(tiny, tmp_path, monkeypatch):
 
 def test_knn_graph_on_minilm_rows_finds_the_nearest(minilm, monkeypatch):
     """Real rows, several chunks: the graph's distances are the k smallest (in float64), in order."""
-    monkeypatch.setattr(vocab_module, "_QUERY_CHUNK", 1024)
+    monkeypatch.setattr(graph_module, "_QUERY_CHUNK", 1024)
     embeddings = minilm[0].get_input_embeddings().weight.detach()[:3000]
     allowed = torch.rand(len(embeddings), generator=torch.Generator().manual_seed(0)) > 0.2
     graph = knn_graph(embeddings, 50, allowed).long()
@@ -96,7 +100,7 @@ def test_knn_graph_product_uses_as_many_threads_as_torch(tiny, monkeypatch):
         seen.extend(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
         return real_matmul(*args, **kwargs)
 
-    monkeypatch.setattr(vocab_module.np, "matmul", spying_matmul)
+    monkeypatch.setattr(graph_module.np, "matmul", spying_matmul)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -153,7 +157,7 @@ def test_float_order_keys_sort_as_the_floats():
     complements them)."""
     import numba
 
-    from udig.kernels import _in_float_order
+    from udig.kernels.common import _in_float_order
 
     @numba.njit
     def keys_of(bits):
@@ -223,7 +227,8 @@ def test_compiled_nearest_ranks_as_the_tensor_version(minilm, baseline):
     for m, k in [(1, 1), (5, 12), (30, 50)]:
         alphas = udig_reference_alphas(m)
         for rule in ("all", "words"):
-            rows, key_sq, key_ids = index.candidate_keys(rule)
+            candidates = index.candidate_rows(rule)
+            rows, key_sq, key_ids = candidates.rows, candidates.sq_norms, candidates.ids
             unique_starts, which = torch.unique(table[refs], dim=0, return_inverse=True)
             queries = torch.cat([unique_starts, table[word_ids]])
             products = torch.empty(len(queries), len(rows))  # the CPU's own products: both rankings see the same values
@@ -243,7 +248,7 @@ def test_compiled_nearest_ranks_as_the_tensor_version(minilm, baseline):
 
 def _needs(product: str) -> None:
     """Skip where this CPU's torch cannot run ``product`` exactly (fbgemm is x86 only)."""
-    if product == "fbgemm" and not vocab_module._fbgemm_is_exact():
+    if product == "fbgemm" and not int8_module._fbgemm_is_exact():
         pytest.skip("torch's fbgemm engine is absent or not exact here")
 
 
@@ -263,9 +268,9 @@ def test_int8_screen_ranks_as_the_whole_search(minilm, monkeypatch, baseline, pr
         for m, k in [(1, 1), (5, 12), (30, 50)]:
             alphas = udig_reference_alphas(m)
             for rule in ("all", "words"):
-                monkeypatch.setattr(vocab_module, "_INT8_PRODUCT", "none")
+                monkeypatch.setattr(int8_module, "_INT8_PRODUCT", "none")
                 whole = index.nearest_on_segments(starts, ends, alphas, k, rule)
-                monkeypatch.setattr(vocab_module, "_INT8_PRODUCT", product)
+                monkeypatch.setattr(int8_module, "_INT8_PRODUCT", product)
                 screened = index.nearest_on_segments(starts, ends, alphas, k, rule)
                 assert torch.equal(screened, whole), (text, m, k, rule)
 
@@ -276,7 +281,7 @@ def _int8_error(query_terms: np.ndarray, row_terms: np.ndarray, dims: int) -> np
     return on_step * row_terms[0] + on_l1 * row_terms[1] + on_l2 * row_terms[2]
 
 
-@pytest.mark.parametrize("levels", [127, vocab_module.FBGEMM_QUERY_LEVELS])  # the queries' codes for int_mm, fbgemm
+@pytest.mark.parametrize("levels", [127, int8_module.FBGEMM_QUERY_LEVELS])  # the queries' codes for int_mm, fbgemm
 @pytest.mark.parametrize("push", ["away", "closer", "random"])
 def test_screen_keeps_every_row_the_exact_pass_could_pick(minilm, push, levels):
     """Int8 products off by as much as the bound allows, all one way or at random: the screen still keeps
@@ -284,7 +289,7 @@ def test_screen_keeps_every_row_the_exact_pass_could_pick(minilm, push, levels):
     may pick). Without its margin it drops some of them."""
     model, tokenizer = minilm
     index = vocab_index_for(model, tokenizer)
-    table, key_sq = index.embeddings, index.candidate_keys("all")[1].numpy()
+    table, key_sq = index.embeddings, index.candidate_rows("all").sq_norms.numpy()
     word_ids = tokenizer("a gorgeous, moving portrait of grief and hope", add_special_tokens=False)["input_ids"]
     queries = table[[103] + word_ids].numpy()
     exact = np.empty((len(queries), len(table)), np.float32)
@@ -315,13 +320,13 @@ def test_the_tensor_search_a_gpu_runs_picks_rows_of_equal_rank(minilm, monkeypat
     table = index.embeddings
     word_ids = torch.tensor(tokenizer("a film, a film: gorgeous and moving", add_special_tokens=False)["input_ids"])
     starts, ends, alphas = table[torch.full_like(word_ids, 103)], table[word_ids], udig_reference_alphas(30)
+    points = starts[:, None] + alphas[None, :, None] * (ends - starts)[:, None]  # (T, m, d)
+    distance = lambda ids: (points[:, :, None] - table[ids]).norm(dim=-1)  # noqa: E731
     for rule in ("all", "words"):
         compiled = index.nearest_on_segments(starts, ends, alphas, 50, rule)
-        monkeypatch.setattr(vocab_module, "_compiled_search", lambda device: False)
+        monkeypatch.setattr(nearest_module, "_compiled_search", lambda device: False)
         tensor = index.nearest_on_segments(starts, ends, alphas, 50, rule)
         monkeypatch.undo()
-        points = starts[:, None] + alphas[None, :, None] * (ends - starts)[:, None]  # (T, m, d)
-        distance = lambda ids: (points[:, :, None] - table[ids]).norm(dim=-1)  # noqa: E731
         assert tensor.shape == compiled.shape and torch.allclose(distance(tensor), distance(compiled), atol=1e-5)
         first, again = (word_ids == word_ids[0]).nonzero().squeeze(1)[:2]  # "a" twice: searched once
         assert torch.equal(tensor[first], tensor[again]) and torch.equal(compiled[first], compiled[again])
@@ -340,9 +345,9 @@ def test_int8_products_are_within_the_screens_error_bound(minilm, product):
     exact = np.empty((len(queries), len(table)), np.float32)
     products_with_rows(table, np.arange(len(table)), queries, exact)
     engine = torch.backends.quantized.engine
-    products, query_terms = vocab_module.Int8Rows(table, product).products(queries)
+    products, query_terms = int8_module.Int8Rows(table, product).products(queries)
     assert torch.backends.quantized.engine == engine  # fbgemm's pack sets the process-wide engine for itself only
-    levels = 127 if product == "int_mm" else vocab_module.FBGEMM_QUERY_LEVELS
+    levels = 127 if product == "int_mm" else int8_module.FBGEMM_QUERY_LEVELS
     (query_codes, _), (row_codes, row_terms) = int8_codes(queries, levels), int8_codes(table)
     assert np.array_equal(products, query_codes.astype(np.int64) @ row_codes.astype(np.int64).T)
     rough = products * (query_terms[0][:, None] * row_terms[0][None])
@@ -356,13 +361,13 @@ def test_int8_product_is_chosen_from_the_cpus_units(monkeypatch):
     if not cpuinfo.exists():
         pytest.skip("no /proc/cpuinfo to compare with")
     flags = set(next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split())
-    monkeypatch.setattr(vocab_module, "_INT8_PRODUCT", None)
+    monkeypatch.setattr(int8_module, "_INT8_PRODUCT", None)
     if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
         expected = "int_mm"
     else:
-        expected = "fbgemm" if vocab_module._fbgemm_is_exact() else "none"
-    assert vocab_module._int8_product(384) == expected
-    beyond = vocab_module._int8_product(vocab_module.FBGEMM_MAX_DIMS + 1)  # fbgemm's float32 sums would round
+        expected = "fbgemm" if int8_module._fbgemm_is_exact() else "none"
+    assert int8_module.int8_product(384) == expected
+    beyond = int8_module.int8_product(int8_module.FBGEMM_MAX_DIMS + 1)  # fbgemm's float32 sums would round
     assert beyond == ("int_mm" if expected == "int_mm" else "none")
 
 
@@ -372,10 +377,10 @@ def test_fbgemm_check_refuses_an_inexact_product(monkeypatch, change):
     not 255 wide make fbgemm's product inexact, and the check says so (the screen then goes unused)."""
     _needs("fbgemm")
     if change == "query levels":
-        monkeypatch.setattr(vocab_module, "FBGEMM_QUERY_LEVELS", 127)
+        monkeypatch.setattr(int8_module, "FBGEMM_QUERY_LEVELS", 127)
     else:
-        monkeypatch.setattr(vocab_module, "_FBGEMM_RANGE", (-64.0, 190.0))
-    assert not vocab_module._fbgemm_is_exact()
+        monkeypatch.setattr(int8_module, "_FBGEMM_RANGE", (-64.0, 190.0))
+    assert not int8_module._fbgemm_is_exact()
 
 
 @pytest.mark.parametrize("n_rows", [0, 7, 8, 300, 1027])  # short of a block of 8, exact blocks, a tail
@@ -428,8 +433,8 @@ def test_nearest_on_segments_runs_on_the_device_it_is_given(tiny, tmp_path):
     default = index.nearest_on_segments(starts, ends, alphas, 3, "words")
     on_cpu = index.nearest_on_segments(starts.double(), ends.double(), alphas, 3, "words", torch.device("cpu"))
     assert torch.equal(default, on_cpu) and on_cpu.device.type == "cpu"
-    keys = index.candidate_keys("words", "cpu")
-    assert keys[0] is index.candidate_keys("words")[0] and keys[0].device.type == "cpu"
+    rows = index.candidate_rows("words", "cpu")
+    assert rows is index.candidate_rows("words") and rows.rows.device.type == "cpu"
 
 
 def test_undertrained_rows_are_found_from_the_matrix(minilm):
@@ -441,7 +446,7 @@ def test_undertrained_rows_are_found_from_the_matrix(minilm):
     assert not words[tokenizer.all_special_ids].any()
     assert words[[vocab[w] for w in ("good", "film", "terrible", "movie", "the", "family")]].all()
     unused = torch.tensor([vocab[f"[unused{i}]"] for i in range(994)])
-    cluster = vocab_module.undertrained_rows(index.embeddings, unused)
+    cluster = words_module.undertrained_rows(index.embeddings, unused)
     assert 500 < int(cluster.sum()) - 994 < 3000  # the cluster of CJK/symbol pieces the issue describes
     assert not cluster[[vocab["dryly"], vocab["rasped"]]].any()  # trained, merely rare (see the frequency rule)
     # just outside the cluster: pieces no reader takes for a word, which a path to [MASK] runs past
@@ -452,8 +457,8 @@ def test_undertrained_rows_are_found_from_the_matrix(minilm):
 def test_lexical_words_are_whole_words_in_the_vocabularys_main_script():
     surfaces = ["the", "##ing", "1726", "ש", "film", "straße", "中", "a", "don't", "", "naïve", "ok"]
     expected = [True, False, False, False, True, True, False, True, False, False, True, True]
-    assert vocab_module.lexical_words(surfaces).tolist() == expected
-    assert vocab_module.lexical_words(["中", "文", "x"]).tolist() == [True, True, False]  # CJK is main here
+    assert words_module.lexical_words(surfaces).tolist() == expected
+    assert words_module.lexical_words(["中", "文", "x"]).tolist() == [True, True, False]  # CJK is main here
 
 
 def _minilm_index(minilm, **options) -> VocabIndex:
@@ -482,12 +487,12 @@ def test_the_frequency_threshold_keeps_what_the_readme_says(minilm):
     assert int(vocab_index_for(model, tokenizer).word_mask_.sum()) == 20_152
     assert int(_minilm_index(minilm, language=None).word_mask_.sum()) == 21_748
     assert int(_minilm_index(minilm, min_zipf=3.5).word_mask_.sum()) == 14_124
-    assert vocab_module.MIN_ZIPF == 3.0
+    assert words_module.MIN_ZIPF == 3.0
 
 
 def test_frequent_words_judges_letters_by_their_own_rule():
     surfaces = ["film", "gorgeous", "freyja", "a", "i", "x", "ß", "ə", "ﬁ"]
-    assert vocab_module.frequent_words(surfaces, "en").tolist() == [
+    assert words_module.frequent_words(surfaces, "en").tolist() == [
         True,
         True,
         False,
@@ -498,9 +503,9 @@ def test_frequent_words_judges_letters_by_their_own_rule():
         False,
         False,
     ]
-    assert vocab_module.frequent_words(["film", "freyja"], "en", min_zipf=1.5).tolist() == [True, True]
-    assert vocab_module.frequent_words(["und", "a"], "de").tolist() == [True, False]  # no one-letter words listed
-    assert vocab_module.frequent_words(["film"], "tlh") is None  # not silently English, wordfreq's nearest match
+    assert words_module.frequent_words(["film", "freyja"], "en", min_zipf=1.5).tolist() == [True, True]
+    assert words_module.frequent_words(["und", "a"], "de").tolist() == [True, False]  # no one-letter words listed
+    assert words_module.frequent_words(["film"], "tlh") is None  # not silently English, wordfreq's nearest match
 
 
 def test_without_a_word_list_the_old_rule_holds_and_says_so(tiny, tmp_path, monkeypatch, caplog):
@@ -526,11 +531,11 @@ def test_a_graph_built_under_another_word_rule_is_never_reused(tiny, tmp_path, m
     new = _index(tiny, tmp_path, min_zipf=5.0)  # drops the tiny vocabulary's rarer words (gorgeous, dull, ...)
     assert int(new.word_mask_.sum()) < int(old.word_mask_.sum())
     calls = []
-    real = vocab_module.knn_graph
-    monkeypatch.setattr(vocab_module, "knn_graph", lambda *a: calls.append(a) or real(*a))
+    real = graph_module.knn_graph
+    monkeypatch.setattr(graph_module, "knn_graph", lambda *a: calls.append(a) or real(*a))
     graph = new.graph(4, "words")
     assert len(calls) == 1 and new.word_mask_[graph.long()].all()
-    assert old._graph_path(4, "words") != new._graph_path(4, "words")  # both stay cached
+    assert old.graphs.path(4, "words") != new.graphs.path(4, "words")  # both stay cached
     assert (
         torch.equal(_index(tiny, tmp_path, language=None).graph(4, "words"), old.graph(4, "words")) and len(calls) == 1
     )
@@ -545,7 +550,7 @@ def test_otsu_threshold_splits_two_clusters():
 def test_graph_is_cached_on_disk_and_reloaded(tiny, tmp_path, monkeypatch):
     first = _index(tiny, tmp_path).graph(6, "all")
     calls = []
-    monkeypatch.setattr(vocab_module, "knn_graph", lambda *a: calls.append(a) or first)
+    monkeypatch.setattr(graph_module, "knn_graph", lambda *a: calls.append(a) or first)
     second = _index(tiny, tmp_path).graph(6, "all")
     assert torch.equal(first, second) and calls == []
 
@@ -554,7 +559,7 @@ def test_graph_is_cached_on_disk_and_reloaded(tiny, tmp_path, monkeypatch):
 def test_a_damaged_cache_is_rebuilt_not_trusted(tiny, tmp_path, damage):
     index = _index(tiny, tmp_path)
     good = index.graph(6, "all")
-    path = index._graph_path(6, "all")
+    path = index.graphs.path(6, "all")
     data = path.read_bytes()
     if damage == "truncate":
         path.write_bytes(data[: len(data) // 2])
@@ -564,7 +569,7 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(tiny, tmp_path, damage):
         path.write_bytes(b"not a safetensors file")
     else:  # a file that verifies as a graph, but of another k, under this name
         other = _index(tiny, tmp_path / "other").graph(5, "all")
-        path.write_bytes(_index(tiny, tmp_path / "other")._graph_path(5, "all").read_bytes())
+        path.write_bytes(_index(tiny, tmp_path / "other").graphs.path(5, "all").read_bytes())
         assert other.shape[1] == 5
     rebuilt = _index(tiny, tmp_path).graph(6, "all")
     assert torch.equal(rebuilt, good)
@@ -573,7 +578,7 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(tiny, tmp_path, damage):
 
 def test_two_threads_build_the_graph_once(tiny, tmp_path, monkeypatch):
     index = _index(tiny, tmp_path)
-    real = vocab_module.knn_graph
+    real = graph_module.knn_graph
     calls = []
     barrier = threading.Barrier(2)
 
@@ -581,7 +586,7 @@ def test_two_threads_build_the_graph_once(tiny, tmp_path, monkeypatch):
         calls.append(1)
         return real(*args)
 
-    monkeypatch.setattr(vocab_module, "knn_graph", slow_build)
+    monkeypatch.setattr(graph_module, "knn_graph", slow_build)
     results = []
 
     def worker():
@@ -598,7 +603,7 @@ def test_two_threads_build_the_graph_once(tiny, tmp_path, monkeypatch):
 
 def test_a_graph_build_blocks_neither_udig_queries_nor_other_graphs(tiny, tmp_path, monkeypatch):
     index = _index(tiny, tmp_path)
-    real = vocab_module.knn_graph
+    real = graph_module.knn_graph
     building, release = threading.Event(), threading.Event()
 
     def held_build(embeddings, k, allowed, *device):
@@ -607,7 +612,7 @@ def test_a_graph_build_blocks_neither_udig_queries_nor_other_graphs(tiny, tmp_pa
             assert release.wait(timeout=30)
         return real(embeddings, k, allowed, *device)
 
-    monkeypatch.setattr(vocab_module, "knn_graph", held_build)
+    monkeypatch.setattr(graph_module, "knn_graph", held_build)
     builder = threading.Thread(target=index.graph, args=(6, "all"))
     builder.start()
     try:
@@ -667,14 +672,14 @@ def test_anchor_chains_are_computed_once_per_word_and_reference(tiny, tmp_path):
 
 
 def test_anchor_chains_forget_the_least_recently_used_past_the_limit(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(vocab_module, "MAX_CACHED_CHAINS", 2)
+    monkeypatch.setattr(chains_module, "MAX_CACHED_CHAINS", 2)
     index, calls = _index(tiny, tmp_path), []
     compute = _chain_maker(calls)
     for word in (7, 8):
         index.anchor_chains("key", torch.tensor([word]), torch.tensor([4]), compute)
     index.anchor_chains("key", torch.tensor([7]), torch.tensor([4]), compute)  # 7 used again: 8 is now the oldest
     index.anchor_chains("key", torch.tensor([9]), torch.tensor([4]), compute)  # 8 goes
-    assert len(index._chains) == 2
+    assert len(index.chains) == 2
     index.anchor_chains("key", torch.tensor([7, 8]), torch.tensor([4, 4]), compute)
     assert calls[-1] == [(8, 4)]
 

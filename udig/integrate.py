@@ -15,80 +15,32 @@ Riemann rule acts on every segment ``P_k -> P_{k+1}``:
 On IG's straight line of ``steps + 1`` points these equal captum's rules with ``n_steps`` = the number of
 evaluations, but for one: captum 0.9's ``riemann_trapezoid`` weights its n points 1/(2n), 1/n, ..., 1/(2n),
 which sum to (n - 1)/n instead of 1, so its attributions are (n - 1)/n of the trapezoid rule's and miss
-completeness even for a linear F. udig's weights, 1/(2(n - 1)), 1/(n - 1), ..., sum to 1. Points go through the model in chunks of ``batch_size`` (explicit slices, no state kept on the
-model), so chunked and unchunked runs agree; several scalar targets of one forward pass (QA's start and end
-logits) share the forward and take one backward each.
+completeness even for a linear F. udig's weights, 1/(2(n - 1)), 1/(n - 1), ..., sum to 1. Points go through the
+model in chunks of ``batch_size`` (explicit slices, no state kept on the model), so chunked and unchunked runs
+agree; several scalar targets of one forward pass (QA's start and end logits) share the forward and take one
+backward each.
+
+Each rule is an object in :data:`RULES` that carries its own behaviour: its nodes and steps, and how it refines
+a path toward a completeness target (:meth:`Rule.refine`): a Riemann rule keeps, per segment, the gradient terms
+it takes there and splits segments, reusing them (:class:`SegmentRule`); Gauss-Legendre doubles its nodes. The
+integrator asks the rule and never looks at its name.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .segments import Halves, Segments
+
 ScalarFunction = Callable[[Tensor], Tensor]
 """Word embeddings ``(B, L, d)`` -> target values ``(B, n_targets)``."""
-
-
-def _left(path: Tensor) -> tuple[Tensor, Tensor]:
-    return path[:-1], path[1:] - path[:-1]
-
-
-def _right(path: Tensor) -> tuple[Tensor, Tensor]:
-    return path[1:], path[1:] - path[:-1]
-
-
-def _middle(path: Tensor) -> tuple[Tensor, Tensor]:
-    return (path[:-1] + path[1:]) / 2, path[1:] - path[:-1]
-
-
-def _trapezoid(path: Tensor) -> tuple[Tensor, Tensor]:
-    half = (path[1:] - path[:-1]) / 2  # (N-1, L, d)
-    weights = torch.zeros_like(path)
-    weights[:-1] += half
-    weights[1:] += half
-    return path, weights
-
-
-def _gauss_legendre(path: Tensor) -> tuple[Tensor, Tensor]:
-    """N - 1 nodes on the line from ``path[0]`` to ``path[-1]`` (the points between are not used)."""
-    nodes, weights = np.polynomial.legendre.leggauss(len(path) - 1)
-    alphas = torch.tensor((nodes + 1) / 2, dtype=path.dtype, device=path.device)[:, None, None]
-    scales = torch.tensor(weights / 2, dtype=path.dtype, device=path.device)[:, None, None]
-    start, change = path[0], path[-1] - path[0]
-    return start + alphas * change, scales * change
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A quadrature rule: path ``(N, L, d)`` -> evaluation points and their steps, each ``(M, L, d)``."""
-
-    name: str
-    nodes: Callable[[Tensor], tuple[Tensor, Tensor]]
-    starts_at_baseline: bool  # whether the first evaluation point is P_0 (so F(x') comes for free)
-    extra_evaluations: int  # M - (N - 1)
-    straight_only: bool = False  # only exact on a straight line (IG)
-
-    def n_evaluations(self, n_points: int) -> int:
-        """Points that take a forward and a backward pass on a path of ``n_points``."""
-        return n_points - 1 + self.extra_evaluations
-
-
-RULES: dict[str, Rule] = {
-    rule.name: rule
-    for rule in (
-        Rule("riemann_left", _left, True, 0),
-        Rule("riemann_right", _right, False, 0),
-        Rule("riemann_middle", _middle, False, 0),
-        Rule("riemann_trapezoid", _trapezoid, True, 1),
-        Rule("gausslegendre", _gauss_legendre, False, 0, straight_only=True),
-    )
-}
-SEGMENT_RULES = tuple(name for name, rule in RULES.items() if not rule.straight_only)
-
 
 MIN_CHANGE = 1e-3  # logits: below this |F(x) - F(x')| a relative completeness error says nothing
 
@@ -102,6 +54,231 @@ class PathIntegral:
     f_baseline: Tensor
     n_evaluations: int
     path: Tensor
+
+
+class Rule(ABC):
+    """A quadrature rule: path ``(N, L, d)`` -> evaluation points and their steps, each ``(M, L, d)``; and how
+    the rule refines a path until a completeness target is met."""
+
+    name: ClassVar[str]
+    starts_at_baseline: ClassVar[bool]  # whether the first evaluation point is P_0 (so F(x') comes for free)
+    extra_evaluations: ClassVar[int] = 0  # M - (N - 1)
+    straight_only: ClassVar[bool] = False  # only exact on a straight line (IG)
+
+    def __repr__(self) -> str:
+        return f"<rule {self.name}>"
+
+    @abstractmethod
+    def nodes(self, path: Tensor) -> tuple[Tensor, Tensor]:
+        """The evaluation points and the step each gradient multiplies, each ``(M, L, d)``."""
+
+    def n_evaluations(self, n_points: int) -> int:
+        """Points that take a forward and a backward pass on a path of ``n_points``."""
+        return n_points - 1 + self.extra_evaluations
+
+    def integrate(self, function: ScalarFunction, path: Tensor, batch_size: int) -> PathIntegral:
+        """Attributions along ``path``, with F at its start: from the first evaluation when the rule takes one
+        there, else from one forward pass without gradients."""
+        points, weights = self.nodes(path)
+        (terms,), values = gradient_terms(function, points, (weights,), batch_size)
+        f_baseline = values[:, 0] if self.starts_at_baseline else values_at(function, path[:1], batch_size)[:, 0]
+        return PathIntegral(terms.sum(1), f_baseline, len(points), path)
+
+    @abstractmethod
+    def refine(
+        self,
+        function: ScalarFunction,
+        path: Tensor,
+        batch_size: int,
+        f_input: Tensor,
+        max_delta: float,
+        max_points: int,
+    ) -> PathIntegral:
+        """Attributions that meet ``max_delta`` (:func:`target_met`) on a path of at most ``max_points``."""
+
+
+class GaussLegendre(Rule):
+    """N - 1 Gauss-Legendre nodes on the line from ``path[0]`` to ``path[-1]`` (the points between are not used).
+    It has no segments to split: refining doubles its nodes and integrates again."""
+
+    name = "gausslegendre"
+    starts_at_baseline = False
+    straight_only = True
+
+    def nodes(self, path: Tensor) -> tuple[Tensor, Tensor]:
+        nodes, weights = np.polynomial.legendre.leggauss(len(path) - 1)
+        alphas = torch.tensor((nodes + 1) / 2, dtype=path.dtype, device=path.device)[:, None, None]
+        scales = torch.tensor(weights / 2, dtype=path.dtype, device=path.device)[:, None, None]
+        start, change = path[0], path[-1] - path[0]
+        return start + alphas * change, scales * change
+
+    def refine(self, function, path, batch_size, f_input, max_delta, max_points) -> PathIntegral:
+        spent = 0
+        while True:
+            integral = self.integrate(function, path, batch_size)
+            spent += integral.n_evaluations
+            delta = integral.attributions.sum(1) - (f_input - integral.f_baseline)
+            if target_met(delta, f_input - integral.f_baseline, max_delta) or 2 * len(path) - 1 > max_points:
+                return PathIntegral(integral.attributions, integral.f_baseline, spent, path)
+            alphas = torch.linspace(0.0, 1.0, 2 * len(path) - 1, dtype=path.dtype, device=path.device)[:, None, None]
+            path = path[0] + alphas * (path[-1] - path[0])
+
+
+class SegmentRule(Rule):
+    """A Riemann rule: one gradient term per segment and token (or two, the trapezoid's). Refining splits, at
+    their midpoints, the segments whose quadrature error is largest (:meth:`Segments.worst`), evaluating only
+    the new points and reusing every earlier gradient."""
+
+    def refine(self, function, path, batch_size, f_input, max_delta, max_points) -> PathIntegral:
+        segments = self.first_pass(function, path, batch_size, f_input)
+        while segments.count + 1 < max_points:
+            errors = segments.errors(self.contributions(segments))
+            if target_met(errors.sum(0), f_input - segments.f_start[0], max_delta):
+                break
+            segments = self.split(
+                segments, function, batch_size, Segments.worst(errors, max_points - 1 - segments.count)
+            )
+        attributions = self.contributions(segments).sum(0)
+        return PathIntegral(attributions, segments.f_start[0], segments.n_evaluations, segments.path())
+
+    @abstractmethod
+    def first_pass(self, function: ScalarFunction, path: Tensor, batch_size: int, f_input: Tensor) -> Segments:
+        """The path's segments with this rule's gradient terms and F at their ends (``f_input`` at the input)."""
+
+    @abstractmethod
+    def split(self, segments: Segments, function: ScalarFunction, batch_size: int, chosen: Tensor) -> Segments:
+        """The segments with the ``chosen`` ones halved at their midpoints, evaluating only the new points."""
+
+    @abstractmethod
+    def contributions(self, segments: Segments) -> Tensor:
+        """Per segment, target and token: ``(S, n_targets, L)``."""
+
+
+class _EndpointRule(SegmentRule):
+    """A rule that takes gradients at segment ends. Halving a straight segment halves its step, so a kept
+    gradient's term is halved; the new midpoint's gradient is the right half's start term and the left half's
+    end term."""
+
+    def split(self, segments, function, batch_size, chosen) -> Segments:
+        half = segments.steps[chosen] / 2
+        (terms,), f_middles = gradient_terms(function, segments.starts[chosen] + half, (half,), batch_size)
+        halves = Halves.of(segments, chosen)
+        term, f_middle = terms.transpose(0, 1)[halves.new], f_middles.T[halves.new]
+        right, left = halves.right, halves.left
+        scale = halves.halve[:, None, None].to(segments.start_terms.dtype)
+        parent = halves.parent
+        return Segments(
+            halves.starts(segments),
+            halves.steps(segments),
+            start_terms=torch.where(right[:, None, None], term, segments.start_terms[parent] * scale),
+            end_terms=torch.where(left[:, None, None], term, segments.end_terms[parent] * scale),
+            mid_terms=segments.mid_terms[parent],
+            f_start=torch.where(right[:, None], f_middle, segments.f_start[parent]),
+            f_end=torch.where(left[:, None], f_middle, segments.f_end[parent]),
+            f_mid=segments.f_mid[parent],
+            n_evaluations=segments.n_evaluations + len(chosen),
+        )
+
+
+class LeftRiemann(_EndpointRule):
+    name = "riemann_left"
+    starts_at_baseline = True
+
+    def nodes(self, path: Tensor) -> tuple[Tensor, Tensor]:
+        return path[:-1], path[1:] - path[:-1]
+
+    def first_pass(self, function, path, batch_size, f_input) -> Segments:
+        return _gradients_at_nodes(function, path, batch_size, f_input, with_input=False)
+
+    def contributions(self, segments: Segments) -> Tensor:
+        return segments.start_terms
+
+
+class RightRiemann(_EndpointRule):
+    name = "riemann_right"
+    starts_at_baseline = False
+
+    def nodes(self, path: Tensor) -> tuple[Tensor, Tensor]:
+        return path[1:], path[1:] - path[:-1]
+
+    def first_pass(self, function, path, batch_size, f_input) -> Segments:
+        steps = path[1:] - path[:-1]
+        (end,), f_ends = gradient_terms(function, path[1:], (steps,), batch_size)
+        f_nodes = torch.cat([values_at(function, path[:1], batch_size).T, f_ends.T])
+        return Segments.of(path, f_nodes, len(steps), end_terms=end.transpose(0, 1))
+
+    def contributions(self, segments: Segments) -> Tensor:
+        return segments.end_terms
+
+
+class Trapezoid(_EndpointRule):
+    name = "riemann_trapezoid"
+    starts_at_baseline = True
+    extra_evaluations = 1
+
+    def nodes(self, path: Tensor) -> tuple[Tensor, Tensor]:
+        half = (path[1:] - path[:-1]) / 2  # (N-1, L, d)
+        weights = torch.zeros_like(path)
+        weights[:-1] += half
+        weights[1:] += half
+        return path, weights
+
+    def first_pass(self, function, path, batch_size, f_input) -> Segments:
+        return _gradients_at_nodes(function, path, batch_size, f_input, with_input=True)
+
+    def contributions(self, segments: Segments) -> Tensor:
+        return (segments.start_terms + segments.end_terms) / 2
+
+
+class MiddleRiemann(SegmentRule):
+    """The gradient at each segment's midpoint. A split takes two new midpoints (the quarter points); the old
+    midpoint becomes a node, whose F is known."""
+
+    name = "riemann_middle"
+    starts_at_baseline = False
+
+    def nodes(self, path: Tensor) -> tuple[Tensor, Tensor]:
+        return (path[:-1] + path[1:]) / 2, path[1:] - path[:-1]
+
+    def first_pass(self, function, path, batch_size, f_input) -> Segments:
+        steps = path[1:] - path[:-1]
+        (mid,), f_mid = gradient_terms(function, path[:-1] + steps / 2, (steps,), batch_size)
+        f_nodes = torch.cat([values_at(function, path[:-1], batch_size).T, f_input[None]])  # forward only
+        return Segments.of(path, f_nodes, len(steps), mid_terms=mid.transpose(0, 1), f_mid=f_mid.T)
+
+    def split(self, segments, function, batch_size, chosen) -> Segments:
+        half = segments.steps[chosen] / 2
+        middles = segments.starts[chosen] + half
+        quarters = torch.cat([segments.starts[chosen] + half / 2, middles + half / 2])
+        (terms,), f_quarters = gradient_terms(function, quarters, (torch.cat([half, half]),), batch_size)
+        (left_mid, right_mid), (left_f, right_f) = terms.transpose(0, 1).chunk(2), f_quarters.T.chunk(2)
+        halves = Halves.of(segments, chosen)
+        parent, second, is_split, k = halves.parent, halves.second, halves.is_split, halves.new
+        f_mid = segments.f_mid[parent]
+        return Segments(
+            halves.starts(segments),
+            halves.steps(segments),
+            start_terms=segments.start_terms[parent],
+            end_terms=segments.end_terms[parent],
+            mid_terms=torch.where(
+                is_split[:, None, None],
+                torch.where(second[:, None, None], right_mid[k], left_mid[k]),
+                segments.mid_terms[parent],
+            ),
+            f_start=torch.where(halves.right[:, None], f_mid, segments.f_start[parent]),
+            f_end=torch.where(halves.left[:, None], f_mid, segments.f_end[parent]),
+            f_mid=torch.where(is_split[:, None], torch.where(second[:, None], right_f[k], left_f[k]), f_mid),
+            n_evaluations=segments.n_evaluations + 2 * len(chosen),
+        )
+
+    def contributions(self, segments: Segments) -> Tensor:
+        return segments.mid_terms
+
+
+RULES: dict[str, Rule] = {
+    rule.name: rule for rule in (LeftRiemann(), RightRiemann(), MiddleRiemann(), Trapezoid(), GaussLegendre())
+}
+SEGMENT_RULES = tuple(name for name, rule in RULES.items() if not rule.straight_only)
 
 
 def gradient_terms(
@@ -137,11 +314,7 @@ def integrate_path(function: ScalarFunction, path: Tensor, batch_size: int, rule
     F(x') comes from the first evaluation when the rule takes one there, else from one forward pass without
     gradients; F(x) is the caller's (the Explainer takes it with the first gradient pass).
     """
-    quadrature = rule_for(rule, path)
-    points, weights = quadrature.nodes(path)
-    (terms,), values = gradient_terms(function, points, (weights,), batch_size)
-    f_baseline = values[:, 0] if quadrature.starts_at_baseline else values_at(function, path[:1], batch_size)[:, 0]
-    return PathIntegral(terms.sum(1), f_baseline, len(points), path)
+    return rule_for(rule, path).integrate(function, path, batch_size)
 
 
 def rule_for(rule: str, path: Tensor) -> Rule:
@@ -180,171 +353,34 @@ def refine_path(
     On a path of straight segments the integral of the gradient over segment k is exactly
     ``F(P_{k+1}) - F(P_k)``, so each segment's quadrature error ``e_k`` is known from F at its ends, which the
     gradient passes compute anyway. Each round splits, at their midpoints, the segments with the largest
-    ``|e_k|`` (as many as hold half of ``sum |e_k|``), evaluating only the new points in one batched pass and
-    reusing every earlier gradient: halving a straight segment halves its step, so a kept gradient's term is
-    halved. Uniform upscaling (DIG/UDIG's ``factor``) splits every segment instead. Gauss-Legendre has no
-    segments: it doubles its nodes and starts again. ``n_evaluations`` counts every forward+backward taken.
+    ``|e_k|`` (as many as hold three quarters of ``sum |e_k|``), evaluating only the new points in one batched
+    pass and reusing every earlier gradient. Uniform upscaling (DIG/UDIG's ``factor``) splits every segment
+    instead. Each rule refines in its own way (:meth:`Rule.refine`); ``n_evaluations`` counts every
+    forward+backward taken.
     """
-    quadrature = rule_for(rule, path)
-    if quadrature.straight_only:
-        spent = 0
-        while True:
-            integral = integrate_path(function, path, batch_size, rule)
-            spent += integral.n_evaluations
-            delta = integral.attributions.sum(1) - (f_input - integral.f_baseline)
-            if target_met(delta, f_input - integral.f_baseline, max_delta) or 2 * len(path) - 1 > max_points:
-                return PathIntegral(integral.attributions, integral.f_baseline, spent, path)
-            alphas = torch.linspace(0.0, 1.0, 2 * len(path) - 1, dtype=path.dtype, device=path.device)[:, None, None]
-            path = path[0] + alphas * (path[-1] - path[0])
-    segments = _Segments.start(function, path, batch_size, rule, f_input)
-    while not target_met(segments.delta, f_input - segments.f_start[0], max_delta) and segments.count + 1 < max_points:
-        segments = segments.split(function, batch_size, segments.worst(max_points - 1 - segments.count))
-    return segments.integral()
+    return rule_for(rule, path).refine(function, path, batch_size, f_input, max_delta, max_points)
 
 
-@dataclass
-class _Segments:
-    """A path as straight segments with what each Riemann rule needs per segment: per-target, per-token
-    gradient terms at its start, end and middle (each taken with the segment's own step) and F at its ends."""
-
-    rule: str
-    starts: Tensor  # (S, L, d)
-    steps: Tensor  # (S, L, d)
-    start_terms: Tensor  # (S, n_targets, L); zeros where the rule has no gradient there
-    end_terms: Tensor
-    mid_terms: Tensor
-    f_start: Tensor  # (S, n_targets)
-    f_end: Tensor
-    f_mid: Tensor  # F at the midpoint (riemann_middle only; zeros otherwise)
-    n_evaluations: int
-
-    @classmethod
-    def start(cls, function: ScalarFunction, path: Tensor, batch_size: int, rule: str, f_input: Tensor) -> _Segments:
-        starts, steps = path[:-1], path[1:] - path[:-1]
-        zeros = torch.zeros(len(steps), len(f_input), path.shape[1], dtype=f_input.dtype, device=f_input.device)
-        start_terms, end_terms, mid_terms = zeros, zeros, zeros
-        f_mid = torch.zeros(len(steps), len(f_input), dtype=f_input.dtype, device=f_input.device)
-        if rule == "riemann_middle":
-            (mid,), f_mid = gradient_terms(function, starts + steps / 2, (steps,), batch_size)
-            mid_terms, f_mid = mid.transpose(0, 1), f_mid.T
-            f_nodes = torch.cat(
-                [values_at(function, path[:-1], batch_size).T, f_input[None]]
-            )  # no gradients: forward only
-        elif rule == "riemann_right":
-            (end,), f_ends = gradient_terms(function, path[1:], (steps,), batch_size)
-            end_terms = end.transpose(0, 1)
-            f_nodes = torch.cat([values_at(function, path[:1], batch_size).T, f_ends.T])
-        else:  # left, trapezoid: the gradient at every start; the trapezoid also at every end
-            ahead = torch.cat([steps, torch.zeros_like(steps[:1])])  # node k's segment ahead, none after the input
-            behind = torch.cat([torch.zeros_like(steps[:1]), steps])  # node k's segment behind
-            nodes = path if rule == "riemann_trapezoid" else path[:-1]
-            terms, f_evaluated = gradient_terms(
-                function, nodes, (ahead[: len(nodes)], behind[: len(nodes)]), batch_size
-            )
-            start_terms = terms[0][:, : len(steps)].transpose(0, 1)
-            if rule == "riemann_trapezoid":
-                end_terms = terms[1][:, 1:].transpose(0, 1)
-            f_nodes = torch.cat([f_evaluated.T[: len(steps)], f_input[None]])
-        evaluations = len(path) if rule == "riemann_trapezoid" else len(steps)
-        return cls(
-            rule, starts, steps, start_terms, end_terms, mid_terms, f_nodes[:-1], f_nodes[1:], f_mid, evaluations
-        )
-
-    @property
-    def count(self) -> int:
-        """Segments; the path has one point more."""
-        return len(self.steps)
-
-    @property
-    def contributions(self) -> Tensor:
-        """Per segment, target and token: ``(S, n_targets, L)``."""
-        if self.rule == "riemann_left":
-            return self.start_terms
-        if self.rule == "riemann_right":
-            return self.end_terms
-        if self.rule == "riemann_middle":
-            return self.mid_terms
-        return (self.start_terms + self.end_terms) / 2
-
-    @property
-    def errors(self) -> Tensor:
-        """Each segment's quadrature error ``(S, n_targets)``: its terms minus the exact F(end) - F(start)."""
-        return self.contributions.sum(-1) - (self.f_end - self.f_start)
-
-    @property
-    def delta(self) -> Tensor:
-        return self.errors.sum(0)
-
-    def worst(self, budget: int) -> Tensor:
-        """The segments to split: by |error| (summed over targets), as many as hold 3/4 of the total, within budget
-        (fewer rounds, so fewer small passes through the model, at the cost of some splits that were not needed)."""
-        size = self.errors.abs().sum(1)  # (S,)
-        order = size.argsort(descending=True)
-        share = size[order].cumsum(0) / size.sum().clamp(min=torch.finfo(size.dtype).tiny)
-        wanted = int((share < 0.75).sum()) + 1
-        return order[: max(1, min(wanted, budget))]
-
-    def split(self, function: ScalarFunction, batch_size: int, chosen: Tensor) -> _Segments:
-        """Halve the chosen segments at their midpoints, evaluating only the new points."""
-        half = self.steps[chosen] / 2
-        middles = self.starts[chosen] + half
-        if self.rule == "riemann_middle":  # two new midpoints per split; the old midpoint becomes a node
-            quarters = torch.cat([self.starts[chosen] + half / 2, middles + half / 2])
-            (terms,), f_quarters = gradient_terms(function, quarters, (torch.cat([half, half]),), batch_size)
-            first, second = terms.transpose(0, 1).chunk(2), f_quarters.T.chunk(2)
-            new = {"mid": first, "f_mid": second}
-            evaluations = 2 * len(chosen)
-        else:
-            (terms,), f_middles = gradient_terms(function, middles, (half,), batch_size)
-            new = {"term": terms.transpose(0, 1), "f": f_middles.T}
-            evaluations = len(chosen)
-        split = torch.zeros(self.count, dtype=torch.bool, device=self.steps.device)
-        split[chosen] = True
-        rank = torch.full((self.count,), -1, dtype=torch.long, device=self.steps.device)
-        rank[chosen] = torch.arange(len(chosen), device=chosen.device)  # where each split segment's new values are
-        parent = torch.repeat_interleave(torch.arange(self.count, device=split.device), 1 + split.long())
-        second = torch.zeros_like(parent, dtype=torch.bool)
-        second[1:] = parent[1:] == parent[:-1]  # the right half of a split segment
-        is_split = split[parent]
-        k = rank[parent].clamp(min=0)
-        halve = torch.where(is_split, 0.5, 1.0).to(self.steps.dtype)
-
-        starts = torch.where(second[:, None, None], self.starts[parent] + self.steps[parent] / 2, self.starts[parent])
-        steps = self.steps[parent] * halve[:, None, None]
-        scale = halve[:, None, None].to(self.start_terms.dtype)
-        if self.rule == "riemann_middle":
-            (left_mid, right_mid), (left_f, right_f) = new["mid"], new["f_mid"]
-            mid_terms = torch.where(
-                is_split[:, None, None],
-                torch.where(second[:, None, None], right_mid[k], left_mid[k]),
-                self.mid_terms[parent],
-            )
-            f_mid = torch.where(
-                is_split[:, None], torch.where(second[:, None], right_f[k], left_f[k]), self.f_mid[parent]
-            )
-            f_start = torch.where((is_split & second)[:, None], self.f_mid[parent], self.f_start[parent])
-            f_end = torch.where((is_split & ~second)[:, None], self.f_mid[parent], self.f_end[parent])
-            start_terms, end_terms = self.start_terms[parent], self.end_terms[parent]
-        else:
-            term, f_middle = new["term"][k], new["f"][k]
-            start_terms = torch.where((is_split & second)[:, None, None], term, self.start_terms[parent] * scale)
-            end_terms = torch.where((is_split & ~second)[:, None, None], term, self.end_terms[parent] * scale)
-            f_start = torch.where((is_split & second)[:, None], f_middle, self.f_start[parent])
-            f_end = torch.where((is_split & ~second)[:, None], f_middle, self.f_end[parent])
-            mid_terms, f_mid = self.mid_terms[parent], self.f_mid[parent]
-        return _Segments(
-            self.rule,
-            starts,
-            steps,
-            start_terms,
-            end_terms,
-            mid_terms,
-            f_start,
-            f_end,
-            f_mid,
-            self.n_evaluations + evaluations,
-        )
-
-    def integral(self) -> PathIntegral:
-        path = torch.cat([self.starts, self.starts[-1:] + self.steps[-1:]])
-        return PathIntegral(self.contributions.sum(0), self.f_start[0], self.n_evaluations, path)
+def _gradients_at_nodes(
+    function: ScalarFunction,
+    path: Tensor,
+    batch_size: int,
+    f_input: Tensor,
+    with_input: bool,
+) -> Segments:
+    """Gradients at every node but the input (the left sum), or at every node (the trapezoid, ``with_input``):
+    node k's gradient times its segment ahead is segment k's start term, times its segment behind segment
+    k - 1's end term (kept only ``with_input``). F at the input is ``f_input``."""
+    steps = path[1:] - path[:-1]
+    ahead = torch.cat([steps, torch.zeros_like(steps[:1])])  # node k's segment ahead, none after the input
+    behind = torch.cat([torch.zeros_like(steps[:1]), steps])  # node k's segment behind
+    nodes = path if with_input else path[:-1]
+    terms, f_evaluated = gradient_terms(function, nodes, (ahead[: len(nodes)], behind[: len(nodes)]), batch_size)
+    f_nodes = torch.cat([f_evaluated.T[: len(steps)], f_input[None]])
+    return Segments.of(
+        path,
+        f_nodes,
+        len(nodes),
+        start_terms=terms[0][:, : len(steps)].transpose(0, 1),
+        end_terms=terms[1][:, 1:].transpose(0, 1) if with_input else None,
+    )

@@ -357,7 +357,8 @@ def path_quality(explanation: Explanation, vocab: VocabIndex | None, cache: dict
 def scores(
     explanation: Explanation, model: torch.nn.Module, tokenizer, *, topk: float = DEFAULT_TOPK
 ) -> dict[str, float | None]:
-    """The :data:`SCORES` of one explanation by key: faithfulness and the completeness error |Δ| (None without a path)."""
+    """The :data:`SCORES` of one explanation by key: faithfulness and the completeness error |Δ| (None without a
+    path)."""
     faith = faithfulness(explanation, model, tokenizer, topk=topk)
     delta = None if math.isnan(explanation.delta) else abs(float(explanation.delta))
     return {**{m.key: getattr(faith, m.key) for m in FAITHFULNESS}, COMPLETENESS.key: delta}

@@ -54,7 +54,8 @@ def anchor_chains(
     expected = (len(word_ids), m) if per_step else (len(table),)
     if tuple(candidates.shape[:-1]) != expected or candidates.dim() not in (2, 3):
         raise ValueError(
-            f"candidates of shape {tuple(candidates.shape)}: expected (V, K) = ({len(table)}, K) or (T, m, K) = ({len(word_ids)}, {m}, K)"
+            f"candidates of shape {tuple(candidates.shape)}: expected (V, K) = ({len(table)}, K) "
+            f"or (T, m, K) = ({len(word_ids)}, {m}, K)"
         )
     checked = (("word", word_ids), ("reference", reference_ids)) + ((("candidate", candidates),) if per_step else ())
     for name, tokens in checked:  # the compiled pass does not bounds-check (a graph is checked when built or loaded)

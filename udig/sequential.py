@@ -22,7 +22,8 @@ from .integrate import PathIntegral, ScalarFunction, gradient_terms, rule_for, v
 
 
 def _one_word_changed(inputs: Tensor, positions: Tensor, columns: Tensor) -> Tensor:
-    """Copies of ``inputs (L, d)``, copy b with token ``positions[b]`` replaced by ``columns[b] (d,)``: ``(B, L, d)``."""
+    """Copies of ``inputs (L, d)``, copy b with token ``positions[b]`` replaced by ``columns[b] (d,)``:
+    ``(B, L, d)``."""
     points = inputs.expand(len(positions), -1, -1).clone()
     points[torch.arange(len(positions), device=inputs.device), positions] = columns
     return points
