@@ -35,7 +35,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from benchmarks.machine import processor  # noqa: E402
-from udig.evaluate import FAITHFULNESS_KEYS, load_items, read_records  # noqa: E402
+from udig.evaluation import load_items, read_records  # noqa: E402
+from udig.metrics import FAITHFULNESS_KEYS  # noqa: E402
 from udig.models import load_model  # noqa: E402
 from udig.tasks import TASKS, max_tokens  # noqa: E402
 
@@ -123,7 +124,8 @@ def throughput(limit: int, methods: str, slots: int, rounds: int) -> list[str]:
         "",
         f"Ray's overhead: steady {100 * (local_steady / ray_steady - 1):+.1f} % (target <= 10 %), "
         f"end to end {100 * (local_whole / ray_whole - 1):+.1f} % (Ray's start and the actors' model loading)",
-        f"Largest metric difference between the two runs' records: {max_difference(*records.values()):.2e} (target <= 1e-5)",
+        "Largest metric difference between the two runs' records: "
+        f"{max_difference(*records.values()):.2e} (target <= 1e-5)",
     ]
     return lines
 
@@ -165,9 +167,10 @@ def packing(n_texts: int, points: int, repeats: int) -> list[str]:
         separate_s.append(middle - start)
     tokens = sum(len(e) for e in encodings)
     return [
-        f"{len(texts)} sentences of {min(len(e) for e in encodings)}-{longest} tokens ({tokens} in all), {points} path "
-        f"points each, 1 torch thread, median of {repeats}: one pass per sentence {statistics.median(separate_s):.3f} s; "
-        f"all in one padded pass / one per sentence = {statistics.median(ratios):.2f} (below 1: packing is faster)"
+        f"{len(texts)} sentences of {min(len(e) for e in encodings)}-{longest} tokens ({tokens} in all), "
+        f"{points} path points each, 1 torch thread, median of {repeats}: one pass per sentence "
+        f"{statistics.median(separate_s):.3f} s; all in one padded pass / one per sentence = "
+        f"{statistics.median(ratios):.2f} (below 1: packing is faster)"
     ]
 
 

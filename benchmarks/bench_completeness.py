@@ -32,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from machine import processor  # noqa: E402 - benchmarks/machine.py
 
 from udig import Explainer  # noqa: E402
-from udig.evaluate import load_items  # noqa: E402
+from udig.evaluation import load_items  # noqa: E402
 from udig.models import load_model  # noqa: E402
 
 CAP = 512  # path points

@@ -21,18 +21,17 @@ import time
 from pathlib import Path
 
 import pytest
-import test_evaluate
 import torch
 from conftest import TINY_WORDS
 
-from udig import cluster, evaluate
+from udig import evaluation
+from udig.evaluation import Item, cluster, parse_methods
 from udig.metrics import FAITHFULNESS_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY = Path(sys.executable).with_name("ray")
 METHODS = "ig,udig-maxcount:words"
 STARTED = "Ray runtime started"
-tiny_setup = test_evaluate.tiny_setup  # the fixture, shared
 TIMEOUT = 180  # seconds for a node to start on 2 loaded cores
 
 
@@ -44,14 +43,15 @@ def patient_ray(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def workload(tiny_setup):
-    """test_evaluate's tiny classifier, and 40 seeded sentences of its words: enough pairs to kill a run midway."""
+def workload(eval_setup):
+    """The evaluation tests' tiny classifier, and 40 seeded sentences of its words: enough pairs to kill a run
+    midway."""
     rng = random.Random(0)
     sentences = [" ".join(rng.choices(TINY_WORDS, k=rng.randint(4, 12))) + "." for _ in range(40)]
-    (tiny_setup / "many.jsonl").write_text(
+    (eval_setup / "many.jsonl").write_text(
         "".join(json.dumps({"id": f"s{i}", "text": t}) + "\n" for i, t in enumerate(sentences))
     )
-    return tiny_setup
+    return eval_setup
 
 
 def cli_args(workload: Path, out: Path, *extra: str) -> list[str]:
@@ -108,7 +108,7 @@ def test_ray_without_the_package_says_how_to_install_it(workload, tmp_path, monk
 
     monkeypatch.setattr(builtins, "__import__", no_ray)
     monkeypatch.delitem(sys.modules, "ray", raising=False)
-    assert evaluate.main(cli_args(workload, tmp_path, "--limit", "1", "--ray", "local")) == 2
+    assert evaluation.main(cli_args(workload, tmp_path, "--limit", "1", "--ray", "local")) == 2
     assert "pip install -r requirements-ray.txt" in capsys.readouterr().err
     assert not (tmp_path / "records.jsonl").exists(), "said before anything ran"
 
@@ -124,15 +124,15 @@ def test_ray_without_the_package_says_how_to_install_it(workload, tmp_path, monk
     ],
 )
 def test_ray_flags_are_checked_before_anything_runs(workload, tmp_path, capsys, extra, message):
-    assert evaluate.main(cli_args(workload, tmp_path, *extra)) == 2
+    assert evaluation.main(cli_args(workload, tmp_path, *extra)) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "records.jsonl").exists()
 
 
 @pytest.mark.parametrize("n_items", [3, 40, 400])
 def test_chunks_cover_every_pair_once_one_method_each(n_items):
-    items = [evaluate.Item(id=str(i), text="a") for i in range(n_items)]
-    todo = [(item, spec) for item in items for spec in evaluate.parse_methods("ig,random")]
+    items = [Item(id=str(i), text="a") for i in range(n_items)]
+    todo = [(item, spec) for item in items for spec in parse_methods("ig,random")]
     chunks = cluster.chunks(todo, actors=2)
     assert sorted((item.id, spec.name) for spec, chunk in chunks for item in chunk) == sorted(
         (i.id, s.name) for i, s in todo
@@ -146,10 +146,11 @@ def test_chunks_cover_every_pair_once_one_method_each(n_items):
 # -- a local Ray instance: faults --------------------------------------------------------------------------
 
 
+@pytest.mark.cluster
 def test_a_killed_driver_and_a_killed_actor_lose_nothing_and_write_nothing_twice(workload, tmp_path, monkeypatch):
     """The driver is killed after its first records; the same command resumes, and there one actor's process
     is killed while it holds a chunk: Ray restarts it and retries the chunk. The records equal a local run's."""
-    evaluate.main(cli_args(workload, tmp_path / "local"))
+    evaluation.main(cli_args(workload, tmp_path / "local"))
     expected = file_records(tmp_path / "local")
     assert len(expected) == 80
 
@@ -192,13 +193,14 @@ def test_a_killed_driver_and_a_killed_actor_lose_nothing_and_write_nothing_twice
             yield result
 
     monkeypatch.setattr(cluster, "_results", kill_an_actor)
-    assert evaluate.main(cli_args(workload, out, "--ray", "local", "--actors", "2")) == 0
+    assert evaluation.main(cli_args(workload, out, "--ray", "local", "--actors", "2")) == 0
     assert killed and later and killed[0] not in later, "the killed process computed nothing more"
     resumed = file_records(out)
     assert all(resumed[key] == record for key, record in first.items()), "records already written stay as they were"
     assert_same_records(resumed, expected)
 
 
+@pytest.mark.cluster
 @pytest.mark.skipif(torch.cuda.is_available(), reason="here the actors would run on the GPU")
 def test_a_cluster_too_small_or_an_actor_that_cannot_start_ends_the_run_with_the_reason(workload, tmp_path, capsys):
     """A caller's own Ray connection (one CPU, one GPU that is not there) is used and left open."""
@@ -208,9 +210,9 @@ def test_a_cluster_too_small_or_an_actor_that_cannot_start_ends_the_run_with_the
         address="local", num_cpus=1, num_gpus=1, include_dashboard=False, object_store_memory=cluster.OBJECT_STORE_BYTES
     )
     try:
-        assert evaluate.main(cli_args(workload, tmp_path, "--limit", "1", "--ray", "local", "--actors", "2")) == 2
+        assert evaluation.main(cli_args(workload, tmp_path, "--limit", "1", "--ray", "local", "--actors", "2")) == 2
         assert "cannot hold 2 actors of 1 CPU(s): they need 2 CPUs (it has 1)" in capsys.readouterr().err
-        assert evaluate.main(cli_args(workload, tmp_path, "--limit", "1", "--ray", "local", "--device", "cuda")) == 2
+        assert evaluation.main(cli_args(workload, tmp_path, "--limit", "1", "--ray", "local", "--device", "cuda")) == 2
         error = capsys.readouterr().err
         assert "a Ray actor could not start: " in error and "no GPU torch can use" in error
         assert not (tmp_path / "records.jsonl").read_text()
@@ -312,11 +314,12 @@ def two_nodes(monkeypatch):
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.cluster
 def test_a_two_node_cluster_computes_the_local_records(two_nodes, tmp_path):
     """4 sentences x 2 methods with the offline model on two one-CPU nodes: both work, the records are the local ones.
     The driver is a fresh process, as a user's is: a process keeps the auth token of its first Ray connection."""
     args = ["--limit", "4", "--methods", "ig,udig-greedy", "--steps", "4", "--threads", "1"]
-    assert evaluate.main([*args, "--quiet", "--out", str(tmp_path / "local")]) == 0
+    assert evaluation.main([*args, "--quiet", "--out", str(tmp_path / "local")]) == 0
     driver = subprocess.run(
         [
             sys.executable,

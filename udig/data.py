@@ -62,6 +62,8 @@ from importlib import util as importlib_util
 from pathlib import Path
 from typing import Literal
 
+from .models import assets_dir
+
 __all__ = [
     "Example",
     "DataUnavailableError",
@@ -84,7 +86,7 @@ INNER_ARCHIVE = "additional_resources/hutto_ICWSM_2014.tar.gz"
 DATA_NAME = "movieReviewSnippets_GroundTruth.txt"
 LAST_POSITIVE_ID = 5331
 
-SPLIT_FILE = Path(__file__).resolve().parent.parent / "assets" / "rotten_tomatoes_split.json"
+SPLIT_FILE = assets_dir() / "rotten_tomatoes_split.json"  # the checkout's assets/, or udig/assets in a wheel
 SPLIT_SEED = 20050625  # Pang & Lee, ACL 2005
 HELD_OUT_PER_CLASS = 533  # 1,066 sentences in validation and in test, as in `rotten_tomatoes`
 

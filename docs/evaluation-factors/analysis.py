@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from udig import evaluate
-from udig.metrics import FAITHFULNESS_KEYS, METRIC_INFO
+from udig import evaluation
+from udig.metrics import AOPC_KEYS, FAITHFULNESS_KEYS, METRIC_INFO
 
 HERE = Path(__file__).resolve().parent
 RULES = HERE.parent / "evaluation-rules"
@@ -22,10 +22,12 @@ METHODS = ["dig-greedy:words", "dig-maxcount:words", "udig-greedy:words", "udig-
 # factor -> (folder of its DIG/UDIG records, folder of IG at the same evaluations, evaluations)
 RUNS = {0: (RULES, RULES, 31), 1: (HERE / "factor-1", HERE / "ig-62", 62), 2: (HERE / "factor-2", HERE / "ig-124", 124)}
 LARGEST = "udig-maxcount:words+largest"  # the published code's target, factor 0
+KEYS = [key for key in FAITHFULNESS_KEYS if key not in AOPC_KEYS]  # these runs predate AOPC
 
-ids = [item.id for item in evaluate.load_items("rt-offline", 0)[:N_SENTENCES]]
+ids = [item.id for item in evaluation.load_items("rt-offline", 0)[:N_SENTENCES]]
 records = {
-    folder: evaluate.read_records(folder / "records.jsonl") for folder in {f for run in RUNS.values() for f in run[:2]}
+    folder: evaluation.read_records(folder / "records.jsonl")
+    for folder in {f for run in RUNS.values() for f in run[:2]}
 }
 
 
@@ -35,7 +37,7 @@ def rows(folder: Path, name: str) -> dict[str, dict]:
 
 
 def mean_interval(values: np.ndarray, offset: int) -> tuple[float, float, float]:
-    low, high = evaluate.bootstrap_interval(values, np.random.default_rng([0, offset]))
+    low, high = evaluation.bootstrap_interval(values, np.random.default_rng([0, offset]))
     return float(values.mean()), low, high
 
 
@@ -45,8 +47,7 @@ def cell(d: dict) -> str:
 
 def compare(a: dict, b: dict, offset: int) -> list[str]:
     return [
-        cell(evaluate.paired_difference(a, b, m, np.random.default_rng([0, offset + k])))
-        for k, m in enumerate(FAITHFULNESS_KEYS)
+        cell(evaluation.paired_difference(a, b, m, np.random.default_rng([0, offset + k]))) for k, m in enumerate(KEYS)
     ]
 
 
@@ -58,11 +59,12 @@ for factor, (folder, ig_folder, evaluations) in RUNS.items():
         configs.append((name, name, factor, evaluations, rows(folder, name), ig, rows(RULES, name)))
 configs.append((LARGEST, LARGEST, 0, 31, rows(RULES, LARGEST), rows(RULES, "ig"), rows(RULES, "udig-maxcount:words")))
 
-headers = " | ".join(f"{METRIC_INFO[m].short} {METRIC_INFO[m].arrow}" for m in FAITHFULNESS_KEYS)
+headers = " | ".join(f"{METRIC_INFO[m].short} {METRIC_INFO[m].arrow}" for m in KEYS)
 lines = [
     f"# DIG and UDIG at the papers' factors, IG at matched evaluations ({N_SENTENCES} sentences)",
     "",
-    f"| method | factor | evaluations | n | {headers} | median rel. \\|Δ\\| | log-odds − IG's | comp. − IG's | suff. − IG's "
+    f"| method | factor | evaluations | n | {headers} | median rel. \\|Δ\\| "
+    "| log-odds − IG's | comp. − IG's | suff. − IG's "
     "| log-odds − factor 0 | comp. − factor 0 | suff. − factor 0 |",
     "|---|--:|--:|--:|---|---|---|--:|---|---|---|---|---|---|",
 ]
@@ -70,9 +72,7 @@ summary = {}
 for offset, (name, family, factor, evaluations, own, ig, base) in enumerate(configs):
     if not own:
         continue
-    means = [
-        mean_interval(np.array([r[m] for r in own.values()]), 10 * offset + k) for k, m in enumerate(FAITHFULNESS_KEYS)
-    ]
+    means = [mean_interval(np.array([r[m] for r in own.values()]), 10 * offset + k) for k, m in enumerate(KEYS)]
     rel = float(np.median([r["relative_delta"] for r in own.values() if r.get("relative_delta") is not None]))
     summary[(family, factor)] = (evaluations, means, rel)
     versus_ig = ["–"] * 3 if family == "ig" else compare(own, ig, 1000 + 10 * offset)
@@ -132,7 +132,7 @@ def chart() -> None:
                 label="udig-maxcount:words +largest",
             )
         axes[3].plot([evaluations + 3], [rel], marker="s", color="black")
-    for ax, metric in zip(axes, FAITHFULNESS_KEYS):
+    for ax, metric in zip(axes, KEYS):
         ax.set_title(f"{METRIC_INFO[metric].name} {METRIC_INFO[metric].arrow}")
     axes[3].set_title("median |Δ| / |F(x) − F(x′)| ↓")
     axes[3].set_yscale("log")

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from udig import evaluate
+from udig import evaluation
 
 out = Path(__file__).resolve().parent  # python docs/evaluation-rules/paired.py > docs/evaluation-rules/paired.md
-records = evaluate.read_records(out / "records.jsonl")
-items = evaluate.load_items("rt-offline", 0)[:300]
+records = evaluation.read_records(out / "records.jsonl")
+items = evaluation.load_items("rt-offline", 0)[:300]
 ids = [i.id for i in items]
 M = ["log_odds", "comprehensiveness", "sufficiency"]
 
@@ -18,9 +18,12 @@ def rows(name):
     return {i: records.get(f"{i}|{name}") for i in ids}
 
 
+def good(name):
+    return {i: r for i, r in rows(name).items() if r and "error" not in r}
+
+
 def paired(a, b, metric, off):
-    good = lambda name: {i: r for i, r in rows(name).items() if r and "error" not in r}
-    d = evaluate.paired_difference(good(a), good(b), metric, np.random.default_rng([0, off]))
+    d = evaluation.paired_difference(good(a), good(b), metric, np.random.default_rng([0, off]))
     return f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
 
 

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from udig import evaluate
+from udig import evaluation
 from udig.metrics import FAITHFULNESS_KEYS, METRIC_INFO
 
 HERE = Path(__file__).resolve().parent
 SEQUENTIAL = ["sig", "seq-dig-greedy:words", "seq-udig-greedy:words"]
 
 summary = json.loads((HERE / "summary.json").read_text())
-records = evaluate.read_records(HERE / "records.jsonl")
+records = evaluation.read_records(HERE / "records.jsonl")
 ids = [
     item.id
-    for item in evaluate.load_items(summary["config"]["dataset"], summary["config"]["seed"])[: summary["n_examples"]]
+    for item in evaluation.load_items(summary["config"]["dataset"], summary["config"]["seed"])[: summary["n_examples"]]
 ]
 methods = summary["methods_order"]
 
@@ -34,8 +34,8 @@ def rows(name: str) -> dict[str, dict]:
 
 
 def cell(method: str, rival: str, metric: str, offset: int) -> str:
-    d = evaluate.paired_difference(rows(method), rows(rival), metric, np.random.default_rng([0, offset]))
-    verdict = evaluate._verdict(metric, d["low"], d["high"])
+    d = evaluation.paired_difference(rows(method), rows(rival), metric, np.random.default_rng([0, offset]))
+    verdict = evaluation.verdict(metric, d["low"], d["high"])
     return f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] {verdict}"
 
 

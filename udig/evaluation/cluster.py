@@ -2,8 +2,9 @@
 
 Ray is optional (``pip install -r requirements-ray.txt``). Each actor is one slot of the cluster: it loads
 the model, tokenizer and vocabulary index once, then turns chunks of examples of one method into records
-with :meth:`udig.evaluate.Evaluator.records`. An :class:`ray.util.ActorPool` hands the next chunk to whichever
-actor is free, and the driver (:func:`udig.evaluate.run`) appends each record to the resumable records file.
+with :meth:`udig.evaluation.worker.Evaluator.records`. An :class:`ray.util.ActorPool` hands the next chunk
+to whichever actor is free, and the driver (:func:`udig.evaluation.run.run`) appends each record to the
+resumable records file.
 
 Faults are Ray's to handle: an actor whose process dies is restarted (``max_restarts=-1``, rerunning its
 constructor) and its pending chunk retried (``max_task_retries=-1``). Execution is then at least once, so
@@ -19,7 +20,11 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from .evaluate import EvalConfig, EvaluationError, Item, MethodSpec, load_evaluator
+from .config import EvalConfig
+from .errors import EvaluationError
+from .items import Item
+from .spec import MethodSpec
+from .worker import load_evaluator
 
 INSTALL = "pip install -r requirements-ray.txt (or: pip install ray==2.60.0)"
 CHUNKS_PER_ACTOR = 16  # the last chunks leave actors idle: with 16 each, about 3 % of a small run's time, ...

@@ -1,7 +1,7 @@
 """The files an evaluation summary is written to: ``summary.json``, ``results.csv``, ``table.md`` and ``chart.png``.
 
-Pure functions of the summary :func:`udig.evaluate.summarize` returns; labels and directions come from the
-metric metadata in :mod:`udig.metrics`.
+Pure functions of the summary :func:`udig.evaluation.summary.summarize` returns; labels and directions come
+from the metric metadata in :mod:`udig.metrics`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import DIAGNOSTICS, FAITHFULNESS_KEYS, METRIC_INFO
-from .paths import STRATEGIES
+from ..metrics import DIAGNOSTICS, FAITHFULNESS_KEYS, METRIC_INFO
+from ..paths import STRATEGIES
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
