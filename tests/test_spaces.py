@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from udig import space
 from udig.app import service
 from udig.models import BASE_UPSTREAM, CURATED_MODELS, DEFAULT_QA_MODEL
 from udig.settings import Settings
@@ -95,6 +96,56 @@ def test_models_are_the_apps_hub_models(front_matter):
     assert len(listed) == len(set(listed))
     assert set(listed) == set(offered)
     assert all(HUB_ID.match(model) for model in listed), [m for m in listed if not HUB_ID.match(m)]
+
+
+def test_preload_from_hub_brings_the_qa_default_and_a_sentiment_model(front_matter):
+    """Items are "repository file1,file2" (the reference's format): the Space's build puts them in the default
+    Hub cache, where the app finds a model at hand by its config.json (``udig.app.config.model_at_hand``), so
+    the QA tab opens on the trained model instead of downloading it on first use."""
+    entries = [item.split() for item in front_matter["preload_from_hub"]]
+    assert all(len(parts) == 2 for parts in entries), entries
+    preloaded = {repository: files.split(",") for repository, files in entries}
+    assert DEFAULT_QA_MODEL in preloaded
+    assert len([model for model in preloaded if model in CURATED_MODELS["sentiment"]]) == 1
+    assert len(preloaded) == 2 and set(preloaded) <= set(front_matter["models"])
+    for files in preloaded.values():
+        assert {"config.json", "model.safetensors", "tokenizer_config.json", "vocab.txt"} <= set(files), files
+
+
+# -- torch on a Space ---------------------------------------------------------------------------------
+ZEROGPU_TORCH = {"2.8.0", "2.9.1", "2.10.0", "2.11.0"}  # the list in huggingface.co/docs/hub/spaces-zerogpu
+ZEROGPU_PYTHON = {"3.12.12", "3.10.13"}
+
+
+def requirement_lines(name: str) -> list[str]:
+    """A requirements file's requirements and options as pip reads them: comments and blank lines dropped."""
+    lines = [line.split(" #")[0].strip() for line in (ROOT / name).read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def torch_pin(lines: list[str]) -> str:
+    pins = [line.removeprefix("torch==") for line in lines if line.startswith("torch")]
+    assert len(pins) == 1 and re.fullmatch(r"\d+\.\d+\.\d+", pins[0]), pins
+    return pins[0]
+
+
+def test_a_space_installs_the_cpu_torch_before_the_requirements():
+    """pre-requirements.txt (installed first on a Space) adds PyTorch's CPU index, where the same version carries
+    "+cpu" and so wins; requirements.txt's pin is then met. requirements.txt itself names no index: pip would
+    ask it for every package, and where it is out of reach (here) each ask waits out pip's retries."""
+    early, runtime = requirement_lines("pre-requirements.txt"), requirement_lines("requirements.txt")
+    assert early == ["--extra-index-url https://download.pytorch.org/whl/cpu", f"torch=={torch_pin(early)}"]
+    assert torch_pin(early) == torch_pin(runtime)
+    assert not [line for line in runtime if line.startswith("-")], "requirements.txt must not name an index"
+
+
+def test_zerogpu_requirements_differ_only_in_torch():
+    zerogpu, runtime = requirement_lines("requirements-zerogpu.txt"), requirement_lines("requirements.txt")
+    assert torch_pin(zerogpu) in ZEROGPU_TORCH
+    assert [line for line in zerogpu if not line.startswith("torch")] == [
+        line for line in runtime if not line.startswith("torch")
+    ]
+    assert space.ZEROGPU_PYTHON in ZEROGPU_PYTHON
 
 
 # -- ZeroGPU duration ---------------------------------------------------------------------------------
