@@ -29,7 +29,7 @@ from udig.app.content import (  # noqa: E402
     STRATEGY_LABELS,
     TITLE,
 )
-from udig.app.handlers import ReadableBlocks  # noqa: E402
+from udig.app.handlers import ReadableBlocks, positional  # noqa: E402
 from udig.app.links import COPY_LINK_JS, load_values  # noqa: E402
 from udig.app.views import BAR_ORDER, METHOD_COLOURS, METHOD_NAMES  # noqa: E402
 from udig.integrate import SEGMENT_RULES  # noqa: E402
@@ -92,11 +92,9 @@ def _settings(demo: Demo, *, method: bool = True, baseline: bool = True) -> dict
     return controls
 
 
-def _example_rows(config: AppConfig) -> list[list]:
-    """The sentiment examples as values of the sentiment inputs, in their order, with the default controls."""
-    d = config.defaults
-    controls = [d.method, d.strategy, d.steps, d.factor, d.nbrs, PAPER_DEFAULT, d.candidates, d.rule, d.sequential]
-    return [[text, config.sentiment_models[0], *controls] for text in EXAMPLES]
+def _example_rows(fields: dict[str, gr.components.Component]) -> list[list]:
+    """The sentiment examples as values of the tab's ``fields``, in their order: each control as it starts."""
+    return [[text if name == "text" else control.value for name, control in fields.items()] for text in EXAMPLES]
 
 
 def _model_picker(demo: Demo, choices: tuple[str, ...], label: str) -> gr.Dropdown:
@@ -106,7 +104,7 @@ def _model_picker(demo: Demo, choices: tuple[str, ...], label: str) -> gr.Dropdo
     )
 
 
-def _share_row(demo: Demo, fn, inputs: list, api_name: str) -> None:
+def _share_row(demo: Demo, fn, fields: dict, api_name: str) -> None:
     with gr.Row():
         button = gr.Button("🔗 Copy link", size="sm", scale=0, min_width=130)
         link = gr.Textbox(
@@ -116,16 +114,17 @@ def _share_row(demo: Demo, fn, inputs: list, api_name: str) -> None:
             buttons=["copy"],
             scale=4,
         )
-    button.click(fn, inputs, link, api_name=api_name, concurrency_limit=None, preprocess=False).then(
-        None, link, link, js=COPY_LINK_JS
-    )
+    button.click(
+        fn, inputs_kwargs=fields, outputs=link, api_name=api_name, concurrency_limit=None, preprocess=False
+    ).then(None, link, link, js=COPY_LINK_JS)
 
 
 def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.Blocks:
     """The app; ``config``/``demo`` let tests and deployments choose the models.
 
-    Every handler gets its inputs as sent (``preprocess=False``) and checks them itself, so that an API call
-    with a wrong value gets the same readable message as the UI, not Gradio's internal one.
+    Every handler gets its tab's fields by name (``inputs_kwargs``: the API's inputs are the fields in the
+    page's order) and as sent (``preprocess=False``), and checks them itself, so that an API call with a wrong
+    value gets the same readable message as the UI, not Gradio's internal one.
     """
     demo = demo or Demo(config)
     config = demo.config
@@ -133,11 +132,11 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
     layout: list[tuple[str, str]] = []
     components: list[gr.components.Component] = []
 
-    def remember(tab: str, fields: dict) -> list:
+    def remember(tab: str, fields: dict) -> dict:
         for name, component in fields.items():
             layout.append((tab, name))
             components.append(component)
-        return list(fields.values())
+        return fields
 
     with ReadableBlocks(title=TITLE, delete_cache=(3600, 3600)) as blocks:
         gr.Markdown(INTRO)
@@ -179,10 +178,10 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 s_inputs = remember("sentiment", s)
                 s_outputs = [s_label, s_highlight, s_legend, s_tokens, s_scores, s_runtime]
                 gr.Examples(
-                    _example_rows(config),
-                    s_inputs,
+                    _example_rows(s_inputs),
+                    list(s_inputs.values()),
                     s_outputs,
-                    fn=demo.explain_example,
+                    fn=positional(demo.explain, list(s_inputs)),
                     cache_examples=config.cache_examples,
                     cache_mode="lazy",
                     visible_columns=[0],
@@ -193,30 +192,35 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                     e_files = gr.File(file_count="multiple", label="Downloads")
                     e_card = gr.Code(language="markdown", label="Model-card snippet (Markdown)")
                 s_button.click(
-                    demo.explain, s_inputs, s_outputs, api_name="explain", concurrency_id="classifier", **attribution
+                    demo.explain,
+                    inputs_kwargs=s_inputs,
+                    outputs=s_outputs,
+                    api_name="explain",
+                    concurrency_id="classifier",
+                    **attribution,
                 )
                 s["text"].submit(
                     demo.explain,
-                    s_inputs,
-                    s_outputs,
+                    inputs_kwargs=s_inputs,
+                    outputs=s_outputs,
                     api_visibility="private",
                     concurrency_id="classifier",
                     **attribution,
                 )
                 e_button.click(
                     demo.export,
-                    s_inputs,
-                    [e_files, e_card],
+                    inputs_kwargs=s_inputs,
+                    outputs=[e_files, e_card],
                     api_name="export",
                     concurrency_id="classifier",
                     **attribution,
                 )
-                cost_inputs = [s[name] for name in ("text", "model", "method", "steps", "factor", "sequential")]
+                s_costed = {name: s[name] for name in ("text", "model", "method", "steps", "factor", "sequential")}
                 gr.on(
-                    [s[name].change for name in ("text", "model", "method", "steps", "factor", "sequential")],
+                    [control.change for control in s_costed.values()],
                     demo.cost,
-                    cost_inputs,
-                    s_cost,
+                    inputs_kwargs=s_costed,
+                    outputs=s_cost,
                     api_name="cost",
                     trigger_mode="always_last",
                     show_progress="hidden",
@@ -253,14 +257,22 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 q_outputs = [q_answer, q_start, q_end, q_legend, q_scores, q_runtime]
                 _share_row(demo, demo.share_qa, q_inputs, "share_qa")
                 q_button.click(
-                    demo.explain_qa, q_inputs, q_outputs, api_name="explain_qa", concurrency_id="qa", **attribution
+                    demo.explain_qa,
+                    inputs_kwargs=q_inputs,
+                    outputs=q_outputs,
+                    api_name="explain_qa",
+                    concurrency_id="qa",
+                    **attribution,
                 )
-                q_costed = ("question", "context", "model", "method", "steps", "factor", "sequential")
+                q_costed = {
+                    name: q[name]
+                    for name in ("question", "context", "model", "method", "steps", "factor", "sequential")
+                }
                 gr.on(
-                    [q[name].change for name in q_costed],
+                    [control.change for control in q_costed.values()],
                     demo.cost_qa,
-                    [q[name] for name in q_costed],
-                    q_cost,
+                    inputs_kwargs=q_costed,
+                    outputs=q_cost,
                     api_name="cost_qa",
                     trigger_mode="always_last",
                     show_progress="hidden",
@@ -301,13 +313,19 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 c_outputs = [*c_highlights, c_legend, c_table, c_bars, c_summary]
                 _share_row(demo, demo.share_compare, c_inputs, "share_compare")
                 c_button.click(
-                    demo.compare, c_inputs, c_outputs, api_name="compare", concurrency_id="classifier", **attribution
+                    demo.compare,
+                    inputs_kwargs=c_inputs,
+                    outputs=c_outputs,
+                    api_name="compare",
+                    concurrency_id="classifier",
+                    **attribution,
                 )
+                c_costed = {name: c[name] for name in ("text", "model", "steps")}  # SIG's line, as IG's steps
                 gr.on(
-                    [c[name].change for name in ("text", "model", "steps")],
-                    lambda text, model, steps: demo.cost(text, model, "sig", steps, 0),
-                    [c["text"], c["model"], c["steps"]],
-                    c_cost,
+                    [control.change for control in c_costed.values()],
+                    lambda **fields: demo.cost(**fields, method="sig", factor=0),
+                    inputs_kwargs=c_costed,
+                    outputs=c_cost,
                     trigger_mode="always_last",
                     show_progress="hidden",
                     queue=False,
@@ -351,7 +369,12 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 p_outputs = [p_summary, p_anchors, p_plot]
                 _share_row(demo, demo.share_path, p_inputs, "share_path")
                 p_button.click(
-                    demo.path, p_inputs, p_outputs, api_name="path", concurrency_id="classifier", **attribution
+                    demo.path,
+                    inputs_kwargs=p_inputs,
+                    outputs=p_outputs,
+                    api_name="path",
+                    concurrency_id="classifier",
+                    **attribution,
                 )
                 gr.on(
                     [p["text"].change, p["model"].change],
@@ -388,8 +411,8 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
         ):
             runs[tab].change(
                 fn,
-                inputs,
-                outputs,
+                inputs_kwargs=inputs,
+                outputs=outputs,
                 api_visibility="private",
                 concurrency_id="qa" if tab == "qa" else "classifier",
                 **attribution,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import importlib.util
+import ipaddress
 import json
 import os
 import re
@@ -24,53 +25,33 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 import pytest
+from conftest import DEMO_MODEL, DEMO_STEPS, DEMO_TEXT, INJECTION, PAYLOADS, free_port, make_demo
 
 from udig.app import UNTRAINED_QA_MODEL, AppConfig, Demo, Limits, links, qa_notice, service, views
 from udig.app import config as app_config
 from udig.app.content import QA_EXAMPLE
 from udig.metrics import SCORES
-from udig.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = "test/minilm"
-STEPS = 8
-SETTINGS = ("udig", "maxcount", STEPS, 0, 50, "paper default", "words")
-TEXT = "A gorgeous, witty, seductive movie."
-INJECTION = '<script>window.__pwned = 1</script> <img src=x onerror="window.__pwned = 2"> boring'
-
-
-def make_demo(classifier, qa, **config) -> Demo:
-    """A Demo over the given (model, tokenizer) pairs, small defaults, no example cache."""
-    options = dict(
-        sentiment_models=(MODEL,),
-        qa_models=(UNTRAINED_QA_MODEL,),
-        cache_examples=False,
-        defaults=Settings.make(steps=STEPS, candidates="words"),
-        limits=Limits(max_chars=1000, max_tokens=64),
-    )
-    options.update(config)
-    demo = Demo(AppConfig(**options))
-    demo.service.registry.register(MODEL, lambda: classifier)
-    demo.service.registry.register(UNTRAINED_QA_MODEL, lambda: qa)
-    return demo
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def demo(minilm, minilm_qa) -> Demo:
-    return make_demo(minilm, minilm_qa)
+MODEL, STEPS, TEXT = DEMO_MODEL, DEMO_STEPS, DEMO_TEXT
+SETTINGS = {  # the sentiment tab's settings, by name; the API takes their values in this order
+    "method": "udig",
+    "strategy": "maxcount",
+    "steps": STEPS,
+    "factor": 0,
+    "nbrs": 50,
+    "baseline": "paper default",
+    "candidates": "words",
+}
+PATH_SETTINGS = {"strategy": "maxcount", "steps": STEPS, "factor": 0, "nbrs": 50, "candidates": "words"}
+VALUES = tuple(SETTINGS.values())  # as the API takes them, after the text and the model
 
 
 # -- handlers as plain functions ----------------------------------------------------------------------
 
 
 def test_explain_shows_label_words_table_scores_and_runtime(demo):
-    label, highlight, legend, tokens, scores, runtime = demo.explain(TEXT, MODEL, *SETTINGS)
+    label, highlight, legend, tokens, scores, runtime = demo.explain(text=TEXT, model=MODEL, **SETTINGS)
     assert set(label) == {"negative", "positive"} and sum(label.values()) == pytest.approx(1.0)
     assert "".join(text for text, _ in highlight) == TEXT  # shown on the original text
     words = [text for text, score in highlight if score is not None]
@@ -94,13 +75,13 @@ def test_explain_shows_label_words_table_scores_and_runtime(demo):
 def test_results_are_cached_and_reused_by_export(demo, monkeypatch):
     from udig import Explainer
 
-    demo.explain(TEXT, MODEL, *SETTINGS)
+    demo.explain(text=TEXT, model=MODEL, **SETTINGS)
 
     def recompute(*args, **kwargs):
         raise AssertionError("the export must reuse the explanation just shown")
 
     monkeypatch.setattr(Explainer, "explain", recompute)  # a recomputation would fail the export
-    files, card = demo.export(TEXT, MODEL, *SETTINGS)
+    files, card = demo.export(text=TEXT, model=MODEL, **SETTINGS)
     names = sorted(Path(f).name for f in files)
     assert names == sorted(
         [
@@ -132,22 +113,24 @@ def test_results_are_cached_and_reused_by_export(demo, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("changes", "message"),
     [
-        (("   ", MODEL, *SETTINGS), "empty"),
-        ((TEXT, MODEL, "shap", *SETTINGS[1:]), "unknown method"),
-        ((TEXT, MODEL, "udig", "maxcount", 10**6, 0, 50, "paper default", "words"), "steps must be between"),
-        ((TEXT, MODEL, "udig", "maxcount", "many", 0, 50, "paper default", "words"), "whole number"),
-        ((TEXT, MODEL, "dig", "maxcount", 100, 3, 50, "paper default", "words"), "path points"),
-        ((TEXT, "someone/else", *SETTINGS), "not offered"),
-        ((TEXT, MODEL, "udig", "maxcount", STEPS, 0, 50, "notaword", "words"), "not in the vocabulary"),
-        ((None, MODEL, *SETTINGS), "empty"),
-        ((42, MODEL, *SETTINGS), "must be given as text"),
+        ({"text": "   "}, "empty"),
+        ({"method": "shap"}, "unknown method"),
+        ({"steps": 10**6}, "steps must be between"),
+        ({"steps": 10**400}, "steps must be between 2 and 100, got 1000"),  # beyond a float: no OverflowError
+        ({"steps": "many"}, "whole number"),
+        ({"method": "dig", "steps": 100, "factor": 3}, "path points"),
+        ({"model": "someone/else"}, "not offered"),
+        ({"baseline": "notaword"}, "not in the vocabulary"),
+        ({"text": None}, "empty"),
+        ({"text": 42}, "must be given as text"),
+        ({"stepz": 8}, "unknown field 'stepz'"),  # a typo is refused, not replaced by a default
     ],
 )
-def test_bad_input_is_a_readable_error(demo, args, message):
+def test_bad_input_is_a_readable_error(demo, changes, message):
     with pytest.raises(gr.Error) as caught:
-        demo.explain(*args)
+        demo.explain(**{"text": TEXT, "model": MODEL, **SETTINGS, **changes})
     assert message in caught.value.message.lower() or message in caught.value.message
     assert "Traceback" not in caught.value.message
 
@@ -161,7 +144,7 @@ def test_the_offline_default_model_explains():
         pytest.skip(f"the offline default model is not available: {error}")
     real = Demo(AppConfig(sentiment_models=(DEFAULT_MODEL,), qa_models=(UNTRAINED_QA_MODEL,), cache_examples=False))
     label, highlight, _, _, scores, runtime = real.explain(
-        TEXT, DEFAULT_MODEL, "udig", "maxcount", 30, 1, 50, "paper default", "words"
+        text=TEXT, model=DEFAULT_MODEL, **{**SETTINGS, "steps": 30, "factor": 1}
     )
     assert max(label, key=label.get) == "positive" and label["positive"] > 0.8  # a trained model, a clear review
     assert "63 path points" in runtime and scores["value"].notna().all()
@@ -170,14 +153,14 @@ def test_the_offline_default_model_explains():
 def test_unknown_model_offline_says_what_to_do(minilm, minilm_qa):
     open_demo = make_demo(minilm, minilm_qa, allow_any_model=True)
     with pytest.raises(gr.Error) as caught:
-        open_demo.explain(TEXT, "distilbert-base-uncased-finetuned-sst-2-english", *SETTINGS)
+        open_demo.explain(text=TEXT, model="distilbert-base-uncased-finetuned-sst-2-english", **SETTINGS)
     assert caught.value.title == "Model not available"
     assert "offline" in caught.value.message.lower() or "hub" in caught.value.message.lower()
 
 
 def test_long_input_is_cut_with_a_visible_notice(demo):
     text = ("a quietly moving film " * 80).strip()  # 1759 characters, ~320 tokens
-    _, highlight, _, tokens, _, runtime = demo.explain(text, MODEL, *SETTINGS)
+    _, highlight, _, tokens, _, runtime = demo.explain(text=text, model=MODEL, **SETTINGS)
     assert "shortened to its first" in runtime and "truncated" in runtime
     assert len(tokens) == 64
     shown = "".join(t for t, _ in highlight)
@@ -185,18 +168,19 @@ def test_long_input_is_cut_with_a_visible_notice(demo):
 
 
 def test_injection_strings_stay_text(demo):
-    label, highlight, legend, tokens, scores, runtime = demo.explain(INJECTION, MODEL, *SETTINGS)
+    label, highlight, legend, tokens, scores, runtime = demo.explain(text=INJECTION, model=MODEL, **SETTINGS)
     assert "".join(t for t, _ in highlight) == INJECTION  # HighlightedText renders strings as text
     assert "<script" not in legend and "<img" not in runtime
-    files, card = demo.export(INJECTION, MODEL, *SETTINGS)
+    files, card = demo.export(text=INJECTION, model=MODEL, **SETTINGS)
     page = Path(next(f for f in files if f.endswith(".html") and "card" not in f)).read_text()
     assert re.search(r"<\s*(script|img)\b", page) is None
     assert re.search(r"(?<!\\)<", card) is None  # every < in the Markdown card is escaped
     assert INJECTION in html.unescape(re.sub(r"<[^>]+>", "", page))  # shown as text, character for character
 
 
+@pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first
 def test_compare_uses_one_scale_and_marks_winners(demo):
-    ig, dig, udig, sig, legend, table, bars, summary = demo.compare(TEXT, MODEL, "maxcount", STEPS, 0, 50, "words")
+    ig, dig, udig, sig, legend, table, bars, summary = demo.compare(text=TEXT, model=MODEL, **PATH_SETTINGS)
     peaks = [max(abs(s) for _, s in h if s is not None) for h in (ig, dig, udig, sig)]
     assert max(peaks) == pytest.approx(1.0) and all(p <= 1.0 for p in peaks)
     assert list(table["method"]) == ["IG", "DIG", "UDIG", "SIG"]
@@ -207,58 +191,69 @@ def test_compare_uses_one_scale_and_marks_winners(demo):
     assert "One colour scale" in summary
 
 
+@pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first
 def test_sequential_runs_show_their_cost_first_and_keep_the_point_cap(minilm, minilm_qa):
     demo = make_demo(minilm, minilm_qa, limits=Limits(max_chars=1000, max_tokens=64, max_points=60))
     text = "A gorgeous, witty film."  # 6 words between [CLS] and [SEP]
-    assert demo.cost(text, MODEL, "udig", STEPS, 0, False) == ""  # a joint path: the sliders bound it
-    assert demo.cost(text, MODEL, "sig", 8, 0) == (
+
+    def cost(method, steps, **more):
+        return demo.cost(text=text, model=MODEL, method=method, steps=steps, factor=0, **more)
+
+    def cost_qa(question, method, steps, **more):
+        fields = dict(question=question, context=text, model=UNTRAINED_QA_MODEL, method=method, steps=steps)
+        return demo.cost_qa(**fields, factor=0, **more)
+
+    assert cost("udig", STEPS, sequential=False) == ""  # a joint path: the sliders bound it
+    assert cost("sig", 8) == (
         "⏱️ SIG moves each of 6 words along its own path: 6 × 9 = 54 path points, within this demo's cap of 60."
     )
-    assert "6 × 11 = 66 path points, **more than this demo allows (60)**" in demo.cost(text, MODEL, "udig", 9, 0, True)
-    assert demo.cost(text, MODEL, "sig", "abc", 0).startswith("⚠️ Steps must be a whole number")
+    assert "6 × 11 = 66 path points, **more than this demo allows (60)**" in cost("udig", 9, sequential=True)
+    assert cost("sig", "abc").startswith("⚠️ Steps must be a whole number")
     # QA: the question's and the context's words all move (3 + 6 here: "?" is one), and the same cap holds
-    assert demo.cost_qa("Who laughed?", text, UNTRAINED_QA_MODEL, "sig", 5, 0) == (
+    assert cost_qa("Who laughed?", "sig", 5) == (
         "⏱️ SIG moves each of 9 words along its own path: 9 × 6 = 54 path points, within this demo's cap of 60."
     )
-    assert "**more than this demo allows (60)**" in demo.cost_qa("Who laughed?", text, UNTRAINED_QA_MODEL, "sig", 8, 0)
-    assert demo.cost_qa("Who laughed?", text, UNTRAINED_QA_MODEL, "udig", 8, 0, False) == ""
-    assert demo.cost_qa("", text, UNTRAINED_QA_MODEL, "sig", 8, 0) == ""
-    *_, runtime = demo.explain(text, MODEL, "sig", "maxcount", 8, 0, 50, "paper default", "words")
+    assert "**more than this demo allows (60)**" in cost_qa("Who laughed?", "sig", 8)
+    assert cost_qa("Who laughed?", "udig", 8, sequential=False) == ""
+    assert cost_qa("", "sig", 8) == ""
+    *_, runtime = demo.explain(text=text, model=MODEL, **{**SETTINGS, "method": "sig", "steps": 8})
     assert "9 path points × 6 words (sequential)" in runtime and "48 gradient evaluations" in runtime  # 8 on each path
     with pytest.raises(
         gr.Error,
         match="UDIG moves each of 6 words along its own path: 6 × 11 = 66 path points, more than this demo allows",
     ):
-        demo.explain(text, MODEL, "udig", "maxcount", 9, 0, 50, "paper default", "words", None, True)
-    *highlights, legend, table, bars, summary = demo.compare(text, MODEL, "maxcount", 12, 0, 50, "words")
+        demo.explain(text=text, model=MODEL, **{**SETTINGS, "steps": 9}, sequential=True)
+    *highlights, legend, table, bars, summary = demo.compare(text=text, model=MODEL, **{**PATH_SETTINGS, "steps": 12})
     assert list(table["method"]) == ["IG", "DIG", "UDIG"] and highlights[3] == []  # SIG left out, the others shown
     assert "SIG left out: SIG moves each of 6 words along its own path: 6 × 13 = 78 path points" in html.unescape(
         summary
     )
 
 
+@pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first
 def test_path_lists_anchors_and_distances(demo):
-    summary, anchors, distances = demo.path(TEXT, MODEL, "2: witty", "maxcount", STEPS, 0, 50, "words")
+    summary, anchors, distances = demo.path(text=TEXT, model=MODEL, word="2: witty", **PATH_SETTINGS)
     assert "witty" in summary
     assert list(anchors.columns) == ["step (0 = input word)", "DIG anchor", "UDIG anchor"]
     assert anchors.iloc[0, 1] == "witty" and anchors.iloc[0, 2] == "witty" and len(anchors) == STEPS + 1
     assert set(distances["method"]) == {"IG", "DIG", "UDIG"}
-    for method, group in distances.groupby("method"):
+    for _, group in distances.groupby("method"):
         assert group["position"].min() == 0 and group["position"].max() == 1
         assert group.sort_values("position")["distance"].iloc[0] == pytest.approx(0.0, abs=1e-3)  # starts on the word
-    summary, _, _ = demo.path(TEXT, MODEL, "", "maxcount", STEPS, 0, 50, "words")  # empty: most influential word
+    summary, _, _ = demo.path(text=TEXT, model=MODEL, word="", **PATH_SETTINGS)  # empty: most influential word
     assert "Word **" in summary
     with pytest.raises(gr.Error, match="not in the input"):
-        demo.path(TEXT, MODEL, "banana", "maxcount", STEPS, 0, 50, "words")
+        demo.path(text=TEXT, model=MODEL, word="banana", **PATH_SETTINGS)
 
 
+@pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first
 def test_large_paths_are_not_kept_in_the_cache(demo, monkeypatch):
     monkeypatch.setattr(service, "PATH_CACHE_BYTES", 0)
     text = "Paths this big are dropped from the cache."
-    demo.explain(text, MODEL, *SETTINGS)
-    cached = demo.service.compute("classification", MODEL, {"text": text}, demo.config.settings(*SETTINGS))
+    demo.explain(text=text, model=MODEL, **SETTINGS)
+    cached = demo.service.compute("classification", MODEL, {"text": text}, demo.config.settings(SETTINGS))
     assert cached.explanation.path is None
-    summary, anchors, _ = demo.path(text, MODEL, "big", "maxcount", STEPS, 0, 50, "words")  # recomputed
+    summary, anchors, _ = demo.path(text=text, model=MODEL, word="big", **PATH_SETTINGS)  # recomputed
     assert "big" in summary and anchors.iloc[0, 2] == "big"
 
 
@@ -267,11 +262,11 @@ def test_a_remembered_result_carries_its_own_notices_not_an_earlier_requests(dem
     answer says it is remembered, with the first run's time, and not that its text was shortened."""
     long = "good " * (demo.config.limits.max_chars // 5 + 20)
     cut = demo.config.limits.text("text", long, [])
-    *_, first = demo.explain(long, MODEL, *SETTINGS)
+    *_, first = demo.explain(text=long, model=MODEL, **SETTINGS)
     assert "shortened" in first and "remembered" not in first
-    *_, again = demo.explain(cut, MODEL, *SETTINGS)
+    *_, again = demo.explain(text=cut, model=MODEL, **SETTINGS)
     assert "shortened" not in again and "remembered from an identical recent request" in again
-    settings = demo.config.settings(*SETTINGS)
+    settings = demo.config.settings(SETTINGS)
     computed = demo.service.compute("classification", MODEL, {"text": cut}, settings, ["asked once"])
     assert computed.remembered and computed.notices[0] == "asked once"
     assert "asked once" not in demo.service.compute("classification", MODEL, {"text": cut}, settings).notices
@@ -286,7 +281,9 @@ def test_words_lists_the_choices(demo):
 
 def test_qa_explains_start_and_end(demo):
     question, context = QA_EXAMPLE
-    answer, start, end, legend, scores, runtime = demo.explain_qa(question, context, UNTRAINED_QA_MODEL, *SETTINGS)
+    answer, start, end, legend, scores, runtime = demo.explain_qa(
+        question=question, context=context, model=UNTRAINED_QA_MODEL, **SETTINGS
+    )
     assert answer.startswith("**Answer:**")
     assert "".join(t for t, _ in start) == f"{question}\n{context}" == "".join(t for t, _ in end)
     assert list(scores.columns)[:3] == ["score", "start logit", "end logit"] and scores["start logit"].notna().all()
@@ -303,7 +300,7 @@ def test_qa_tab_explains_itself_offline(demo, minilm, minilm_qa):
     mixed = make_demo(minilm, minilm_qa, qa_models=(MODEL,))
     assert qa_notice(mixed.config) == ""
     with pytest.raises(gr.Error, match="question-answering"):
-        mixed.explain_qa("who?", "Bob.", MODEL, *SETTINGS)
+        mixed.explain_qa(question="who?", context="Bob.", model=MODEL, **SETTINGS)
 
 
 def test_share_link_round_trip(demo):
@@ -311,7 +308,17 @@ def test_share_link_round_trip(demo):
         ("sentiment", f)
         for f in ("text", "model", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates")
     ]
-    query = demo.share_sentiment(INJECTION, MODEL, "dig", "greedy", 12, 1, 20, "mask", "all")
+    query = demo.share_sentiment(
+        text=INJECTION,
+        model=MODEL,
+        method="dig",
+        strategy="greedy",
+        steps=12,
+        factor=1,
+        nbrs=20,
+        baseline="mask",
+        candidates="all",
+    )
     assert query.startswith("?s=") and len(query) < 400
     tab, values, notices = links.restore(demo.config, layout, {"s": query[3:]})
     assert tab == "sentiment" and not notices
@@ -321,15 +328,15 @@ def test_share_link_round_trip(demo):
 
 
 def test_the_integration_rule_is_a_control_that_links_carry(demo):
-    runtime = demo.explain(TEXT, MODEL, *SETTINGS, "riemann_trapezoid")[-1]
+    runtime = demo.explain(text=TEXT, model=MODEL, **SETTINGS, rule="riemann_trapezoid")[-1]
     assert "trapezoid" in runtime and re.search(r"\(\d+% of F\(x\) − F\(x′\)\)", runtime)  # the relative error, shown
-    assert "left sum" in demo.explain(TEXT, MODEL, *SETTINGS)[-1]  # the papers' rule when none is given
+    assert "left sum" in demo.explain(text=TEXT, model=MODEL, **SETTINGS)[-1]  # the papers' rule when none is given
     layout = [("compare", f) for f in ("text", "model", "strategy", "steps", "factor", "nbrs", "candidates", "rule")]
-    query = demo.share_compare(TEXT, MODEL, "maxcount", STEPS, 0, 50, "words", "riemann_middle")
+    query = demo.share_compare(text=TEXT, model=MODEL, **PATH_SETTINGS, rule="riemann_middle")
     tab, values, notices = links.restore(demo.config, layout, {"s": query[3:]})
     assert tab == "compare" and values[("compare", "rule")] == "riemann_middle" and not notices
     with pytest.raises(gr.Error, match="DIG takes rule riemann_left, .*not 'gausslegendre'"):
-        demo.compare(TEXT, MODEL, "maxcount", STEPS, 0, 50, "words", "gausslegendre")
+        demo.compare(text=TEXT, model=MODEL, **PATH_SETTINGS, rule="gausslegendre")
 
 
 def test_restore_never_raises(demo):
@@ -398,22 +405,14 @@ def test_spaces_gpu_shim(monkeypatch):
 
 # -- user input in messages, links and configuration --------------------------------------------------
 
-PAYLOADS = [  # markup, style, a link, an image request: each must reach the user as text
-    '<h1 style="font-size:80px">HACKED</h1>',
-    '<img src="https://evil.example/x.png" onerror="window.__pwned = 4">',
-    '<a href="https://evil.example/login">Log in again</a>',
-    "<style>body { display: none }</style>",
-]
-PATH_ARGS = (TEXT, MODEL, "witty", "maxcount", STEPS, 0, 50, "words")
-SETTING_NAMES = ("method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates")
-PATH_NAMES = ("strategy", "steps", "factor", "nbrs", "candidates")
-FIELDS = {  # handler: (good arguments, the names of its arguments): each field a user types or a link or call sets
-    "explain": ((TEXT, MODEL, *SETTINGS), ("text", "model", *SETTING_NAMES)),
-    "explain_qa": ((*QA_EXAMPLE, UNTRAINED_QA_MODEL, *SETTINGS), ("question", "context", "model", *SETTING_NAMES)),
-    "compare": ((TEXT, MODEL, "maxcount", STEPS, 0, 50, "words"), ("text", "model", *PATH_NAMES)),
-    "path": (PATH_ARGS, ("text", "model", "word", *PATH_NAMES)),
-    "share_sentiment": ((TEXT, MODEL, *SETTINGS), ("text", "model", *SETTING_NAMES)),
-    "share_path": (PATH_ARGS, ("text", "model", "word", *PATH_NAMES)),
+PATH_FIELDS = {"text": TEXT, "model": MODEL, "word": "witty", **PATH_SETTINGS}
+FIELDS = {  # handler: good fields; each is a field a user types, or a link or a call sets
+    "explain": {"text": TEXT, "model": MODEL, **SETTINGS},
+    "explain_qa": {"question": QA_EXAMPLE[0], "context": QA_EXAMPLE[1], "model": UNTRAINED_QA_MODEL, **SETTINGS},
+    "compare": {"text": TEXT, "model": MODEL, **PATH_SETTINGS},
+    "path": PATH_FIELDS,
+    "share_sentiment": {"text": TEXT, "model": MODEL, **SETTINGS},
+    "share_path": PATH_FIELDS,
 }
 QUOTING = {
     "model",
@@ -432,15 +431,15 @@ NOT_CHECKED_BY_SHARE = {"baseline", "word"}  # any token or word: restore checks
 @pytest.mark.parametrize("handler", list(FIELDS))
 def test_error_messages_show_user_input_as_text(demo, handler):
     """Gradio renders gr.Error messages as HTML: every message quoting a field's value has it escaped."""
-    args, names = FIELDS[handler]
+    good = FIELDS[handler]
     fields = QUOTING - (NOT_CHECKED_BY_SHARE if handler.startswith("share") else set())
     quoted = 0
-    for index, name in enumerate(names):
+    for name in good:
         if name not in fields:
             continue
         for payload in PAYLOADS:
             with pytest.raises(gr.Error) as caught:
-                getattr(demo, handler)(*args[:index], payload, *args[index + 1 :])
+                getattr(demo, handler)(**{**good, name: payload})
             message = caught.value.message
             assert "<" not in message and ">" not in message, (name, message)
             quoted += payload in html.unescape(message)
@@ -451,32 +450,36 @@ def test_text_the_model_cannot_read_is_one_clear_message_for_every_method(demo):
     unreadable = "\u200b\u200b \u2063"  # zero-width and invisible characters only
     for method in ("ig", "dig", "udig"):
         with pytest.raises(gr.Error, match="no word the model can read"):
-            demo.explain(unreadable, MODEL, method, *SETTINGS[1:])
+            demo.explain(text=unreadable, model=MODEL, **{**SETTINGS, "method": method})
     with pytest.raises(gr.Error, match="no word the model can read"):
-        demo.compare(unreadable, MODEL, "maxcount", STEPS, 0, 50, "words")
+        demo.compare(text=unreadable, model=MODEL, **PATH_SETTINGS)
     with pytest.raises(gr.Error, match="no word the model can read"):
-        demo.path(unreadable, MODEL, "", "maxcount", STEPS, 0, 50, "words")
-    with pytest.raises(gr.Error, match="no word the model can read"):
-        demo.explain_qa("Who?", unreadable, UNTRAINED_QA_MODEL, *SETTINGS)
+        demo.path(text=unreadable, model=MODEL, word="", **PATH_SETTINGS)
+    qa = {"model": UNTRAINED_QA_MODEL, **SETTINGS}
+    with pytest.raises(gr.Error, match="The context has no word the model can read"):
+        demo.explain_qa(question="Who?", context=unreadable, **qa)
+    with pytest.raises(gr.Error, match="The question has no word the model can read"):
+        demo.explain_qa(question="\u200b\u200b", context=QA_EXAMPLE[1], **qa)  # not a run with an empty question
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("changes", "message"),
     [
-        ((TEXT, MODEL, "udig", "maxcount", None, 0, 50, None, None), None),  # missing settings: the controls' defaults
-        (("\ud800 lone surrogate", MODEL, *SETTINGS), "not valid Unicode"),
-        ((TEXT, "\udfff", *SETTINGS), "not valid Unicode"),
-        ((TEXT, MODEL, "udig", "maxcount", STEPS, 0, 50, "\ud800", "words"), "not valid Unicode"),
-        ((TEXT, "m" * 500, *SETTINGS), "at most 200 characters"),
-        ((TEXT, MODEL, "udig", "maxcount", [8], 0, 50, "paper default", "words"), "whole number"),
+        ({"steps": None, "baseline": None, "candidates": None}, None),  # missing settings: the controls' defaults
+        ({"text": "\ud800 lone surrogate"}, "not valid Unicode"),
+        ({"model": "\udfff"}, "not valid Unicode"),
+        ({"baseline": "\ud800"}, "not valid Unicode"),
+        ({"model": "m" * 500}, "at most 200 characters"),
+        ({"steps": [8]}, "whole number"),
     ],
 )
-def test_api_values_get_the_uis_messages(demo, args, message):
+def test_api_values_get_the_uis_messages(demo, changes, message):
+    fields = {"text": TEXT, "model": MODEL, **SETTINGS, **changes}
     if message is None:
-        assert "UDIG" in demo.explain(*args)[-1]
+        assert "UDIG" in demo.explain(**fields)[-1]
         return
     with pytest.raises(gr.Error) as caught:
-        demo.explain(*args)
+        demo.explain(**fields)
     assert message in caught.value.message and "codec" not in caught.value.message
 
 
@@ -496,7 +499,7 @@ def test_model_load_errors_name_only_what_was_typed(minilm, minilm_qa, tmp_path)
         "someone/no-such-model",
     ):
         with pytest.raises(gr.Error) as caught:
-            open_demo.explain(TEXT, typed, *SETTINGS)
+            open_demo.explain(text=TEXT, model=typed, **SETTINGS)
         message = caught.value.message
         assert caught.value.title == "Model not available"
         assert repr(typed) in message, message
@@ -505,7 +508,7 @@ def test_model_load_errors_name_only_what_was_typed(minilm, minilm_qa, tmp_path)
         messages[typed] = message.replace(repr(typed), "NAME")
     assert len(set(messages.values())) == 1  # an existing folder reads like a missing one: nothing to probe
     with pytest.raises(gr.Error) as caught:
-        open_demo.explain(TEXT, '<img src=x onerror="window.__pwned=5">', *SETTINGS)
+        open_demo.explain(text=TEXT, model='<img src=x onerror="window.__pwned=5">', **SETTINGS)
     assert "<" not in caught.value.message
 
 
@@ -534,7 +537,8 @@ def test_restore_checks_every_field(demo):
     )
     assert set(values) == {("path", "text")} and len(notices) == 3
     assert any("banana" in n and "not in the input" in n for n in notices)
-    assert any(n.startswith("Ignored method") for n in notices) and any(n.startswith("Ignored color") for n in notices)
+    ignored = {f"Ignored '{name}' from the link: this tab has no such field." for name in ("method", "color")}
+    assert ignored <= set(notices)
     tab, values, notices = _restore(demo, {"tab": "sentiment", "text": "x " * 3000, "steps": "1e9", "model": {"a": 1}})
     assert len(values[("sentiment", "text")]) <= demo.config.limits.max_chars and len(notices) == 3
     assert "shortened" in notices[0]
@@ -565,28 +569,54 @@ def test_restore_survives_deeply_nested_json(demo):
     assert values == {("sentiment", "text"): "ok"} and "steps" in notices[0]
 
 
+def test_a_link_with_numbers_beyond_a_float_is_restored_without_them(demo):
+    """JSON integers have no size limit: a 401-digit ``steps`` once escaped the number checks as an OverflowError,
+    and the page load answered HTTP 500 with nothing restored."""
+    state = '{"tab": "sentiment", "text": "ok", "steps": 1' + "0" * 400 + ', "nbrs": 1e400, "factor": "1e999"}'
+    token = base64.urlsafe_b64encode(zlib.compress(state.encode())).decode()
+    tab, values, notices = _restore(demo, {"s": token})
+    assert tab == "sentiment" and values == {("sentiment", "text"): "ok"}
+    assert notices[0].startswith("Ignored steps from the link: steps must be between 2 and 100, got 1000")
+    assert notices[0].endswith("… (401 characters).") and len(notices[0]) < 200  # named, not echoed whole
+    assert notices[1:] == [
+        "Ignored nbrs from the link: nbrs must be a whole number, got inf.",
+        "Ignored factor from the link: factor must be a whole number, got '1e999'.",
+    ]
+    page = links.load_values(demo.config, [("sentiment", "text"), ("sentiment", "steps")], ["sentiment"], {"s": token})
+    assert page[2] == "ok" and page[-1] == links.RUN  # the page loads, restores the text and runs
+
+
+def test_link_notices_name_what_they_ignore_in_short_and_stop_counting(demo):
+    """A 130-character link once produced a 301 KB notice: names are cut as refused values are, and a link
+    naming many fields gets a few notices and a count."""
+    tab, _, notices = _restore(demo, {"s": links._encode_state({"tab": "t" * 60_000})})
+    assert tab is None and notices == [f"Unknown tab '{'t' * 59}… (60002 characters) in the link."]
+    many = {"tab": "sentiment", "text": "ok", **{f"field{i}" + "y" * 1000: i for i in range(50)}}
+    token = links._encode_state(many)
+    assert len(token) < 1000  # a short link
+    _, values, notices = _restore(demo, {"s": token})
+    assert values == {("sentiment", "text"): "ok"} and len(notices) == links.MAX_NOTICES
+    assert all(len(notice) < 200 for notice in notices) and notices[0].startswith("Ignored 'field0yyy")
+    assert notices[-1] == f"{50 - links.MAX_NOTICES + 1} more notices about this link are not shown."
+    assert len(views.notices_markdown(notices)) < 8000
+
+
 def test_share_links_are_cut_like_the_ui(demo):
     limits = demo.config.limits
-    query = demo.share_sentiment("x " * 30_000, MODEL, *SETTINGS)
+    query = demo.share_sentiment(text="x " * 30_000, model=MODEL, **SETTINGS)
     assert len(query) < 200  # 60,000 characters in, a link to the first 1000 out
     tab, values, _ = _restore(demo, {"s": query[3:]})
     assert len(values[("sentiment", "text")]) <= limits.max_chars
-    query = demo.share_qa("why? " * 1000, "because " * 5000, UNTRAINED_QA_MODEL, *SETTINGS)
+    query = demo.share_qa(question="why? " * 1000, context="because " * 5000, model=UNTRAINED_QA_MODEL, **SETTINGS)
     state = links._decode_state(query[3:])
     assert len(state["question"]) <= limits.max_question_chars and len(state["context"]) <= limits.max_chars
-    state = links._decode_state(demo.share_path(TEXT, MODEL, "w" * 10_000, "maxcount", STEPS, 0, 50, "words")[3:])
+    state = links._decode_state(demo.share_path(**{**PATH_FIELDS, "word": "w" * 10_000})[3:])
     assert len(state["word"]) <= limits.max_word_chars
     random_text = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(60_000))  # incompressible
-    assert len(demo.share_compare(random_text, MODEL, "maxcount", STEPS, 0, 50, "words")) < 6000
+    assert len(demo.share_compare(text=random_text, model=MODEL, **PATH_SETTINGS)) < 6000
     for bad in (("steps", "abc"), ("method", "x" * 60_000)):
-        args = dict(
-            zip(
-                ("text", "model", "method", "strategy", "steps", "factor", "nbrs", "baseline", "candidates"),
-                (TEXT, MODEL, *SETTINGS),
-            )
-        )
         with pytest.raises(gr.Error):
-            demo.share_sentiment(**{**args, bad[0]: bad[1]})
+            demo.share_sentiment(**{**FIELDS["share_sentiment"], bad[0]: bad[1]})
 
 
 def test_env_numbers_fall_back_with_a_warning(monkeypatch, caplog):
@@ -625,8 +655,8 @@ def test_qa_default_is_a_trained_model_when_the_hub_answers(monkeypatch, offline
     from udig.models import CURATED_MODELS
 
     first = CURATED_MODELS["qa"][0] if trained else UNTRAINED_QA_MODEL
-    monkeypatch.setattr(app_config, "_hub_offline", lambda: offline)
-    monkeypatch.setattr(app_config, "_hub_reachable", lambda: reachable)
+    monkeypatch.setattr(app_config, "hub_offline", lambda: offline)
+    monkeypatch.setattr(app_config, "hub_reachable", lambda: reachable)
     monkeypatch.setattr(app_config, "model_at_hand", lambda name: name == UNTRAINED_QA_MODEL or cached)
     monkeypatch.delenv("UDIG_QA_MODEL", raising=False)
     config = AppConfig.from_env()
@@ -648,10 +678,10 @@ def test_first_use_of_a_hub_qa_model_says_it_downloads(demo, monkeypatch):
     monkeypatch.setattr(handlers, "hub_usable", lambda: True)
     monkeypatch.setattr(handlers, "model_at_hand", lambda name: False)  # as a Hub model not yet in the cache
     question, context = QA_EXAMPLE
-    demo.explain_qa(question, context, UNTRAINED_QA_MODEL, *SETTINGS)
+    demo.explain_qa(question=question, context=context, model=UNTRAINED_QA_MODEL, **SETTINGS)
     assert told == [f"Downloading {UNTRAINED_QA_MODEL} from the Hugging Face Hub for its first use: about a minute."]
     monkeypatch.setattr(handlers, "model_at_hand", lambda name: True)  # cached now: nothing to say
-    demo.explain_qa(question, context, UNTRAINED_QA_MODEL, *SETTINGS)
+    demo.explain_qa(question=question, context=context, model=UNTRAINED_QA_MODEL, **SETTINGS)
     assert len(told) == 1
 
 
@@ -659,18 +689,11 @@ def test_first_use_of_a_hub_qa_model_says_it_downloads(demo, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def client(demo):
+def client(url):
+    """gradio_client on the app conftest serves (``served``) over this module's demo."""
     from gradio_client import Client
 
-    import app
-
-    blocks = app.build_demo(demo=demo)
-    port = free_port()
-    blocks.launch(**{**app.launch_kwargs(), "server_port": port}, prevent_thread_lock=True, quiet=True)
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        blocks.close()
+    return Client(url, verbose=False)
 
 
 ENDPOINTS = [
@@ -695,7 +718,7 @@ def test_every_named_endpoint_is_listed(client):
 
 
 def test_client_explain(client):
-    label, highlight, legend, tokens, scores, runtime = client.predict(TEXT, MODEL, *SETTINGS, api_name="/explain")
+    label, highlight, legend, tokens, scores, runtime = client.predict(TEXT, MODEL, *VALUES, api_name="/explain")
     assert label["label"] in ("negative", "positive")
     assert [item["token"] for item in highlight][:2] == ["A", " "]
     assert len(scores["data"]) == len(SCORES) == 6 and "UDIG" in runtime
@@ -705,12 +728,13 @@ def test_client_errors_are_messages(client):
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError, match="empty"):
-        client.predict("", MODEL, *SETTINGS, api_name="/explain")
+        client.predict("", MODEL, *VALUES, api_name="/explain")
 
 
+@pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first
 def test_client_qa_compare_path_words(client):
     question, context = QA_EXAMPLE
-    answer, *_ = client.predict(question, context, UNTRAINED_QA_MODEL, *SETTINGS, api_name="/explain_qa")
+    answer, *_ = client.predict(question, context, UNTRAINED_QA_MODEL, *VALUES, api_name="/explain_qa")
     assert "Answer" in answer
     compared = client.predict(TEXT, MODEL, "maxcount", STEPS, 0, 50, "words", api_name="/compare")
     assert [row[0] for row in compared[5]["data"]] == ["IG", "DIG", "UDIG", "SIG"]
@@ -723,15 +747,15 @@ def test_client_qa_compare_path_words(client):
 
 
 def test_client_share_and_export(client):
-    link = client.predict(TEXT, MODEL, *SETTINGS, api_name="/share_sentiment")
+    link = client.predict(TEXT, MODEL, *VALUES, api_name="/share_sentiment")
     assert link.startswith("?s=")
     for name, args in [
-        ("/share_qa", ("q?", "ctx", UNTRAINED_QA_MODEL, *SETTINGS)),
+        ("/share_qa", ("q?", "ctx", UNTRAINED_QA_MODEL, *VALUES)),
         ("/share_compare", (TEXT, MODEL, "maxcount", STEPS, 0, 50, "words")),
         ("/share_path", (TEXT, MODEL, "witty", "maxcount", STEPS, 0, 50, "words")),
     ]:
         assert client.predict(*args, api_name=name).startswith("?s=")
-    files, card = client.predict(TEXT, MODEL, *SETTINGS, api_name="/export")
+    files, card = client.predict(TEXT, MODEL, *VALUES, api_name="/export")
     assert len(files) == 7 and all(Path(f).is_file() for f in files) and "Example explanation" in card
 
 
@@ -754,13 +778,18 @@ def _raw_call(client, api_name: str, data: list) -> dict:
             (TEXT, MODEL, "udig", "maxcount", "abc", 0, 50, "paper default", "words"),
             "Steps must be a whole number, got 'abc'",
         ),
-        ("/explain", (None, MODEL, *SETTINGS), "empty"),
+        ("/explain", (None, MODEL, *VALUES), "empty"),
         ("/explain", (TEXT, MODEL, "udig", "maxcount", STEPS, 0, 50, "paper default", 7), "Unknown candidates 7"),
         ("/compare", (TEXT, MODEL, "maxcount", 8.5, 0, 50, "words"), "whole number"),
-        ("/explain_qa", ("Who?", "", UNTRAINED_QA_MODEL, *SETTINGS), "context is empty"),
-        ("/path", (TEXT, MODEL, "banana", "maxcount", STEPS, 0, 50, "words"), "not in the input"),
+        ("/explain_qa", ("Who?", "", UNTRAINED_QA_MODEL, *VALUES), "context is empty"),
+        pytest.param(
+            "/path",
+            (TEXT, MODEL, "banana", "maxcount", STEPS, 0, 50, "words"),
+            "not in the input",
+            marks=pytest.mark.slow,  # the path tab runs DIG (its graph) before it looks for the word
+        ),
         ("/share_path", (TEXT, MODEL, "w", "maxcount", "1e9", 0, 50, "words"), "between 2 and 100"),
-        ("/explain", (TEXT, PAYLOADS[0], *SETTINGS), '&lt;h1 style="font-size:80px"&gt;HACKED&lt;/h1&gt;'),
+        ("/explain", (TEXT, PAYLOADS[0], *VALUES), '&lt;h1 style="font-size:80px"&gt;HACKED&lt;/h1&gt;'),
     ],
 )
 def test_client_wrong_values_get_the_uis_messages(client, api_name, args, message):
@@ -778,20 +807,21 @@ def test_client_missing_values_default_and_raw_calls_are_readable(client):
     assert few["event"] == "error" and few["error"].startswith(
         "This endpoint takes 11 values (Text, Sentiment model, Method"
     )
-    older = _raw_call(client, "explain", [TEXT, MODEL, *SETTINGS])  # a call from before the rule control: still served
+    older = _raw_call(client, "explain", [TEXT, MODEL, *VALUES])  # a call from before the rule control: still served
     assert older["event"] == "complete" and "left sum" in older["data"][-1]
-    lone = _raw_call(client, "explain", ["\ud800 broken", MODEL, *SETTINGS])
+    lone = _raw_call(client, "explain", ["\ud800 broken", MODEL, *VALUES])
     assert lone["event"] == "error" and "not valid Unicode" in lone["error"]
-    for api_name, data in (("share_sentiment", [TEXT, "\udfff", *SETTINGS]), ("words", ["\ud800", MODEL])):
+    for api_name, data in (("share_sentiment", [TEXT, "\udfff", *VALUES]), ("words", ["\ud800", MODEL])):
         answer = _raw_call(client, api_name, data)
         assert answer["event"] == "error" and "not valid Unicode" in answer["error"], answer
-    link = client.predict("a " * 30_000, MODEL, *SETTINGS, api_name="/share_sentiment")
+    link = client.predict("a " * 30_000, MODEL, *VALUES, api_name="/share_sentiment")
     assert len(link) < 300  # cut to the text limit, as the UI
 
 
 # -- python app.py ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a Python process starting the whole app
 def test_python_app_py_serves_offline_on_localhost(tmp_path):
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "UDIG_WARMUP": "0", "HF_HUB_OFFLINE": "1"}
@@ -813,12 +843,42 @@ def test_python_app_py_serves_offline_on_localhost(tmp_path):
         print(f"python app.py answered after {elapsed:.1f} s")  # a figure for the log; speed lives in benchmarks/
         names = {d.get("api_name") for d in page["dependencies"]}
         assert {"explain", "explain_qa", "compare", "path", "export"} <= names
-        with pytest.raises(OSError):  # bound to 127.0.0.1 only
-            ip = socket.gethostbyname(socket.gethostname())
-            if ip.startswith("127."):
-                raise OSError("no other interface to test")
-            urllib.request.urlopen(f"http://{ip}:{port}/config", timeout=2)
+        listening = _listening_addresses(port)  # what the kernel accepts connections on, whatever the host name
+        assert listening and all(address.is_loopback for address in listening), listening
     finally:
         process.terminate()
         process.wait(timeout=20)
         log.close()
+
+
+def _listening_addresses(port: int) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The local addresses of the sockets listening on ``port``, from Linux's /proc/net/tcp and tcp6 (hex, each
+    32-bit word little-endian); IPv4 addresses mapped into IPv6 count as IPv4."""
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("reading listening sockets needs Linux's /proc/net/tcp")
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        rows = Path(table).read_text().splitlines()[1:] if Path(table).exists() else []
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            address, hex_port = local.split(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8))
+            found.add(ipaddress.ip_address(raw))
+    return {getattr(a, "ipv4_mapped", None) or a for a in found}
+
+
+def test_the_default_server_name_is_loopback_and_a_public_one_is_not(monkeypatch):
+    """The bound-address check above can fail: it reads 0.0.0.0 as not loopback, and an app told to serve
+    everywhere is told so."""
+    import app
+
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    assert ipaddress.ip_address(app.launch_kwargs()["server_name"]).is_loopback
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    assert not ipaddress.ip_address(app.launch_kwargs(AppConfig.from_env())["server_name"]).is_loopback
+    with socket.socket() as everywhere:
+        everywhere.bind(("0.0.0.0", 0))
+        everywhere.listen()
+        assert not any(a.is_loopback for a in _listening_addresses(everywhere.getsockname()[1]))

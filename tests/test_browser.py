@@ -9,115 +9,34 @@ import base64
 import json
 import shutil
 import zlib
-from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
-from test_app import INJECTION, MODEL, PAYLOADS, STEPS, TEXT, free_port, make_demo
+from conftest import (
+    BROWSER_OUTPUT,
+    BROWSER_TIMEOUT,
+    DEMO_MODEL,
+    DEMO_STEPS,
+    DEMO_TEXT,
+    INJECTION,
+    PAYLOADS,
+    open_app,
+    set_steps,
+    wait_for_text,
+)
 
-CHROMIUM = "/usr/bin/chromium"
-OUTPUT = Path(__file__).resolve().parent / "output" / "browser"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-TIMEOUT = 120_000  # ms: the first DIG run builds the vocabulary graph
+from udig.settings import quoted
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent: `apt-get install chromium` to run browser tests"
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def demo(minilm, minilm_qa):
-    return make_demo(minilm, minilm_qa)
-
-
-@pytest.fixture(scope="module")
-def served(demo):
-    """The app's address, the names of the events that joined its queue (in order), and the app."""
-    import app
-
-    blocks = app.build_demo(demo=demo)
-    port = free_port()
-    blocks.launch(**{**app.launch_kwargs(), "server_port": port}, prevent_thread_lock=True, quiet=True)
-    queued: list[str] = []
-    push = blocks._queue.push
-
-    async def counted(body, request, username):
-        queued.append(blocks.fns[body.fn_index].name)
-        return await push(body, request, username)
-
-    blocks._queue.push = counted
-    try:
-        yield f"http://127.0.0.1:{port}/", queued, blocks
-    finally:
-        blocks.close()
-
-
-@pytest.fixture(scope="module")
-def url(served):
-    return served[0]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture()
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.grant_permissions(["clipboard-read", "clipboard-write"])
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.errors = errors
-    yield page
-    context.close()
+pytestmark = pytest.mark.browser  # conftest skips it without Chromium, and fails it where UDIG_REQUIRE_BROWSER=1
+MODEL, STEPS, TEXT = DEMO_MODEL, DEMO_STEPS, DEMO_TEXT
+LINK_SETTINGS = dict(strategy="maxcount", steps=STEPS, factor=0, nbrs=50, candidates="words")
 
 
 @pytest.fixture(scope="module")
 def shots():
-    shutil.rmtree(OUTPUT, ignore_errors=True)
-    OUTPUT.mkdir(parents=True)
-    return OUTPUT
-
-
-def open_app(page, url: str) -> None:
-    page.goto(url)
-    page.wait_for_selector("#sentiment-explain")
-
-
-def wait_for_text(page, selector: str, needle: str) -> None:
-    page.wait_for_function(
-        "([selector, needle]) => { const el = document.querySelector(selector); return !!el && el.innerText.includes(needle); }",
-        arg=[selector, needle],
-    )
-
-
-def set_steps(page) -> None:
-    """Open the visible tab's Advanced accordion and type the small test step count."""
-    panel = page.locator("[role=tabpanel]:visible")
-    panel.get_by_text("Advanced").first.click()
-    box = panel.get_by_label("number input for Steps").first
-    box.fill(str(STEPS))
-    box.press("Enter")
+    shutil.rmtree(BROWSER_OUTPUT, ignore_errors=True)
+    BROWSER_OUTPUT.mkdir(parents=True)
+    return BROWSER_OUTPUT
 
 
 def test_explain_a_typed_sentence(page, url, demo, shots):
@@ -144,7 +63,13 @@ def test_explain_a_typed_sentence(page, url, demo, shots):
 
 def test_copied_link_reopens_the_same_explanation(page, url, browser, demo, shots):
     sentence = "A shared link should bring this exact sentence back."
-    query = demo.share_sentiment(sentence, MODEL, "ig", "greedy", STEPS, 0, 50, "pad", "all")
+    query = demo.share_sentiment(
+        text=sentence,
+        model=MODEL,
+        method="ig",
+        **{**LINK_SETTINGS, "strategy": "greedy", "candidates": "all"},
+        baseline="pad",
+    )
     page.goto(url + query)
     wait_for_text(page, "#sentiment-runtime", "path points")  # restored and run on load
     assert page.locator("#sentiment-text textarea").input_value() == sentence
@@ -158,7 +83,7 @@ def test_copied_link_reopens_the_same_explanation(page, url, browser, demo, shot
     link = link_box.input_value()
     assert link.startswith(url + "?s=")
     other = browser.new_page()
-    other.set_default_timeout(TIMEOUT)
+    other.set_default_timeout(BROWSER_TIMEOUT)
     other.goto(link)
     wait_for_text(other, "#sentiment-runtime", "path points")
     assert other.locator("#sentiment-text textarea").input_value() == sentence
@@ -204,7 +129,7 @@ def test_injection_renders_as_text(page, url, demo, shots):
     assert highlight.locator("img, script").count() == 0
     page.screenshot(path=shots / "injection.png", full_page=True)
     # the same through a link: restored into the text box, never into the page
-    page.goto(url + demo.share_sentiment(INJECTION, MODEL, "ig", "maxcount", STEPS, 0, 50, "pad", "words"))
+    page.goto(url + demo.share_sentiment(text=INJECTION, model=MODEL, method="ig", baseline="pad", **LINK_SETTINGS))
     wait_for_text(page, "#sentiment-runtime", "path points")
     assert page.locator("#sentiment-text textarea").input_value() == INJECTION
     page.goto(url + "?tab=%3Cimg%20src%3Dx%20onerror%3D%22window.__pwned%3D3%22%3E")
@@ -224,7 +149,8 @@ MARKED = [  # the payloads (short enough for a baseline token), each leaving a m
     *PAYLOADS,
 ]
 INJECTED = """() => document.querySelectorAll('[id^=pwn-], a[href*="evil"], img[src*="evil"]').length
-  + (document.querySelectorAll('h1').length > 1 ? 10 : 0) + (window.__pwned === undefined ? 0 : 100)"""  # 0: nothing rendered
+  + (document.querySelectorAll('h1').length > 1 ? 10 : 0)
+  + (window.__pwned === undefined ? 0 : 100)"""  # 0: nothing rendered
 
 
 def shown(page, selector: str) -> str:
@@ -257,7 +183,7 @@ def test_link_payloads_stay_text_in_every_field(page, url):
             assert page.evaluate(INJECTED) == 0, (tab, payload)
         page.goto(url + "?" + urlencode({"tab": payload}, quote_via=quote))
         wait_for_text(page, "#link-notice", "Unknown tab")
-        assert repr(payload) in shown(page, "#link-notice") and page.evaluate(INJECTED) == 0
+        assert quoted(payload) in shown(page, "#link-notice") and page.evaluate(INJECTED) == 0
     page.goto(url + "?" + urlencode({"tab": "sentiment", "text": MARKED[0], "steps": STEPS}, quote_via=quote))
     wait_for_text(page, "#sentiment-runtime", "path points")  # text is data: restored and explained, as text
     assert page.locator("#sentiment-text textarea").input_value() == MARKED[0]
@@ -301,7 +227,7 @@ def test_a_visit_costs_the_queue_nothing_unless_a_link_runs(page, url, served, d
         open_app(page, url)
         page.wait_for_timeout(1500)
     assert queued == []  # before: 5 events per visit (a queued restore and four do-nothing runs)
-    page.goto(url + demo.share_sentiment(TEXT, MODEL, "ig", "maxcount", STEPS, 0, 50, "pad", "words"))
+    page.goto(url + demo.share_sentiment(text=TEXT, model=MODEL, method="ig", baseline="pad", **LINK_SETTINGS))
     wait_for_text(page, "#sentiment-runtime", "path points")
     assert queued == ["explain"]  # exactly the run the link asks for
 
@@ -318,7 +244,7 @@ def test_a_link_restores_every_field_it_can_and_says_which_not(page, url):
 
 
 def test_a_path_link_keeps_its_word_for_the_next_link(page, url, demo):
-    page.goto(url + demo.share_path(TEXT, MODEL, "3: witty", "maxcount", STEPS, 0, 50, "words"))
+    page.goto(url + demo.share_path(text=TEXT, model=MODEL, word="3: witty", **LINK_SETTINGS))
     wait_for_text(page, "#path-summary", "witty")
     panel = page.locator("[role=tabpanel]:visible")
     word = panel.get_by_label("Word").first

@@ -1,34 +1,18 @@
 """The model-card export in a real browser: click Export, then load the exported PNG and SVG in the page.
 
-Playwright drives Debian's Chromium (never a downloaded one), as in tests/test_browser.py. The images are
-fetched through the links the Downloads component shows, the way a visitor gets them.
+Playwright drives Debian's Chromium (never a downloaded one) through conftest's ``page``, as in
+tests/test_browser.py. The images are fetched through the links the Downloads component shows, the way a
+visitor gets them.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from test_browser import (  # noqa: F401 - fixtures: the app and the browser of test_browser.py
-    CHROMIUM,
-    OUTPUT,
-    browser,
-    demo,
-    open_app,
-    page,
-    served,
-    set_steps,
-    url,
-    wait_for_text,
-)
+from conftest import BROWSER_OUTPUT, open_app, set_steps, wait_for_text
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent: `apt-get install chromium` to run browser tests"
-    ),
-]
+pytestmark = pytest.mark.browser  # conftest skips it without Chromium, and fails it where UDIG_REQUIRE_BROWSER=1
 
 SENTENCE = "A tender, funny and thoroughly charming film."
 WORDS = ("tender", "funny", "thoroughly", "charming", "film")
@@ -79,6 +63,6 @@ def test_exported_card_image_loads_in_the_page(page, url):
     # for a human: the exported PNG as a visitor's browser shows it
     page.set_content(f'<body style="margin:0;background:#fff"><img id="card" src="{png}"></body>')
     page.wait_for_function("() => document.getElementById('card').complete")
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    page.locator("#card").screenshot(path=OUTPUT / "model-card-image.png")
+    BROWSER_OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.locator("#card").screenshot(path=BROWSER_OUTPUT / "model-card-image.png")
     assert not page.errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,6 +12,7 @@ import torch
 from conftest import tiny_bert
 
 from udig import Explainer, QAExplanation, paths
+from udig.settings import PARAMETERS, Settings
 
 SENTENCE = "the film is a gorgeous, moving and deeply felt portrait of a family in crisis."
 TINY_SENTENCE = "the film is good but the plot is dull."
@@ -89,6 +91,7 @@ def test_the_largest_logit_objective_is_refused_for_qa(minilm_qa):
         Explainer(model, tokenizer).explain(question="who?", context="Ann wrote it.", method="ig", objective="largest")
 
 
+@pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first
 @pytest.mark.parametrize("method,strategy,rule,factor", PATH_METHODS)
 def test_word_paths_are_monotone_and_run_from_baseline_to_input(minilm, method, strategy, rule, factor):
     model, tokenizer = minilm
@@ -124,13 +127,37 @@ def test_anchors_are_vocabulary_neighbours_not_the_reference(minilm):
     assert chosen and "terrible" not in chosen and len(set(chosen)) == len(chosen)
 
 
+def target_logits(model, tokenizer, text: str, target: int, reference_id: int) -> tuple[float, float]:
+    """F(x) and F(x') computed here, not by udig: the target logit of the model run on the tokenizer's ids of
+    ``text``, and on the same ids with every non-special token replaced by ``reference_id`` (the baseline)."""
+    encoded = tokenizer(text, return_tensors="pt", return_special_tokens_mask=True)
+    special = encoded.pop("special_tokens_mask").bool()
+    baseline = torch.where(special, encoded["input_ids"], reference_id)
+    with torch.no_grad():
+        at_input = model(**encoded).logits[0, target]
+        at_baseline = model(**{**encoded, "input_ids": baseline}).logits[0, target]
+    return float(at_input), float(at_baseline)
+
+
+# udig takes F from rows of a batched embedding pass, this module from a lone id pass: float32 results of the same
+# function that differ only in summation order, about 1e-7 of a logit's size (these are O(1)-O(10)); 1e-4 is far
+# above that and far below the completeness errors the tests below tell apart.
+F_TOLERANCE = 1e-4
+
+
 def test_ig_is_complete_with_many_steps(minilm):
+    """Completeness against an F computed independently: Σa ≈ F(x) - F(x') within 2 % at 300 steps, and the Δ
+    udig reports is that difference."""
     model, tokenizer = minilm
     e = Explainer(model, tokenizer).explain(SENTENCE, method="ig", steps=300)
-    change = abs(e.f_input - e.f_baseline)
-    assert change > 0.1
-    assert abs(e.delta) < 0.02 * change
-    assert abs(sum(e.attributions) - (e.f_input - e.f_baseline) - e.delta) < 1e-5
+    f_input, f_baseline = target_logits(model, tokenizer, SENTENCE, e.target, tokenizer.pad_token_id)
+    change = f_input - f_baseline
+    assert abs(change) > 0.1
+    assert e.f_input == pytest.approx(f_input, abs=F_TOLERANCE)
+    assert e.f_baseline == pytest.approx(f_baseline, abs=F_TOLERANCE)
+    error = sum(e.attributions) - change
+    assert abs(error) < 0.02 * abs(change)
+    assert e.delta == pytest.approx(error, abs=F_TOLERANCE)
 
 
 @pytest.mark.parametrize("method", ["ig", "dig", "udig"])
@@ -146,6 +173,7 @@ def test_batched_and_unbatched_runs_agree_and_repeat_exactly(tiny, method):
     assert again.attributions == runs[1].attributions and again.anchors == runs[1].anchors
 
 
+@pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first
 @pytest.mark.parametrize(
     "method,strategy,rule",
     [(m, s, r) for m in ("dig", "udig") for s in ("greedy", "maxcount") for r in ("all", "words")],
@@ -174,6 +202,7 @@ def test_remembered_chains_give_the_paths_a_fresh_search_gives(minilm, method, s
     assert searched and 0 < searched[0] < distinct_words and len(searched) == 1  # the second call searched nothing
 
 
+@pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first
 @pytest.mark.parametrize(
     "method,variants",
     [
@@ -270,11 +299,19 @@ def test_a_bad_target_is_refused_before_any_work(tiny):
 
 @pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta"])
 def test_every_architecture_explains(tiny_vocab_file, arch):
+    """Each architecture's Δ is Σa - (F(x) - F(x')) with F run here on the ids (the path starts at the baseline
+    word's embeddings, so F(x') is the model on the baseline ids: PAD for IG and DIG, MASK for UDIG)."""
     model, tokenizer = tiny_bert(tiny_vocab_file, arch=arch)
-    for method in ("ig", "udig", "dig"):
+    for method, reference in (
+        ("ig", tokenizer.pad_token_id),
+        ("udig", tokenizer.mask_token_id),
+        ("dig", tokenizer.pad_token_id),
+    ):
         e = Explainer(model, tokenizer, graph_k=8).explain(TINY_SENTENCE, method=method, steps=5)
         assert len(e.attributions) == len(e.tokens)
-        assert abs(sum(e.attributions) - (e.f_input - e.f_baseline) - e.delta) < 1e-5
+        f_input, f_baseline = target_logits(model, tokenizer, TINY_SENTENCE, e.target, reference)
+        assert (e.f_input, e.f_baseline) == pytest.approx((f_input, f_baseline), abs=F_TOLERANCE)
+        assert e.delta == pytest.approx(sum(e.attributions) - (f_input - f_baseline), abs=F_TOLERANCE)
 
 
 def test_target_by_label_and_index(tiny):
@@ -379,6 +416,7 @@ def test_the_tiny_fixture_tokenizes_real_words(tiny):
     assert all(chain is not None and chain[0] == word for chain, word in zip(e.anchors[1:-1], e.input_ids[1:-1]))
 
 
+@pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first
 def test_concurrent_explanations_equal_sequential_ones(minilm):
     """The app serves requests from several threads; the compiled anchor scoring must not mix them up."""
     from concurrent.futures import ThreadPoolExecutor
@@ -428,3 +466,130 @@ def test_explain_many_raises_or_yields_the_error_of_a_bad_input(tiny):
     )
     assert isinstance(bad, ValueError) and "empty" in str(bad)
     assert (good.text, after.text) == (TINY_SENTENCE, "a good film."), "the run goes on, aligned with its inputs"
+
+
+# -- one Settings object, or the same by keywords ---------------------------------------------------------
+
+
+def test_a_settings_object_is_used_as_it_is_and_keywords_make_the_same(tiny):
+    model, tokenizer = tiny
+    explainer = Explainer(model, tokenizer, graph_k=8)
+    settings = Settings.make(method="dig", strategy="greedy", steps=5, candidates="words", rule="riemann_middle")
+    given = explainer.explain(TINY_SENTENCE, settings=settings)
+    by_name = explainer.explain(
+        TINY_SENTENCE, method="dig", strategy="greedy", steps=5, candidates="words", rule="riemann_middle"
+    )
+    assert given.attributions == by_name.attributions and given.anchors == by_name.anchors
+    assert given.settings == by_name.settings == {**settings.info(), "graph_k": 8, "model": given.settings["model"]}
+    [many] = explainer.explain_many([TINY_SENTENCE], settings=settings, progress=False)
+    assert many.attributions == given.attributions
+
+
+def test_settings_and_keywords_together_are_refused(tiny):
+    explainer = Explainer(*tiny)
+    settings = Settings.make(method="ig", steps=4)
+    with pytest.raises(ValueError, match=r"give settings= or keywords, not both \(got settings= and steps=\)"):
+        explainer.explain(TINY_SENTENCE, settings=settings, steps=8)
+    with pytest.raises(ValueError, match="not both"):
+        explainer.size(TINY_SENTENCE, settings=settings, steps=4)  # even an equal value: one object, checked once
+    with pytest.raises(TypeError, match="settings must be a udig Settings"):
+        explainer.explain(TINY_SENTENCE, settings={"method": "ig"})
+    with pytest.raises(ValueError, match="unknown setting 'stepz'"):
+        explainer.explain(TINY_SENTENCE, stepz=4)
+
+
+def test_the_explainers_candidates_apply_when_a_call_leaves_them_out(tiny):
+    explainer = Explainer(*tiny, candidates="words", graph_k=8)
+    options = dict(method="udig", steps=3, nbrs=4)
+    assert explainer.explain(TINY_SENTENCE, **options).settings["candidates"] == "words"
+    assert explainer.explain(TINY_SENTENCE, **options, candidates="all").settings["candidates"] == "all"
+    made = Settings.make(**options)  # a Settings object says its own: the table's "all"
+    assert explainer.explain(TINY_SENTENCE, settings=made).settings["candidates"] == "all"
+
+
+def test_explain_many_checks_its_settings_once_before_any_input(tiny):
+    explainer = Explainer(*tiny)
+    taken = []
+
+    def texts():
+        for text in (TINY_SENTENCE, "a good film."):
+            taken.append(text)
+            yield text
+
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        next(explainer.explain_many(texts(), steps=0, progress=False, return_errors=True))  # not yielded per input
+    assert taken == []
+
+
+def test_explain_states_no_default_of_a_setting():
+    """Every default is the table's (udig.settings.PARAMETERS): explain's signature names no setting."""
+    named = set(inspect.signature(Explainer.explain).parameters)
+    assert not named & set(PARAMETERS) and "options" in named
+
+
+# -- sizing a request -------------------------------------------------------------------------------------
+
+
+def test_size_counts_tokens_words_points_and_passes_without_the_model(tiny):
+    """Expected sizes from the tokenizer and the papers' counts: IG's line has steps + 1 points and steps
+    left-Riemann evaluations; SIG integrates one such line per word; the random baseline has no path."""
+    model, tokenizer = tiny
+    explainer = Explainer(model, tokenizer)
+    encoded = tokenizer(TINY_SENTENCE, return_special_tokens_mask=True)
+    tokens, words = len(encoded["input_ids"]), len(encoded["input_ids"]) - sum(encoded["special_tokens_mask"])
+    with _forward_batches(model) as passes:
+        ig = explainer.size(TINY_SENTENCE, method="ig", steps=7)
+        sig = explainer.size(TINY_SENTENCE, method="sig", steps=7)
+        random = explainer.size(TINY_SENTENCE, method="random")
+        cut = Explainer(model, tokenizer, max_length=6).size(TINY_SENTENCE, method="ig", steps=7)
+    assert passes == []  # the tokenizer alone
+    assert (ig.tokens, ig.words, ig.points, ig.passes) == (tokens, words, 8, 7)
+    assert (sig.tokens, sig.words, sig.points, sig.passes) == (tokens, words, 8 * words, 7 * words)
+    assert (random.points, random.passes) == (0, 0)
+    assert (cut.tokens, cut.words) == (6, 4)  # cut to the limit as explain cuts it
+    e = explainer.explain(TINY_SENTENCE, method="sig", steps=7)
+    assert e.settings["n_evaluations"] == sig.passes and e.settings["n_points"] * words == sig.points
+    with pytest.raises(ValueError, match="empty"):
+        explainer.size("   ", method="ig")
+
+
+def test_a_question_of_invisible_characters_is_refused_like_an_empty_one(minilm_qa):
+    """Zero-width characters tokenize to nothing: without this check the run explained an empty question."""
+    explainer = Explainer(*minilm_qa)
+    with pytest.raises(ValueError, match="the question has no word the model can read"):
+        explainer.explain(question="\u200b\u200b", context="Ann wrote the film.", method="ig", steps=2)
+    with pytest.raises(ValueError, match="the question has no word the model can read"):
+        explainer.size(question="\u200b \u2063", context="Ann wrote the film.", method="ig", steps=2)
+
+
+# -- UDIG's reference points --------------------------------------------------------------------------------
+
+
+def test_udig_takes_its_candidates_near_reference_points_from_the_input_end(tiny):
+    """UDIG's candidates for anchor p are the nbrs rows nearest to c_p = b + p/(m+1) (E[w] - b), p = m..1
+    (../shared/METHOD.md), found here by a brute-force search over every row in float64; the anchors the
+    Greedy rule picks from them are udig's. Reversing the segment (points from the baseline end, c_{m+1-p})
+    picks other anchors, so this test fails on that mistake."""
+    model, tokenizer = tiny
+    m, k = 6, 4
+    e = Explainer(model, tokenizer).explain(
+        TINY_SENTENCE, method="udig", strategy="greedy", steps=m, nbrs=k, candidates="all"
+    )
+    table = model.get_input_embeddings().weight.detach()
+    moving = ~torch.tensor(e.special_mask)
+    words = torch.tensor(e.input_ids)[moving]
+    references = torch.full_like(words, tokenizer.mask_token_id)
+
+    def nearest(alphas: torch.Tensor) -> torch.Tensor:
+        start, ends = table[tokenizer.mask_token_id].double(), table[words].double()
+        points = start + alphas[None, :, None] * (ends[:, None, :] - start)  # (T, m, d)
+        distances = torch.cdist(points, table.double())  # (T, m, V)
+        ranked = distances.sort(-1)
+        assert bool((ranked.values[..., k] - ranked.values[..., k - 1] > 1e-6).all())  # the k nearest are one set
+        return ranked.indices[..., :k]
+
+    alphas = torch.arange(m, 0, -1, dtype=torch.float64) / (m + 1)  # p/(m+1), p = m..1
+    expected = paths.anchor_chains(words, references, table, nearest(alphas), "greedy", m)
+    assert [chain for chain in e.anchors if chain is not None] == expected.tolist()
+    reversed_segment = paths.anchor_chains(words, references, table, nearest(1 - alphas), "greedy", m)
+    assert not torch.equal(reversed_segment, expected)  # the mistake the test guards against changes the anchors

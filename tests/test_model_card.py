@@ -15,19 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_app import MODEL, STEPS, make_demo
-from test_render import UNBELIEVABLE, UNBELIEVABLE_TOKENS, injected, make, spans
+from conftest import DEMO_MODEL, DEMO_STEPS, UNBELIEVABLE, UNBELIEVABLE_TOKENS, injected, make_demo, spans
+from conftest import make_explanation as make
 
 from udig import render
 from udig.app import links
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-@pytest.fixture(scope="module")
-def sample():
-    values = [0.1, 0.5, 0.25, 0.25, -0.05, -0.2, 0.0, -0.1, 0.02, 0.0, 0.1, 0.0, 0.3, 0.4, 0.01]
-    return make(UNBELIEVABLE, spans(UNBELIEVABLE, UNBELIEVABLE_TOKENS), values)
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -179,7 +173,8 @@ def test_card_links_are_encoded_and_only_web_links():
 def test_export_writes_the_images_and_a_card_that_uses_them(minilm, minilm_qa):
     demo = make_demo(minilm, minilm_qa)
     text = "A gorgeous, witty, seductive movie."
-    files, card = demo.export(text, MODEL, "udig", "maxcount", STEPS, 0, 50, "paper default", "words")
+    fields = dict(text=text, model=DEMO_MODEL, method="udig", steps=DEMO_STEPS, baseline="paper default")
+    files, card = demo.export(**fields)
     by_name = {Path(f).name: Path(f) for f in files}
     assert {"udig-udig.png", "udig-udig.svg", "udig-udig-model-card.md", "udig-udig-model-card.html"} <= set(by_name)
     assert len({p.parent for p in by_name.values()}) == 1  # side by side, as the card refers to them
@@ -188,9 +183,9 @@ def test_export_writes_the_images_and_a_card_that_uses_them(minilm, minilm_qa):
     assert card == by_name["udig-udig-model-card.md"].read_text(encoding="utf-8")
     assert "](udig-udig.png)" in card and card.startswith("### Model examination")
     query = re.search(r"\]\((\?s=[\w-]+)\)", card).group(1)
-    assert query == demo.share_sentiment(text, MODEL, "udig", "maxcount", STEPS, 0, 50, "paper default", "words")
+    assert query == demo.share_sentiment(**fields)
     state = links._decode_state(query.removeprefix("?s="))
-    assert state["tab"] == "sentiment" and state["text"] == text and state["steps"] == STEPS
+    assert state["tab"] == "sentiment" and state["text"] == text and state["steps"] == DEMO_STEPS
     page = by_name["udig-udig-model-card.html"].read_text(encoding="utf-8")
     assert 'src="udig-udig.png"' in page and f'href="{query}"' in page
 
@@ -203,5 +198,5 @@ def test_on_a_space_the_card_links_to_the_space_itself(minilm, minilm_qa, monkey
     monkeypatch.setenv("SPACE_HOST", "evil.example/<script>")
     assert AppConfig.from_env().public_url is None  # not a host name: the link stays relative
     demo = make_demo(minilm, minilm_qa, public_url="https://someone-udig.hf.space/")
-    _, card = demo.export("A gorgeous film.", MODEL, "udig", "maxcount", STEPS, 0, 50, "paper default", "words")
+    _, card = demo.export(text="A gorgeous film.", model=DEMO_MODEL, steps=DEMO_STEPS)
     assert re.search(r"\]\(https://someone-udig\.hf\.space/\?s=[\w-]+\)", card)

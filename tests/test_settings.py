@@ -2,18 +2,64 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+import ast
+from dataclasses import MISSING, asdict, fields
+from pathlib import Path
 
 import pytest
 
-from udig import evaluate
-from udig.methods import PATH_METHODS, REGISTRY
+import udig
+from udig import evaluation as evaluate
+from udig.methods import PATH_METHODS, REGISTRY, MethodSettings
 from udig.settings import PARAMETERS, Bounds, Settings
 
 
 def test_every_setting_has_exactly_one_rule():
+    """One field per table row, and the table is the only place a default is stated (Settings.make fills them)."""
     assert [f.name for f in fields(Settings)] == list(PARAMETERS)
-    assert Settings.make() == Settings()  # the dataclass defaults are the table's, resolved
+    assert all(f.default is MISSING and f.default_factory is MISSING for f in fields(Settings))
+    made = Settings.make()
+    assert {name: getattr(made, name) for name in PARAMETERS if name != "baseline"} == {
+        name: parameter.default for name, parameter in PARAMETERS.items() if name != "baseline"
+    }
+    assert made.baseline == REGISTRY[made.method].paper_baseline  # None in the table: the method's paper's
+
+
+def test_what_a_method_reads_is_a_settings_field_of_the_same_type():
+    """Methods see Settings through methods.MethodSettings (settings.py imports methods, not the reverse): each
+    property it declares must be a field of Settings, typed alike."""
+    declared = {
+        name: member.fget.__annotations__["return"]
+        for name, member in vars(MethodSettings).items()
+        if isinstance(member, property)
+    }
+    annotations = {f.name: f.type for f in fields(Settings)}
+    assert declared and all(annotations.get(name) == kind for name, kind in declared.items()), declared
+    for method in REGISTRY.values():  # what each method says it uses is readable through the view (or the Explainer's)
+        assert method.uses - set(declared) <= {"baseline", "objective"}, method.name
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (10**400, "steps must be between 2 and 100, got 1000"),  # a JSON integer beyond a float's range
+        ("1" + "0" * 400, "steps must be between 2 and 100, got 1000"),
+        ("1" + "0" * 5000, "steps must be a whole number"),  # past Python's digit limit for int()
+        ("1e999", "steps must be a whole number, got '1e999'"),
+        (1e300, "steps must be between 2 and 100, got 1000"),
+        (float("inf"), "steps must be a whole number, got inf"),
+    ],
+    ids=["int 10^400", "text 10^400", "text 10^5000", "text 1e999", "float 1e300", "inf"],
+)
+def test_numbers_beyond_a_float_are_refused_with_a_short_message(value, message):
+    """A link once sent 1 and 400 zeros: float() raised OverflowError, which no caller expects from a check."""
+    bounds = Bounds(ranges={"steps": (2, 100)})
+    with pytest.raises(ValueError) as refused:
+        Settings.make({"steps": value}, bounds=bounds, lenient=True)
+    assert str(refused.value).startswith(message) and len(str(refused.value)) < 200
+    for huge in (10**400, "1e400", -(10**400)):
+        with pytest.raises(ValueError, match="max_delta must be a number, got"):
+            Settings.make({"max_delta": huge}, lenient=True)
 
 
 @pytest.mark.parametrize(
@@ -127,3 +173,51 @@ def test_a_refused_value_is_named_not_echoed_whole(name):
         Settings.make({name: huge}, lenient=True)
     message = str(refused.value)
     assert len(message) < 400 and "zzz" in message and "1000002 characters" in message
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every udig module's imports of other udig modules: module level, inside functions and under TYPE_CHECKING
+    alike (a circle hidden in a function or a type check is still a circle)."""
+    root = Path(udig.__file__).parent
+    modules = {
+        ".".join(("udig", *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): path
+        for path in root.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+                submodules = [f"{module}.{alias.name}" for alias in node.names if f"{module}.{alias.name}" in modules]
+                targets = submodules + ([module] if len(submodules) < len(node.names) else [])
+            else:
+                continue
+            for target in targets:
+                while target not in modules and "." in target:
+                    target = target.rsplit(".", 1)[0]
+                if target in modules and target not in (name, "udig"):  # the package itself is every module's parent
+                    found.add(target)
+        graph[name] = found
+    return graph
+
+
+def test_no_import_circle_in_udig():
+    graph = _import_graph()
+    assert graph["udig.settings"] >= {"udig.methods"} and "udig.settings" not in graph["udig.methods"]
+    circles = []
+    for start in graph:  # a module that reaches itself again
+        seen, frontier = set(), set(graph[start])
+        while frontier:
+            module = frontier.pop()
+            if module == start:
+                circles.append(start)
+                break
+            if module not in seen:
+                seen.add(module)
+                frontier |= graph[module]
+    assert circles == [], circles

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,6 +29,16 @@ TOKENS_PER_BATCH = 8192  # path points x tokens per forward/backward when intern
 INPUT_ROW_TOKENS = 32  # inputs up to this long are decided on in the first gradient pass (see _Decision)
 
 
+@dataclass(frozen=True)
+class Size:
+    """What one explanation takes, known from the tokenizer before the model runs (:meth:`Explainer.size`)."""
+
+    tokens: int  # the encoded input, special tokens included, after truncation
+    words: int  # tokens that move along the path: every one but the special tokens
+    points: int  # path points through the model in all: the path's, once per word when sequential; 0 without a path
+    passes: int  # forward and backward passes (Settings.cost)
+
+
 class Explainer:
     """Attributes a sequence-classification or extractive-QA model's decision to its input tokens.
 
@@ -36,8 +47,9 @@ class Explainer:
     same model.
 
     candidates: "all" (the papers: any vocabulary row may be an anchor) or "words" (real, trained
-        words only; see :mod:`udig.vocab`). ``explain(candidates=...)`` overrides it per call.
-    graph_k: neighbours per word in DIG's KNN graph (500 in the DIG paper).
+        words only; see :mod:`udig.vocab`), for calls that do not say: ``explain(candidates=...)`` and a
+        ``Settings`` given as ``settings=`` carry their own.
+    graph_k: neighbours per word in DIG's KNN graph (the DIG paper's 500 by default).
     internal_batch_size: path points per forward/backward pass; None sizes it from the input length.
     max_length: token limit; None uses the model's own. Longer inputs are truncated and flagged.
     cache_dir: where the vocabulary graph is cached; None uses huggingface_hub's assets cache (HF_HOME).
@@ -48,8 +60,8 @@ class Explainer:
         model: torch.nn.Module,
         tokenizer,
         *,
-        candidates: str = "all",
-        graph_k: int = 500,
+        candidates: str = PARAMETERS["candidates"].default,
+        graph_k: int = EXPLAINER_PARAMETERS["graph_k"].default,
         internal_batch_size: int | None = None,
         max_length: int | None = None,
         cache_dir: str | None = None,
@@ -86,64 +98,32 @@ class Explainer:
         *,
         question: str | None = None,
         context: str | None = None,
-        method: str = "udig",
-        strategy: str | None = "maxcount",
-        steps: int = 30,
-        factor: int = 0,
-        nbrs: int = 50,
-        baseline: str | None = None,
         target: int | str | None = None,
-        candidates: str | None = None,
-        seed: int = 0,
-        rule: str = "riemann_left",
-        max_delta: float | None = None,
-        max_points: int = 256,
-        sequential: bool = False,
-        objective: str = "target",
+        settings: Settings | None = None,
+        **options: Any,
     ) -> Explanation | QAExplanation:
         """Explain one input: ``text`` for classification, ``question`` + ``context`` for QA.
 
-        method: a name in :data:`udig.methods.REGISTRY`: "ig", "dig", "udig", "sig" (and "random", "grad-input",
-            the evaluation's sanity baselines); strategy: "greedy" or "maxcount" (DIG and UDIG).
-        steps: IG's Riemann steps, or the number of anchors m for DIG/UDIG.
-        factor: DIG/UDIG upscaling, 2^factor (m + 1) + 1 points. nbrs: UDIG's candidates per point.
-        baseline: "mask", "pad", "unk" or any vocabulary token; None takes the paper's (PAD for IG and
-            DIG, MASK for UDIG and SIG). target: class index or label (classification); None = predicted class.
-        candidates: None uses the Explainer's rule. seed: the random baseline's seed.
-        rule: where each path segment's gradient is taken: "riemann_left" (the papers), "riemann_right",
-            "riemann_middle", "riemann_trapezoid", or "gausslegendre" (IG only); see :mod:`udig.integrate`.
-        max_delta: a completeness target: the path is refined where its integral is least exact until
-            |Δ| <= max_delta |F(x) - F(x')| (or max_delta x 1e-3 when that change is below 1e-3) or the path
-            has max_points points; ``delta_target_met`` says which. None keeps the path as given.
-        sequential: DIG/UDIG: each word moves along its own path while the others stay at the input
-            (Sequential DIG/UDIG, :mod:`udig.sequential`); one path per word, so T times the cost. "sig" is
-            always sequential. Δ is then the sum of the words' own completeness errors.
-        objective: "target" explains the target's logit at every path point; "largest" the largest logit at
-            each point, as the published DIG/UDIG code does (``pred.max(1)``; classification, no ``target``).
-        Every parameter's rule is in :data:`udig.settings.PARAMETERS`.
+        settings: a :class:`~udig.settings.Settings`, used as it is. options: the same parameters by name
+        (``method="dig", steps=50``), made into one by :meth:`Settings.make <udig.settings.Settings.make>`; give
+        one or the other. :data:`udig.settings.PARAMETERS` states every parameter's default, allowed values and
+        meaning; ``candidates`` left out is this Explainer's. target: class index or label (classification);
+        None explains the predicted class.
+
+        A completeness target (``max_delta``) refines the path where its integral is least exact until
+        |Δ| <= max_delta |F(x) - F(x')| (or max_delta x 1e-3 when that change is below 1e-3) or the path has
+        ``max_points`` points; ``delta_target_met`` says which. A sequential method (``sequential``, and SIG
+        always) moves each word along its own path while the others stay at the input (:mod:`udig.sequential`):
+        one path per word, and Δ is the sum of the words' own completeness errors.
         """
         started = time.perf_counter()
-        settings = Settings.make(
-            method=method,
-            strategy=strategy,
-            steps=steps,
-            factor=factor,
-            nbrs=nbrs,
-            baseline=baseline,
-            candidates=self.candidates if candidates is None else candidates,
-            seed=seed,
-            rule=rule,
-            max_delta=max_delta,
-            max_points=max_points,
-            sequential=sequential,
-            objective=objective,
-        )
+        settings = self._settings(settings, options)
         inputs = self.task.check_inputs({"text": text, "question": question, "context": context})
         n_classes = getattr(self.model.config, "num_labels", len(self.labels))
         target = self.task.resolve_target(target, settings.objective, self.labels, n_classes)
         warnings: list[str] = []
         reference_id = None if settings.baseline is None else self._reference_id(settings.baseline, warnings)
-        encoding = self.task.encode(self.tokenizer, inputs, self.max_length or max_tokens(self.model, self.tokenizer))
+        encoding = self._encode(inputs)
         if encoding.truncated:
             warnings.append(f"input truncated to {len(encoding)} tokens, the model's limit")
         self.model.eval()
@@ -172,20 +152,39 @@ class Explainer:
         )
         return self.task.assemble(explanations, encoding, prediction, inputs)
 
+    def size(
+        self,
+        text: str | None = None,
+        *,
+        question: str | None = None,
+        context: str | None = None,
+        settings: Settings | None = None,
+        **options: Any,
+    ) -> Size:
+        """What :meth:`explain` with the same arguments will take, from the tokenizer alone (no model call): a
+        demo sizes its cost line and its GPU time from it. Inputs are checked and encoded as :meth:`explain` does."""
+        settings = self._settings(settings, options)
+        encoding = self._encode(self.task.check_inputs({"text": text, "question": question, "context": context}))
+        words = int((~encoding.special_mask).sum())
+        points = (settings.n_points or 0) * (words if settings.sequential else 1)
+        return Size(tokens=len(encoding), words=words, points=points, passes=settings.cost(words))
+
     def explain_many(
         self,
         inputs: Iterable[str | Mapping[str, str]],
         *,
+        settings: Settings | None = None,
         progress: bool = True,
         return_errors: bool = False,
-        **settings: Any,
+        **options: Any,
     ) -> Iterator[Explanation | QAExplanation | ValueError]:
         """Explain many inputs with one setting, yielding each result in order as soon as it is done.
 
-        inputs: texts, or for QA ``{"question": ..., "context": ...}`` mappings. settings: the keywords
-        of :meth:`explain`. progress: a ``tqdm`` bar counts the explanations. return_errors: an input
-        that cannot be explained (an empty text, say) yields its ValueError in its place instead of
-        ending the run, so a long job keeps going and stays aligned with its inputs.
+        inputs: texts, or for QA ``{"question": ..., "context": ...}`` mappings. settings, options: as in
+        :meth:`explain`, checked once before the first input. progress: a ``tqdm`` bar counts the
+        explanations. return_errors: an input that cannot be explained (an empty text, say) yields its
+        ValueError in its place instead of ending the run, so a long job keeps going and stays aligned with
+        its inputs.
 
         Each input gets its own forward/backward passes, as in :meth:`explain` (whose results these
         equal): packing the paths of several short texts into one padded pass measured no faster on
@@ -193,10 +192,11 @@ class Explainer:
         """
         from tqdm import tqdm
 
+        settings = self._settings(settings, options)
         for given in tqdm(inputs, desc="explain", unit="text", disable=not progress, dynamic_ncols=True):
             named = dict(given) if isinstance(given, Mapping) else {"text": given}
             try:
-                yield self.explain(**named, **settings)
+                yield self.explain(**named, settings=settings)
             except ValueError as error:
                 if not return_errors:
                     raise
@@ -208,6 +208,26 @@ class Explainer:
         get_method(settings.method).prepare(self.vocab_, settings, self.graph_k)
 
     # -- the steps ---------------------------------------------------------------------------------
+
+    def _settings(self, settings: Settings | None, options: dict[str, Any]) -> Settings:
+        """``settings`` as given, or ``options`` made into one (this Explainer's candidates unless they say)."""
+        if settings is None:
+            if options.get("candidates") is None:
+                options["candidates"] = self.candidates
+            return Settings.make(options)
+        if not isinstance(settings, Settings):
+            raise TypeError(f"settings must be a udig Settings (Settings.make(...)), got {type(settings).__name__}")
+        if options:
+            names = ", ".join(f"{name}=" for name in options)
+            raise ValueError(
+                f"give settings= or keywords, not both (got settings= and {names}); "
+                "settings.replace(...) makes a checked copy with some values changed"
+            )
+        return settings
+
+    def _encode(self, inputs: dict[str, str]) -> Encoding:
+        """The task's one sequence of the checked ``inputs``, cut to the token limit."""
+        return self.task.encode(self.tokenizer, inputs, self.max_length or max_tokens(self.model, self.tokenizer))
 
     def _reference_id(self, baseline: str, warnings: list[str]) -> int:
         """The baseline token's id; a model without the named token falls back to PAD, then UNK."""
@@ -292,7 +312,8 @@ class Explainer:
     def _anchors(
         self, chains: Tensor | None, encoding: Encoding, reference_id: int | None
     ) -> tuple[list, float | None]:
-        """Per-token anchor ids (None for specials, IG and path-free methods) and the share of anchors that are real words."""
+        """Per-token anchor ids (None for specials, IG and path-free methods) and the share of anchors that are
+        real words."""
         if chains is None:
             return [None] * len(encoding), None
         per_token: list[list[int] | None] = [None] * len(encoding)
@@ -317,10 +338,9 @@ class _Decision:
     matrix products run well below the machine's speed. So an input of at most :data:`INPUT_ROW_TOKENS`
     tokens rides as one more row in the first call of :meth:`values` (the first gradient pass), which decides
     from it; a longer one, or anything that asks for the decision before any gradient pass (a completeness
-    target, sequential paths, the random baseline), gets a forward pass of its own. On MiniLM, 2 cores, 32
-    path points, alternately in one process: at 19 tokens the extra row saved 4-14 ms of 200-280 ms (32: even);
-    at 48, 64 and 128 tokens its backward, which a lone forward does not take, cost 1.7-4.5 % more (at 96,
-    3.5 % less: this machine's noise is of that order).
+    target, sequential paths, the random baseline), gets a forward pass of its own: past that length the extra
+    row's backward, which a lone forward does not take, costs more than it saves (measured in
+    benchmarks/README.md).
     """
 
     def __init__(

@@ -17,7 +17,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -29,8 +29,41 @@ from .sequential import integrate_sequential
 from .tasks import Encoding
 from .vocab import VocabIndex
 
-if TYPE_CHECKING:
-    from .settings import Settings
+
+class MethodSettings(Protocol):
+    """What a method reads of one explanation's :class:`udig.settings.Settings`. The settings module checks
+    every value against this registry (a method's choices, what it uses), so it imports this module and not
+    the other way round: a method sees the settings through this read-only view."""
+
+    @property
+    def steps(self) -> int: ...
+
+    @property
+    def factor(self) -> int: ...
+
+    @property
+    def nbrs(self) -> int: ...
+
+    @property
+    def strategy(self) -> str | None: ...
+
+    @property
+    def candidates(self) -> str: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def rule(self) -> str | None: ...
+
+    @property
+    def max_delta(self) -> float | None: ...
+
+    @property
+    def max_points(self) -> int: ...
+
+    @property
+    def sequential(self) -> bool: ...
 
 
 @dataclass
@@ -72,17 +105,17 @@ class Method(Protocol):
     restricts: Mapping[str, tuple[str, ...]]  # settings it uses with fewer choices than the table allows
     fixed: Mapping[str, Any]  # settings it always has, whatever is asked (SIG: sequential)
 
-    def n_points(self, settings: Settings) -> int | None: ...
+    def n_points(self, settings: MethodSettings) -> int | None: ...
 
-    def n_evaluations(self, settings: Settings) -> int: ...
+    def n_evaluations(self, settings: MethodSettings) -> int: ...
 
-    def prepare(self, vocab: VocabIndex, settings: Settings, graph_k: int) -> None:
+    def prepare(self, vocab: VocabIndex, settings: MethodSettings, graph_k: int) -> None:
         """Build the shared state its paths need (DIG's graph) now, e.g. before a time-limited GPU window."""
 
-    def attribute(self, problem: Problem, settings: Settings) -> Attribution: ...
+    def attribute(self, problem: Problem, settings: MethodSettings) -> Attribution: ...
 
 
-PathBuilder = Callable[[Problem, "Settings"], tuple[Tensor, Tensor | None]]
+PathBuilder = Callable[[Problem, MethodSettings], tuple[Tensor, Tensor | None]]
 """(problem, settings) -> path points ``(N, L, d)`` and the anchor chains (None for IG)."""
 
 
@@ -96,22 +129,22 @@ class PathMethod:
     paper_baseline: str
     uses: frozenset[str]
     build: PathBuilder
-    count: Callable[[Settings], int]
+    count: Callable[[MethodSettings], int]
     restricts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     needs_graph: bool = False  # DIG: candidates from the KNN graph, seconds to build and then cached
     fixed: Mapping[str, Any] = field(default_factory=dict)
 
-    def n_points(self, settings: Settings) -> int:
+    def n_points(self, settings: MethodSettings) -> int:
         return self.count(settings)
 
-    def prepare(self, vocab: VocabIndex, settings: Settings, graph_k: int) -> None:
+    def prepare(self, vocab: VocabIndex, settings: MethodSettings, graph_k: int) -> None:
         if self.needs_graph:
             vocab.graph(graph_k, settings.candidates)
 
-    def n_evaluations(self, settings: Settings) -> int:
+    def n_evaluations(self, settings: MethodSettings) -> int:
         return RULES[settings.rule].n_evaluations(self.count(settings))
 
-    def attribute(self, problem: Problem, settings: Settings) -> Attribution:
+    def attribute(self, problem: Problem, settings: MethodSettings) -> Attribution:
         tick = time.perf_counter()
         path, chains = self.build(problem, settings)
         timings = {"path": time.perf_counter() - tick}
@@ -146,22 +179,22 @@ class PathFreeMethod:
     name: str
     title: str
     uses: frozenset[str]
-    scores: Callable[[Problem, Settings], Tensor]  # (n_targets, L)
+    scores: Callable[[Problem, MethodSettings], Tensor]  # (n_targets, L)
     evaluations: int  # forward and backward passes it takes
     paper_baseline: None = None
     restricts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     fixed: Mapping[str, Any] = field(default_factory=dict)
 
-    def n_points(self, settings: Settings) -> None:
+    def n_points(self, settings: MethodSettings) -> None:
         return None
 
-    def prepare(self, vocab: VocabIndex, settings: Settings, graph_k: int) -> None:
+    def prepare(self, vocab: VocabIndex, settings: MethodSettings, graph_k: int) -> None:
         """Nothing to build."""
 
-    def n_evaluations(self, settings: Settings) -> int:
+    def n_evaluations(self, settings: MethodSettings) -> int:
         return self.evaluations
 
-    def attribute(self, problem: Problem, settings: Settings) -> Attribution:
+    def attribute(self, problem: Problem, settings: MethodSettings) -> Attribution:
         tick = time.perf_counter()
         scores = self.scores(problem, settings)
         scores = scores.masked_fill(problem.encoding.special_mask.to(scores.device), 0.0)
@@ -172,27 +205,27 @@ class PathFreeMethod:
 # -- paths ----------------------------------------------------------------------------------------------
 
 
-def _linear_path(problem: Problem, settings: Settings) -> tuple[Tensor, None]:
+def _linear_path(problem: Problem, settings: MethodSettings) -> tuple[Tensor, None]:
     """IG: the straight line from the baseline embeddings to the input."""
     baseline = problem.embeddings[problem.reference_ids.to(problem.embeddings.device)].detach()  # (L, d)
     return paths.linear_path(baseline, problem.inputs, settings.steps), None
 
 
-CandidateBuilder = Callable[[VocabIndex, Tensor, Tensor, "Settings", int, torch.device], Tensor]
+CandidateBuilder = Callable[[VocabIndex, Tensor, Tensor, MethodSettings, int, torch.device], Tensor]
 """(vocab, word ids, reference ids, settings, graph_k, model device) -> candidates for :func:`paths.anchor_chains`."""
-CandidateSource = Callable[["Settings", int], tuple]
+CandidateSource = Callable[[MethodSettings, int], tuple]
 """(settings, graph_k) -> what fixes a method's candidates, besides the word and its reference."""
 
 
 def _graph_candidates(
-    vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: Settings, graph_k: int, device: torch.device
+    vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: MethodSettings, graph_k: int, device: torch.device
 ) -> Tensor:
     """DIG: the KNN-graph neighbours of the previous anchor, ``(V, K)``."""
     return vocab.graph(graph_k, settings.candidates, device)
 
 
 def _line_candidates(
-    vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: Settings, graph_k: int, device: torch.device
+    vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: MethodSettings, graph_k: int, device: torch.device
 ) -> Tensor:
     """UDIG: the nearest words to each of the m evenly spaced reference points on the IG line, ``(T, m, nbrs)``."""
     table = vocab.embeddings
@@ -204,7 +237,7 @@ def _anchored_path(candidates: CandidateBuilder, source: CandidateSource) -> Pat
     """DIG and UDIG differ only in where each anchor's candidates come from. Chains are remembered by the
     vocabulary index (:meth:`VocabIndex.anchor_chains`): only words not chained before are searched."""
 
-    def build(problem: Problem, settings: Settings) -> tuple[Tensor, Tensor]:
+    def build(problem: Problem, settings: MethodSettings) -> tuple[Tensor, Tensor]:
         vocab = problem.vocab()
         encoding, inputs = problem.encoding, problem.inputs
         moving = ~encoding.special_mask
@@ -223,21 +256,21 @@ def _anchored_path(candidates: CandidateBuilder, source: CandidateSource) -> Pat
     return build
 
 
-def _anchored_points(settings: Settings) -> int:
+def _anchored_points(settings: MethodSettings) -> int:
     return 2**settings.factor * (settings.steps + 1) + 1
 
 
 # -- path-free baselines -----------------------------------------------------------------------------------
 
 
-def _random_scores(problem: Problem, settings: Settings) -> Tensor:
+def _random_scores(problem: Problem, settings: MethodSettings) -> Tensor:
     """Standard normal scores seeded by (seed, text): the same input always gets the same scores."""
     rng = np.random.default_rng([settings.seed, zlib.crc32(problem.encoding.text.encode())])
     rows = [rng.standard_normal(len(problem.encoding)) for _ in range(len(problem.input_values()))]
     return torch.from_numpy(np.stack(rows))  # (n_targets, L)
 
 
-def _gradient_times_input(problem: Problem, settings: Settings) -> Tensor:
+def _gradient_times_input(problem: Problem, settings: MethodSettings) -> Tensor:
     """``sum_j dF/dx_ij * x_ij`` at the input, for each target, from one forward pass."""
     point = problem.inputs[None].detach().requires_grad_(True)  # (1, L, d)
     with torch.enable_grad():

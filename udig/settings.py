@@ -1,9 +1,11 @@
 """Every attribution parameter in one place: its default, its allowed values and what it means.
 
 The Explainer, the demo and ``python -m udig.evaluate`` all build a frozen :class:`Settings` through
-:meth:`Settings.make`, which checks each value against :data:`PARAMETERS`. A caller with tighter rules (the
-public demo) passes :class:`Bounds` that narrow the ranges and choices; it never restates them. A new
-parameter is one :class:`Parameter` entry and one :class:`Settings` field (plus its use in a method).
+:meth:`Settings.make`, which checks each value against :data:`PARAMETERS` once; ``Explainer.explain(settings=...)``
+then takes the object as it is. A caller with tighter rules (the public demo) passes :class:`Bounds` that narrow
+the ranges and choices; it never restates them. A new parameter is one :class:`Parameter` entry, one
+:class:`Settings` field and its use in a method (which reads it through :class:`udig.methods.MethodSettings`:
+this module builds on the method registry, never the reverse), plus one control in the demo's ``app.py``.
 
 Values from a user interface (slider floats such as ``30.0``, link strings such as ``"30"`` or ``"UDIG"``)
 are accepted with ``lenient=True``; library calls are strict, so ``steps=2.5`` or ``steps=True`` is refused.
@@ -70,12 +72,16 @@ PARAMETERS: dict[str, Parameter] = {
         ),
         Parameter("seed", 0, "the random baseline's seed", low=0),
         Parameter(
-            "rule", "riemann_left", "where each path segment's gradient is taken (captum's names)", choices=tuple(RULES)
+            "rule",
+            "riemann_left",
+            "where each path segment's gradient is taken (captum's names; Gauss-Legendre on straight lines only)",
+            choices=tuple(RULES),
         ),
         Parameter(
             "max_delta",
             None,
-            "completeness target |Δ| / |F(x) - F(x')|; None: the path as given",
+            "completeness target: the path is refined where least exact until |Δ| <= max_delta |F(x) - F(x')| "
+            "or it has max_points points; None: the path as given",
             low=0,
             high=1,
             real=True,
@@ -89,7 +95,10 @@ PARAMETERS: dict[str, Parameter] = {
         ),
         Parameter("max_points", 256, "the most path points a completeness target may refine the path to", low=2),
         Parameter(
-            "sequential", False, "DIG/UDIG: each word along its own path, the others held at the input", flag=True
+            "sequential",
+            False,
+            "DIG/UDIG: each word along its own path, the others held at the input (one path per word; SIG always is)",
+            flag=True,
         ),
     )
 }
@@ -120,26 +129,27 @@ class Bounds:
 
 @dataclass(frozen=True)
 class Settings:
-    """One explanation's validated parameters. Build it with :meth:`make`; ``info()`` is enough to rerun.
+    """One explanation's validated parameters. Build it with :meth:`make` (the fields have no defaults here:
+    :data:`PARAMETERS` states each one once); ``info()`` is enough to rerun.
 
     Parameters the method does not use are set to neutral values (IG has no strategy and no factor), and
     ``baseline`` is resolved to the method's paper's choice when not given, so two requests that compute
     the same explanation have equal settings.
     """
 
-    method: str = "udig"
-    strategy: str | None = "maxcount"
-    steps: int = 30
-    factor: int = 0
-    nbrs: int = 50
-    baseline: str | None = "mask"
-    candidates: str = "all"
-    seed: int = 0
-    rule: str | None = "riemann_left"
-    max_delta: float | None = None
-    objective: str = "target"
-    max_points: int = 256
-    sequential: bool = False
+    method: str
+    strategy: str | None
+    steps: int
+    factor: int
+    nbrs: int
+    baseline: str | None
+    candidates: str
+    seed: int
+    rule: str | None
+    max_delta: float | None
+    objective: str
+    max_points: int
+    sequential: bool
 
     @classmethod
     def make(
@@ -217,32 +227,51 @@ def quoted(value: Any, limit: int = 60) -> str:
 
 
 def _whole(name: str, value: Any, low: int | None, high: int | None, lenient: bool) -> int:
+    """A whole number in ``[low, high]``; from a user interface also a whole float (``30.0``) or its text."""
+    refused = ValueError(f"{name} must be a whole number, got {quoted(value)}")
     if isinstance(value, bool) or not isinstance(value, (int, float, str) if lenient else int):
-        raise ValueError(f"{name} must be a whole number, got {quoted(value)}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {quoted(value)}") from None
-    if not math.isfinite(number) or number != int(number):
-        raise ValueError(f"{name} must be a whole number, got {quoted(value)}")
+        raise refused
+    number = value if isinstance(value, int) else _whole_text(value)
+    if number is None:
+        number = _finite(value, refused)
+    if number != int(number):
+        raise refused
     number = int(number)
     if (low is not None and number < low) or (high is not None and number > high):
         if high is None:
-            raise ValueError(f"{name} must be at least {low}, got {number}")
-        raise ValueError(f"{name} must be between {low} and {high}, got {number}")
+            raise ValueError(f"{name} must be at least {low}, got {quoted(number)}")
+        raise ValueError(f"{name} must be between {low} and {high}, got {quoted(number)}")
     return number
 
 
 def _real(name: str, value: Any, low: float | None, high: float | None, lenient: bool) -> float:
     """A finite number in ``(low, high]``."""
+    refused = ValueError(f"{name} must be a number, got {quoted(value)}")
     if isinstance(value, bool) or not isinstance(value, (int, float, str) if lenient else (int, float)):
-        raise ValueError(f"{name} must be a number, got {quoted(value)}")
+        raise refused
+    number = _finite(value, refused)
+    if (low is not None and number <= low) or (high is not None and number > high):
+        raise ValueError(f"{name} must be more than {low} and at most {high}, got {quoted(value)}")
+    return number
+
+
+def _whole_text(value: float | str) -> int | None:
+    """A whole number written out (``"30"``, or 400 digits a float cannot hold); None for anything else."""
+    try:
+        return int(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _finite(value: float | int | str, refused: ValueError) -> float:
+    """``value`` as a finite float, or ``refused``: text that is no number, NaN, infinities, and numbers beyond
+    a float's range (a link may hold a JSON integer of 400 digits, which ``float`` cannot take)."""
     try:
         number = float(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {quoted(value)}") from None
-    if not math.isfinite(number) or (low is not None and number <= low) or (high is not None and number > high):
-        raise ValueError(f"{name} must be more than {low} and at most {high}, got {quoted(value)}")
+    except (ValueError, OverflowError):
+        raise refused from None
+    if not math.isfinite(number):
+        raise refused
     return number
 
 

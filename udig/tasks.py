@@ -291,8 +291,9 @@ class QuestionAnswering(Task):
         encoding = _encoding(enc, text, truncated, tokenizer, offsets=offsets)
         encoding.segments = {"question": (0, len(question)), "context": (shift, len(text))}
         encoding.context_mask = torch.tensor([seq == 1 for seq in sequence_ids])
-        if not bool(encoding.context_mask.any()):
-            raise ValueError("the context has no word the model can read (only invisible or control characters)")
+        for part, index in (("question", 0), ("context", 1)):
+            if index not in sequence_ids:
+                raise ValueError(f"the {part} has no word the model can read (only invisible or control characters)")
         return encoding
 
     def predict(

@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..hub import hub_offline, hub_reachable
 from ..methods import PATH_METHODS, get_method
-from ..models import CURATED_MODELS, DEFAULT_MODEL, DEFAULT_QA_MODEL, _hub_offline, _hub_reachable
-from ..settings import Bounds, Settings
+from ..models import CURATED_MODELS, DEFAULT_MODEL, DEFAULT_QA_MODEL
+from ..settings import PARAMETERS, Bounds, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -184,28 +186,19 @@ class AppConfig:
             "(set UDIG_ALLOW_ANY_MODEL=1 to allow any Hub id or local folder)"
         )
 
-    def settings(
-        self, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None
-    ) -> Settings:
-        """One request's settings from the controls' values (slider floats, link or API strings), within
-        :attr:`limits`; a missing value (None) is the control's default, a missing baseline the paper's."""
-        if baseline is None or (isinstance(baseline, str) and baseline.strip() in ("", PAPER_DEFAULT)):
-            baseline = None  # Settings.make resolves it to the method's paper's
-        given = dict(
-            method=method,
-            strategy=strategy,
-            steps=steps,
-            factor=factor,
-            nbrs=nbrs,
-            candidates=candidates,
-            rule=rule,
-            sequential=sequential,
-        )
-        values = {name: getattr(self.defaults, name) if value is None else value for name, value in given.items()}
-        for name, value in (*values.items(), ("baseline", baseline)):
+    def settings(self, fields: Mapping[str, Any]) -> Settings:
+        """One request's settings from a tab's fields by name (slider floats, link or API strings), within
+        :attr:`limits`. A setting left out (or None) is the control's default; the baseline's is the method's
+        paper's (also for "paper default"). Fields that are not settings (text, model, ...) are not read."""
+        values = {name: fields.get(name) for name in PARAMETERS}
+        for name, value in values.items():
             if isinstance(value, str):
                 valid_text(name, value)
-        return Settings.make({**values, "baseline": baseline}, bounds=self.limits.bounds(), lenient=True)
+        if isinstance(values["baseline"], str) and values["baseline"].strip() in ("", PAPER_DEFAULT):
+            values["baseline"] = None  # Settings.make resolves it to the method's paper's
+        defaults = {name: getattr(self.defaults, name) for name in PARAMETERS if name != "baseline"}
+        given = {name: value for name, value in values.items() if value is not None}
+        return Settings.make({**defaults, **given}, bounds=self.limits.bounds(), lenient=True)
 
 
 def sequential_cost(settings: Settings, words: int) -> str:
@@ -240,7 +233,7 @@ def _qa_models(wanted: str) -> tuple[str, ...]:
 
 def hub_usable() -> bool:
     """Whether models can be downloaded now: Hub access not switched off, and the Hub answers."""
-    return not _hub_offline() and _hub_reachable()
+    return not hub_offline() and hub_reachable()
 
 
 def model_at_hand(name: str) -> bool:

@@ -50,8 +50,9 @@ word replaced by [PAD] or [MASK]) to the input:
 The faithfulness scores (DIG paper, top 20 % of tokens) ask whether the highlighted words really matter:
 **log-odds** (lower is better) and **comprehensiveness** (higher is better) remove them, **sufficiency** (lower is
 better) keeps only them. The **AOPC** versions (ERASER) average comprehensiveness and sufficiency over the
-top 1, 5, 10, 20 and 50 % of tokens, so one cut-off does not decide. The **completeness error** |Δ| (closer to 0 is better) says how well the attributions
-add up to the change in the model's score between baseline and input; large values mean too few steps.
+top 1, 5, 10, 20 and 50 % of tokens, so one cut-off does not decide. The **completeness error** |Δ| (closer to 0
+is better) says how well the attributions add up to the change in the model's score between baseline and input;
+large values mean too few steps.
 
 The offline default model is MiniLM (all-MiniLM-L6-v2) fine-tuned on Rotten Tomatoes sentences by udig itself;
 it is a small model, not a state-of-the-art classifier. Every event has an API endpoint: see "Use via API" below.

@@ -1,23 +1,24 @@
 """The demo's event handlers: one method of :class:`Demo` per app event, each callable without a browser.
 
-``app.py`` lays the components out and wires them to these methods. A handler checks its inputs, asks the
-:class:`~udig.app.service.Service` for results and hands them to :mod:`udig.app.views`. Errors reach the
-user as readable ``gr.Error`` messages shown as text (:func:`shown_as_text`), never tracebacks (those go to
-the server log).
+``app.py`` lays the components out and wires them to these methods by name (Gradio's ``inputs_kwargs``): a
+handler takes its tab's fields as keywords (``text``, ``model`` and the settings of :mod:`udig.settings`,
+named as the table names them), so no handler restates the list of controls and the API's inputs keep the
+page's names and order. A handler checks its inputs, asks the :class:`~udig.app.service.Service` for results
+and hands them to :mod:`udig.app.views`. Errors reach the user as readable ``gr.Error`` messages shown as text
+(:func:`shown_as_text`), never tracebacks (those go to the server log).
 """
 
 from __future__ import annotations
 
 import functools
 import html
-import inspect
 import logging
 import shutil
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,19 @@ import gradio as gr
 from .. import render
 from ..methods import PATH_METHODS
 from ..models import ModelLoadError
+from ..settings import PARAMETERS, Settings, quoted
 from . import links, views
-from .config import PAPER_DEFAULT, AppConfig, Limits, OverCap, hub_usable, model_at_hand, sequential_cost
+from .config import AppConfig, Limits, OverCap, hub_usable, model_at_hand, sequential_cost
 from .content import EXAMPLES
-from .service import Result, Service, sizes
+from .service import Result, Service
 
 logger = logging.getLogger(__name__)
 
 KEPT_EXPORTS = 64  # export folders kept on disk; older ones are deleted
+LATER_FIELDS = frozenset(
+    {"rule", "sequential"}
+)  # controls added after the API was published: a call may leave them off
+Fields = Mapping[str, Any]  # one tab's values by field name, as app.py lays the tab out
 
 
 def as_text(message: str) -> str:
@@ -50,20 +56,17 @@ def shown_as_text(message: str, title: str = "Check the input") -> gr.Error:
 
 def readable_errors(fn: Callable) -> Callable:
     """Turn every failure of a :class:`Demo` handler into a :func:`shown_as_text` error; log unexpected ones."""
-    signature = inspect.signature(fn)
 
     @functools.wraps(fn)
-    def wrapper(demo: Demo, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(demo: Demo, *args: Any, **fields: Any) -> Any:
         try:
-            return fn(demo, *args, **kwargs)
+            return fn(demo, *args, **fields)
         except gr.Error:  # from a handler called by this one: already shown as text
             raise
         except ModelLoadError as error:
-            try:
-                model = signature.bind(demo, *args, **kwargs).arguments.get("model")
-            except TypeError:
-                model = None
-            raise shown_as_text(_model_message(error, demo.config, model), "Model not available") from None
+            raise shown_as_text(
+                _model_message(error, demo.config, fields.get("model")), "Model not available"
+            ) from None
         except UnicodeError:
             raise shown_as_text(
                 "A value holds characters that are not valid Unicode text (a lone surrogate); remove them."
@@ -83,6 +86,17 @@ def readable_errors(fn: Callable) -> Callable:
             ) from None
 
     return wrapper
+
+
+def positional(handler: Callable[..., Any], names: Sequence[str]) -> Callable[..., Any]:
+    """``handler`` (fields by name) as a function of values in ``names``' order: ``gr.Examples`` calls its
+    function with positional values only. It keeps the handler's name with ``_example`` added."""
+
+    def by_position(*values: Any) -> Any:
+        return handler(**dict(zip(names, values, strict=True)))
+
+    by_position.__name__ = by_position.__qualname__ = f"{handler.__name__}_example"
+    return by_position
 
 
 def _message(error: BaseException) -> str:
@@ -110,37 +124,48 @@ def _model_message(error: ModelLoadError, config: AppConfig, model: Any) -> str:
 
 class ReadableBlocks(gr.Blocks):
     """``gr.Blocks`` that answers an API call with too few inputs readably: Gradio's own message names its
-    internals, and an API caller gets only "the upstream app raised an exception". Values a handler takes with a
-    default (controls added later, such as the integration rule) may be left off the end: an older call still
-    works, and the handler uses the control's default."""
+    internals, and an API caller gets only "the upstream app raised an exception". Controls added later (the
+    integration rule, sequential: :data:`LATER_FIELDS`) may be left off the end of a call by name: an older
+    call still works, and the handler uses the control's default."""
 
     def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
         missing = len(block_fn.inputs) - len(inputs)
-        optional = (
-            [p for p in inspect.signature(block_fn.fn).parameters.values() if p.default is not p.empty]
-            if block_fn.fn
-            else []
-        )
-        if 0 < missing <= len(optional):
+        names = list(getattr(block_fn, "input_keyword_names", None) or [])
+        if 0 < missing <= len(names) and set(names[-missing:]) <= LATER_FIELDS:
             inputs.extend([None] * missing)
         if len(inputs) < len(block_fn.inputs):
-            names = ", ".join(str(getattr(block, "label", None) or block.get_block_name()) for block in block_fn.inputs)
+            labels = ", ".join(
+                str(getattr(block, "label", None) or block.get_block_name()) for block in block_fn.inputs
+            )
             raise shown_as_text(
-                f"This endpoint takes {len(block_fn.inputs)} values ({names}); the call gave {len(inputs)}."
+                f"This endpoint takes {len(block_fn.inputs)} values ({labels}); the call gave {len(inputs)}."
             )
         super().validate_inputs(block_fn, inputs)
 
 
-def _clip(limits: Limits, name: str, text: Any, notices: list[str]) -> str:
-    """A text input within the demo's limits (:meth:`~udig.app.config.Limits.text`); an empty one is refused."""
-    text = limits.text(name, "" if text is None else text, notices)
-    if not text.strip():
-        raise ValueError(f"the {name} is empty: type something to explain")
-    return text
+def _texts(
+    limits: Limits, fields: Fields, inputs: Sequence[str], notices: list[str], others: Sequence[str] = ()
+) -> dict[str, str]:
+    """The text ``inputs`` of one tab's ``fields`` within the demo's limits (:meth:`~udig.app.config.Limits.text`),
+    an empty one refused; a field that is neither these, ``others``, the model nor a setting is refused too (a
+    typo in a Python call would otherwise fall back to a default)."""
+    unknown = sorted(set(fields) - {*inputs, *others, "model", *PARAMETERS})
+    if unknown:
+        raise TypeError(
+            f"unknown field {quoted(unknown[0])}; this tab takes {', '.join((*inputs, *others))}, model and the "
+            f"settings ({', '.join(PARAMETERS)})"
+        )
+    texts = {}
+    for name in inputs:
+        texts[name] = limits.text(name, "" if fields.get(name) is None else fields[name], notices)
+        if not texts[name].strip():
+            raise ValueError(f"the {name} is empty: type something to explain")
+    return texts
 
 
 class Demo:
-    """Every handler of the app, over one configuration and one service."""
+    """Every handler of the app, over one configuration and one service. Each handler takes its tab's fields
+    by name (:data:`Fields`); a field left out (or None) is the control's default."""
 
     def __init__(self, config: AppConfig | None = None) -> None:
         self.config = config or AppConfig.from_env()
@@ -151,14 +176,13 @@ class Demo:
     def warm_up(self) -> None:
         """Load the default model and prepare what its first explanation needs, before the first user.
 
-        With ``config.warmup == "full"`` it also builds DIG's KNN graph. That takes about 7 s of both CPU
-        cores (DIG requests wait for it, UDIG and IG requests run slower beside it), so it is opt-in.
+        With ``config.warmup == "full"`` it also builds DIG's KNN graph. That takes seconds of every CPU core
+        (DIG requests wait for it, UDIG and IG requests run slower beside it), so it is opt-in.
         """
         started = time.perf_counter()
-        candidates = self.config.defaults.candidates
         try:
             explainer = self.service.registry.explainer(self.config.sentiment_models[0])
-            explainer.explain(EXAMPLES[0], method="udig", steps=2, candidates=candidates)  # kernels, word mask
+            explainer.explain(EXAMPLES[0], settings=self.config.defaults.replace(steps=2))  # kernels, word mask
             if self.config.warmup == "full":
                 explainer.prepare(self.config.defaults.replace(method="dig"))
         except Exception as error:  # noqa: BLE001 - the first request will report it properly
@@ -166,57 +190,55 @@ class Demo:
             return
         logger.info("warm-up done in %.1f s", time.perf_counter() - started)
 
-    def _sentiment(self, text, model, settings, need_path: bool = False) -> Result:
+    def _sentiment(
+        self, fields: Fields, settings: Settings, need_path: bool = False, others: Sequence[str] = ()
+    ) -> Result:
+        """The explanation of the text of one tab's ``fields`` under ``settings``."""
         notices: list[str] = []
-        text = _clip(self.config.limits, "text", text, notices)
-        return self.service.compute("classification", model, {"text": text}, settings, notices, need_path)
+        texts = _texts(self.config.limits, fields, ("text",), notices, others)
+        return self.service.compute("classification", fields.get("model"), texts, settings, notices, need_path)
 
     def _path_methods(
-        self,
-        text,
-        model,
-        strategy,
-        steps,
-        factor,
-        nbrs,
-        candidates,
-        rule,
-        methods: tuple[str, ...],
-        need_path: bool = False,
+        self, fields: Fields, methods: tuple[str, ...], need_path: bool = False
     ) -> tuple[dict[str, Result], list[str]]:
         """``methods`` on one text, each with its paper's baseline; a sequential one whose cost is above the demo's
         cap is left out with a notice (the others still run)."""
         results, notices = {}, []
         for method in methods:
-            settings = self.config.settings(method, strategy, steps, factor, nbrs, PAPER_DEFAULT, candidates, rule)
+            settings = self.config.settings({**fields, "method": method, "baseline": None})
             try:
-                results[method] = self._sentiment(text, model, settings, need_path)
+                results[method] = self._sentiment(fields, settings, need_path, others=("word",))
             except OverCap as error:
                 notices.append(f"{views.METHOD_NAMES[method]} left out: {error}.")
         return results, notices
 
-    # -- Sentiment tab --
+    # -- Sentiment and QA tabs --
 
     @readable_errors
-    def explain(
-        self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None
-    ):
+    def explain(self, **fields: Any) -> tuple:
         """Sentiment: label, per-word highlight, legend, token table, scores, runtime."""
-        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential)
-        return views.sentiment(self._sentiment(text, model, settings))
+        return views.sentiment(self._sentiment(fields, self.config.settings(fields)))
 
-    def explain_example(
-        self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None
-    ):
-        """:meth:`explain` under its own name, for the examples' cache."""
-        return self.explain(text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential)
+    @readable_errors
+    def explain_qa(self, **fields: Any) -> tuple:
+        """QA: answer, start and end highlights, legend, scores, runtime."""
+        settings = self.config.settings(fields)
+        notices: list[str] = []
+        texts = _texts(self.config.limits, fields, ("question", "context"), notices)
+        name = self.config.model_name(fields.get("model"), "qa")
+        if not model_at_hand(name) and hub_usable():
+            gr.Info(
+                as_text(f"Downloading {name} from the Hugging Face Hub for its first use: about a minute."),
+                title="First use",
+            )
+        return views.qa(self.service.compute("qa", name, texts, settings, notices))
 
     def tokenizer(self, name: str) -> Any:
         """The tokenizer of model ``name`` (loading the model once, as its first explanation would)."""
         return self.service.registry.model(name)[1]
 
     @readable_errors
-    def words(self, text, model):
+    def words(self, text: Any, model: Any) -> gr.Dropdown:
         """The words of ``text`` as the path view's choices (tokenizer only, no attribution).
 
         Runs on every edit of the text and when a link is restored, so it leaves the chosen word alone (the
@@ -233,77 +255,47 @@ class Demo:
             return gr.Dropdown(choices=[])
         return gr.Dropdown(choices=views.word_choices(views.text_words(text, tokenizer, self.config.limits.max_tokens)))
 
-    # -- other tabs --
+    # -- Compare and path tabs --
 
     @readable_errors
-    def explain_qa(
-        self,
-        question,
-        context,
-        model,
-        method,
-        strategy,
-        steps,
-        factor,
-        nbrs,
-        baseline,
-        candidates,
-        rule=None,
-        sequential=None,
-    ):
-        """QA: answer, start and end highlights, legend, scores, runtime."""
-        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential)
-        notices: list[str] = []
-        question = _clip(self.config.limits, "question", question, notices)
-        context = _clip(self.config.limits, "context", context, notices)
-        name = self.config.model_name(model, "qa")
-        if not model_at_hand(name) and hub_usable():
-            gr.Info(
-                as_text(f"Downloading {name} from the Hugging Face Hub for its first use: about a minute."),
-                title="First use",
-            )
-        return views.qa(self.service.compute("qa", name, {"question": question, "context": context}, settings, notices))
-
-    @readable_errors
-    def compare(self, text, model, strategy, steps, factor, nbrs, candidates, rule=None):
+    def compare(self, **fields: Any) -> tuple:
         """IG, DIG, UDIG and SIG on one input: highlights on one colour scale, a score table, a bar chart."""
-        return views.comparison(
-            *self._path_methods(text, model, strategy, steps, factor, nbrs, candidates, rule, PATH_METHODS)
-        )
+        return views.comparison(*self._path_methods(fields, PATH_METHODS))
 
     @readable_errors
-    def path(self, text, model, word, strategy, steps, factor, nbrs, candidates, rule=None):
+    def path(self, **fields: Any) -> tuple:
         """The anchors a word's path passes through (input -> baseline) and its distance to real words.
 
         An empty ``word`` picks the most influential word by UDIG.
         """
-        results, _ = self._path_methods(
-            text, model, strategy, steps, factor, nbrs, candidates, rule, views.JOINT_METHODS, need_path=True
-        )
-        chosen = render.word_at(render.words(results["udig"].explanation), word)
-        vocab = self.service.registry.explainer(self.config.model_name(model, "classification")).vocab_
+        results, _ = self._path_methods(fields, views.JOINT_METHODS, need_path=True)
+        chosen = render.word_at(render.words(results["udig"].explanation), fields.get("word"))
+        vocab = self.service.registry.explainer(self.config.model_name(fields.get("model"), "classification")).vocab_
         return views.path(results, chosen, vocab)
 
-    def cost(self, text, model, method, steps, factor, sequential=None) -> str:
-        """What a sequential run on a sentiment text will cost, shown before it runs (see :meth:`_cost`)."""
-        return self._cost({"text": text}, "classification", model, method, steps, factor, sequential)
+    # -- what a sequential run costs, shown before it runs --
 
-    def cost_qa(self, question, context, model, method, steps, factor, sequential=None) -> str:
+    def cost(self, **fields: Any) -> str:
+        """What a sequential run on a sentiment text will cost (see :meth:`_cost`)."""
+        return self._cost("classification", fields, ("text",))
+
+    def cost_qa(self, **fields: Any) -> str:
         """The QA tab's :meth:`cost`: every word of the question and the context moves."""
-        return self._cost({"question": question, "context": context}, "qa", model, method, steps, factor, sequential)
+        return self._cost("qa", fields, ("question", "context"))
 
-    def _cost(self, fields: dict[str, Any], task: str, model, method, steps, factor, sequential) -> str:
+    def _cost(self, task: str, fields: Fields, inputs: Sequence[str]) -> str:
         """Words x path points against the demo's cap; empty for a joint path (its cap is the steps slider's
         range). Shown as the controls change, so it never raises: a bad value is a line of text, and a model
         that does not load says so when it runs."""
-        if any(value is None or not str(value).strip() for value in fields.values()):
+        if any(fields.get(name) is None or not str(fields[name]).strip() for name in inputs):
             return ""
         try:
-            settings = self.config.settings(method, None, steps, factor, None, PAPER_DEFAULT, None, None, sequential)
+            settings = self.config.settings({**fields, "baseline": None})
             if not settings.sequential:
                 return ""
-            inputs = {name: self.config.limits.text(name, value, []) for name, value in fields.items()}
-            _, words = sizes(self.service.registry.explainer(self.config.model_name(model, task)), inputs)
+            texts = _texts(self.config.limits, fields, inputs, [])
+            explainer = self.service.registry.explainer(self.config.model_name(fields.get("model"), task))
+            words = explainer.size(**texts, settings=settings).words
         except (ValueError, TypeError) as error:
             return f"⚠️ {views.literal(_message(error))}"
         except Exception as error:  # noqa: BLE001 - the run reports the model's problem
@@ -320,110 +312,38 @@ class Demo:
     # -- share and export --
 
     @readable_errors
-    def share_sentiment(
-        self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None
-    ):
+    def share_sentiment(self, **fields: Any) -> str:
         """A link to this sentiment explanation (fields checked and cut as the UI's)."""
-        return links.share(
-            self.config,
-            "sentiment",
-            text=text,
-            model=model,
-            method=method,
-            strategy=strategy,
-            steps=steps,
-            factor=factor,
-            nbrs=nbrs,
-            baseline=baseline,
-            candidates=candidates,
-            rule=rule,
-            sequential=sequential,
-        )
+        return links.share(self.config, "sentiment", **fields)
 
     @readable_errors
-    def share_qa(
-        self,
-        question,
-        context,
-        model,
-        method,
-        strategy,
-        steps,
-        factor,
-        nbrs,
-        baseline,
-        candidates,
-        rule=None,
-        sequential=None,
-    ):
-        return links.share(
-            self.config,
-            "qa",
-            question=question,
-            context=context,
-            model=model,
-            method=method,
-            strategy=strategy,
-            steps=steps,
-            factor=factor,
-            nbrs=nbrs,
-            baseline=baseline,
-            candidates=candidates,
-            rule=rule,
-            sequential=sequential,
-        )
+    def share_qa(self, **fields: Any) -> str:
+        return links.share(self.config, "qa", **fields)
 
     @readable_errors
-    def share_compare(self, text, model, strategy, steps, factor, nbrs, candidates, rule=None):
-        return links.share(
-            self.config,
-            "compare",
-            text=text,
-            model=model,
-            strategy=strategy,
-            steps=steps,
-            factor=factor,
-            nbrs=nbrs,
-            candidates=candidates,
-            rule=rule,
-        )
+    def share_compare(self, **fields: Any) -> str:
+        return links.share(self.config, "compare", **fields)
 
     @readable_errors
-    def share_path(self, text, model, word, strategy, steps, factor, nbrs, candidates, rule=None):
-        return links.share(
-            self.config,
-            "path",
-            text=text,
-            model=model,
-            word=word,
-            strategy=strategy,
-            steps=steps,
-            factor=factor,
-            nbrs=nbrs,
-            candidates=candidates,
-            rule=rule,
-        )
+    def share_path(self, **fields: Any) -> str:
+        return links.share(self.config, "path", **fields)
 
     @readable_errors
-    def export(
-        self, text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule=None, sequential=None
-    ):
+    def export(self, **fields: Any) -> tuple[list[str], str]:
         """Files for the current sentiment explanation: JSON, CSV, standalone HTML, model-card snippets, images.
 
         The Markdown card embeds the PNG (card renderers may strip the HTML's inline colours) and links back
         to the demo with this example's share link: a full address on a Space (``SPACE_HOST``), else relative.
         """
-        settings = self.config.settings(method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential)
-        result = self._sentiment(text, model, settings)
+        settings = self.config.settings(fields)
+        result = self._sentiment(fields, settings)
         e, scores = result.explanation, result.scores[""]
-        inputs = {"text": e.text, "model": self.config.model_name(model, "classification"), **asdict(settings)}
-        link = (self.config.public_url or "") + self.share_sentiment(
-            text, model, method, strategy, steps, factor, nbrs, baseline, candidates, rule, sequential
-        )
+        inputs = {"text": e.text, "model": self.config.model_name(fields.get("model"), "classification")}
+        link = (self.config.public_url or "") + self.share_sentiment(**fields)
         stem = f"udig-{e.method}"
         image = f"{stem}.png"
         files: dict[str, str | bytes] = {
-            f"{stem}.json": render.to_json(e, metrics=scores, inputs=inputs),
+            f"{stem}.json": render.to_json(e, metrics=scores, inputs={**inputs, **asdict(settings)}),
             f"{stem}.csv": render.to_csv(e),
             f"{stem}.html": render.standalone_html(e, metrics=scores),
             f"{stem}-model-card.md": render.model_card(e, metrics=scores, fmt="markdown", image=image, link=link),

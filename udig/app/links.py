@@ -18,7 +18,7 @@ from typing import Any
 import gradio as gr
 
 from .. import render
-from ..settings import BASELINES, PARAMETERS
+from ..settings import BASELINES, PARAMETERS, quoted
 from ..tasks import vocabulary_id
 from . import views
 from .config import PAPER_DEFAULT, AppConfig, model_at_hand, valid_text
@@ -31,6 +31,7 @@ Tokenizer = Callable[[str], Any]  # an offered model's name -> its tokenizer
 RUN = "run"  # the value a tab's hidden run trigger gets when a link asks for that tab
 
 _STATE_LIMIT = 64 * 1024  # bytes of decompressed state: a larger link is refused
+MAX_NOTICES = 8  # notices shown for one link; more are counted in the last
 
 
 def share(config: AppConfig, tab: str, **fields: Any) -> str:
@@ -82,7 +83,7 @@ def restore(
     state.update({k: v for k, v in query.items() if k != "s"})
     tab = str(state.pop("tab", "") or "").strip() or None
     if tab is not None and tab not in {t for t, _ in layout}:
-        notices.append(f"Unknown tab {tab!r} in the link.")
+        notices.append(f"Unknown tab {quoted(tab)} in the link.")
         tab = None
     if tab is None:
         return None, {}, notices
@@ -90,15 +91,25 @@ def restore(
     for name, value in state.items():
         if str(name).startswith("__"):  # Gradio's and the Hub's own parameters (__theme, __sign)
             continue
+        if (tab, name) not in layout:
+            notices.append(f"Ignored {quoted(name)} from the link: this tab has no such field.")
+            continue
         try:
-            if (tab, name) not in layout:
-                raise ValueError("this tab has no such field")
             values[(tab, name)] = checked(config, tab, name, value, notices)
         except (ValueError, TypeError) as error:
             notices.append(f"Ignored {name} from the link: {error}.")
     if tokenizer is not None:
         _check_vocabulary(config, tab, values, notices, tokenizer)
-    return tab, values, notices
+    return tab, values, _capped(notices)
+
+
+def _capped(notices: list[str]) -> list[str]:
+    """At most :data:`MAX_NOTICES` notices, the last saying how many more there were: a link is short, but it
+    may name thousands of fields."""
+    if len(notices) <= MAX_NOTICES:
+        return notices
+    more = len(notices) - MAX_NOTICES + 1
+    return [*notices[: MAX_NOTICES - 1], f"{more} more notices about this link are not shown."]
 
 
 def checked(config: AppConfig, tab: str, name: str, value: Any, notices: list[str]) -> Any:

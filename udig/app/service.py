@@ -16,7 +16,7 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import metrics
@@ -24,7 +24,7 @@ from ..explainer import Explainer
 from ..explanation import Explanation, QAExplanation
 from ..models import load_base_minilm, load_model
 from ..settings import Settings
-from ..tasks import get_task, max_tokens
+from ..tasks import get_task
 from .config import UNTRAINED_QA_MODEL, AppConfig, Limits
 
 try:  # Hugging Face Spaces (ZeroGPU): run attribution under @spaces.GPU; elsewhere a no-op
@@ -151,19 +151,11 @@ def gpu_seconds(n_points: int, tokens: int) -> int:
     return int(min(high, max(low, math.ceil(GPU_MARGIN * cost))))
 
 
-def sizes(explainer: Explainer, inputs: dict[str, str]) -> tuple[int, int]:
-    """(tokens, words that move) of ``inputs`` as the explainer will encode them, without running the model."""
-    task = explainer.task
-    limit = explainer.max_length or max_tokens(explainer.model, explainer.tokenizer)
-    encoding = task.encode(explainer.tokenizer, task.check_inputs(inputs), limit)
-    return len(encoding), int((~encoding.special_mask).sum())
-
-
 def attribution_seconds(registry: str, model: str, inputs: dict[str, str], settings: Settings) -> int:
     """:func:`gpu_seconds` for :func:`attribute`'s arguments (``spaces.GPU`` calls it with them before asking
-    for a GPU): a sequential method's paths count once per word."""
-    tokens, words = sizes(_REGISTRIES[registry].explainer(model), inputs)
-    return gpu_seconds((settings.n_points or 1) * (words if settings.sequential else 1), tokens)
+    for a GPU): a sequential method's paths count once per word (:meth:`Explainer.size <udig.Explainer.size>`)."""
+    size = _REGISTRIES[registry].explainer(model).size(**inputs, settings=settings)
+    return gpu_seconds(size.points, size.tokens)
 
 
 @gpu(duration=attribution_seconds)
@@ -172,7 +164,7 @@ def attribute(registry: str, model: str, inputs: dict[str, str], settings: Setti
     the registry keyed ``registry`` (see :data:`_REGISTRIES`)."""
     explainer = _REGISTRIES[registry].explainer(model)
     started = time.perf_counter()
-    explanation = explainer.explain(**inputs, **asdict(settings))
+    explanation = explainer.explain(**inputs, settings=settings)
     tick = time.perf_counter()
     by_role = explanation.parts
     scores = {role: metrics.scores(part, explainer.model, explainer.tokenizer) for role, part in by_role.items()}
@@ -216,12 +208,11 @@ class Service:
             raise ValueError(
                 f"{name} is a {explainer.task.description} model; this tab needs a {get_task(task).description} model"
             )
+        size = explainer.size(**inputs, settings=settings)  # inputs the model cannot read fail here, before any work
         if settings.sequential:
-            self.config.limits.check_cost(settings, sizes(explainer, inputs)[1])
+            self.config.limits.check_cost(settings, size.words)
         with self.registry.slot(name, self.config.concurrency):
-            explainer.prepare(
-                settings
-            )  # DIG's KNN graph is CPU work (a 5-10 s build, or a load): not in the GPU window
+            explainer.prepare(settings)  # DIG's KNN graph is CPU work (seconds, or a load): not in the GPU window
             result = attribute(self.registry.key, name, inputs, settings)
         if name == UNTRAINED_QA_MODEL:
             result.notices.append("This QA head is untrained (offline mechanics demo): its answer is meaningless.")

@@ -52,12 +52,13 @@ def runtime(result: Result) -> str:
         f"**{METHOD_NAMES[e.method]}**" + (f" ({e.strategy})" if e.strategy else ""),
         f"{e.settings.get('n_points')} path points"
         + (f" × {words} words (sequential)" if e.settings.get("sequential") else "")
-        + f", {RULE_LABELS.get(e.settings.get('rule'), 'no path')}, {e.settings.get('n_evaluations')} gradient evaluations",
+        + f", {RULE_LABELS.get(e.settings.get('rule'), 'no path')}, "
+        f"{e.settings.get('n_evaluations')} gradient evaluations",
         f"{len(e.tokens)} tokens",
         f"baseline {literal(e.baseline_token)}",
         ("remembered from an identical recent request, which took " if result.remembered else "")
-        + f"**{result.seconds:.2f} s** (path {timings.get('path', 0):.2f} s, gradients {timings.get('gradients', 0):.2f} s, "
-        f"scores {timings.get('scores', 0):.2f} s)",
+        + f"**{result.seconds:.2f} s** (path {timings.get('path', 0):.2f} s, "
+        f"gradients {timings.get('gradients', 0):.2f} s, scores {timings.get('scores', 0):.2f} s)",
         f"completeness error Δ = {result.explanation.delta:+.4f}" + _relative(result.explanation),
     ]
     warnings = list(e.warnings)
@@ -92,7 +93,8 @@ def qa(result: Result) -> tuple:
     start, end = answer.answer_span
     summary = (
         f"**Answer:** {literal(answer.answer) or '(empty span)'}  \n"
-        f"<small>characters {start}–{end} of the context · start token {answer.start.target}, end token {answer.end.target} · "
+        f"<small>characters {start}–{end} of the context · "
+        f"start token {answer.start.target}, end token {answer.end.target} · "
         f"p(start) = {answer.start.prediction:.3f}, p(end) = {answer.end.prediction:.3f}</small>"
     )
     scores = pd.DataFrame(
@@ -103,7 +105,8 @@ def qa(result: Result) -> tuple:
         columns=["score", "start logit", "end logit", "better", "meaning"],
     )
     legend = render.legend_html("the predicted start / end position") + (
-        "<small>QA scores replace the top tokens by [MASK] (positions stay comparable) and use the softmax over positions.</small>"
+        "<small>QA scores replace the top tokens by [MASK] (positions stay comparable) "
+        "and use the softmax over positions.</small>"
     )
     return (
         summary,
