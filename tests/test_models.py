@@ -1,21 +1,20 @@
-"""Tests for udig.models: the shipped offline default model and model loading."""
+"""Tests for udig.models: the shipped offline default model and model loading (offline: tests/conftest.py)."""
 
+import json
 import os
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pytest
+import torch
 
-import json  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
+from udig import data, models
+from udig.models import DEFAULT_MODEL, ModelLoadError, load_model, task_of
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from udig import data, models  # noqa: E402
-from udig.models import DEFAULT_MODEL, ModelLoadError, load_model, task_of  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 POSITIVE = [
     "A wonderful, moving film with brilliant performances.",
@@ -68,6 +67,7 @@ def test_default_predicts_clear_sentences(default):
     assert _predict(model, tokenizer, NEGATIVE) == [0] * len(NEGATIVE)
 
 
+@pytest.mark.slow  # the whole test split through the model
 def test_default_test_accuracy_matches_model_card(default):
     model, tokenizer = default
     meta = _meta()
@@ -243,8 +243,8 @@ def test_task_of_and_curated_lists(default):
 
 
 def test_unreachable_hub_fails_fast_with_clear_message(monkeypatch):
-    monkeypatch.setattr(models, "_hub_offline", lambda: False)
-    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(models, "hub_offline", lambda: False)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
     t = time.perf_counter()
     with pytest.raises(ModelLoadError) as info:
         load_model("nobody-at-all/another-missing-model")
@@ -266,5 +266,30 @@ def test_loading_leaves_the_callers_transformers_logging_as_it_was(tmp_path):
         load_model(str(tmp_path / "clf"))
         assert hf_logging.get_verbosity() == hf_logging.INFO
         assert hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.set_verbosity_warning()
+
+
+def test_a_checkout_finds_the_default_model_in_its_assets_folder(monkeypatch):
+    """Here udig runs from the checkout, where no udig/assets exists: the top-level folder serves (the wheel's
+    udig/assets is checked by tests/test_wheel.py); UDIG_DEFAULT_MODEL_DIR overrides it."""
+    assert models.assets_dir() == ROOT / "assets"
+    assert models.default_model_dir() == ROOT / "assets" / "minilm-rotten-tomatoes"
+    monkeypatch.setenv("UDIG_DEFAULT_MODEL_DIR", "~/elsewhere")
+    assert models.default_model_dir() == Path("~/elsewhere").expanduser()
+
+
+def test_quiet_transformers_silences_only_inside_its_blocks():
+    """Nested blocks stay quiet until the outermost one ends; then the caller's settings are back."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_info()
+    hf_logging.enable_progress_bar()
+    try:
+        with models.quiet_transformers():
+            with models.quiet_transformers():
+                assert hf_logging.get_verbosity() == hf_logging.ERROR
+            assert hf_logging.get_verbosity() == hf_logging.ERROR and not hf_logging.is_progress_bar_enabled()
+        assert hf_logging.get_verbosity() == hf_logging.INFO and hf_logging.is_progress_bar_enabled()
     finally:
         hf_logging.set_verbosity_warning()

@@ -178,7 +178,8 @@ def train(args) -> dict:
             "threads": args.threads,
             "train_time_s": round(train_time, 1),
             "history": history,
-            "machine": f"{platform.processor() or platform.machine()}, {args.threads} CPU threads, torch {torch.__version__}",
+            "machine": f"{platform.processor() or platform.machine()}, {args.threads} CPU threads, "
+            f"torch {torch.__version__}",
             "date": _dt.date.today().isoformat(),
         }
     }
@@ -278,7 +279,8 @@ evaluate this model on SST-2 or `rotten_tomatoes` (its training sentences overla
   {tr["batch_size"]}, {tr["schedule"].split(",")[0]} ({tr["warmup_fraction"]:.0%} warmup), dynamic padding with
   length-grouped batches, max length {tr["max_length"]} tokens, dropout 0.1;
 - {tr["train_sentences"]:,} training sentences; epoch chosen by validation accuracy: **epoch {tr["selected_epoch"]}**;
-- training time {tr["train_time_s"] / 60:.1f} min wall clock (2 cores shared with other jobs; see the per-epoch times below);
+- training time {tr["train_time_s"] / 60:.1f} min wall clock (2 cores shared with other jobs; see the per-epoch times
+  below);
 {selection}
 | epoch | train loss | validation accuracy (fp32) | minutes |
 | --- | --- | --- | --- |
@@ -330,13 +332,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from udig import models
 
-    models._quiet_transformers()
-    if not args.evaluate:
-        train(args)
-    if args.selection_note:
-        models.update_metadata(Path(args.out), {"selection": {"note": args.selection_note}})
-    if not args.no_evaluate:
-        evaluate(Path(args.out))
+    with models.quiet_transformers():  # the fresh head's "newly initialized" warning is expected
+        if not args.evaluate:
+            train(args)
+        if args.selection_note:
+            models.update_metadata(Path(args.out), {"selection": {"note": args.selection_note}})
+        if not args.no_evaluate:
+            evaluate(Path(args.out))
     return 0
 
 
