@@ -308,6 +308,42 @@ def wait_for_text(page, selector: str, needle: str) -> None:
     )
 
 
+def highlighted(markup: str) -> list[tuple[str, float | None]]:
+    """A highlight's HTML (``udig.render.highlight_html``) as pieces of text: each word with the value it carries
+    as its title, the text between words with None (``<br>`` read as a newline; values for screen readers left
+    out), so that joining the pieces gives the text shown."""
+    from html.parser import HTMLParser
+
+    class Pieces(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.pieces: list[list] = []
+            self.open: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            self.open.append(attrs.get("class") or "")
+            if attrs.get("class") == "udig-word":
+                self.pieces.append(["", float(attrs["title"])])
+            elif tag == "br":
+                self.open.pop()
+                self.handle_data("\n")
+
+        def handle_endtag(self, tag):
+            self.open.pop()
+
+        def handle_data(self, data):
+            if self.open and self.open[-1] == "udig-value":
+                return
+            if not (self.open and self.open[-1] == "udig-word") and (not self.pieces or self.pieces[-1][1] is not None):
+                self.pieces.append(["", None])
+            self.pieces[-1][0] += data
+
+    parser = Pieces()
+    parser.feed(markup)
+    return [(text, value) for text, value in parser.pieces]
+
+
 def set_steps(page) -> None:
     """Open the visible tab's Advanced accordion and type DEMO_STEPS."""
     panel = page.locator("[role=tabpanel]:visible")

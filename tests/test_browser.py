@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import zlib
 from urllib.parse import quote, urlencode
@@ -113,7 +114,16 @@ def test_screenshot_of_every_tab(page, url, shots):
     assert "★" in page.get_by_role("tab", name="Compare methods").evaluate(
         "() => document.querySelector('#compare-table').innerText"
     )
+    fonts = page.evaluate(
+        "() => ['ig', 'dig', 'udig', 'sig'].map(m => { const w = document.querySelector(`#compare-${m} .udig-word`);"
+        " return w && `${getComputedStyle(w).fontSize} ${getComputedStyle(w).fontFamily}`; })"
+    )
+    assert fonts[0] and fonts == [fonts[0]] * 4, fonts  # the SIG pane too
     assert not page.errors
+
+
+WORDS_ONLY = """(e) => { const c = e.cloneNode(true); c.querySelectorAll('.udig-value').forEach(v => v.remove());
+  return c.textContent; }"""  # the highlight's text without the values read out to screen readers
 
 
 def test_injection_renders_as_text(page, url, demo, shots):
@@ -124,7 +134,7 @@ def test_injection_renders_as_text(page, url, demo, shots):
     wait_for_text(page, "#sentiment-runtime", "path points")
     assert page.evaluate("() => window.__pwned") is None
     highlight = page.locator("#sentiment-highlight")
-    shown = "".join(highlight.text_content().split())  # the component pads each piece with spaces
+    shown = "".join(highlight.evaluate(WORDS_ONLY).split())
     assert "".join(INJECTION.split()) in shown  # every character of the input, shown as text
     assert highlight.locator("img, script").count() == 0
     page.screenshot(path=shots / "injection.png", full_page=True)
@@ -285,3 +295,71 @@ def test_the_qa_tab_shows_a_sequential_runs_cost_before_it_runs(page, url):
     cost = page.locator("#qa-cost").inner_text()
     assert "SIG moves each of" in cost and ("within this demo's cap" in cost or "more than this demo allows" in cost)
     assert not page.errors
+
+
+# -- a phone and a desktop: every tab, every value as text, Enter runs --------------------------------------
+
+SCREENS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1366, "height": 900}}
+TABS = ["Sentiment", "Question answering", "Compare methods", "See the path", "About"]
+OUTSIDE = """([selector, width]) => Array.from(document.querySelectorAll(selector))
+  .filter(e => e.getClientRects().length && e.getBoundingClientRect().right > width + 0.5)
+  .map(e => e.innerText.slice(0, 30))"""  # the visible elements that stick out of the window on the right
+
+
+def fast_ig(page) -> None:
+    """The visible tab's method set to IG, with DEMO_STEPS steps."""
+    set_steps(page)
+    page.locator("[role=tabpanel]:visible").get_by_label("IG", exact=True).first.check()
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_every_tab_and_every_value_reachable_on_a_phone_and_a_desktop(browser, served, shots, screen):
+    url, queued, _ = served
+    width = SCREENS[screen]["width"]
+    context = browser.new_context(viewport=SCREENS[screen])
+    page = context.new_page()
+    page.set_default_timeout(BROWSER_TIMEOUT)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        open_app(page, url)
+        tabs = page.get_by_role("tab")
+        assert [tab.inner_text().strip() for tab in tabs.all()] == TABS  # each one labelled, none behind a "⋯"
+        for tab in tabs.all():
+            box = tab.bounding_box()
+            assert tab.is_visible() and box["x"] >= 0 and box["x"] + box["width"] <= width, (tab.inner_text(), box)
+        fast_ig(page)
+        text = page.locator("#sentiment-text textarea")
+        text.fill(TEXT)
+        text.press("Enter")  # runs, as the button does
+        wait_for_text(page, "#sentiment-runtime", "path points")
+        assert text.input_value() == TEXT  # Enter ran the explanation instead of starting a new line
+        words = page.locator("#sentiment-highlight .udig-word")
+        titles = [word.get_attribute("title") for word in words.all()]
+        assert len(titles) == 8 and all(re.fullmatch(r"[+-][01]\.\d\d", title) for title in titles), titles
+        assert {"+1.00", "-1.00"} & set(titles)  # scaled by the largest |value|
+        read = [word.locator(".udig-value").text_content() for word in words.all()]
+        assert read == [f" ({title})" for title in titles]  # what a screen reader says after each word
+        assert page.evaluate(OUTSIDE, ["#sentiment-scores th, #sentiment-scores [role=gridcell]", width]) == []
+        for header in ("better", "meaning"):
+            assert page.locator("#sentiment-scores").get_by_text(header, exact=True).first.is_visible()
+        page.screenshot(path=shots / f"{screen}-sentiment.png", full_page=True)
+        queued.clear()
+        text.press("Control+Enter")  # in a one-line box: Gradio's Enter and the page's Ctrl+Enter, run once
+        page.wait_for_function("() => document.querySelector('#sentiment-runtime').innerText.includes('remembered')")
+        page.wait_for_timeout(1000)
+        assert queued == ["explain"]
+
+        page.get_by_role("tab", name="Question answering").click()
+        fast_ig(page)
+        queued.clear()
+        page.locator("[role=tabpanel]:visible textarea").nth(1).press("Control+Enter")  # the context: many lines
+        wait_for_text(page, "#qa-answer", "Answer")
+        assert queued == ["explain_qa"]
+        assert page.locator("#qa-start .udig-word").first.get_attribute("title")
+        page.screenshot(path=shots / f"{screen}-qa.png", full_page=True)
+        page.get_by_role("tab", name="About").click()
+        page.screenshot(path=shots / f"{screen}-about.png", full_page=True)
+        assert not errors
+    finally:
+        context.close()

@@ -8,6 +8,7 @@ import json
 import math
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 from conftest import UNBELIEVABLE, injected, spans
 from conftest import make_explanation as make
@@ -190,8 +191,10 @@ def test_text_between_words_is_escaped_in_html():
     html = render.highlight_html(e)
     parser = _Collector()
     parser.feed(html)
-    assert parser.tags == ["span", "br", "span"]  # the two words' highlights and the newline, nothing else
-    assert "".join(parser.text) == text.replace("\n", "")  # every character between them shown as typed
+    assert parser.tags == ["span", "span", "br", "span", "span"]  # each word and its value, the newline: nothing else
+    assert "".join(parser.text) == text.replace("\n", "").replace("good", "good (+1.00)").replace(
+        "film", "film (-1.00)"
+    )  # every character between the words shown as typed
 
 
 def test_standalone_html_is_self_contained(sample):
@@ -200,7 +203,7 @@ def test_standalone_html_is_self_contained(sample):
     )
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page.split("<body>")[0]
     assert "Comprehensiveness" in page and "unbelievable" in page
-    assert "rgba(239, 68, 60" in page and "rgba(128, 90, 213" in page  # red +, purple -
+    assert render.colour(1.0) in page and render.colour(-0.3) in page  # "unbelievable" red, "isn't" blue
 
 
 def test_markdown_card_escapes_and_keeps_tables_intact(sample):
@@ -268,6 +271,127 @@ def test_label_value_and_token_rows(sample):
 
 
 def test_colour_is_clamped_and_signed():
-    assert render.colour(2.0) == "rgba(239, 68, 60, 1.000)"
-    assert render.colour(-0.5) == "rgba(128, 90, 213, 0.500)"
-    assert render.colour(math.nan) == "rgba(239, 68, 60, 0.000)"
+    assert render.colour(2.0) == render.colour(1.0) == "rgba(232, 85, 61, 1.000)"
+    assert render.colour(-0.5) == "rgba(137, 185, 232, 1.000)"  # white + (0.2 + 0.8 * 0.5) * (blue - white)
+    assert render.colour(math.nan) == render.colour(0.0) == "rgba(255, 255, 255, 0.000)"
+
+
+# -- every value without colour (issue 32) ------------------------------------------------------------
+
+
+class _Words(HTMLParser):
+    """(word, hover title, text after the word) for every ``udig-word`` span of a highlight."""
+
+    def __init__(self):
+        super().__init__()
+        self.words: list[list[str]] = []
+        self.inside: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.inside.append(attrs.get("class", ""))
+        if attrs.get("class") == "udig-word":
+            self.words.append(["", attrs["title"], ""])
+
+    def handle_endtag(self, tag):
+        self.inside.pop()
+
+    def handle_data(self, data):
+        if self.inside and self.inside[-1] == "udig-word":
+            self.words[-1][0] += data
+        elif self.inside and self.inside[-1] == "udig-value":
+            self.words[-1][2] += data
+
+
+def test_every_highlighted_word_carries_its_value_as_text(sample):
+    parser = _Words()
+    parser.feed(render.highlight_html(sample))
+    values = {  # the sample's summed attributions, by hand; "unbelievable" (1.0) is the largest
+        "An": "+0.10",
+        "unbelievable": "+1.00",
+        ",": "-0.05",
+        "isn't": "-0.30",
+        "it": "+0.02",
+        "?": "+0.00",
+        "Well-made": "+0.40",
+        "film": "+0.40",
+        ".": "+0.01",
+    }
+    assert [(word, title) for word, title, _ in parser.words] == list(values.items())  # on hover
+    assert [(word, text) for word, _, text in parser.words] == [(w, f" ({v})") for w, v in values.items()]  # read
+
+
+# Machado, Oliveira & Fernandes (2009), "A physiologically-based model for simulation of color vision
+# deficiency", severity 1.0: matrices on linear RGB.
+CVD = {
+    "normal vision": np.eye(3),
+    "protanopia": np.array(
+        [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]]
+    ),
+    "deuteranopia": np.array(
+        [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]]
+    ),
+    "tritanopia": np.array(
+        [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602], [0.004733, 0.691367, 0.303900]]
+    ),
+}
+WHITE, DARK = (255, 255, 255), (11, 15, 25)  # a light page; Gradio's dark theme
+
+
+def _shown(css: str, background: tuple[int, int, int]) -> np.ndarray:
+    """A ``rgba(r, g, b, a)`` colour as seen on ``background``: sRGB 0-255."""
+    r, g, b, a = (float(v) for v in css[css.index("(") + 1 : css.index(")")].split(","))
+    return a * np.array([r, g, b]) + (1 - a) * np.array(background)
+
+
+def _linear(srgb: np.ndarray) -> np.ndarray:
+    c = srgb / 255
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def _lab(linear: np.ndarray) -> np.ndarray:
+    """CIE L*a*b* (D65) of a linear-RGB colour."""
+    xyz_of_rgb = np.array(
+        [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+    )
+    t = xyz_of_rgb @ np.clip(linear, 0, 1) / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def _seen(css: str, deficiency: str = "normal vision", background=WHITE) -> np.ndarray:
+    return _lab(CVD[deficiency] @ _linear(_shown(css, background)))
+
+
+def _chroma(lab: np.ndarray) -> float:
+    """ΔE to the grey of the same lightness: how far from neutral a colour looks."""
+    return float(np.hypot(lab[1], lab[2]))
+
+
+@pytest.mark.parametrize("deficiency", CVD)
+def test_the_scale_ends_stay_apart_and_coloured_under_colour_vision_deficiencies(deficiency):
+    toward, away = _seen(render.colour(1.0), deficiency), _seen(render.colour(-1.0), deficiency)
+    white = _seen("rgba(255, 255, 255, 1)", deficiency)
+    assert np.linalg.norm(toward - away) >= 40  # CIE76 ΔE: + and - never mistaken for each other
+    for end in (toward, away):
+        assert _chroma(end) >= 25, end  # neither end looks grey (the old purple: 16 under tritanopia)
+        assert np.linalg.norm(end - white) >= 30  # nor like a word without a value
+
+
+def _luminance(srgb: np.ndarray) -> float:
+    return float(np.array([0.2126, 0.7152, 0.0722]) @ _linear(srgb))
+
+
+def test_dark_text_stays_readable_on_both_ends():
+    text = _luminance(np.array([17.0, 17.0, 17.0]))  # the highlight's #111
+    for score in (1.0, -1.0):
+        assert (_luminance(_shown(render.colour(score), WHITE)) + 0.05) / (text + 0.05) >= 4.5  # WCAG AA
+
+
+@pytest.mark.parametrize("background", [WHITE, DARK])
+def test_faint_values_keep_their_hue_on_any_page(background):
+    for score in (0.05, -0.05):
+        faint, end = _seen(render.colour(score), background=background), _seen(render.colour(math.copysign(1, score)))
+        assert _chroma(faint) >= 10, (score, faint)  # tinted, not grey (the old 5 % alpha: chroma 3 on white)
+        hue = math.degrees(math.atan2(faint[2], faint[1]) - math.atan2(end[2], end[1]))
+        assert abs((hue + 180) % 360 - 180) <= 20  # the hue of its own end

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..methods import PATH_METHODS, REGISTRY
+
 TITLE = "udig · Uniform Discretized Integrated Gradients"
 INTRO = """# 🔍 udig: which words made the model decide?
 Integrated Gradients (**IG**) integrates the model's gradient along a straight line from a baseline to the input;
@@ -22,38 +24,72 @@ QA_EXAMPLE = (
 
 STRATEGY_LABELS = {"maxcount": "MaxCount", "greedy": "Greedy"}  # in the order the radio shows them
 CANDIDATE_LABELS = {"words": "real words only", "all": "whole vocabulary (the papers)"}
-RULE_LABELS = {  # udig.integrate.RULES, as the Advanced panel names them
+_RULE_NAMES = {  # udig.integrate.RULES, as the Advanced panel names them, in its order
     "riemann_left": "left sum (the papers)",
     "riemann_trapezoid": "trapezoid",
     "riemann_middle": "midpoint",
     "riemann_right": "right sum",
-    "gausslegendre": "Gauss-Legendre (IG only)",
+    "gausslegendre": "Gauss-Legendre",
+}
+
+
+def _rule_label(rule: str, name: str) -> str:
+    """``name``, followed by the methods that take ``rule`` when not every path method does (from the registry)."""
+    takers = [REGISTRY[m].title for m in PATH_METHODS if rule in REGISTRY[m].restricts.get("rule", (rule,))]
+    return name if len(takers) == len(PATH_METHODS) else f"{name} ({', '.join(takers)} only)"
+
+
+RULE_LABELS = {rule: _rule_label(rule, name) for rule, name in _RULE_NAMES.items()}
+
+QA_MEANINGS = {  # what the QA scores do (udig.metrics: tokens replaced by [MASK], never deleted), by score key
+    "log_odds": "change in log-probability of the predicted position when the top 20 % tokens are replaced by [MASK]",
+    "comprehensiveness": "drop in the predicted position's probability when the top 20 % tokens are replaced by [MASK]",
+    "sufficiency": "drop in the predicted position's probability when all but the top 20 % tokens become [MASK]",
 }
 
 ABOUT = """### What you are looking at
 Each word's colour is its **attribution**: how much it moved the model's score for the explained label, summed
-over its sub-word tokens. Red words push toward the label, purple words away from it; colours are scaled so that
-the strongest word is ±1. Attributions integrate the model's gradient along a **path** from a baseline (every
-word replaced by [PAD] or [MASK]) to the input:
+over its sub-word tokens. Red words push toward the label, blue words away from it, and the stronger the colour,
+the larger the share: colours are scaled so that the strongest word is ±1, and a word's value shows when you
+hover it (screen readers read it after the word). Attributions integrate the model's gradient along a **path**
+from a baseline (every word replaced by [PAD] or [MASK]) to the input:
 
-- **IG** (Sundararajan et al. 2017) takes the straight line; its points lie between words, where the model has
-  never been trained.
-- **DIG** (Sanyal & Ren 2021) hops from word to word through a nearest-neighbour graph of the vocabulary, keeping
-  each step monotone toward the baseline.
-- **UDIG** (Roy & Kundu 2024) places evenly spaced reference points on the straight line and picks, near each,
-  the real word that keeps the path monotone: evenly spread anchors, closer to the line.
-- **SIG** (Enguehard 2023) moves one word at a time along IG's line, from [MASK], while the other words stay as
-  typed: one path per word, so it costs as many times more as the text has words. *Sequential* does the same
-  with DIG's and UDIG's word paths.
+- **IG** ([Sundararajan et al. 2017](https://arxiv.org/abs/1703.01365)) takes the straight line; its points lie
+  between words, where the model has never been trained.
+- **DIG** ([Sanyal & Ren, EMNLP 2021](https://arxiv.org/abs/2108.13654)) hops from word to word through a
+  nearest-neighbour graph of the vocabulary, keeping each step monotone toward the baseline.
+- **UDIG** ([Roy & Kundu 2024](https://arxiv.org/abs/2412.03886)) places evenly spaced reference points on the
+  straight line and picks, near each, the real word that keeps the path monotone: evenly spread anchors, closer
+  to the line.
+- **SIG** ([Enguehard, Findings of ACL 2023](https://arxiv.org/abs/2305.15853)) moves one word at a time along
+  IG's line, from [MASK], while the other words stay as typed: one path per word, so it costs as many times more
+  as the text has words. *Sequential* does the same with DIG's and UDIG's word paths.
 
 ### How to read the scores
 The faithfulness scores (DIG paper, top 20 % of tokens) ask whether the highlighted words really matter:
 **log-odds** (lower is better) and **comprehensiveness** (higher is better) remove them, **sufficiency** (lower is
-better) keeps only them. The **AOPC** versions (ERASER) average comprehensiveness and sufficiency over the
+better) keeps only them. For question answering nothing is removed: the tokens are replaced by [MASK], so that
+positions stay comparable. The **AOPC** versions (ERASER) average comprehensiveness and sufficiency over the
 top 1, 5, 10, 20 and 50 % of tokens, so one cut-off does not decide. The **completeness error** |Δ| (closer to 0
 is better) says how well the attributions add up to the change in the model's score between baseline and input;
 large values mean too few steps.
 
 The offline default model is MiniLM (all-MiniLM-L6-v2) fine-tuned on Rotten Tomatoes sentences by udig itself;
 it is a small model, not a state-of-the-art classifier. Every event has an API endpoint: see "Use via API" below.
+
+### Citing
+If you use UDIG, please cite the paper that introduced it:
+
+```bibtex
+@misc{roy2024udig,
+  title         = {Uniform Discretized Integrated Gradients: An effective attribution based method for
+                   explaining large language models},
+  author        = {Roy, Swarnava Sinha and Kundu, Ayan},
+  year          = {2024},
+  eprint        = {2412.03886},
+  archivePrefix = {arXiv},
+  primaryClass  = {cs.CL},
+  url           = {https://arxiv.org/abs/2412.03886}
+}
+```
 """

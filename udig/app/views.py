@@ -1,7 +1,8 @@
 """What each tab shows, as plain values for its components: pure functions of computed results.
 
 No Gradio event logic here: :mod:`udig.app.handlers` computes the results, these functions turn them into
-Markdown, HighlightedText values and data frames, with every user-typed string shown as text (:func:`literal`).
+Markdown, highlight HTML and data frames, with every user-typed string shown as text (:func:`literal`, and
+:func:`udig.render.highlight_html`'s escaping).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ..explanation import Explanation, QAExplanation
 from ..methods import PATH_METHODS, REGISTRY
 from ..metrics import SCORES
 from ..vocab import VocabIndex
-from .content import RULE_LABELS
+from .content import QA_MEANINGS, RULE_LABELS
 from .service import Result
 
 METHOD_NAMES = {name: REGISTRY[name].title for name in PATH_METHODS}  # "ig" -> "IG", ...
@@ -79,7 +80,7 @@ def sentiment(result: Result) -> tuple:
     e = result.explanation
     return (
         render.label_value(e, result.labels),
-        render.highlight_value(e),
+        render.highlight_html(e),
         render.legend_html(e.target_label),
         pd.DataFrame(render.token_rows(e), columns=render.TOKEN_HEADERS),
         pd.DataFrame(render.metric_rows(result.scores[""]), columns=["score", "value", "better", "meaning"]),
@@ -99,7 +100,13 @@ def qa(result: Result) -> tuple:
     )
     scores = pd.DataFrame(
         [
-            [s.name, _round(result.scores["start"][s.key]), _round(result.scores["end"][s.key]), s.better, s.meaning]
+            [
+                s.name,
+                _round(result.scores["start"][s.key]),
+                _round(result.scores["end"][s.key]),
+                s.better,
+                QA_MEANINGS.get(s.key, s.meaning),
+            ]
             for s in SCORES
         ],
         columns=["score", "start logit", "end logit", "better", "meaning"],
@@ -110,8 +117,8 @@ def qa(result: Result) -> tuple:
     )
     return (
         summary,
-        render.highlight_value(answer.start),
-        render.highlight_value(answer.end),
+        render.highlight_html(answer.start),
+        render.highlight_html(answer.end),
         legend,
         scores,
         runtime(result),
@@ -124,7 +131,7 @@ def comparison(results: Mapping[str, Result], notices: Sequence[str] = ()) -> tu
     explanations = [r.explanation for r in results.values()]
     scale = render.shared_scale(explanations)
     highlights = [
-        render.highlight_value(results[m].explanation, scale=scale) if m in results else [] for m in METHOD_NAMES
+        render.highlight_html(results[m].explanation, scale=scale) if m in results else "" for m in METHOD_NAMES
     ]
     scores = {method: r.scores[""] for method, r in results.items()}
     first = explanations[0]

@@ -5,8 +5,8 @@ per job:
 
 - :mod:`.words`: **words, not word pieces.** A word's sub-word tokens are summed and the word is located in
   the original text through the tokenizer's character offsets, so a highlight is always an exact slice of the
-  input. **Colours** are max-abs scaled to [-1, 1] (the HighlightedText score convention, red = +, purple =
-  -): positive pushes the model *toward* the explained label, negative *away* from it.
+  input. **Colours** are max-abs scaled to [-1, 1] (red = +, blue = -, readable with any colour vision):
+  positive pushes the model *toward* the explained label, negative *away* from it.
 - :mod:`.markup`: HTML and Markdown (highlight, legend, standalone page, model-card snippet).
 - :mod:`.image`: **images** of the highlight (PNG, SVG) for model cards, whose renderers may strip the HTML's
   inline colours; the same words and colours as the HTML.

@@ -31,6 +31,12 @@ def escape_markdown(text: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(text).replace("\r", " ").replace("\n", " "))
 
 
+_READER_ONLY = (  # in the accessibility tree, not on screen (nor in a mouse selection)
+    "position:absolute;width:1px;height:1px;margin:-1px;padding:0;overflow:hidden;clip:rect(0 0 0 0);"
+    "white-space:nowrap;border:0;user-select:none"
+)
+
+
 def highlight_html(
     explanation: Explanation,
     *,
@@ -38,15 +44,22 @@ def highlight_html(
     segment: str | None = None,
     attributions: Sequence[float] | None = None,
 ) -> str:
-    """The highlighted text as inline-styled, escaped HTML (for exports and model cards)."""
+    """The highlighted text as inline-styled, escaped HTML (the demo, exports and model cards).
+
+    Every word carries its scaled value as text, not only as colour: as its hover title, and after the word in
+    text that only screen readers read (visually hidden by inline style; where a renderer strips styles, it
+    shows in brackets).
+    """
     parts = []
     for text, score in highlight_value(explanation, scale=scale, segment=segment, attributions=attributions):
         if score is None:
             parts.append(escape(text).replace("\n", "<br>"))
         else:
+            value = f"{score:+.2f}"
             parts.append(
-                f'<span title="{score:+.3f}" style="background:{colour(score)};'
-                f'border-radius:3px;padding:0 2px">{escape(text)}</span>'
+                f'<span class="udig-word" title="{value}" style="background:{colour(score)};color:#111;'
+                f'border-radius:3px;padding:0 2px">{escape(text)}'
+                f'<span class="udig-value" style="{_READER_ONLY}"> ({value})</span></span>'
             )
     return "".join(parts)
 
@@ -61,7 +74,8 @@ def legend_html(label: str) -> str:
         '<div class="udig-legend">'
         f"<span>− away from <b>{escape(label)}</b></span> {stops} "
         f"<span>toward <b>{escape(label)}</b> +</span>"
-        "<br><small>Per-word attribution, summed over sub-words, scaled to [−1, 1] by the largest |score|.</small>"
+        "<br><small>Per-word attribution, summed over sub-words, scaled to [−1, 1] by the largest |score|; "
+        "hover a word for its value.</small>"
         "</div>"
     )
 
@@ -162,7 +176,7 @@ def model_card(
         raise ValueError(f"unknown format {fmt!r}; choose markdown or html")
     word_list = sorted(words(explanation), key=lambda w: -abs(w.attribution))[:top]
     model = explanation.settings.get("model", "")
-    alt = f"Word attributions for the label {explanation.target_label}: red pushes toward it, purple away from it"
+    alt = f"Word attributions for the label {explanation.target_label}: red pushes toward it, blue away from it"
     demo = "Open this example in the udig demo"
     if fmt == "html":
         top_html = ", ".join(f"<code>{escape(w.text)}</code> ({w.attribution:+.3f})" for w in word_list)
@@ -171,7 +185,7 @@ def model_card(
         return (
             f"<h3>Model examination</h3>\n<h4>Example explanation ({escape(describe(explanation))})</h4>\n{picture}"
             f"<p>Model <code>{escape(model)}</code>, label <b>{escape(explanation.target_label)}</b>. "
-            "Red pushes toward the label, purple away from it.</p>\n"
+            "Red pushes toward the label, blue away from it.</p>\n"
             f'<p style="line-height:1.8">{highlight_html(explanation)}</p>\n'
             f"<p>Most influential words: {top_html}</p>\n{_metrics_html(metrics)}\n{back}"
         )

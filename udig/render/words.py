@@ -158,8 +158,21 @@ def highlight_value(
     ]
 
 
+TOWARD_RGB, AWAY_RGB = (232, 85, 61), (59, 139, 217)  # red +, blue -: the ends of the scale
+FAINTEST = 0.2  # how far from white the smallest non-zero value is: a faint word keeps its hue, never grey
+
+
 def colour(score: float) -> str:
-    """CSS colour for a scaled score in [-1, 1], as Gradio's HighlightedText draws it: red +, purple -."""
+    """CSS colour for a scaled score in [-1, 1]: white mixed with red (+) or blue (-) by ``|score|``.
+
+    Red and blue stay apart, and apart from grey, under protanopia, deuteranopia and tritanopia (a test
+    simulates them), and dark text stays readable on both. Any non-zero value is at least ``FAINTEST`` of the
+    way to its end, and every colour is opaque, so no page background can grey a faint word; 0 (and NaN) is
+    transparent.
+    """
     score = max(-1.0, min(1.0, float(score))) if math.isfinite(score) else 0.0
-    rgb = "239, 68, 60" if score >= 0 else "128, 90, 213"
-    return f"rgba({rgb}, {abs(score):.3f})"
+    if score == 0:
+        return "rgba(255, 255, 255, 0.000)"
+    strength = FAINTEST + (1 - FAINTEST) * abs(score)
+    r, g, b = (round(255 + strength * (end - 255)) for end in (TOWARD_RGB if score > 0 else AWAY_RGB))
+    return f"rgba({r}, {g}, {b}, 1.000)"
