@@ -13,8 +13,26 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # default busy-wait made attributions 5-18x slower whenever another process held a core (measured).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import threading  # noqa: E402
+from collections.abc import MutableMapping  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+
+def keep_caches_in_persistent_storage(environ: MutableMapping[str, str] | None = None) -> Path | None:
+    """Where a Space has persistent storage (``/data``, or the folder in UDIG_PERSISTENT_DIR) that this
+    process may write, keep there what a start otherwise redoes: numba's compiled kernels (NUMBA_CACHE_DIR)
+    and huggingface_hub's assets, DIG's graphs among them (HF_ASSETS_CACHE). Variables already set win. It
+    runs before numba and huggingface_hub are imported, since they read these variables once. ``environ``:
+    the process's environment unless a test gives another."""
+    environ = os.environ if environ is None else environ
+    root = Path(environ.get("UDIG_PERSISTENT_DIR") or "/data")
+    if not (root.is_dir() and os.access(root, os.W_OK)):
+        return None
+    environ.setdefault("NUMBA_CACHE_DIR", str(root / "udig" / "numba"))
+    environ.setdefault("HF_ASSETS_CACHE", str(root / "udig" / "assets"))
+    return root
+
+
+keep_caches_in_persistent_storage()
 
 import gradio as gr  # noqa: E402
 
@@ -31,11 +49,21 @@ from udig.app.content import (  # noqa: E402
 )
 from udig.app.handlers import ReadableBlocks, positional  # noqa: E402
 from udig.app.links import COPY_LINK_JS, load_values  # noqa: E402
+from udig.app.memory import hand_back_freed_memory  # noqa: E402
 from udig.app.views import BAR_ORDER, METHOD_COLOURS, METHOD_NAMES  # noqa: E402
+from udig.app.waiting import install as install_queue_rules  # noqa: E402
 from udig.integrate import SEGMENT_RULES  # noqa: E402
 from udig.settings import BASELINES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
+ATTRIBUTION_QUEUES = ("classifier", "qa")  # concurrency ids of the attribution events: places per visitor count these
+CTRL_ENTER_RUNS_JS = """() => document.addEventListener("keydown", (event) => {
+  if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey) || event.defaultPrevented) return;
+  if (event.target.tagName !== "TEXTAREA") return;
+  const run = event.target.closest("[role=tabpanel]")?.querySelector(".udig-run");
+  if (run && !run.disabled) { event.preventDefault(); run.click(); }
+})"""  # Ctrl+Enter (⌘+Enter) in a multi-line box presses its tab's run button; one-line boxes run on Enter
+MAX_UPLOAD = "1mb"  # the page uploads nothing; Gradio's upload route still exists, so it takes no more than this
 
 
 def _settings(demo: Demo, *, method: bool = True, baseline: bool = True) -> dict[str, gr.components.Component]:
@@ -97,6 +125,29 @@ def _example_rows(fields: dict[str, gr.components.Component]) -> list[list]:
     return [[text if name == "text" else control.value for name, control in fields.items()] for text in EXAMPLES]
 
 
+def _text_box(value: str, config: AppConfig, **options) -> gr.Textbox:
+    """A tab's text: one line that grows with the text, so that Enter runs (Shift+Enter starts a new line)."""
+    return gr.Textbox(value, lines=1, max_lines=6, label="Text", max_length=config.limits.max_chars, **options)
+
+
+def _run_button(label: str, elem_id: str) -> gr.Button:
+    """A tab's run button: what Enter in a one-line box, and Ctrl+Enter in any box of its tab, press."""
+    return gr.Button(label, variant="primary", elem_id=elem_id, elem_classes="udig-run")
+
+
+def _highlight(label: str, elem_id: str) -> gr.HTML:
+    """Highlighted words (:func:`udig.render.highlight_html`: each word's value in its title and for screen
+    readers), styled alike in every pane by the ``udig-highlight`` class."""
+    return gr.HTML(
+        label=label,
+        show_label=True,
+        container=True,
+        js_on_load=None,
+        elem_id=elem_id,
+        elem_classes="udig-highlight",
+    )
+
+
 def _model_picker(demo: Demo, choices: tuple[str, ...], label: str) -> gr.Dropdown:
     info = "any Hub id or local folder is allowed" if demo.config.allow_any_model else None
     return gr.Dropdown(
@@ -142,35 +193,30 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
         gr.Markdown(INTRO)
         link_notice = gr.Markdown(visible=False, elem_id="link-notice")
         runs = {tab: gr.Textbox(visible="hidden") for tab in ("sentiment", "qa", "compare", "path")}  # a link's run
-        with gr.Tabs() as tabs:
+        with gr.Tabs(overflow_behavior="wrap") as tabs:  # every tab's name on a phone, never a bare "⋯" menu
             # ---------------------------------------------------------------- Sentiment
             with gr.Tab("Sentiment", id="sentiment"):
                 with gr.Row():
                     with gr.Column(scale=3):
-                        s = {
-                            "text": gr.Textbox(
-                                EXAMPLES[0],
-                                lines=3,
-                                label="Text",
-                                max_length=config.limits.max_chars,
-                                elem_id="sentiment-text",
-                            )
-                        }
+                        s = {"text": _text_box(EXAMPLES[0], config, elem_id="sentiment-text")}
                         s["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
                         s |= _settings(demo)
                         s_cost = gr.Markdown(elem_id="sentiment-cost")
-                        s_button = gr.Button("Explain", variant="primary", elem_id="sentiment-explain")
+                        s_button = _run_button("Explain", "sentiment-explain")
                     with gr.Column(scale=2):
                         s_label = gr.Label(label="Prediction", num_top_classes=5, elem_id="sentiment-label")
                         s_runtime = gr.Markdown(label="Runtime and notices", elem_id="sentiment-runtime")
-                s_highlight = gr.HighlightedText(
-                    label="Word attributions (red: toward the predicted label, purple: away from it)",
-                    show_legend=True,
-                    combine_adjacent=False,
-                    elem_id="sentiment-highlight",
+                s_highlight = _highlight(
+                    "Word attributions (red: toward the predicted label, blue: away from it)", "sentiment-highlight"
                 )
                 s_legend = gr.HTML(label="Colour legend")
-                s_scores = gr.Dataframe(label="Faithfulness", wrap=True, elem_id="sentiment-scores")
+                s_scores = gr.Dataframe(
+                    label="Faithfulness",
+                    wrap=True,
+                    column_widths=["28%", "19%", "17%", "36%"],  # score, value, better, meaning: fits a phone
+                    max_height=1000,  # all six rows, no scroll box inside the page
+                    elem_id="sentiment-scores",
+                )
                 with gr.Accordion("Per-token table", open=False):
                     s_tokens = gr.Dataframe(
                         label="Per-token table", show_label=False, wrap=True, elem_id="sentiment-tokens"
@@ -191,19 +237,12 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                     e_button = gr.Button("Export JSON, CSV, HTML and model-card snippets", size="sm")
                     e_files = gr.File(file_count="multiple", label="Downloads")
                     e_card = gr.Code(language="markdown", label="Model-card snippet (Markdown)")
-                s_button.click(
+                gr.on(
+                    [s_button.click, s["text"].submit],
                     demo.explain,
                     inputs_kwargs=s_inputs,
                     outputs=s_outputs,
                     api_name="explain",
-                    concurrency_id="classifier",
-                    **attribution,
-                )
-                s["text"].submit(
-                    demo.explain,
-                    inputs_kwargs=s_inputs,
-                    outputs=s_outputs,
-                    api_visibility="private",
                     concurrency_id="classifier",
                     **attribution,
                 )
@@ -239,24 +278,35 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                                 QA_EXAMPLE[0], label="Question", max_length=config.limits.max_question_chars
                             ),
                             "context": gr.Textbox(
-                                QA_EXAMPLE[1], lines=5, label="Context", max_length=config.limits.max_chars
+                                QA_EXAMPLE[1],
+                                lines=5,
+                                label="Context",
+                                info="Ctrl+Enter (⌘+Enter) runs",
+                                max_length=config.limits.max_chars,
                             ),
                         }
                         q["model"] = _model_picker(demo, config.qa_models, "QA model")
                         q |= _settings(demo)
                         q_cost = gr.Markdown(elem_id="qa-cost")
-                        q_button = gr.Button("Explain", variant="primary", elem_id="qa-explain")
+                        q_button = _run_button("Explain", "qa-explain")
                     with gr.Column(scale=2):
                         q_answer = gr.Markdown(label="Answer", elem_id="qa-answer")
                         q_runtime = gr.Markdown(label="Runtime and notices")
-                q_start = gr.HighlightedText(label="Start logit attributions", show_legend=True, elem_id="qa-start")
-                q_end = gr.HighlightedText(label="End logit attributions", show_legend=True, elem_id="qa-end")
+                q_start = _highlight("Start logit attributions", "qa-start")
+                q_end = _highlight("End logit attributions", "qa-end")
                 q_legend = gr.HTML(label="Colour legend")
-                q_scores = gr.Dataframe(label="Faithfulness", wrap=True)
+                q_scores = gr.Dataframe(
+                    label="Faithfulness",
+                    wrap=True,
+                    column_widths=["22%", "17%", "17%", "15%", "29%"],  # score, start, end, better, meaning
+                    max_height=1000,
+                    elem_id="qa-scores",
+                )
                 q_inputs = remember("qa", q)
                 q_outputs = [q_answer, q_start, q_end, q_legend, q_scores, q_runtime]
                 _share_row(demo, demo.share_qa, q_inputs, "share_qa")
-                q_button.click(
+                gr.on(
+                    [q_button.click, q["question"].submit],
                     demo.explain_qa,
                     inputs_kwargs=q_inputs,
                     outputs=q_outputs,
@@ -282,20 +332,18 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
 
             # ---------------------------------------------------------------- Compare methods
             with gr.Tab("Compare methods", id="compare"):
-                c = {"text": gr.Textbox(EXAMPLES[2], lines=2, label="Text", max_length=config.limits.max_chars)}
+                c = {"text": _text_box(EXAMPLES[2], config)}
                 c["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
                 c |= _settings(demo, method=False, baseline=False)
                 *others, last = METHOD_NAMES.values()
                 c_cost = gr.Markdown(elem_id="compare-cost")
-                c_button = gr.Button(
-                    f"Compare {', '.join(others)} and {last}", variant="primary", elem_id="compare-run"
-                )
+                c_button = _run_button(f"Compare {', '.join(others)} and {last}", "compare-run")
                 c_summary = gr.Markdown(label="Summary", elem_id="compare-summary")
-                with gr.Row():
-                    c_highlights = [
-                        gr.HighlightedText(label=title, elem_id=f"compare-{name}")
-                        for name, title in METHOD_NAMES.items()
-                    ]
+                c_highlights = []
+                with gr.Row():  # side by side where they fit, one under another on a phone
+                    for name, title in METHOD_NAMES.items():
+                        with gr.Column(min_width=160):
+                            c_highlights.append(_highlight(title, f"compare-{name}"))
                 c_legend = gr.HTML(label="Colour legend")
                 c_table = gr.Dataframe(label="Scores (★ = best per score)", wrap=True, elem_id="compare-table")
                 c_bars = gr.BarPlot(
@@ -312,7 +360,8 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 c_inputs = remember("compare", c)
                 c_outputs = [*c_highlights, c_legend, c_table, c_bars, c_summary]
                 _share_row(demo, demo.share_compare, c_inputs, "share_compare")
-                c_button.click(
+                gr.on(
+                    [c_button.click, c["text"].submit],
                     demo.compare,
                     inputs_kwargs=c_inputs,
                     outputs=c_outputs,
@@ -341,7 +390,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                     "with Sequential ticked) moves each word along this same path alone, every other word "
                     "staying as typed."
                 )
-                p = {"text": gr.Textbox(EXAMPLES[0], lines=2, label="Text", max_length=config.limits.max_chars)}
+                p = {"text": _text_box(EXAMPLES[0], config)}
                 p["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
                 p["word"] = gr.Dropdown(
                     [],
@@ -351,7 +400,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                     info="empty: the most influential word (by UDIG)",
                 )
                 p |= _settings(demo, method=False, baseline=False)
-                p_button = gr.Button("Show the path", variant="primary", elem_id="path-run")
+                p_button = _run_button("Show the path", "path-run")
                 p_summary = gr.Markdown(label="Summary", elem_id="path-summary")
                 with gr.Row():
                     p_anchors = gr.Dataframe(label="Anchors, input word → baseline", elem_id="path-anchors")
@@ -368,7 +417,8 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 p_inputs = remember("path", p)
                 p_outputs = [p_summary, p_anchors, p_plot]
                 _share_row(demo, demo.share_path, p_inputs, "share_path")
-                p_button.click(
+                gr.on(
+                    [p_button.click, p["text"].submit],
                     demo.path,
                     inputs_kwargs=p_inputs,
                     outputs=p_outputs,
@@ -403,6 +453,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
         blocks.load(
             on_load, None, [tabs, link_notice, *components, *runs.values()], queue=False, api_visibility="private"
         )
+        blocks.load(None, js=CTRL_ENTER_RUNS_JS)  # in the browser only
         for tab, fn, inputs, outputs in (
             ("sentiment", demo.explain, s_inputs, s_outputs),
             ("qa", demo.explain_qa, q_inputs, q_outputs),
@@ -418,6 +469,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 **attribution,
             )
     blocks.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
+    install_queue_rules(blocks, demo.service.start_up, config.places_per_client, ATTRIBUTION_QUEUES)
     return blocks
 
 
@@ -429,17 +481,17 @@ def launch_kwargs(config: AppConfig | None = None) -> dict:
         server_port=config.server_port,
         css_paths=[ROOT / "assets" / "style.css"],
         theme=gr.themes.Soft(),
+        max_file_size=MAX_UPLOAD,
     )
 
 
 def main() -> None:
-    """Serve the app and, unless UDIG_WARMUP=0, warm the default model up in the background."""
+    """Serve the app. Unless UDIG_WARMUP=0, what a first request needs is prepared meanwhile, in the background
+    (:meth:`Demo.start_warm_up <udig.app.handlers.Demo.start_warm_up>`); freed memory goes back to the system."""
+    hand_back_freed_memory()
     demo = Demo()
-    blocks = build_demo(demo=demo)
-    blocks.launch(prevent_thread_lock=True, **launch_kwargs(demo.config))
-    if demo.config.warmup != "off":
-        threading.Thread(target=demo.warm_up, name="udig-warm-up", daemon=True).start()
-    blocks.block_thread()
+    demo.start_warm_up()
+    build_demo(demo=demo).launch(**launch_kwargs(demo.config))
 
 
 if __name__ == "__main__":

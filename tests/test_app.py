@@ -25,9 +25,9 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 import pytest
-from conftest import DEMO_MODEL, DEMO_STEPS, DEMO_TEXT, INJECTION, PAYLOADS, free_port, make_demo
+from conftest import DEMO_MODEL, DEMO_STEPS, DEMO_TEXT, INJECTION, PAYLOADS, free_port, highlighted, make_demo
 
-from udig.app import UNTRAINED_QA_MODEL, AppConfig, Demo, Limits, links, qa_notice, service, views
+from udig.app import UNTRAINED_QA_MODEL, AppConfig, Demo, Limits, links, memory, qa_notice, service, views, waiting
 from udig.app import config as app_config
 from udig.app.content import QA_EXAMPLE
 from udig.metrics import SCORES
@@ -52,6 +52,7 @@ VALUES = tuple(SETTINGS.values())  # as the API takes them, after the text and t
 
 def test_explain_shows_label_words_table_scores_and_runtime(demo):
     label, highlight, legend, tokens, scores, runtime = demo.explain(text=TEXT, model=MODEL, **SETTINGS)
+    highlight = highlighted(highlight)  # the HTML as (text, value) pieces
     assert set(label) == {"negative", "positive"} and sum(label.values()) == pytest.approx(1.0)
     assert "".join(text for text, _ in highlight) == TEXT  # shown on the original text
     words = [text for text, score in highlight if score is not None]
@@ -163,19 +164,19 @@ def test_long_input_is_cut_with_a_visible_notice(demo):
     _, highlight, _, tokens, _, runtime = demo.explain(text=text, model=MODEL, **SETTINGS)
     assert "shortened to its first" in runtime and "truncated" in runtime
     assert len(tokens) == 64
-    shown = "".join(t for t, _ in highlight)
+    shown = "".join(t for t, _ in highlighted(highlight))
     assert len(shown) <= 1000 and text.startswith(shown)
 
 
 def test_injection_strings_stay_text(demo):
     label, highlight, legend, tokens, scores, runtime = demo.explain(text=INJECTION, model=MODEL, **SETTINGS)
-    assert "".join(t for t, _ in highlight) == INJECTION  # HighlightedText renders strings as text
+    assert "".join(t for t, _ in highlighted(highlight)) == INJECTION and "<script" not in highlight  # text
     assert "<script" not in legend and "<img" not in runtime
     files, card = demo.export(text=INJECTION, model=MODEL, **SETTINGS)
     page = Path(next(f for f in files if f.endswith(".html") and "card" not in f)).read_text()
     assert re.search(r"<\s*(script|img)\b", page) is None
     assert re.search(r"(?<!\\)<", card) is None  # every < in the Markdown card is escaped
-    assert INJECTION in html.unescape(re.sub(r"<[^>]+>", "", page))  # shown as text, character for character
+    assert INJECTION in "".join(text for text, _ in highlighted(page))  # shown as text, character for character
 
 
 @pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first
@@ -224,7 +225,7 @@ def test_sequential_runs_show_their_cost_first_and_keep_the_point_cap(minilm, mi
     ):
         demo.explain(text=text, model=MODEL, **{**SETTINGS, "steps": 9}, sequential=True)
     *highlights, legend, table, bars, summary = demo.compare(text=text, model=MODEL, **{**PATH_SETTINGS, "steps": 12})
-    assert list(table["method"]) == ["IG", "DIG", "UDIG"] and highlights[3] == []  # SIG left out, the others shown
+    assert list(table["method"]) == ["IG", "DIG", "UDIG"] and highlights[3] == ""  # SIG left out, the others shown
     assert "SIG left out: SIG moves each of 6 words along its own path: 6 × 13 = 78 path points" in html.unescape(
         summary
     )
@@ -285,7 +286,9 @@ def test_qa_explains_start_and_end(demo):
         question=question, context=context, model=UNTRAINED_QA_MODEL, **SETTINGS
     )
     assert answer.startswith("**Answer:**")
-    assert "".join(t for t, _ in start) == f"{question}\n{context}" == "".join(t for t, _ in end)
+    assert (
+        "".join(t for t, _ in highlighted(start)) == f"{question}\n{context}" == "".join(t for t, _ in highlighted(end))
+    )
     assert list(scores.columns)[:3] == ["score", "start logit", "end logit"] and scores["start logit"].notna().all()
     assert "untrained" in runtime and "[MASK]" in legend
 
@@ -401,6 +404,214 @@ def test_spaces_gpu_shim(monkeypatch):
     monkeypatch.setitem(sys.modules, spec.name, module)
     spec.loader.exec_module(module)
     assert module.gpu is FakeSpaces.GPU and calls == [{"duration": module.attribution_seconds}]  # seconds per request
+
+
+# -- start-up, memory and the queue -------------------------------------------------------------------
+
+
+def _hold(start_up: service.StartUp, stage: str, seconds: float) -> threading.Thread:
+    """A thread doing ``stage`` for ``seconds``, as the warm-up would."""
+
+    def work() -> None:
+        with start_up.doing(stage):
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread
+
+
+def test_a_request_during_start_up_shows_each_stage_it_waits_for_and_counts_the_wait(minilm, minilm_qa):
+    fresh = make_demo(minilm, minilm_qa)
+    start_up, stages = fresh.service.start_up, []
+    start_up.expect(service.COMPILING_KERNELS)
+    compiling = _hold(start_up, service.COMPILING_KERNELS, 1.0)
+    result = fresh.service.compute(
+        "classification", MODEL, {"text": TEXT}, fresh.config.settings(SETTINGS), report=stages.append
+    )
+    compiling.join()
+    assert stages == [service.LOADING_MODEL, service.COMPILING_KERNELS]
+    waited = float(re.search(r"compiling the attribution kernels, once per start \(([\d.]+) s\)", result.notices[0])[1])
+    assert 0.8 <= waited <= result.seconds
+    assert result.seconds >= waited + result.main.timings["path"]  # the runtime counts the wait and the work
+    runtime = fresh.explain(text=TEXT, model=MODEL, **SETTINGS)[-1]  # remembered: the wait was that request's own
+    assert "one-time work" not in runtime and f"{result.seconds:.2f} s" in runtime
+    stages.clear()
+    settings = fresh.config.settings(SETTINGS)
+    fresh.service.compute("classification", MODEL, {"text": "Dull."}, settings, report=stages.append)
+    assert stages == []  # nothing left to wait for
+
+
+def test_warm_up_prepares_the_first_request_and_never_leaves_it_waiting(minilm, minilm_qa):
+    ready = make_demo(minilm, minilm_qa, warmup="model")
+    ready.service.registry.register(MODEL, lambda: time.sleep(0.5) or minilm)
+    warming = ready.start_warm_up()
+    assert ready.service.start_up.pending(service.COMPILING_KERNELS)  # announced before any request can arrive
+    warming.join(timeout=120)
+    stages: list[str] = []
+    settings = ready.config.settings(SETTINGS)
+    ready.service.compute("classification", MODEL, {"text": TEXT}, settings, report=stages.append)
+    assert ready.service.registry.loaded(MODEL) and stages == []
+
+    broken = make_demo(minilm, minilm_qa)
+    broken.service.registry.register(MODEL, lambda: 1 / 0)  # the warm-up's first stage fails
+    broken.start_warm_up().join(timeout=60)
+    assert not broken.service.start_up.pending(service.COMPILING_KERNELS)  # requests would wait for ever
+    assert make_demo(minilm, minilm_qa, warmup="off").start_warm_up() is None
+
+
+@pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first
+def test_the_full_warm_up_prepares_digs_graph(minilm, minilm_qa):
+    ready = make_demo(minilm, minilm_qa)
+    assert ready.config.warmup == "full"  # the default
+    ready.start_warm_up().join(timeout=300)
+    stages: list[str] = []
+    settings = ready.config.settings({**SETTINGS, "method": "dig"})
+    ready.service.compute("classification", MODEL, {"text": TEXT}, settings, report=stages.append)
+    assert stages == []
+
+
+def test_time_estimates_learn_only_from_runs_beside_no_one_time_work():
+    start_up = service.StartUp()
+    times = waiting.LearnedTimes(start_up)
+    with start_up.doing(service.LOADING_MODEL):
+        times["explain"].add(0.01)  # ran while a model loaded
+    assert "explain" not in times  # Gradio shows no estimate rather than a wrong one
+    times["explain"].add(30.0)  # began before the load ended
+    time.sleep(0.05)
+    times["explain"].add(0.02)  # began after it
+    times["explain"].add(0.04)
+    assert times["explain"].count == 2 and times["explain"].avg_time == pytest.approx(0.03)
+
+
+def test_a_visitors_places_count_their_attributions_waiting_or_running():
+    from types import SimpleNamespace
+
+    def event(session: str, queue: str | None = "classifier") -> SimpleNamespace:
+        return SimpleNamespace(session_hash=session, concurrency_id=queue)
+
+    queue = SimpleNamespace(
+        event_queue_per_concurrency_id={
+            "classifier": SimpleNamespace(queue=[event("a"), event("b"), event("a")]),
+            "qa": SimpleNamespace(queue=[event("b", "qa")]),
+            None: SimpleNamespace(queue=[event("a", None)]),  # a word list: not an attribution
+        },
+        active_jobs=[None, [event("a", "qa")]],
+    )
+    assert waiting.held_by(queue, "a", ("classifier", "qa")) == 3
+    assert waiting.held_by(queue, "b", ("classifier", "qa")) == 2
+    assert waiting.refusal(2, 3) is None
+    assert waiting.refusal(3, 3).startswith("You already have 3 runs waiting or running")
+
+
+def test_one_visitor_holds_at_most_three_places_and_sees_what_the_first_waits_for(served, demo):
+    """Five runs from one client while the kernels' stage is under way: the first waits (showing the stage),
+    two queue, two are refused; another visitor still gets a place; the run that waited teaches no estimate."""
+    from gradio_client import Client
+
+    url, _, blocks = served
+    explain = next(fn for fn in blocks.fns.values() if fn.api_name == "explain")
+    times = blocks._queue.process_time_per_fn
+    learned = times[explain].count if explain in times else 0
+    start_up = demo.service.start_up
+    start_up.expect(service.COMPILING_KERNELS)
+    try:
+        visitor, other = Client(url, verbose=False), Client(url, verbose=False)
+        jobs = [visitor.submit(f"{TEXT} {i}", MODEL, *VALUES, api_name="/explain") for i in range(5)]
+        deadline = time.time() + 60
+        while sum(job.done() for job in jobs) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        refused = [job for job in jobs if job.done()]
+        assert len(refused) == 2
+        for job in refused:
+            assert "You already have 3 runs waiting or running" in job.exception().response.json()["detail"]
+        shown = []
+        while not shown and time.time() < deadline:
+            shown = [
+                (unit.desc, unit.index, unit.length, unit.unit)
+                for job in jobs
+                if not job.done()
+                for unit in job.status().progress_data or []
+            ]
+            time.sleep(0.1)
+        assert shown == [("Compiling the attribution kernels, once per start", 1, 3, "start-up stages")]
+        later = other.submit(f"{TEXT} other", MODEL, *VALUES, api_name="/explain")
+    finally:
+        start_up.end(service.COMPILING_KERNELS)
+    runtimes = [job.result(timeout=120)[-1] for job in jobs if job not in refused] + [later.result(timeout=120)[-1]]
+    assert sum("compiling the attribution kernels" in runtime for runtime in runtimes) == 1  # the one that waited
+    assert times[explain].count == learned + 3  # the three that ran after the stage; not the one that waited
+
+
+def test_freed_memory_goes_back_to_the_system():
+    """glibc serves a 512 kB block from its heap once a 1 MB mapped block was freed (its threshold rises);
+    after the hook it maps it, so freeing it gives it back. Each case in a fresh process."""
+    if memory._glibc() is None:
+        pytest.skip("mallopt is glibc's")
+    probe = (
+        "import ctypes, runpy, sys\n"
+        "memory = runpy.run_path(sys.argv[1])\n"
+        "if sys.argv[2] == 'hook':\n"
+        "    assert memory['hand_back_freed_memory']()\n"
+        "libc = ctypes.CDLL('libc.so.6')\n"
+        "libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]\n"
+        "libc.free(libc.malloc(1 << 20))\n"
+        "block = libc.malloc(512 << 10)\n"
+        "print(ctypes.c_size_t.from_address(block - 8).value & 2)\n"  # the chunk header's IS_MMAPPED bit
+    )
+    mapped = {
+        case: subprocess.run(
+            [sys.executable, "-c", probe, str(ROOT / "udig" / "app" / "memory.py"), case],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for case in ("hook", "none")
+    }
+    assert mapped == {"hook": "2", "none": "0"}
+
+
+def test_each_computed_request_trims_and_the_app_start_installs_the_hook(demo, monkeypatch):
+    from types import SimpleNamespace
+
+    import app
+
+    trims = []
+    monkeypatch.setattr(memory, "trim", lambda: trims.append(1))
+    demo.service.compute("classification", MODEL, {"text": "Trimmed after."}, demo.config.settings(SETTINGS))
+    demo.service.compute("classification", MODEL, {"text": "Trimmed after."}, demo.config.settings(SETTINGS))
+    assert trims == [1]  # the remembered one computed nothing
+    calls = []
+    monkeypatch.setattr(app, "hand_back_freed_memory", lambda: calls.append("memory"))
+    monkeypatch.setattr(app.Demo, "start_warm_up", lambda self: calls.append("warm-up"))
+    monkeypatch.setattr(app, "build_demo", lambda demo: SimpleNamespace(launch=lambda **_: calls.append("launch")))
+    app.main()
+    assert calls == ["memory", "warm-up", "launch"]  # the warm-up runs while the page is built and served
+
+
+def test_caches_live_in_persistent_storage_when_a_space_has_it(tmp_path):
+    import app
+
+    absent = {"UDIG_PERSISTENT_DIR": str(tmp_path / "absent")}
+    assert app.keep_caches_in_persistent_storage(absent) is None and list(absent) == ["UDIG_PERSISTENT_DIR"]
+    environ = {"UDIG_PERSISTENT_DIR": str(tmp_path), "HF_ASSETS_CACHE": "/chosen"}
+    assert app.keep_caches_in_persistent_storage(environ) == tmp_path
+    assert environ["NUMBA_CACHE_DIR"] == str(tmp_path / "udig" / "numba") and environ["HF_ASSETS_CACHE"] == "/chosen"
+
+
+@pytest.mark.slow  # a Python process importing the app
+def test_persistent_caches_are_set_before_numba_and_the_hub_read_them(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "HF_ASSETS_CACHE", "HF_HOME")}
+    code = "import app, numba, huggingface_hub.constants as c; print(numba.config.CACHE_DIR); print(c.HF_ASSETS_CACHE)"
+    shown = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**env, "UDIG_PERSISTENT_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert shown == [str(tmp_path / "udig" / "numba"), str(tmp_path / "udig" / "assets")]
 
 
 # -- user input in messages, links and configuration --------------------------------------------------
@@ -720,7 +931,7 @@ def test_every_named_endpoint_is_listed(client):
 def test_client_explain(client):
     label, highlight, legend, tokens, scores, runtime = client.predict(TEXT, MODEL, *VALUES, api_name="/explain")
     assert label["label"] in ("negative", "positive")
-    assert [item["token"] for item in highlight][:2] == ["A", " "]
+    assert [text for text, _ in highlighted(highlight)][:2] == ["A", " "]
     assert len(scores["data"]) == len(SCORES) == 6 and "UDIG" in runtime
 
 

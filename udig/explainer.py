@@ -25,7 +25,7 @@ from .settings import BASELINES, EXPLAINER_PARAMETERS, PARAMETERS, Settings
 from .tasks import Encoding, Prediction, Task, max_tokens, model_output, select_targets, task_of, vocabulary_id
 from .vocab import VocabIndex, vocab_index_for
 
-TOKENS_PER_BATCH = 8192  # path points x tokens per forward/backward when internal_batch_size is None
+TOKENS_PER_BATCH = 4096  # path points x tokens per forward/backward when internal_batch_size is None (peak memory)
 INPUT_ROW_TOKENS = 32  # inputs up to this long are decided on in the first gradient pass (see _Decision)
 
 
@@ -51,7 +51,8 @@ class Explainer:
         ``Settings`` given as ``settings=`` carry their own.
     graph_k: neighbours per word in DIG's KNN graph (the DIG paper's 500 by default).
     internal_batch_size: path points per forward/backward pass; None sizes it from the input length.
-    max_length: token limit; None uses the model's own. Longer inputs are truncated and flagged.
+    max_length: token limit, capped at the model's own (None: the model's own). Longer inputs are truncated and
+        flagged.
     cache_dir: where the vocabulary graph is cached; None uses huggingface_hub's assets cache (HF_HOME).
     """
 
@@ -227,7 +228,8 @@ class Explainer:
 
     def _encode(self, inputs: dict[str, str]) -> Encoding:
         """The task's one sequence of the checked ``inputs``, cut to the token limit."""
-        return self.task.encode(self.tokenizer, inputs, self.max_length or max_tokens(self.model, self.tokenizer))
+        limit = max_tokens(self.model, self.tokenizer)  # a longer max_length would overrun the position table
+        return self.task.encode(self.tokenizer, inputs, min(self.max_length or limit, limit))
 
     def _reference_id(self, baseline: str, warnings: list[str]) -> int:
         """The baseline token's id; a model without the named token falls back to PAD, then UNK."""

@@ -10,7 +10,8 @@ Riemann rule acts on every segment ``P_k -> P_{k+1}``:
 - ``riemann_middle``: at its midpoint, which lies between words on a word path;
 - ``riemann_trapezoid``: the mean of both ends; every point of the path is evaluated once (N evaluations),
   so every gradient is taken on an anchor or the input itself;
-- ``gausslegendre`` (IG only): N - 1 Gauss-Legendre nodes on the straight line between the path's ends.
+- ``gausslegendre`` (IG and SIG, whose paths are straight lines): N - 1 Gauss-Legendre nodes on the
+  straight line between the path's ends.
 
 On IG's straight line of ``steps + 1`` points these equal captum's rules with ``n_steps`` = the number of
 evaluations, but for one: captum 0.9's ``riemann_trapezoid`` weights its n points 1/(2n), 1/n, ..., 1/(2n),

@@ -136,8 +136,11 @@ class AppConfig:
     limits: Limits = field(default_factory=Limits)
     concurrency: int = 1  # UDIG_CONCURRENCY: simultaneous attributions per model family
     queue_size: int = 32  # UDIG_QUEUE_SIZE: longest queue before requests are turned away
+    places_per_client: int = 3  # UDIG_PLACES_PER_CLIENT: one visitor's attributions queued or running at once
     cache_examples: bool = True  # UDIG_CACHE_EXAMPLES=0 turns the lazy example cache off
-    warmup: Warmup = "model"  # UDIG_WARMUP: 0 = "off", 1 = "model" (load it, one tiny run), "full" (+ DIG's graph)
+    warmup: Warmup = (
+        "full"  # UDIG_WARMUP: 0 = "off", "model" (load it, compile the kernels), 1 = "full" (+ DIG's graph)
+    )
     device: str | None = None  # UDIG_DEVICE; None: cuda when available, else cpu
     server_name: str = "127.0.0.1"  # GRADIO_SERVER_NAME (Spaces sets 0.0.0.0)
     server_port: int = 7860  # GRADIO_SERVER_PORT
@@ -158,8 +161,9 @@ class AppConfig:
             limits=Limits.from_env(),
             concurrency=max(1, _env_int("UDIG_CONCURRENCY", cls.concurrency)),
             queue_size=_env_int("UDIG_QUEUE_SIZE", cls.queue_size),
+            places_per_client=_env_int("UDIG_PLACES_PER_CLIENT", cls.places_per_client),
             cache_examples=_env_flag("UDIG_CACHE_EXAMPLES", cls.cache_examples),
-            warmup="off" if warmup in _OFF else "full" if warmup == "full" else "model",
+            warmup="off" if warmup in _OFF else "model" if warmup == "model" else "full",
             device=os.environ.get("UDIG_DEVICE", "").strip() or None,
             server_name=os.environ.get("GRADIO_SERVER_NAME", "").strip() or cls.server_name,
             server_port=_env_int("GRADIO_SERVER_PORT", cls.server_port),

@@ -25,14 +25,13 @@ from typing import Any
 
 import gradio as gr
 
-from .. import render
+from .. import metrics, render
 from ..methods import PATH_METHODS
 from ..models import ModelLoadError
 from ..settings import PARAMETERS, Settings, quoted
-from . import links, views
+from . import links, memory, views
 from .config import AppConfig, Limits, OverCap, hub_usable, model_at_hand, sequential_cost
-from .content import EXAMPLES
-from .service import Result, Service
+from .service import BUILDING_GRAPH, COMPILING_KERNELS, LOADING_MODEL, Result, Service
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +40,8 @@ LATER_FIELDS = frozenset(
     {"rule", "sequential"}
 )  # controls added after the API was published: a call may leave them off
 Fields = Mapping[str, Any]  # one tab's values by field name, as app.py lays the tab out
+START_UP_STAGES = (LOADING_MODEL, COMPILING_KERNELS, BUILDING_GRAPH)  # in the warm-up's order
+WARM_UP_TEXT = "A fine film."  # the warm-up's tiny input: the kernels compile for any length
 
 
 def as_text(message: str) -> str:
@@ -173,22 +174,45 @@ class Demo:
         self._exports: list[Path] = []
         self._exports_lock = threading.Lock()
 
-    def warm_up(self) -> None:
-        """Load the default model and prepare what its first explanation needs, before the first user.
+    def start_warm_up(self) -> threading.Thread | None:
+        """Prepare in the background what a first request needs (:meth:`warm_up`), unless ``config.warmup`` is
+        off. The kernels' stage is announced before this returns: a request that needs it waits for it,
+        showing the stage, instead of compiling the same kernels beside it."""
+        if self.config.warmup == "off":
+            return None
+        self.service.start_up.expect(COMPILING_KERNELS)
+        thread = threading.Thread(target=self.warm_up, name="udig-warm-up", daemon=True)
+        thread.start()
+        return thread
 
-        With ``config.warmup == "full"`` it also builds DIG's KNN graph. That takes seconds of every CPU core
-        (DIG requests wait for it, UDIG and IG requests run slower beside it), so it is opt-in.
-        """
-        started = time.perf_counter()
+    def warm_up(self) -> None:
+        """Load the default model, compile the attribution kernels on a tiny input and, with ``config.warmup ==
+        "full"`` (the default), load or build DIG's graph for the default settings: each a stage of
+        :attr:`Service.start_up <udig.app.service.Service.start_up>`, so requests show what they wait on."""
+        started, start_up = time.perf_counter(), self.service.start_up
         try:
-            explainer = self.service.registry.explainer(self.config.sentiment_models[0])
-            explainer.explain(EXAMPLES[0], settings=self.config.defaults.replace(steps=2))  # kernels, word mask
+            with start_up.doing(LOADING_MODEL):
+                explainer = self.service.registry.explainer(self.config.sentiment_models[0])
+            with start_up.doing(COMPILING_KERNELS):
+                tiny = explainer.explain(WARM_UP_TEXT, settings=self.config.defaults.replace(method="udig", steps=2))
+                metrics.scores(tiny, explainer.model, explainer.tokenizer)
             if self.config.warmup == "full":
-                explainer.prepare(self.config.defaults.replace(method="dig"))
+                with start_up.doing(BUILDING_GRAPH):
+                    explainer.prepare(self.config.defaults.replace(method="dig"))
         except Exception as error:  # noqa: BLE001 - the first request will report it properly
             logger.warning("warm-up failed: %s", error)
             return
+        finally:
+            start_up.end(COMPILING_KERNELS)  # announced by start_warm_up: never left pending
+            memory.trim()
         logger.info("warm-up done in %.1f s", time.perf_counter() - started)
+
+    @staticmethod
+    def show_stage(stage: str) -> None:
+        """Tell the visitor whose request runs in this thread what it waits for: Gradio's progress bar, at the
+        stage's place among :data:`START_UP_STAGES` (a no-op outside a Gradio event)."""
+        done = START_UP_STAGES.index(stage)
+        gr.Progress()((done, len(START_UP_STAGES)), desc=f"{stage[:1].upper()}{stage[1:]}", unit="start-up stages")
 
     def _sentiment(
         self, fields: Fields, settings: Settings, need_path: bool = False, others: Sequence[str] = ()
@@ -196,7 +220,9 @@ class Demo:
         """The explanation of the text of one tab's ``fields`` under ``settings``."""
         notices: list[str] = []
         texts = _texts(self.config.limits, fields, ("text",), notices, others)
-        return self.service.compute("classification", fields.get("model"), texts, settings, notices, need_path)
+        return self.service.compute(
+            "classification", fields.get("model"), texts, settings, notices, need_path, report=self.show_stage
+        )
 
     def _path_methods(
         self, fields: Fields, methods: tuple[str, ...], need_path: bool = False
@@ -231,7 +257,7 @@ class Demo:
                 as_text(f"Downloading {name} from the Hugging Face Hub for its first use: about a minute."),
                 title="First use",
             )
-        return views.qa(self.service.compute("qa", name, texts, settings, notices))
+        return views.qa(self.service.compute("qa", name, texts, settings, notices, report=self.show_stage))
 
     def tokenizer(self, name: str) -> Any:
         """The tokenizer of model ``name`` (loading the model once, as its first explanation would)."""

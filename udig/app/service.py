@@ -5,6 +5,10 @@ so the vocabulary index behind it is built once even under concurrent requests) 
 results, so that the path view and the exports reuse the explanation just shown instead of recomputing it.
 The attribution itself (:func:`attribute`) is the one step that runs under ``spaces.GPU`` on ZeroGPU Spaces,
 for a time sized from the request (:func:`gpu_seconds`); it is handed model names, not models.
+
+Work a process does once (loading a model, compiling the kernels, building DIG's graph) is logged in a
+:class:`StartUp`: a request that waits for it shows the stage it waits on and counts the wait in its runtime,
+and Gradio's time estimates learn only from requests that did none (:mod:`udig.app.waiting`).
 """
 
 from __future__ import annotations
@@ -14,17 +18,20 @@ import threading
 import time
 import uuid
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import metrics
 from ..explainer import Explainer
 from ..explanation import Explanation, QAExplanation
+from ..methods import PathMethod, get_method
 from ..models import load_base_minilm, load_model
 from ..settings import Settings
 from ..tasks import get_task
+from . import memory
 from .config import UNTRAINED_QA_MODEL, AppConfig, Limits
 
 try:  # Hugging Face Spaces (ZeroGPU): run attribution under @spaces.GPU; elsewhere a no-op
@@ -55,6 +62,14 @@ PATH_CACHE_BYTES = 16 * 2**20  # path points kept per cached result (a 30-step, 
 
 ModelAndTokenizer = tuple[Any, Any]
 
+# The one-time stages a request may wait on, as the page names them.
+LOADING_MODEL = "loading the model"
+COMPILING_KERNELS = "compiling the attribution kernels, once per start"
+BUILDING_GRAPH = "building DIG's word graph, once per start"
+
+Report = Callable[[str], None]
+"""Shows a request's visitor the stage it waits on (a progress message in the app)."""
+
 _REGISTRIES: weakref.WeakValueDictionary[str, Registry] = weakref.WeakValueDictionary()
 """Every live :class:`Registry` by key. :func:`attribute` gets a registry key and a model name, never the model:
 on ZeroGPU its arguments are pickled into a worker process forked from this one, where the registry and the
@@ -77,6 +92,11 @@ class Registry:
         self._semaphores: dict[str, threading.BoundedSemaphore] = {}
         self.key = uuid.uuid4().hex
         _REGISTRIES[self.key] = self
+
+    def loaded(self, name: str) -> bool:
+        """Whether model ``name`` is in memory (asking for it returns at once)."""
+        with self._lock:
+            return name in self._models
 
     def register(self, name: str, loader: Callable[[], ModelAndTokenizer]) -> None:
         """Offer a model under ``name`` built by ``loader()`` (tests, custom deployments)."""
@@ -127,13 +147,75 @@ def _available_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+class StartUp:
+    """The one-time work of this process, as spans of wall-clock time, and the stages still to come.
+
+    ``doing(stage)`` records a span (the warm-up's stages, a request loading a model or building a graph); a
+    stage announced with ``expect`` is under way until its ``doing`` ends, and requests that need it ``wait``.
+    A request that overlapped a span (:meth:`overlaps`) is not a fair sample of how long requests take.
+    """
+
+    SPANS_KEPT = 256  # the most recent spans: older ones ended long before any request still running began
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spans: deque[list[float | None]] = deque(maxlen=self.SPANS_KEPT)  # [start, end], end None: under way
+        self._expected: dict[str, threading.Event] = {}
+
+    def expect(self, stage: str) -> None:
+        """Announce ``stage``: until a ``doing(stage)`` ends, :meth:`pending` says so."""
+        with self._lock:
+            self._expected.setdefault(stage, threading.Event()).clear()
+
+    def pending(self, stage: str) -> bool:
+        with self._lock:
+            event = self._expected.get(stage)
+        return event is not None and not event.is_set()
+
+    def wait(self, stage: str) -> None:
+        """Return once ``stage`` is no longer pending (at once if it never was)."""
+        with self._lock:
+            event = self._expected.get(stage)
+        if event is not None:
+            event.wait()
+
+    @contextmanager
+    def doing(self, stage: str) -> Iterator[None]:
+        """Record the work in the block as one-time work; an expected ``stage`` ends with it, even by an error."""
+        span: list[float | None] = [time.time(), None]
+        with self._lock:
+            self._spans.append(span)
+        try:
+            yield
+        finally:
+            with self._lock:
+                span[1] = time.time()
+            self.end(stage)
+
+    def end(self, stage: str) -> None:
+        """``stage`` is no longer pending: requests waiting on it go on (and do any work left themselves)."""
+        with self._lock:
+            event = self._expected.get(stage)
+        if event is not None:
+            event.set()
+
+    def overlaps(self, start: float, end: float) -> bool:
+        """Whether any one-time work ran between ``start`` and ``end`` (``time.time()`` values)."""
+        with self._lock:
+            return any(began < end and (ended is None or ended > start) for began, ended in self._spans)
+
+
+def _show_nothing(stage: str) -> None:
+    """A :data:`Report` for callers without a visitor to tell."""
+
+
 @dataclass
 class Result:
     """One computed explanation with its scores (per part, as :func:`udig.metrics.scores`) and wall time."""
 
     explanation: Explanation | QAExplanation
     scores: dict[str, dict[str, float | None]]  # by part: {"": ...}, or {"start": ..., "end": ...} for QA
-    seconds: float  # when it was computed
+    seconds: float  # when it was computed: the request's wall time, waits for one-time work included
     labels: dict[int, str]
     notices: list[str] = field(default_factory=list)  # about this result; the request's own lead them
     remembered: bool = False  # served from the cache: ``seconds`` and timings are those of the first request
@@ -178,6 +260,7 @@ class Service:
     def __init__(self, config: AppConfig, registry: Registry | None = None, cache_size: int = 16) -> None:
         self.config = config
         self.registry = registry or Registry(config.limits.max_tokens, config.device)
+        self.start_up = StartUp()
         self._results: OrderedDict[tuple, Result] = OrderedDict()
         self._lock = threading.Lock()
         self._cache_size = cache_size
@@ -190,12 +273,17 @@ class Service:
         settings: Settings,
         notices: Sequence[str] = (),
         need_path: bool = False,
+        report: Report = _show_nothing,
     ) -> Result:
         """The explanation of ``inputs`` by ``model`` under ``settings``; ``notices`` lead its own.
 
-        The cache keeps path points only up to PATH_CACHE_BYTES per result; need_path=True recomputes a
-        cached result whose points were dropped.
+        One-time work the request needs first (the model's load, the kernels' compilation, DIG's graph: done
+        by the warm-up or by this request) is shown through ``report`` as it starts, counted in the result's
+        seconds and named in a notice. The cache keeps path points only up to PATH_CACHE_BYTES per result;
+        need_path=True recomputes a cached result whose points were dropped. Memory the computation freed goes
+        back to the system (:func:`udig.app.memory.trim`).
         """
+        started = time.perf_counter()
         name = self.config.model_name(model, task)
         key = (task, name, tuple(sorted(inputs.items())), settings)
         with self._lock:
@@ -203,17 +291,12 @@ class Service:
             if cached is not None and not (need_path and cached.main.path is None):
                 self._results.move_to_end(key)
                 return replace(cached, notices=[*notices, *cached.notices], remembered=True)
-        explainer = self.registry.explainer(name)
-        if explainer.task.name != task:
-            raise ValueError(
-                f"{name} is a {explainer.task.description} model; this tab needs a {get_task(task).description} model"
-            )
-        size = explainer.size(**inputs, settings=settings)  # inputs the model cannot read fail here, before any work
-        if settings.sequential:
-            self.config.limits.check_cost(settings, size.words)
-        with self.registry.slot(name, self.config.concurrency):
-            explainer.prepare(settings)  # DIG's KNN graph is CPU work (seconds, or a load): not in the GPU window
-            result = attribute(self.registry.key, name, inputs, settings)
+        waits: dict[str, float] = {}
+        try:
+            result = self._compute(task, name, inputs, settings, report, waits)
+        finally:
+            memory.trim()
+        result.seconds = time.perf_counter() - started
         if name == UNTRAINED_QA_MODEL:
             result.notices.append("This QA head is untrained (offline mechanics demo): its answer is meaningless.")
         with self._lock:  # kept without the request's notices (the text was shortened, ...): those are its own
@@ -221,7 +304,55 @@ class Service:
             self._results.move_to_end(key)
             while len(self._results) > self._cache_size:
                 self._results.popitem(last=False)
-        return replace(result, notices=[*notices, *result.notices])
+        return replace(result, notices=[*notices, *_waited(waits), *result.notices])
+
+    def _compute(
+        self, task: str, name: str, inputs: dict[str, str], settings: Settings, report: Report, waits: dict[str, float]
+    ) -> Result:
+        """:meth:`compute` without the cache: each one-time stage it meets is reported and timed in ``waits``."""
+        if self.registry.loaded(name):
+            explainer = self.registry.explainer(name)
+        else:
+            with self._stage(LOADING_MODEL, report, waits):
+                explainer = self.registry.explainer(name)
+        if explainer.task.name != task:
+            raise ValueError(
+                f"{name} is a {explainer.task.description} model; this tab needs a {get_task(task).description} model"
+            )
+        size = explainer.size(**inputs, settings=settings)  # inputs the model cannot read fail here, before any work
+        if settings.sequential:
+            self.config.limits.check_cost(settings, size.words)
+        method = get_method(settings.method)
+        if "strategy" in method.uses and self.start_up.pending(COMPILING_KERNELS):  # an anchored path: the kernels
+            with self._stage(COMPILING_KERNELS, report, waits):
+                self.start_up.wait(COMPILING_KERNELS)
+        with self.registry.slot(name, self.config.concurrency):
+            if isinstance(method, PathMethod) and method.needs_graph and not graph_ready(explainer, settings):
+                with self._stage(BUILDING_GRAPH, report, waits):
+                    explainer.prepare(settings)  # CPU work (seconds, or a load): not in the GPU window
+            return attribute(self.registry.key, name, inputs, settings)
+
+    @contextmanager
+    def _stage(self, stage: str, report: Report, waits: dict[str, float]) -> Iterator[None]:
+        """One-time work in a request: shown, logged in :attr:`start_up` and timed."""
+        report(stage)
+        tick = time.perf_counter()
+        with self.start_up.doing(stage):
+            yield
+        waits[stage] = waits.get(stage, 0.0) + time.perf_counter() - tick
+
+
+def graph_ready(explainer: Explainer, settings: Settings) -> bool:
+    """Whether DIG's graph for ``settings`` is in memory (asking for it returns at once)."""
+    return (explainer.graph_k, settings.candidates) in explainer.vocab_.graphs.built()
+
+
+def _waited(waits: dict[str, float]) -> list[str]:
+    """The notice of a request that waited for one-time work, or none."""
+    if not waits:
+        return []
+    stages = "; ".join(f"{stage} ({seconds:.1f} s)" for stage, seconds in waits.items())
+    return [f"This run includes one-time work that later runs skip: {stages}."]
 
 
 def _cacheable(result: Result) -> Result:
