@@ -182,7 +182,7 @@ def test_injection_strings_stay_text(demo):
 @pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first
 def test_compare_uses_one_scale_and_marks_winners(demo):
     ig, dig, udig, sig, legend, table, bars, summary = demo.compare(text=TEXT, model=MODEL, **PATH_SETTINGS)
-    peaks = [max(abs(s) for _, s in h if s is not None) for h in (ig, dig, udig, sig)]
+    peaks = [max(abs(s) for _, s in highlighted(h) if s is not None) for h in (ig, dig, udig, sig)]
     assert max(peaks) == pytest.approx(1.0) and all(p <= 1.0 for p in peaks)
     assert list(table["method"]) == ["IG", "DIG", "UDIG", "SIG"]
     stars = table.drop(columns=["method", "seconds"]).apply(lambda col: col.str.contains("★").sum())
