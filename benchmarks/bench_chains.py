@@ -4,7 +4,7 @@ from nothing, and when the chains found for earlier sentences are remembered.
     python benchmarks/bench_chains.py [--sentences 40] [--out benchmarks/chains_results.md]
 
 The first N sentences of the offline Rotten Tomatoes test split, explained in order at 32 points for each
-anchored method, strategy and candidate rule: once as a stream (nothing remembered at its start, every
+anchored method, strategy and candidate set: once as a stream (nothing remembered at its start, every
 chain found kept for the sentences after it) and once cold (every chain forgotten before each sentence).
 The two passes of a case run one after the other, the stream first in every other case; the path is timed
 inside explain(). Each ratio is the median over sentences of stream / cold path time, with its

@@ -4,7 +4,7 @@
 
 References (same process, same input): a bare forward+backward of the same N path points through the
 model, and captum's LayerIntegratedGradients with the same number of steps. Targets (issue 15): path
-construction <= 0.10 of forward+backward at 32 points for every method, strategy and candidate rule, and
+construction <= 0.10 of forward+backward at 32 points for every method, strategy and candidate set, and
 <= 10 ms for the 19-token sentence; a whole explain() <= 1.15x forward+backward at 32 points; IG <= 1.0x
 captum. A 128-token input (the demo's cap) shows the path's share on a long input. The MiniLM KNN graph
 (30,522 x 384, K = 500): built in <= 10 s, loaded from its cache in <= 0.5 s. Run it on an otherwise idle
@@ -173,15 +173,13 @@ def graph_figures(rule: str, builds: int = 3) -> dict[str, float]:
     """Build in fresh processes (honest peak memory), then load the cache in another fresh process.
 
     A build is one long burst on a shared 2-core machine, so it is repeated: median and slowest. The
-    selection kernel is compiled here first, so that no child pays numba's compilation (seconds, and
-    some 300 MiB more peak memory) when an edit of udig/kernels/ has made its disk cache stale."""
+    build's kernels are compiled here first (:func:`udig.vocab.warm_up`), so that no child pays numba's
+    compilation (seconds, and more peak memory) when an edit of udig/kernels/ has made its disk cache stale."""
     import json
 
-    import numpy as np
+    from udig.vocab import warm_up
 
-    from udig.kernels import top_k_per_row
-
-    top_k_per_row(np.zeros((1, 2), np.float32), 1, np.empty((1, 1), np.int32))
+    warm_up(("dig",))
 
     def child(cache: str) -> dict:
         code = GRAPH_CHILD.format(root=str(ROOT), cache=cache, rule=rule)

@@ -156,9 +156,9 @@ def test_method_names_are_canonical_and_checked():
     assert [s.name for s in specs] == ["ig", "udig-maxcount:all", "dig-greedy:words", "random"]
     assert (specs[1].method, specs[1].strategy, specs[1].candidates) == ("udig", "maxcount", "all")
     for bad, message in [
-        ("ig:words", "no candidate rule"),
+        ("ig:words", "no candidate set"),
         ("udig-fast", "unknown method"),
-        ("dig-greedy:some", "rule"),
+        ("dig-greedy:some", "unknown candidate set"),
         ("", "no methods"),
     ]:
         with pytest.raises(ValueError, match=message):

@@ -188,6 +188,7 @@ def test_ranking_the_first_few_equals_the_full_ranking_despite_near_ties(n):
                 np.empty(len(ids)),
                 np.empty(len(ids), np.int64),
                 np.empty(len(ids), np.int32),
+                np.empty(len(ids), np.int64),
             )
             assert ids[_cheapest(table, ids, box, greedy, *buffers)] == first_by_rank[0], (base, anchor, greedy)
     assert misordered > 0  # the float32 sums alone would have ranked some of these wrongly
@@ -254,14 +255,16 @@ def test_compiled_chain_equals_the_definition_on_minilm(minilm, strategy):
         ]
     )
     m = 30
-    for rule in ("all", "words"):
+    for candidate_set in ("all", "words"):
         refs = torch.full_like(word_ids, tokenizer.mask_token_id)
-        nearest = index.nearest_on_segments(table[refs], table[word_ids], paths.udig_reference_alphas(m), 50, rule)
-        graph = index.graph(100, rule)
+        nearest = index.nearest_on_segments(
+            table[refs], table[word_ids], paths.udig_reference_alphas(m), 50, candidate_set
+        )
+        graph = index.graph(100, candidate_set)
         for candidates in (nearest, graph):
             chain, points = paths.anchor_paths(word_ids, refs, table, candidates, strategy, m)
-            assert torch.equal(chain, reference_chain(word_ids, refs, table, candidates, strategy, m)), rule
-            assert torch.equal(points, reference_points(chain, refs, table, m)), rule
+            assert torch.equal(chain, reference_chain(word_ids, refs, table, candidates, strategy, m)), candidate_set
+            assert torch.equal(points, reference_points(chain, refs, table, m)), candidate_set
 
 
 def test_bad_strategy_shapes_and_ids_are_rejected():

@@ -253,4 +253,4 @@ def test_prepare_builds_what_a_method_shares_ahead_of_time(tiny_vocab_file):
         explainer.prepare(Settings.make(method=method, candidates="words"))
     assert not vocab.graphs.built()  # nothing to build for them
     explainer.prepare(Settings.make(method="dig", candidates="words"))
-    assert vocab.graphs.built() == [(8, "words")]  # DIG's graph, for its candidate rule and k
+    assert vocab.graphs.built() == [(8, "words")]  # DIG's graph, for its candidate set and k

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -11,12 +15,22 @@ import torch
 
 from udig.kernels import int8_error_weights, products_with_rows, screen_segments
 from udig.paths import udig_reference_alphas
-from udig.vocab import VocabIndex, int8_codes, knn_graph, nearest_by_products, otsu_threshold, vocab_index_for
+from udig.vocab import (
+    VocabIndex,
+    int8_codes,
+    knn_graph,
+    nearest_by_products,
+    otsu_threshold,
+    vocab_index_for,
+    warm_up,
+)
 from udig.vocab import chains as chains_module
 from udig.vocab import graph as graph_module
 from udig.vocab import int8 as int8_module
 from udig.vocab import nearest as nearest_module
 from udig.vocab import words as words_module
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _index(tiny, tmp_path, **options) -> VocabIndex:
@@ -78,8 +92,8 @@ def test_graph_builds_on_the_device_it_is_given(tiny, tmp_path, monkeypatch):
 
 
 def test_knn_graph_on_minilm_rows_finds_the_nearest(minilm, monkeypatch):
-    """Real rows, several chunks: the graph's distances are the k smallest (in float64), in order."""
-    monkeypatch.setattr(graph_module, "_QUERY_CHUNK", 1024)
+    """Real rows, several blocks: the graph's distances are the k smallest (in float64), in order."""
+    monkeypatch.setattr(graph_module, "_BLOCK", 1024)
     embeddings = minilm[0].get_input_embeddings().weight.detach()[:3000]
     allowed = torch.rand(len(embeddings), generator=torch.Generator().manual_seed(0)) > 0.2
     graph = knn_graph(embeddings, 50, allowed).long()
@@ -119,36 +133,162 @@ def test_knn_graph_refuses_a_broken_embedding_matrix(tiny):
         knn_graph(embeddings, 3, torch.ones(len(embeddings), dtype=torch.bool))
 
 
-def _stable_top_k(scores, k):
-    """The reference: largest first, equal scores in column order."""
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+def _score_bound(rows: np.ndarray, row: int, keys: np.ndarray) -> np.ndarray:
+    """knn_graph's stated bound on how far each key's float32 score for ``row`` is from the exact one."""
+    norms = np.linalg.norm(rows.astype(np.float64), axis=1)
+    return (rows.shape[1] + 2) * 2.0**-24 * (1 + 2.0**-10) * (norms[row] * norms[keys] + norms[keys] ** 2)
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        "random",  # the sampled guess holds
-        "ties",  # whole runs of equal scores, negative and positive
-        "sample_on_top",  # every 16th score is the largest: guesses fail until every score is kept
-        "short_rows",  # fewer columns than a sample needs
-    ],
-)
-def test_top_k_per_row_equals_stable_sort(case):
-    from udig.kernels import top_k_per_row
+def _assert_ranked_as_float64(
+    rows: np.ndarray, allowed: np.ndarray, graph: np.ndarray, exact_ties: bool, checked: np.ndarray | None = None
+) -> None:
+    """Each graph row against the float64 ranking of ``e . key - |key|^2 / 2``: its keys allowed, distinct and
+    not itself; two keys in the wrong order, or a key left out for a worse one, only where their float64
+    scores are within the sum of their bounds (:func:`_score_bound`); equal scores in id order. With
+    ``exact_ties`` (small integer rows, whose float32 scores are exact) the graph must be that ranking exactly.
+    ``checked``: the rows to check (all by default)."""
+    exact = rows.astype(np.float64)
+    keys = np.flatnonzero(allowed)
+    for row in range(len(rows)) if checked is None else checked:
+        listed = graph[row].astype(np.int64)
+        assert allowed[listed].all() and row not in listed and len(set(listed.tolist())) == len(listed)
+        scores = exact[keys] @ exact[row] - 0.5 * np.square(exact[keys]).sum(1)
+        others = keys != row
+        order = np.lexsort((keys[others], -scores[others]))  # float64 score, then id
+        if exact_ties:
+            np.testing.assert_array_equal(listed, keys[others][order][: graph.shape[1]])
+            continue
+        score_of, bound_of = dict(zip(keys, scores)), dict(zip(keys, _score_bound(rows, row, keys)))
+        for first, second in zip(listed[:-1], listed[1:]):
+            assert score_of[first] >= score_of[second] - bound_of[first] - bound_of[second]
+        last = listed[-1]
+        left_out = np.setdiff1d(keys[others], listed)
+        worst_ok = score_of[last] + bound_of[last] + np.array([bound_of[c] for c in left_out])
+        assert (np.array([score_of[c] for c in left_out]) <= worst_ok).all()
 
-    rng = np.random.default_rng(0)
-    scores = rng.standard_normal((40, 3000)).astype(np.float32)
-    k = 500
-    if case == "ties":
-        scores = np.round(scores * 2) / 2
-    elif case == "sample_on_top":
-        scores[:, ::16] += 100
-    elif case == "short_rows":
-        scores, k = scores[:, :20], 7
-    scores[0, 5] = -np.inf  # an excluded column
-    out = np.full((len(scores), k), -1, np.int32)
-    top_k_per_row(scores, k, out)
-    np.testing.assert_array_equal(out, _stable_top_k(scores, k))
+
+@pytest.mark.parametrize("block", [4096, 64, 37])  # one block; several; several with a short last one
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_knn_graph_ranks_as_float64_with_planted_ties(monkeypatch, block, threads):
+    """Small integer rows (their float32 products and scores are exact): the graph is the exact ranking, equal
+    distances in id order, whatever the blocks and threads; many rows are equal or at equal distances, and
+    rows that are not keys (outside the real-word set) have their own products."""
+    monkeypatch.setattr(graph_module, "_BLOCK", block)
+    generator = np.random.default_rng(block + threads)
+    rows = generator.integers(-2, 3, (300, 8)).astype(np.float32)
+    rows[100:140] = rows[0]  # 40 copies of one row
+    rows[140:160, :2] = 0  # rows at equal distances from many
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for allowed in (np.ones(300, bool), generator.random(300) < 0.7):
+            graph = knn_graph(torch.from_numpy(rows), 60, torch.from_numpy(allowed)).numpy()
+            _assert_ranked_as_float64(rows, allowed, graph, exact_ties=True)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("block", [4096, 50])
+def test_knn_graph_ranks_as_float64_up_to_the_stated_bound(monkeypatch, block):
+    """Random float rows, near ties included (rows an ulp apart): the graph agrees with the float64 ranking
+    except between keys whose float64 scores lie within the stated bound of each other."""
+    monkeypatch.setattr(graph_module, "_BLOCK", block)
+    generator = np.random.default_rng(block)
+    rows = generator.standard_normal((400, 24)).astype(np.float32)
+    rows[200:220] = np.nextafter(rows[180:200], np.float32(np.inf))
+    allowed = generator.random(400) < 0.8
+    graph = knn_graph(torch.from_numpy(rows), 50, torch.from_numpy(allowed)).numpy()
+    _assert_ranked_as_float64(rows, allowed, graph, exact_ties=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("candidate_set", ["all", "words"])
+def test_knn_graph_of_minilm_ranks_as_float64_up_to_the_stated_bound(minilm, candidate_set):
+    """The default model's whole graph (30,522 rows, k = 500), checked on 150 rows against float64."""
+    model, tokenizer = minilm
+    embeddings = model.get_input_embeddings().weight.detach()
+    allowed = vocab_index_for(model, tokenizer).candidate_mask(candidate_set)
+    graph = knn_graph(embeddings, 500, allowed).numpy()
+    checked = np.random.default_rng(0).choice(len(graph), 150, replace=False)
+    _assert_ranked_as_float64(embeddings.numpy(), allowed.numpy(), graph, exact_ties=False, checked=checked)
+
+
+@pytest.mark.parametrize(("n_rows", "k"), [(2, 1), (3, 2), (9, 8)])
+def test_knn_graph_on_the_fewest_rows_it_accepts(n_rows, k):
+    """k = rows - 1: every other row, in distance order; one more is refused."""
+    rows = torch.arange(n_rows, dtype=torch.float32)[:, None] ** 2  # distinct distances
+    graph = knn_graph(rows, k, torch.ones(n_rows, dtype=torch.bool))
+    for row in range(n_rows):
+        others = [c for c in range(n_rows) if c != row]
+        assert graph[row].tolist() == sorted(others, key=lambda c: (abs(rows[c, 0] - rows[row, 0]), c))
+    with pytest.raises(ValueError, match="graph_k"):
+        knn_graph(rows, n_rows, torch.ones(n_rows, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("capacity", [12, 40])
+def test_collected_candidates_give_the_k_best_however_the_block_is_cut(capacity):
+    """The graph kernels alone: blocks of one product matrix offered as one block, as tiles over several
+    threads, and with buffers so small that they compact again and again (and all scores equal in one row)
+    give each row its k best scores, equal scores in key order."""
+    from udig.kernels import collect_block, empty_candidates, top_k_of_rows
+
+    generator = np.random.default_rng(capacity)
+    k, n = 5, 30
+    products = np.round(generator.standard_normal((n, n)) * 4).astype(np.float32)
+    products = products + products.T  # symmetric, many equal
+    products[3] = products[:, 3] = 1.0  # row 3's scores all equal (with half = 0)
+    half = np.zeros(n, np.float32)
+    ids = np.arange(n)
+    expected = np.empty((n, k), np.int32)
+    for row in range(n):
+        others = ids[ids != row]
+        expected[row] = others[np.lexsort((others, -products[row, others]))][:k]
+    for parts, cut in [(1, n), (2, n), (3, 7), (2, 13)]:
+        candidates = empty_candidates(n, capacity)
+        for i in range(0, n, cut):
+            for j in range(i, n, cut):
+                block = np.ascontiguousarray(products[i : i + cut, j : j + cut])
+                both = i != j
+                rows, columns = ids[i : i + cut], ids[j : j + cut]
+                collect_block(block, rows, half[rows], i, columns, half[columns], j, both, candidates, k, parts)
+        out = np.empty((n, k), np.int32)
+        top_k_of_rows(candidates, k, out)
+        np.testing.assert_array_equal(out, expected, err_msg=f"parts={parts} cut={cut}")
+
+
+def test_selection_and_sorts_equal_numpys():
+    """The kernels' own selection, quicksort, radix sort and threshold guesses, on ties, sorted input and the
+    smallest sizes."""
+    from udig.kernels.common import _select, _sort
+    from udig.kernels.graph import _at_most_kth_largest, _radix_sort
+    from udig.kernels.search import _at_least_kth_smallest
+
+    generator = np.random.default_rng(0)
+    counts = np.empty((8, 256), np.int64)
+    for trial in range(400):
+        n = int(generator.integers(1, 400))
+        values = [
+            generator.standard_normal(n),
+            generator.integers(0, 4, n).astype(float),  # many ties
+            np.sort(generator.standard_normal(n)),
+        ][trial % 3].astype(np.float32)
+        k = int(generator.integers(0, n))
+        scratch = values.copy()
+        assert _select(scratch, k) == np.sort(values)[k] and sorted(scratch.tolist()) == sorted(values.tolist())
+        assert (scratch[:k] <= scratch[k]).all() and (scratch[k:] >= scratch[k]).all()
+        at_least = int(generator.integers(1, n + 1))
+        low = _at_most_kth_largest(values, at_least)
+        assert (values >= low).sum() >= at_least and low <= np.sort(values)[::-1][at_least - 1]
+        high = _at_least_kth_smallest(values, at_least)
+        assert (values <= high).sum() >= at_least and high >= np.sort(values)[at_least - 1]
+        keys = generator.integers(0, 2**63, n).astype(np.uint64)
+        if trial % 2:
+            keys = keys >> np.uint64(50)  # few distinct bytes, and ties
+        by_quicksort, by_radix = keys.copy(), keys.copy()
+        _sort(by_quicksort)
+        _radix_sort(by_radix, np.empty(n, np.uint64), counts)
+        np.testing.assert_array_equal(by_quicksort, np.sort(keys))
+        np.testing.assert_array_equal(by_radix, np.sort(keys))
 
 
 def test_float_order_keys_sort_as_the_floats():
@@ -178,20 +318,87 @@ def test_float_order_keys_sort_as_the_floats():
     assert np.signbit(zeros[0]) and not np.signbit(zeros[1])
 
 
-def test_compiled_kernels_use_as_many_threads_as_torch():
-    import numba
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_kernels_share_their_items_over_as_many_threads_as_torch(threads):
+    """Each kernel's items are cut into one contiguous range per torch thread (at most one per item), all of
+    them covered once and run at the same time, one on the caller's thread (each range waits here until every
+    range has started)."""
+    from udig.kernels.common import run
 
-    from udig.kernels import top_k_per_row
+    seen, lock = [], threading.Lock()
+
+    def kernel(started, lo, hi):
+        with lock:
+            seen.append((lo, hi, threading.get_ident()))
+        started.wait(timeout=10)
 
     before = torch.get_num_threads()
-    out = np.empty((2, 3), np.int32)
+    torch.set_num_threads(threads)
     try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            top_k_per_row(np.random.default_rng(0).random((2, 50), dtype=np.float32), 3, out)
-            assert numba.get_num_threads() == min(threads, numba.config.NUMBA_NUM_THREADS)
+        for n_items in (1, 2, 7):
+            seen.clear()
+            parts = min(threads, n_items)
+            run(kernel, n_items, threading.Barrier(parts))
+            ranges = sorted((lo, hi) for lo, hi, _ in seen)
+            assert len(ranges) == parts and ranges[0][0] == 0 and ranges[-1][1] == n_items
+            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+            idents = {ident for *_, ident in seen}
+            assert len(idents) == parts and threading.get_ident() in idents
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_warm_up_compiles_every_kernel_a_request_runs(tiny, tmp_path):
+    """In a new process with an empty numba cache: after warm_up, DIG and UDIG requests under both strategies
+    and both candidate sets compile nothing (a request passing other types would compile its own kernels)."""
+    model, tokenizer = tiny
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    script = f"""
+import json
+from numba.core import event
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from udig import Explainer
+from udig.vocab import warm_up
+seconds = warm_up()
+model = AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "model")!r}).eval()
+explainer = Explainer(model, AutoTokenizer.from_pretrained({str(tmp_path / "model")!r}), graph_k=4)
+with event.install_recorder("numba:compile") as record:
+    for strategy in ("greedy", "maxcount"):
+        for candidates in ("all", "words"):
+            settings = dict(strategy=strategy, candidates=candidates, steps=4)
+            explainer.explain("a gorgeous film", method="udig", nbrs=3, **settings)
+            explainer.explain("a gorgeous film", method="dig", **settings)
+compiled = sorted({{event.data["dispatcher"].py_func.__qualname__ for _, event in record.buffer}})
+print(json.dumps(dict(seconds=seconds, compiled=compiled)))
+"""
+    environment = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=environment, cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(result["seconds"]) == {"udig", "dig"} and result["compiled"] == []
+
+
+def test_warm_up_refuses_a_method_it_does_not_know():
+    with pytest.raises(ValueError, match="cannot warm up"):
+        warm_up(("ig",))
+
+
+def test_prepare_does_what_a_first_request_would(tiny, tmp_path, monkeypatch):
+    index = _index(tiny, tmp_path)
+    calls = []
+    real = graph_module.knn_graph
+    monkeypatch.setattr(graph_module, "knn_graph", lambda *a: calls.append(a) or real(*a))
+    seconds = index.prepare(("all", "words"), graph_k=4)
+    assert set(seconds) == {"words", "search", "graph"} and index.graphs.built() == [(4, "all"), (4, "words")]
+    index.graph(4, "words")
+    assert len(calls) == 2  # built once, by prepare
+    assert set(index.prepare(("words",))) == {"words", "search"}
+    with pytest.raises(ValueError, match="candidate set"):
+        index.prepare(("nouns",))
 
 
 @pytest.mark.parametrize("m", [1, 5, 30])
@@ -202,9 +409,9 @@ def test_nearest_on_segments_equals_brute_force(minilm, m):
     starts = table[[103, 103, 0, 103]]
     ends = table[[2204, 6659, 3185, 2204]]  # the last segment repeats the first: searched once, returned twice
     alphas = udig_reference_alphas(m)
-    for rule in ("all", "words"):
-        found = index.nearest_on_segments(starts, ends, alphas, 12, rule)
-        allowed = index.candidate_mask(rule)
+    for candidate_set in ("all", "words"):
+        found = index.nearest_on_segments(starts, ends, alphas, 12, candidate_set)
+        allowed = index.candidate_mask(candidate_set)
         points = starts[:, None] + alphas[None, :, None] * (ends - starts)[:, None]  # (T, m, d)
         dist = torch.cdist(points.double(), table.double())
         dist[..., ~allowed] = float("inf")
@@ -226,8 +433,8 @@ def test_compiled_nearest_ranks_as_the_tensor_version(minilm, baseline):
     refs = torch.full_like(word_ids, baseline)
     for m, k in [(1, 1), (5, 12), (30, 50)]:
         alphas = udig_reference_alphas(m)
-        for rule in ("all", "words"):
-            candidates = index.candidate_rows(rule)
+        for candidate_set in ("all", "words"):
+            candidates = index.candidate_rows(candidate_set)
             rows, key_sq, key_ids = candidates.rows, candidates.sq_norms, candidates.ids
             unique_starts, which = torch.unique(table[refs], dim=0, return_inverse=True)
             queries = torch.cat([unique_starts, table[word_ids]])
@@ -238,9 +445,9 @@ def test_compiled_nearest_ranks_as_the_tensor_version(minilm, baseline):
             slope = 2 * (products[:n_unique][which] - products[n_unique:])
             rank = offset[:, None, :] + alphas[None, :, None] * slope[:, None, :]  # (T, m, A)
             tensor_version = nearest_by_products(products, which, key_sq, alphas, k)
-            found = index.nearest_on_segments(table[refs], table[word_ids], alphas, k, rule)
+            found = index.nearest_on_segments(table[refs], table[word_ids], alphas, k, candidate_set)
             positions = found if key_ids is None else torch.searchsorted(key_ids, found)
-            assert torch.equal(rank.gather(2, positions), rank.gather(2, tensor_version)), (m, k, rule)
+            assert torch.equal(rank.gather(2, positions), rank.gather(2, tensor_version)), (m, k, candidate_set)
             got = rank.gather(2, positions)
             later, earlier = (got[..., 1:], positions[..., 1:]), (got[..., :-1], positions[..., :-1])
             assert bool(((later[0] > earlier[0]) | ((later[0] == earlier[0]) & (later[1] > earlier[1]))).all())
@@ -267,12 +474,12 @@ def test_int8_screen_ranks_as_the_whole_search(minilm, monkeypatch, baseline, pr
         starts, ends = table[torch.full_like(word_ids, baseline)], table[word_ids]
         for m, k in [(1, 1), (5, 12), (30, 50)]:
             alphas = udig_reference_alphas(m)
-            for rule in ("all", "words"):
+            for candidate_set in ("all", "words"):
                 monkeypatch.setattr(int8_module, "_INT8_PRODUCT", "none")
-                whole = index.nearest_on_segments(starts, ends, alphas, k, rule)
+                whole = index.nearest_on_segments(starts, ends, alphas, k, candidate_set)
                 monkeypatch.setattr(int8_module, "_INT8_PRODUCT", product)
-                screened = index.nearest_on_segments(starts, ends, alphas, k, rule)
-                assert torch.equal(screened, whole), (text, m, k, rule)
+                screened = index.nearest_on_segments(starts, ends, alphas, k, candidate_set)
+                assert torch.equal(screened, whole), (text, m, k, candidate_set)
 
 
 def _int8_error(query_terms: np.ndarray, row_terms: np.ndarray, dims: int) -> np.ndarray:
@@ -322,10 +529,10 @@ def test_the_tensor_search_a_gpu_runs_picks_rows_of_equal_rank(minilm, monkeypat
     starts, ends, alphas = table[torch.full_like(word_ids, 103)], table[word_ids], udig_reference_alphas(30)
     points = starts[:, None] + alphas[None, :, None] * (ends - starts)[:, None]  # (T, m, d)
     distance = lambda ids: (points[:, :, None] - table[ids]).norm(dim=-1)  # noqa: E731
-    for rule in ("all", "words"):
-        compiled = index.nearest_on_segments(starts, ends, alphas, 50, rule)
+    for candidate_set in ("all", "words"):
+        compiled = index.nearest_on_segments(starts, ends, alphas, 50, candidate_set)
         monkeypatch.setattr(nearest_module, "_compiled_search", lambda device: False)
-        tensor = index.nearest_on_segments(starts, ends, alphas, 50, rule)
+        tensor = index.nearest_on_segments(starts, ends, alphas, 50, candidate_set)
         monkeypatch.undo()
         assert tensor.shape == compiled.shape and torch.allclose(distance(tensor), distance(compiled), atol=1e-5)
         first, again = (word_ids == word_ids[0]).nonzero().squeeze(1)[:2]  # "a" twice: searched once
@@ -555,7 +762,7 @@ def test_graph_is_cached_on_disk_and_reloaded(tiny, tmp_path, monkeypatch):
     assert torch.equal(first, second) and calls == []
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "other-k"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "other-k", "old-format"])
 def test_a_damaged_cache_is_rebuilt_not_trusted(tiny, tmp_path, damage):
     index = _index(tiny, tmp_path)
     good = index.graph(6, "all")
@@ -567,6 +774,11 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(tiny, tmp_path, damage):
         path.write_bytes(data[:-8] + bytes(b ^ 0x5A for b in data[-8:]))
     elif damage == "garbage":
         path.write_bytes(b"not a safetensors file")
+    elif damage == "old-format":  # a graph saved by an older build (another ranking) under this name
+        from safetensors.torch import save_file
+
+        stale = good.roll(1, dims=1)
+        save_file({"graph": stale}, str(path), metadata=index.graphs._metadata(stale, 6, "all") | {"format": "2"})
     else:  # a file that verifies as a graph, but of another k, under this name
         other = _index(tiny, tmp_path / "other").graph(5, "all")
         path.write_bytes(_index(tiny, tmp_path / "other").graphs.path(5, "all").read_bytes())
@@ -636,7 +848,7 @@ def test_one_shared_index_per_model_and_language(tiny):
 
 def test_unknown_rule_and_oversized_k(tiny, tmp_path):
     index = _index(tiny, tmp_path)
-    with pytest.raises(ValueError, match="candidate rule"):
+    with pytest.raises(ValueError, match="candidate set"):
         index.graph(5, "nouns")
     with pytest.raises(ValueError, match="graph_k"):
         index.graph(10_000, "all")

@@ -17,11 +17,11 @@ from .paths import STRATEGIES
 from .settings import BASELINES, PARAMETERS, Settings
 from .tasks import TASKS
 from .version import __version__
-from .vocab import CANDIDATE_RULES
+from .vocab import CANDIDATE_SETS
 
 __all__ = [
     "BASELINES",
-    "CANDIDATE_RULES",
+    "CANDIDATE_SETS",
     "DEFAULT_MODEL",
     "METHODS",
     "PARAMETERS",

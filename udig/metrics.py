@@ -38,8 +38,8 @@ Conventions, exactly:
 
 Path diagnostics (IG, DIG, UDIG): the completeness error ``|Δ|`` and ``|Δ| / |F(x) - F(x')|``; the
 word-approximation error (WAE), the mean over every point of every moving (non-special) token's path of the
-Euclidean distance to the nearest vocabulary row (rule "all"), and the same to the nearest *real word* row
-(rule "words", see :mod:`udig.vocab`); and the share of DIG/UDIG anchors that are real words.
+Euclidean distance to the nearest vocabulary row (the set "all"), and the same to the nearest *real word* row
+(the set "words", see :mod:`udig.vocab`); and the share of DIG/UDIG anchors that are real words.
 """
 
 from __future__ import annotations
@@ -304,7 +304,7 @@ def word_approximation_error(
     path: Tensor,
     special_mask: Sequence[bool],
     vocab: VocabIndex,
-    rules: Sequence[str] = ("all", "words"),
+    candidate_sets: Sequence[str] = ("all", "words"),
     cache: dict | None = None,
 ) -> dict[str, float]:
     """WAE: mean over all points ``(N, L, d)`` of the moving tokens of the distance to the nearest row.
@@ -313,7 +313,7 @@ def word_approximation_error(
     is a vocabulary row but not a real word). Repeated points (a word that occurs twice, DIG paths that
     reached the baseline early) are measured once and counted as often as they occur.
 
-    cache: an optional dict owned by the caller, mapping a hash of one token's points (and the rules) to
+    cache: an optional dict owned by the caller, mapping a hash of one token's points (and the candidate_sets) to
     their distances. A token's path depends only on its word and the method's settings, so over a dataset
     most paths repeat; a hit is bit-for-bit the same points, and each token's distances are computed on their
     own (never batched with other tokens, whose number would change the BLAS blocking and the last bits), so
@@ -322,18 +322,18 @@ def word_approximation_error(
     moving = ~torch.as_tensor(list(special_mask), dtype=torch.bool)
     per_token = path[:, moving].detach().float().cpu().transpose(0, 1).contiguous()  # (T, N, d)
     if per_token.numel() == 0:
-        return {rule: 0.0 for rule in rules}
+        return {candidates: 0.0 for candidates in candidate_sets}
     cache = {} if cache is None else cache
-    tag = f"{vocab.identity_}:{','.join(rules)}".encode()
+    tag = f"{vocab.identity_}:{','.join(candidate_sets)}".encode()
     keys = [hashlib.blake2b(token.numpy().tobytes() + tag, digest_size=16).digest() for token in per_token]
     new_keys = [key for key in dict.fromkeys(keys) if key not in cache]  # distinct, in order
     first = {key: t for t, key in reversed(list(enumerate(keys)))}  # a token holding each key
     for key in new_keys:  # one token at a time: its distances never depend on which other tokens are new
         unique, inverse = torch.unique(per_token[first[key]], dim=0, return_inverse=True)  # (U, d), (N,)
-        distances = vocab.nearest_distances(unique, rules)
-        cache[key] = torch.stack([distances[rule][inverse] for rule in rules])  # (R, N)
+        distances = vocab.nearest_distances(unique, candidate_sets)
+        cache[key] = torch.stack([distances[candidates][inverse] for candidates in candidate_sets])  # (R, N)
     means = torch.stack([cache[key] for key in keys]).double().mean(dim=(0, 2))  # (R,)
-    return {rule: float(mean) for rule, mean in zip(rules, means)}
+    return {candidates: float(mean) for candidates, mean in zip(candidate_sets, means)}
 
 
 def path_quality(explanation: Explanation, vocab: VocabIndex | None, cache: dict | None = None) -> PathQuality:

@@ -21,7 +21,7 @@ from typing import Any
 from .integrate import RULES
 from .methods import METHODS, get_method
 from .paths import STRATEGIES
-from .vocab import CANDIDATE_RULES
+from .vocab import CANDIDATE_SETS
 
 BASELINES = ("mask", "pad", "unk")
 OBJECTIVES = ("target", "largest")
@@ -62,13 +62,13 @@ PARAMETERS: dict[str, Parameter] = {
     p.name: p
     for p in (
         Parameter("method", "udig", "attribution method", choices=METHODS),
-        Parameter("strategy", "maxcount", "DIG/UDIG anchor rule", choices=STRATEGIES),
+        Parameter("strategy", "maxcount", "DIG/UDIG anchor strategy", choices=STRATEGIES),
         Parameter("steps", 30, "IG's Riemann steps, or the number of anchors m for DIG/UDIG", low=1),
         Parameter("factor", 0, "DIG/UDIG upscaling: 2^factor (m + 1) + 1 points", low=0, high=6),
         Parameter("nbrs", 50, "UDIG's candidate words per reference point", low=1),
         Parameter("baseline", None, "mask, pad, unk or a vocabulary token; None: the method's paper's", token=True),
         Parameter(
-            "candidates", "all", "anchor candidates: every row (the papers) or real words", choices=CANDIDATE_RULES
+            "candidates", "all", "anchor candidates: every row (the papers) or real words", choices=CANDIDATE_SETS
         ),
         Parameter("seed", 0, "the random baseline's seed", low=0),
         Parameter(

@@ -10,7 +10,7 @@ its joint-path twin. Comprehensiveness and sufficiency come at ``--topk`` and as
 
 Methods are the entries of :data:`udig.methods.REGISTRY`, written ``[seq-]name[-strategy][:rule][@baseline]``:
 ``ig``, ``sig``, ``dig-greedy``, ``dig-maxcount``, ``udig-greedy``, ``udig-maxcount``, each DIG/UDIG one with a
-candidate rule (``udig-maxcount:words``; ``:all`` when omitted), any path method with a baseline token other
+candidate set (``udig-maxcount:words``; ``:all`` when omitted), any path method with a baseline token other
 than its paper's (``udig-maxcount:words@pad``: UDIG integrates from [MASK], IG and DIG from [PAD], while
 log-odds inserts [PAD]), plus the two sanity baselines ``random`` (seeded Gaussian scores) and ``grad-input``
 (gradient x input at the input point, Shrikumar et al. 2016). Special tokens get attribution 0 in all of them.

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from ..methods import REGISTRY
 from ..paths import STRATEGIES
 from ..settings import BASELINES, OBJECTIVES, PARAMETERS
-from ..vocab import CANDIDATE_RULES
+from ..vocab import CANDIDATE_SETS
 
 SEQUENTIAL = "seq-"  # the prefix of a method integrated one word at a time (Sequential DIG/UDIG)
 
@@ -79,13 +79,13 @@ def _parse_one(raw: str, rule: str, spellings: dict[str, tuple[str, str | None, 
         raise ValueError(f"{base} has no path to integrate; write {body!r}, not {raw!r}")
     if "candidates" not in method.uses:
         if candidates:
-            raise ValueError(f"{base} has no candidate rule; write {base!r}, not {raw!r}")
+            raise ValueError(f"{base} has no candidate set; write {base!r}, not {raw!r}")
         spec = MethodSpec(base, name, strategy)
     else:
         candidates = candidates or "all"
-        if candidates not in CANDIDATE_RULES:
+        if candidates not in CANDIDATE_SETS:
             raise ValueError(
-                f"unknown candidate rule {candidates!r} in {raw!r}; choose one of {', '.join(CANDIDATE_RULES)}"
+                f"unknown candidate set {candidates!r} in {raw!r}; choose one of {', '.join(CANDIDATE_SETS)}"
             )
         spec = MethodSpec(f"{base}:{candidates}", name, strategy, candidates, sequential=sequential)
     if at and baseline != method.paper_baseline:
@@ -106,8 +106,8 @@ def _parse_one(raw: str, rule: str, spellings: dict[str, tuple[str, str | None, 
 
 DEFAULT_METHODS = (
     "ig",
-    *(f"{m}-{s}:{rule}" for m in ("dig", "udig") for s in STRATEGIES for rule in CANDIDATE_RULES),
-    *(f"udig-{s}:{rule}@pad" for s in STRATEGIES for rule in CANDIDATE_RULES),  # UDIG from IG's and DIG's baseline
+    *(f"{m}-{s}:{c}" for m in ("dig", "udig") for s in STRATEGIES for c in CANDIDATE_SETS),
+    *(f"udig-{s}:{c}@pad" for s in STRATEGIES for c in CANDIDATE_SETS),  # UDIG from IG's and DIG's baseline
     "random",
     "grad-input",
 )

@@ -144,7 +144,7 @@ def rivals(spec: MethodSpec) -> list[str]:
         found.append(f"udig-{spec.strategy}:{spec.candidates}")  # does the baseline token matter?
     else:
         if spec.candidates == "words":
-            found.append(f"udig-{spec.strategy}:all")  # does the real-word candidate rule help?
+            found.append(f"udig-{spec.strategy}:all")  # does the real-word candidate set help?
         if spec.strategy == "maxcount":
             found.append(f"udig-greedy:{spec.candidates}")  # which strategy?
     return found

@@ -1,6 +1,6 @@
 """Turning (example, method) pairs into records: in this process, or in ``--workers N`` processes.
 
-An :class:`Evaluator` holds what one process needs (model, tokenizer, one Explainer per candidate rule, the
+An :class:`Evaluator` holds what one process needs (model, tokenizer, one Explainer per candidate set, the
 vocabulary index); each record is the attribution scored with :mod:`udig.metrics`. Ray actors
 (:mod:`udig.evaluation.cluster`) build the same Evaluator through :func:`load_evaluator`.
 """
@@ -20,7 +20,7 @@ from ..explainer import Explainer
 from ..explanation import Explanation, QAExplanation
 from ..metrics import DIAGNOSTICS, FAITHFULNESS_KEYS, faithfulness, path_quality
 from ..models import load_model
-from ..vocab import CANDIDATE_RULES
+from ..vocab import CANDIDATE_SETS
 from .config import EvalConfig
 from .items import Item
 from .spec import MethodSpec
@@ -68,7 +68,7 @@ def score_record(
 class Evaluator:
     """Everything one process needs to turn an (example, method) pair into a record.
 
-    One Explainer per candidate rule, so each rule's DIG graph is built (or read from the disk cache)
+    One Explainer per candidate set, so each set's DIG graph is built (or read from the disk cache)
     once. Worker processes each build their own; nothing is shared between them but the disk cache.
     """
 
@@ -77,7 +77,8 @@ class Evaluator:
         self.tokenizer = tokenizer
         self.config = config
         self.explainers = {
-            rule: Explainer(model, tokenizer, candidates=rule, graph_k=config.graph_k) for rule in CANDIDATE_RULES
+            candidates: Explainer(model, tokenizer, candidates=candidates, graph_k=config.graph_k)
+            for candidates in CANDIDATE_SETS
         }
         self.vocab = self.explainers["all"].vocab_
         self.wae_cache: dict = {}  # a token's path depends only on its word: most repeat over a dataset

@@ -5,8 +5,9 @@ here: all tokens, all m steps and the candidates' scores in one call, the points
 tensor dispatch per step. Both methods rank candidates by one cost (:func:`_rank`: float32 cost, then
 position; UDIG's single choice per step takes that ranking's first in buffers made once per token,
 :func:`_cheapest`). DIG scores 500 candidate rows x d dimensions per anchor, and ranks each anchor's
-candidates once for all the tokens whose chains pass through it (a sentence's chains soon meet). The
-measurements behind these choices are in ``benchmarks/engine_results.md``.
+candidates once for all the tokens of a thread whose chains pass through it (a sentence's chains soon meet).
+The measurements behind these choices are in ``benchmarks/engine_results.md`` and
+``benchmarks/coldstart_results.md``.
 """
 
 from __future__ import annotations
@@ -14,28 +15,31 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .common import _next_seven, _sort_key, run
+from .common import _bits_of, _next_seven, _select, _sort, _sort_key, run
 
 
 def anchor_chains(table, word_ids, reference_ids, candidates, per_step: bool, m: int, greedy: bool, chains) -> None:
-    """Fill ``chains (T, m + 1)``; see :func:`udig.paths.anchor_chains`."""
+    """Fill ``chains (T, m + 1)``; see :func:`udig.paths.anchor_chains`. A token's chain depends on its word,
+    its reference and the candidates only, so the tokens are shared out over the threads."""
     kernel = _chains_per_step if per_step else _chains_on_graph
-    run(kernel, table, word_ids, reference_ids, candidates, m, greedy, chains)
+    run(kernel, len(word_ids), table, word_ids, reference_ids, candidates, m, greedy, chains)
 
 
 def monotone_points(table, chains, reference_ids, m: int, points) -> None:
     """Fill ``points (m + 2, T, d)``; see :func:`udig.paths.monotone_points`."""
-    run(_points, table, chains, reference_ids, m, points)
+    run(_points, len(chains), table, chains, reference_ids, m, points)
 
 
-@numba.njit(parallel=True, cache=True)
-def _chains_per_step(table, word_ids, reference_ids, candidates, m, greedy, chains):  # pragma: no cover - compiled
-    """UDIG: each token has its own candidates at each step, so each token's chain runs on its own
-    thread: m steps, each taking the first of the token's candidates off its path by cost, then position
-    (:func:`_cheapest`, in buffers made once per token)."""
-    steps = np.float32(m)
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _chains_per_step(
+    table, word_ids, reference_ids, candidates, m, greedy, chains, lo, hi
+):  # pragma: no cover - compiled
+    """UDIG, tokens ``lo`` to ``hi``: each token has its own candidates at each step; m steps, each taking the
+    first of the token's candidates off its path by cost, then position (:func:`_cheapest`, in buffers made
+    once per token)."""
+    m32 = np.float32(m)  # m in float32: the fallback divides in the rows' precision
     dims, width = table.shape[1], candidates.shape[1]
-    for tok in numba.prange(len(word_ids)):
+    for tok in range(lo, hi):
         reference = reference_ids[tok]
         on_path = np.zeros(len(table), np.bool_)  # the path so far and the reference: never a candidate
         on_path[reference] = True
@@ -44,6 +48,7 @@ def _chains_per_step(table, word_ids, reference_ids, candidates, m, greedy, chai
         chains[tok, 0] = current
         off_path, kept = np.empty(width, candidates.dtype), np.empty(width, candidates.dtype)
         rough, exact, counts = np.empty(width, np.float32), np.empty(width, np.float64), np.empty(width, np.int64)
+        kept_at = np.empty(width, np.int64)
         box = np.empty((3, dims), table.dtype)  # low, high, fallback
         for t in range(m):
             if current != reference:
@@ -55,17 +60,18 @@ def _chains_per_step(table, word_ids, reference_ids, candidates, m, greedy, chai
                 if n == 0:
                     current = reference  # every candidate is on the path
                 else:
-                    _box(table[reference], table[current], steps, box[0], box[1], box[2])
-                    current = off_path[_cheapest(table, off_path[:n], box, greedy, rough, exact, counts, kept)]
+                    _box(table[reference], table[current], m32, box[0], box[1], box[2])
+                    current = off_path[_cheapest(table, off_path[:n], box, greedy, rough, exact, counts, kept, kept_at)]
                 on_path[current] = True
             chains[tok, t + 1] = current
 
 
-@numba.njit(cache=True)
-def _cheapest(table, ids, box, greedy, rough, exact, counts, kept):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _cheapest(table, ids, box, greedy, rough, exact, counts, kept, kept_at):  # pragma: no cover - compiled
     """The position in ``ids`` of :func:`_rank`'s first (least cost against ``box``, then first position),
-    computed in the caller's buffers: UDIG asks this once per token and step (510 times for a 19-token
-    sentence), where _rank's own arrays and sorts cost more than the arithmetic."""
+    computed in the caller's buffers (``kept`` ids, ``kept_at`` their positions): UDIG asks this once per token
+    and step (510 times for a 19-token sentence), where _rank's own arrays and sorts cost more than the
+    arithmetic."""
     n = len(ids)
     low, high, fallback = box[0], box[1], box[2]
     best = 0
@@ -77,68 +83,83 @@ def _cheapest(table, ids, box, greedy, rough, exact, counts, kept):  # pragma: n
         return best
     if n > 1:  # the rough float32 sums leave the few whose exact cost may be the least (as in _rank)
         _gap_sq(table, ids, low, high, fallback, rough[:n])
-        cutoff = rough[:n].min() * _rough_slack(len(low))
+        least = rough[0]
+        for j in range(1, n):
+            least = min(least, rough[j])
+        cutoff = least * _rough_slack(len(low))
         n_kept = 0
         for j in range(n):
             if rough[j] <= cutoff:
-                kept[n_kept] = j
+                kept[n_kept], kept_at[n_kept] = ids[j], j
                 n_kept += 1
-        _gap_sq(table, ids[kept[:n_kept]], low, high, fallback, exact[:n_kept])
+        _gap_sq(table, kept[:n_kept], low, high, fallback, exact[:n_kept])
         best_cost = np.float32(np.inf)
         for i in range(n_kept):
             cost = np.float32(np.sqrt(exact[i]))
             if cost < best_cost:
-                best, best_cost = kept[i], cost
+                best, best_cost = kept_at[i], cost
     return best
 
 
 _TOP = 16  # each anchor's best candidates kept in order; a token that finds all of them on its path ranks them all
 
 
-@numba.njit(cache=True)
-def _chains_on_graph(table, word_ids, reference_ids, graph, m, greedy, chains):  # pragma: no cover - compiled
-    """DIG: a step's candidates and box depend only on the anchor (and the reference), and the chains of
-    a sentence's tokens soon run through the same words (on MiniLM 67-236 distinct anchors among 510
-    steps of 17 tokens). So the tokens advance together; each new anchor's candidates are scored once,
-    in parallel over the new anchors, and its _TOP best kept in order (cost, then position: the same
-    choice as scoring them in order); each token takes the first of them off its own path. Only when all
-    of them are on it (a path of more than _TOP - 2 words through a few, or repeated, candidates) is
-    that anchor's full ranking computed, for that token. One anchor per thread, not each anchor's
-    candidates shared out over the threads (see ``benchmarks/engine_results.md``)."""
-    n_tokens, n_candidates = len(word_ids), graph.shape[1]
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _chains_on_graph(table, word_ids, reference_ids, graph, m, greedy, chains, lo, hi):  # pragma: no cover - compiled
+    """DIG, tokens ``lo`` to ``hi``: a step's candidates and box depend only on the anchor (and the reference),
+    and the chains of a sentence's tokens soon run through the same words (on MiniLM 67-236 distinct anchors
+    among 510 steps of 17 tokens). So the tokens advance together; each new anchor's candidates are scored
+    once and its _TOP best kept in order (cost, then position: the same choice as scoring them in order);
+    each token takes the first of them off its own path. Only when all of them are on it (a path of more
+    than _TOP - 2 words through a few, or repeated, candidates) is that anchor's full ranking computed, for
+    that token. Each thread runs this for its own tokens, ranking the anchors they meet (see
+    ``benchmarks/coldstart_results.md`` for what sharing them out costs)."""
+    n_tokens, n_candidates = hi - lo, graph.shape[1]
     n_top = min(_TOP, n_candidates)
-    steps = np.float32(m)
-    references = np.unique(reference_ids)
-    which = np.searchsorted(references, reference_ids)
-    slot = np.full((len(references), len(table)), -1, np.int64)  # (reference, anchor) -> its ranking's row
+    m32 = np.float32(m)
+    references = np.empty(n_tokens, reference_ids.dtype)  # the distinct references, in order of appearance
+    which = np.empty(n_tokens, np.int64)
+    n_references = 0
+    for i in range(n_tokens):
+        which[i] = -1
+        for r in range(n_references):
+            if references[r] == reference_ids[lo + i]:
+                which[i] = r
+        if which[i] < 0:
+            references[n_references], which[i] = reference_ids[lo + i], n_references
+            n_references += 1
+    slot = np.empty((n_references, len(table)), np.int64)  # (reference, anchor) -> its ranking's row
+    for r in range(n_references):
+        for anchor in range(len(table)):
+            slot[r, anchor] = -1
     rankings = np.empty((2 * n_tokens, n_top), graph.dtype)  # grows: distinct anchors are far fewer than steps
-    new_reference, new_anchor = np.empty(n_tokens, np.int64), np.empty(n_tokens, np.int64)
-    current = word_ids.copy()
-    chains[:, 0] = current
+    current = np.empty(n_tokens, word_ids.dtype)
+    for i in range(n_tokens):
+        current[i] = chains[lo + i, 0] = word_ids[lo + i]
     n_ranked = 0
     for t in range(m):
-        n_new = 0
-        for tok in range(n_tokens):
-            if current[tok] != reference_ids[tok] and slot[which[tok], current[tok]] < 0:
-                slot[which[tok], current[tok]] = n_ranked + n_new
-                new_reference[n_new], new_anchor[n_new] = reference_ids[tok], current[tok]
-                n_new += 1
-        if n_ranked + n_new > len(rankings):
-            grown = np.empty((2 * len(rankings), n_top), graph.dtype)
-            grown[:n_ranked] = rankings[:n_ranked]
-            rankings = grown
-        _rank_anchors(table, graph, new_reference[:n_new], new_anchor[:n_new], steps, greedy, rankings[n_ranked:])
-        n_ranked += n_new
-        for tok in range(n_tokens):
-            reference, anchor, path = reference_ids[tok], current[tok], chains[tok, : t + 1]
+        for i in range(n_tokens):
+            reference, anchor = reference_ids[lo + i], current[i]
+            if anchor != reference and slot[which[i], anchor] < 0:
+                if n_ranked == len(rankings):
+                    grown = np.empty((2 * len(rankings), n_top), graph.dtype)
+                    for row in range(n_ranked):
+                        for j in range(n_top):
+                            grown[row, j] = rankings[row, j]
+                    rankings = grown
+                slot[which[i], anchor] = n_ranked
+                _rank(table, graph[anchor], table[reference], table[anchor], m32, greedy, rankings[n_ranked])
+                n_ranked += 1
+        for i in range(n_tokens):
+            reference, anchor, path = reference_ids[lo + i], current[i], chains[lo + i, : t + 1]
             if anchor != reference:
-                chosen = _first_off_path(rankings[slot[which[tok], anchor]], reference, path)
+                chosen = _first_off_path(rankings[slot[which[i], anchor]], reference, path)
                 if chosen < 0 and n_top < n_candidates:
                     ranking = np.empty(n_candidates, graph.dtype)
-                    _rank(table, graph[anchor], table[reference], table[anchor], steps, greedy, ranking)
+                    _rank(table, graph[anchor], table[reference], table[anchor], m32, greedy, ranking)
                     chosen = _first_off_path(ranking[n_top:], reference, path)
-                current[tok] = reference if chosen < 0 else chosen  # the reference when every candidate is on the path
-            chains[tok, t + 1] = current[tok]
+                current[i] = reference if chosen < 0 else chosen  # the reference when every candidate is on the path
+            chains[lo + i, t + 1] = current[i]
 
 
 @numba.njit(cache=True, inline="always")
@@ -148,13 +169,6 @@ def _first_off_path(ranking, reference, path):  # pragma: no cover - compiled
         if candidate != reference and not _on(path, candidate):
             return candidate
     return -1
-
-
-@numba.njit(parallel=True, cache=True)
-def _rank_anchors(table, graph, references, anchors, steps, greedy, out):  # pragma: no cover - compiled
-    """One anchor per thread (in its own parallel region: the caller grows its buffers between steps)."""
-    for j in numba.prange(len(anchors)):
-        _rank(table, graph[anchors[j]], table[references[j]], table[anchors[j]], steps, greedy, out[j])
 
 
 # Float32 sums of at most d terms >= 0 (in any order, in the normal range) are within (d - 1) 2^-24 of
@@ -170,8 +184,8 @@ def _rough_slack(dims):  # pragma: no cover - compiled
     return np.float32(1 + _ROUGH_SLACK_PER_DIM * dims + _ROUGH_SLACK)
 
 
-@numba.njit(cache=True)
-def _rank(table, ids, base, anchor, steps, greedy, out):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _rank(table, ids, base, anchor, m32, greedy, out):  # pragma: no cover - compiled
     """``out``: the ``len(out)`` first of ``ids`` by cost against the box of ``base`` and ``anchor``,
     equal costs in their order. Greedy's cost is the candidate's distance to its monotonized version
     (the fallback in every dimension outside the box), MaxCount's the number of dimensions outside
@@ -181,34 +195,49 @@ def _rank(table, ids, base, anchor, steps, greedy, out):  # pragma: no cover - c
     exactly: the result is the exact ranking's first len(out). Exact squares are summed in float64,
     where a row's float32 squares add up exactly in any order while their exponents span fewer than 29
     bits (on MiniLM: 118,000 sums equal to the block-wise ones of an earlier kernel)."""
-    dims, n = len(base), len(out)
+    dims, n, n_ids = len(base), len(out), len(ids)
     low, high, fallback = np.empty(dims, table.dtype), np.empty(dims, table.dtype), np.empty(dims, table.dtype)
-    _box(base, anchor, steps, low, high, fallback)
-    if greedy and n < len(ids):
-        rough = np.empty(len(ids), np.float32)
+    _box(base, anchor, m32, low, high, fallback)
+    positions = np.empty(n_ids, np.int64)
+    n_chosen = n_ids
+    if greedy and n < n_ids:
+        rough = np.empty(n_ids, np.float32)
         _gap_sq(table, ids, low, high, fallback, rough)
-        positions = np.nonzero(rough <= np.partition(rough, n - 1)[n - 1] * _rough_slack(dims))[0]
+        cutoff = _select(rough.copy(), n - 1) * _rough_slack(dims)
+        n_chosen = 0
+        for j in range(n_ids):
+            if rough[j] <= cutoff:
+                positions[n_chosen] = j
+                n_chosen += 1
     else:
-        positions = np.arange(len(ids))
-    chosen = ids[positions]
+        for j in range(n_ids):
+            positions[j] = j
+    chosen = np.empty(n_chosen, ids.dtype)
+    for j in range(n_chosen):
+        chosen[j] = ids[positions[j]]
+    costs = np.empty(n_chosen, np.float32)
     if greedy:
-        exact = np.empty(len(chosen), np.float64)
+        exact = np.empty(n_chosen, np.float64)
         _gap_sq(table, chosen, low, high, fallback, exact)
-        costs = np.sqrt(exact).astype(np.float32)
+        for j in range(n_chosen):
+            costs[j] = np.float32(np.sqrt(exact[j]))
     else:
-        counts = np.empty(len(chosen), np.int64)
+        counts = np.empty(n_chosen, np.int64)
         _outside(table, chosen, low, high, counts)
-        costs = counts.astype(np.float32)
-    keys = np.empty(len(positions), np.uint64)
-    bits = costs.view(np.uint32)
-    for j in range(len(positions)):
-        keys[j] = _sort_key(bits[j], positions[j])
-    first = np.sort(np.partition(keys, n - 1)[:n]) if n < len(keys) else np.sort(keys)
+        for j in range(n_chosen):
+            costs[j] = np.float32(counts[j])
+    keys = np.empty(n_chosen, np.uint64)
+    for j in range(n_chosen):
+        keys[j] = _sort_key(_bits_of(costs[j]), positions[j])
+    if n < n_chosen:
+        _select(keys, n - 1)  # the n smallest keys first (keys are distinct: their positions differ)
+    first = keys[:n]
+    _sort(first)
     for j in range(n):
         out[j] = ids[first[j] & np.uint64(0xFFFFFFFF)]
 
 
-@numba.njit(cache=True, fastmath={"reassoc"})
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc"})
 def _gap_sq(table, ids, low, high, fallback, sums):  # pragma: no cover - compiled
     """Greedy's squared cost of each of ``ids`` into ``sums``: the float32 squares of the gaps outside the
     box, summed in ``sums``' type (float32: rough; float64: exact). Eight rows at a time (the last one
@@ -238,7 +267,7 @@ def _gap_sq(table, ids, low, high, fallback, sums):  # pragma: no cover - compil
         sums[j4], sums[j5], sums[j6], sums[j7] = s4, s5, s6, s7
 
 
-@numba.njit(cache=True, fastmath={"reassoc"})
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc"})
 def _outside(table, ids, low, high, counts):  # pragma: no cover - compiled
     """MaxCount's cost of each of ``ids`` into ``counts``: its dimensions outside the box, eight rows at a
     time as in :func:`_gap_sq`."""
@@ -273,30 +302,31 @@ def _on(path, word):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, inline="always")
-def _box(base, anchor, steps, low, high, fallback):  # pragma: no cover - compiled
+def _box(base, anchor, m32, low, high, fallback):  # pragma: no cover - compiled
     """The box spanned by the baseline and the anchor, and the fallback: the anchor 1/m toward the baseline."""
     for i in range(len(base)):
         low[i], high[i] = min(base[i], anchor[i]), max(base[i], anchor[i])
-        fallback[i] = anchor[i] - (anchor[i] - base[i]) / steps
+        fallback[i] = anchor[i] - (anchor[i] - base[i]) / m32
 
 
-@numba.njit(parallel=True, cache=True)
-def _points(table, chains, reference_ids, m, points):  # pragma: no cover - compiled
-    """Each token's monotone points through its chain, one token per thread."""
-    for tok in numba.prange(len(chains)):
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _points(table, chains, reference_ids, m, points, lo, hi):  # pragma: no cover - compiled
+    """The monotone points of tokens ``lo`` to ``hi`` through their chains."""
+    for tok in range(lo, hi):
         _monotone_points(table, chains[tok], table[reference_ids[tok]], np.float32(m), points[:, tok])
 
 
-@numba.njit(cache=True)
-def _monotone_points(table, chain, base, steps, out):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _monotone_points(table, chain, base, m32, out):  # pragma: no cover - compiled
     """``out (m + 2, d)``, baseline first: the word, then each anchor monotonized against the point
     before it (the fallback ``p - (p - base) / m`` in every dimension outside the box), then the baseline."""
     n = len(chain)  # m + 1
-    out[0] = base
-    out[n] = table[chain[0]]
+    word = table[chain[0]]
+    for i in range(len(base)):
+        out[0, i], out[n, i] = base[i], word[i]
     for t in range(1, n):
         anchor, previous, point = table[chain[t]], out[n - t + 1], out[n - t]
         for i in range(len(base)):
             low, high = min(base[i], previous[i]), max(base[i], previous[i])
             inside = (anchor[i] >= low) & (anchor[i] <= high)
-            point[i] = anchor[i] if inside else previous[i] - (previous[i] - base[i]) / steps
+            point[i] = anchor[i] if inside else previous[i] - (previous[i] - base[i]) / m32

@@ -7,13 +7,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .common import _next_seven, _sort_key, run
+from .common import _bits_of, _insertion_sort, _next_seven, _select, _sort, _sort_key, run
 
 
 def products_with_rows(rows, ids, queries, out) -> None:
     """Fill ``out (Q, len(ids))`` with the dot product of each of the few ``queries (Q, d)`` with each of
     the many rows ``rows[ids]`` (float32, row-major: the embedding matrix itself, no gathered copy)."""
-    run(_products_with_rows, rows, ids, queries, out)
+    run(_products_with_rows, (len(ids) + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK, rows, ids, queries, out)
 
 
 def nearest_on_segments(products, which, key_sq, alphas, k: int, out) -> None:
@@ -23,7 +23,7 @@ def nearest_on_segments(products, which, key_sq, alphas, k: int, out) -> None:
     ``products (U + T, A)`` holds the U distinct start rows' and then the T end rows' dot products with
     the A candidate rows, ``which (T,)`` each token's start row, ``key_sq (A,)`` the candidates' squared
     norms; see :meth:`udig.vocab.nearest.CandidateRows.nearest_on_segments` for the ranking this computes."""
-    run(_nearest_on_segments, products, which, key_sq, alphas, k, out)
+    run(_nearest_on_segments, len(which), products, which, key_sq, alphas, alphas.min(), alphas.max(), k, out)
 
 
 def screen_segments(products, query_terms, row_terms, dims: int, which, key_sq, alphas, k: int, keep) -> None:
@@ -31,14 +31,27 @@ def screen_segments(products, query_terms, row_terms, dims: int, which, key_sq, 
     judged from int8 ``products (U + T, A)`` (exact integers: the queries' codes times the rows' codes) and the
     ``(3, n)`` terms of queries and rows (each one's step, L1 and L2 norms: :func:`udig.vocab.int8.int8_codes`)
     in ``dims`` dimensions; see :meth:`udig.vocab.nearest.CandidateRows.nearest_on_segments`."""
-    run(_screen_segments, products, query_terms, row_terms, dims, which, key_sq, alphas.min(), alphas.max(), k, keep)
+    run(
+        _screen_segments,
+        len(which),
+        products,
+        query_terms,
+        row_terms,
+        dims,
+        which,
+        key_sq,
+        alphas.min(),
+        alphas.max(),
+        k,
+        keep,
+    )
 
 
-_ROWS_PER_TASK = 128  # rows per parallel task; each task reads them once, 8 at a time
+_ROWS_PER_TASK = 128  # rows per task (tasks are shared out over the threads); each reads them once, 8 at a time
 
 
-@numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def _products_with_rows(rows, ids, queries, out):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _products_with_rows(rows, ids, queries, out, first_task, end_task):  # pragma: no cover - compiled
     """Eight rows against two queries at a time: sixteen sums in registers, each row element loaded is
     used twice and each query element eight times; the rows are read from memory once (why two queries per
     pass: ``benchmarks/engine_results.md``). A task's last rows and an odd last query repeat the nearest
@@ -48,7 +61,7 @@ def _products_with_rows(rows, ids, queries, out):  # pragma: no cover - compiled
     took a slow path on AMD CPUs."""
     n_queries, dims = queries.shape
     n_rows = len(ids)
-    for task in numba.prange((n_rows + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK):
+    for task in range(first_task, end_task):
         r = task * _ROWS_PER_TASK
         last = min(n_rows, r + _ROWS_PER_TASK) - 1
         while r <= last:
@@ -86,21 +99,20 @@ def _products_with_rows(rows, ids, queries, out):  # pragma: no cover - compiled
             r += 8
 
 
-@numba.njit(parallel=True, cache=True)
-def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no cover - compiled
-    """Per token: each row's rank ``a + alpha b`` (``a = |c|^2 - 2 c.s``, ``b = 2 c.(s - e)``) and its
-    lower and upper end values over the alphas' range. Any k rows whose upper ends reach a threshold
-    are at least that close everywhere, so only rows whose lower end reaches it can be among the k
-    nearest anywhere (:func:`_at_least_kth_smallest`). At each point
-    a bound on the k-th smallest value (a partial sort at the first point; after it, the previous
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _nearest_on_segments(products, which, key_sq, alphas, lo_alpha, hi_alpha, k, out, lo, hi):  # pragma: no cover
+    """Per token from ``lo`` to ``hi``: each row's rank ``a + alpha b`` (``a = |c|^2 - 2 c.s``,
+    ``b = 2 c.(s - e)``) and its lower and upper end values over the alphas' range (from ``lo_alpha`` to
+    ``hi_alpha``). Any k rows whose upper ends reach a threshold are at least that close everywhere, so only
+    rows whose lower end reaches it can be among the k nearest anywhere (:func:`_at_least_kth_smallest`).
+    At each point a bound on the k-th smallest value (a partial sort at the first point; after it, the previous
     point's k nearest, which are k rows) leaves only a few more than k rows to sort, on one 64-bit key
     (the value's bits, then the position: equal values in position order). After the first point the
     previous nearest are listed first, in their order, and the few others after them: an insertion sort
     then does little work, where a full sort would sort them again."""
     n_unique = len(products) - len(which)
     n_keys = products.shape[1]
-    lo_alpha, hi_alpha = alphas.min(), alphas.max()
-    for t in numba.prange(len(which)):
+    for t in range(lo, hi):
         start, end = products[which[t]], products[n_unique + t]
         offset = np.empty(n_keys, np.float32)
         slope = np.empty(n_keys, np.float32)
@@ -126,7 +138,7 @@ def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no
             if lower[c] <= threshold:
                 positions[n_kept], kept_offset[n_kept], kept_slope[n_kept] = c, offset[c], slope[c]
                 n_kept += 1
-        values = np.empty(n_kept, np.float32)
+        values, scratch = np.empty(n_kept, np.float32), np.empty(n_kept, np.float32)
         keys = np.empty(n_kept, np.uint64)  # the value's order, then the kept index (the position's order)
         nearest = np.empty(k, np.int64)  # kept indices of the current point's k nearest, nearest first
         listed = np.zeros(n_kept, np.bool_)  # among them
@@ -134,32 +146,36 @@ def _nearest_on_segments(products, which, key_sq, alphas, k, out):  # pragma: no
             alpha = alphas[j]
             for i in range(n_kept):
                 values[i] = kept_offset[i] + alpha * kept_slope[i]
-            bits = values.view(np.uint32)
             n = 0
             if j == 0:  # the k-th smallest value bounds the k nearest
-                reach = np.partition(values, k - 1)[k - 1]
+                for i in range(n_kept):
+                    scratch[i] = values[i]
+                reach = _select(scratch, k - 1)
             else:  # the previous point's k nearest are k rows, so they bound them too; listed first, in order
                 reach = np.float32(-np.inf)
                 for i in nearest:
                     reach = max(reach, values[i])
                 for i in nearest:
-                    keys[n] = _sort_key(bits[i], i)
+                    keys[n] = _sort_key(_bits_of(values[i]), i)
                     n += 1
             for i in range(n_kept):
                 if values[i] <= reach and not listed[i]:
-                    keys[n] = _sort_key(bits[i], i)
+                    keys[n] = _sort_key(_bits_of(values[i]), i)
                     n += 1
             if j > 0 and n <= 2 * k:  # nearly in order already: neighbouring points share most of their nearest
                 _insertion_sort(keys[:n])
-                first = keys[:k]
             else:
-                first = np.sort(np.partition(keys[:n], k - 1)[:k]) if n > k else np.sort(keys[:n])
+                if n > 2 * k:  # the previous nearest moved far: select the k first before sorting them
+                    _select(keys[:n], k - 1)
+                    n = k
+                _sort(keys[:n])
             if j > 0:
-                listed[nearest] = False
+                for r in range(k):
+                    listed[nearest[r]] = False
             for r in range(k):
-                nearest[r] = first[r] & np.uint64(0xFFFFFFFF)
+                nearest[r] = keys[r] & np.uint64(0xFFFFFFFF)
                 out[t, j, r] = positions[nearest[r]]
-            listed[nearest] = True
+                listed[nearest[r]] = True
 
 
 @numba.njit(cache=True, inline="always")
@@ -174,20 +190,21 @@ def int8_error_weights(step, l1, l2, dims):  # pragma: no cover - compiled
     return l1 * half + dims * step * 0.25, step * half, 1.01 * dims * 2.0**-24 * l2
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _screen_segments(
-    products, query_terms, row_terms, dims, which, key_sq, lo_alpha, hi_alpha, k, keep
+    products, query_terms, row_terms, dims, which, key_sq, lo_alpha, hi_alpha, k, keep, lo, hi
 ):  # pragma: no cover - compiled
     """:func:`_nearest_on_segments`'s first pass on int8 products, in float64, each end value widened by
     the most the products can be off (twice the larger of the start's and the end's error,
     :func:`int8_error_weights`: the rank is ``|c|^2 - 2 c.p`` with ``p`` between ``s`` and ``e``) and by
     2^-20 (``|c|^2 + 4 |c| max(|s|, |e|)``), more than the float32 roundings of the exact pass's own end
     values. A row whose widened lower end is above the k-th smallest widened upper end is above the k-th
-    exact value at every alpha: the exact pass would drop it."""
+    exact value at every alpha: the exact pass would drop it. The upper ends are kept in float32, each first
+    raised by 2^-22 of itself, more than rounding to float32 can lower it."""
     n_unique = len(products) - len(which)
     n_keys = products.shape[1]
     row_step, row_l1, row_l2 = row_terms[0], row_terms[1], row_terms[2]
-    for t in numba.prange(len(which)):
+    for t in range(lo, hi):
         s, e = which[t], n_unique + t
         start, end = products[s], products[e]
         s_step, e_step = query_terms[0, s], query_terms[0, e]
@@ -195,7 +212,7 @@ def _screen_segments(
         e_on_step, e_on_l1, e_on_l2 = int8_error_weights(e_step, query_terms[1, e], query_terms[2, e], dims)
         reach = 4.0 * max(query_terms[2, s], query_terms[2, e])
         lower = np.empty(n_keys)
-        upper = np.empty(n_keys)
+        upper = np.empty(n_keys, np.float32)  # rounded up: the selection below runs on float32, as the exact pass's
         for c in range(n_keys):
             c_step, c_l1, c_l2 = row_step[c], row_l1[c], row_l2[c]
             at_start, at_end = start[c] * (s_step * c_step), end[c] * (e_step * c_step)
@@ -207,13 +224,14 @@ def _screen_segments(
                 e_on_step * c_step + e_on_l1 * c_l1 + e_on_l2 * c_l2,
             )
             margin = 2.0 * off + 2.0**-20 * (key_sq[c] + reach * c_l2)
-            lower[c], upper[c] = min(at_low, at_high) - margin, max(at_low, at_high) + margin
+            widest = max(at_low, at_high) + margin
+            lower[c], upper[c] = min(at_low, at_high) - margin, widest + abs(widest) * 2.0**-22  # float32 >= widest
         threshold = _at_least_kth_smallest(upper, k)
         for c in range(n_keys):
             keep[t, c] = lower[c] <= threshold
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _at_least_kth_smallest(values, k):  # pragma: no cover - compiled
     """A value with at least k of ``values`` at or below it, and close above the k-th smallest: a guess
     from every 16th value, checked by a count (deeper guesses if it falls short), else the exact one.
@@ -221,20 +239,15 @@ def _at_least_kth_smallest(values, k):  # pragma: no cover - compiled
     stride = 16
     n_sample = (len(values) + stride - 1) // stride
     depth = (k * 13) // (10 * stride) + 8
+    sample = np.empty(n_sample, values.dtype)
     while depth < n_sample:
-        guess = np.partition(values[::stride].copy(), depth)[depth]
-        if np.sum(values <= guess) >= k:
+        for i in range(n_sample):
+            sample[i] = values[i * stride]
+        guess = _select(sample, depth)
+        reached = 0
+        for value in values:
+            reached += value <= guess
+        if reached >= k:
             return guess
         depth *= 2
-    return np.partition(values.copy(), k - 1)[k - 1]
-
-
-@numba.njit(cache=True)
-def _insertion_sort(keys):  # pragma: no cover - compiled
-    """Sort in place: linear time on keys that are nearly in order."""
-    for i in range(1, len(keys)):
-        key, j = keys[i], i - 1
-        while j >= 0 and keys[j] > key:
-            keys[j + 1] = keys[j]
-            j -= 1
-        keys[j + 1] = key
+    return _select(values.copy(), k - 1)

@@ -3,14 +3,15 @@
 DIG and UDIG choose their anchors among vocabulary rows, so all of them share one index per model
 (:class:`VocabIndex`, :func:`vocab_index_for`), made of one part per job:
 
-- :mod:`.words`: which rows may be anchors (the candidate rules; the real words a reader recognises, read
+- :mod:`.words`: which rows may be anchors (the candidate sets; the real words a reader recognises, read
   through each tokenizer family's own surface forms);
 - :mod:`.nearest` (with :mod:`.int8`, its exact int8 screen): the nearest candidate rows along UDIG's
   reference lines, and to any points (the word-approximation error);
 - :mod:`.graph`: DIG's K-nearest-neighbour graph, built lazily under a per-graph lock, cached on disk
   (written atomically, verified on load, rebuilt when anything does not verify);
 - :mod:`.chains`: anchor chains remembered across sentences;
-- :mod:`.index`: the index that ties them to one model.
+- :mod:`.index`: the index that ties them to one model;
+- :mod:`.warm`: :func:`warm_up`, which compiles every kernel a first request runs.
 """
 
 from .chains import MAX_CACHED_CHAINS
@@ -18,8 +19,9 @@ from .graph import knn_graph
 from .index import VocabIndex, vocab_index_for
 from .int8 import int8_codes
 from .nearest import nearest_by_products
+from .warm import WARM_METHODS, warm_up
 from .words import (
-    CANDIDATE_RULES,
+    CANDIDATE_SETS,
     DEFAULT_LANGUAGE,
     MIN_ZIPF,
     frequent_words,
@@ -29,11 +31,12 @@ from .words import (
 )
 
 __all__ = [
-    "CANDIDATE_RULES",
+    "CANDIDATE_SETS",
     "DEFAULT_LANGUAGE",
     "MAX_CACHED_CHAINS",
     "MIN_ZIPF",
     "VocabIndex",
+    "WARM_METHODS",
     "frequent_words",
     "int8_codes",
     "knn_graph",
@@ -42,4 +45,5 @@ __all__ = [
     "otsu_threshold",
     "undertrained_rows",
     "vocab_index_for",
+    "warm_up",
 ]

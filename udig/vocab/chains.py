@@ -35,7 +35,7 @@ class ChainMemory:
         self, key: Hashable, word_ids: Tensor, reference_ids: Tensor, compute: Callable[[Tensor, Tensor], Tensor]
     ) -> Tensor:
         """Each token's anchor chain ``(T, m + 1)`` int64: remembered where the same word was chained to the same
-        reference under the same ``key`` (whatever else fixes a chain: method, candidate rule and source,
+        reference under the same ``key`` (whatever else fixes a chain: method, candidate set and source,
         strategy, m, device), else ``compute(word_ids, reference_ids)`` for the distinct others. ``compute``
         runs outside the lock (two threads may both compute a chain, with the same result); if it raises,
         nothing is remembered."""

@@ -1,11 +1,11 @@
-"""DIG's K-nearest-neighbour graph over the vocabulary: built once per (k, candidate rule), cached on disk.
+"""DIG's K-nearest-neighbour graph over the vocabulary: built once per (k, candidate set), cached on disk.
 
 The build is a V x A distance pass (every row against every candidate row). :class:`GraphStore` keeps the
 graphs of one embedding matrix: in memory, else from a disk cache under
 ``huggingface_hub.cached_assets_path`` keyed by a hash of the matrix and one of the candidate rows (so a graph
-built under another word rule is never used), else built and cached. Cache files are written atomically (a
+built under another real-word set is never used), else built and cached. Cache files are written atomically (a
 temporary file renamed over the target) and verified on load (shape, type, ids in range, and metadata that
-names the matrix, k, rule, candidates, format and a checksum of the graph); anything that does not verify is
+names the matrix, k, candidate set, its rows, format and a checksum of the graph); anything that does not verify is
 rebuilt, never trusted. Each graph has its own lock: two threads never build the same graph, and a build holds
 up neither other graphs nor the nearest-word queries.
 """
@@ -29,20 +29,32 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
-_GRAPH_FORMAT = "2"  # 2: equal distances in id order
-_QUERY_CHUNK = 2048  # rows per product: the build's peak memory stays one chunk x A scores
+_GRAPH_FORMAT = (
+    "3"  # 2: equal distances in id order; 3: products of float32 rows once per pair, then the key's half norm
+)
+_BLOCK = 2048  # keys per block of products: the build's products take one block x block buffer
+_QUERY_CHUNK = 2048  # rows per product on another device (a GPU): its peak memory stays one chunk x A scores
 
 
 def knn_graph(embeddings: Tensor, k: int, allowed: Tensor, device: torch.device | str | None = None) -> Tensor:
     """For every row, the ids of its k nearest allowed rows by Euclidean distance, itself excluded.
 
-    ``(V, k)`` int32, nearest first, equal distances in id order. Ranking a row's keys by
-    ``|e - key|^2`` is ranking them by ``e . key - |key|^2 / 2`` (largest first), so appending
-    ``-|key|^2 / 2`` to every key and 1 to every query turns each chunk of rows into one plain matrix
-    product. The product goes through numpy's OpenBLAS, not torch's MKL, which takes a generic (slower) path
-    on AMD CPUs (``benchmarks/engine_results.md``). Chunks of query rows reuse one ``chunk x A`` buffer, so
-    peak memory stays there. On another ``device`` (a GPU) the same ranking runs there in torch
-    (:func:`_knn_graph_on`).
+    ``(V, k)`` int32, nearest first, equal distances in id order. Ranking a row e's keys by ``|e - key|^2`` is
+    ranking them by the score ``e . key - |key|^2 / 2`` (largest first). Each score is the float32 product
+    ``e . key`` less ``|key|^2 / 2`` (computed in float64, rounded to float32), in float32; so for a row e and
+    keys a, b whose exact scores differ by more than ``bound(e, a) + bound(e, b)``, with
+    ``bound(e, c) = (d + 2) 2^-24 (1 + 2^-10) (|e| |c| + |c|^2)`` in d dimensions, the graph ranks them as the
+    exact (float64) distances do (each float32 product of d terms is within ``d 2^-24 |e| |c|`` of the exact one,
+    whatever the summation order; the half norm and the subtraction each round once); closer ones it may rank
+    either way, as any float32 ranking does.
+
+    The products of keys with keys are symmetric, so they are computed once per pair of keys, in blocks of
+    :data:`_BLOCK` x :data:`_BLOCK` through numpy's OpenBLAS (torch's MKL takes a generic, slower path on AMD
+    CPUs: ``benchmarks/engine_results.md``), half of them; each block is offered to the rows of both sides
+    (:func:`udig.kernels.collect_block`), which keep only the scores that may be among their k best. Rows that
+    are not keys (outside the real-word set) get their own products with the keys. On another ``device`` (a GPU)
+    the same ranking runs there in torch (:func:`_knn_graph_on`). ``benchmarks/engine_results.md`` has the time
+    and memory.
     """
     key_ids = allowed.nonzero().squeeze(1)  # (A,)
     if k > len(key_ids) - 1:
@@ -52,25 +64,55 @@ def knn_graph(embeddings: Tensor, k: int, allowed: Tensor, device: torch.device 
         raise ValueError("the embedding matrix has NaN or infinite values; no neighbour graph can be built from it")
     if device is not None and torch.device(device).type != "cpu":
         return _knn_graph_on(torch.from_numpy(rows), key_ids, k, torch.device(device))
-    from ..kernels import top_k_per_row  # numba loads on first use, not when udig is imported
+    from ..kernels import collect_block, empty_candidates, top_k_of_rows  # numba loads on first use
 
-    queries = np.hstack([rows, np.ones((len(rows), 1), np.float32)])
-    keys = rows[key_ids.numpy()]
-    keys_t = np.ascontiguousarray(np.hstack([keys, -0.5 * np.square(keys).sum(1, keepdims=True)]).T)  # (d+1, A)
-    position = np.full(len(rows), -1)
-    position[key_ids.numpy()] = np.arange(len(key_ids))
-    scores = np.empty((min(_QUERY_CHUNK, len(rows)), len(key_ids)), np.float32)
+    key_rows = key_ids.numpy()
+    others = (~allowed).nonzero().squeeze(1).numpy()  # rows that are not keys: no symmetric products
+    keys = np.ascontiguousarray(rows[key_rows])  # (A, d)
+    half = (0.5 * np.square(keys, dtype=np.float64).sum(1)).astype(np.float32)  # (A,)
+    shortlist = empty_candidates(len(rows), 2 * k)
+    threshold = shortlist[-1]
+    block_products = np.empty(min(_BLOCK, len(rows)) * min(_BLOCK, len(keys)), np.float32)  # reshaped per block
+    parts = min(torch.get_num_threads(), _BLOCK)
+    with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):  # torch's thread count candidate sets
+        starts = range(0, len(keys), _BLOCK)
+        for i, j in ((i, j) for i in starts for j in starts if i <= j):
+            if i < j and _expects_more(threshold[key_rows[j : j + _BLOCK]], threshold[key_rows[i : i + _BLOCK]]):
+                i, j = j, i  # the block whose rows will take more of its scores gives the rows: theirs are cheaper
+            block, other = slice(i, i + _BLOCK), slice(j, j + _BLOCK)
+            out = block_products[: len(keys[block]) * len(keys[other])].reshape(len(keys[block]), -1)
+            np.matmul(keys[block], keys[other].T, out=out)
+            collect_block(
+                out, key_rows[block], half[block], i, key_rows[other], half[other], j, i != j, shortlist, k, parts
+            )
+        for q in range(0, len(others), _BLOCK):
+            queries = rows[others[q : q + _BLOCK]]
+            for j in range(0, len(keys), _BLOCK):
+                other = slice(j, j + _BLOCK)
+                out = block_products[: len(queries) * len(keys[other])].reshape(len(queries), -1)
+                np.matmul(queries, keys[other].T, out=out)
+                collect_block(
+                    out,
+                    others[q : q + _BLOCK],
+                    half[:0],
+                    0,
+                    key_rows[other],
+                    half[other],
+                    j,
+                    False,
+                    shortlist,
+                    k,
+                    parts,
+                )
     nearest = np.empty((len(rows), k), np.int32)  # positions among the keys
-    with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):  # torch's thread count rules
-        for start in range(0, len(rows), _QUERY_CHUNK):
-            stop = min(start + _QUERY_CHUNK, len(rows))
-            chunk = scores[: stop - start]
-            np.matmul(queries[start:stop], keys_t, out=chunk)
-            self_col = position[start:stop]
-            has_self = self_col >= 0
-            chunk[has_self.nonzero()[0], self_col[has_self]] = -np.inf
-            top_k_per_row(chunk, k, nearest[start:stop])
-    return key_ids[torch.from_numpy(nearest).long()].to(torch.int32)
+    top_k_of_rows(shortlist, k, nearest)
+    return torch.from_numpy(key_rows.astype(np.int32)[nearest])
+
+
+def _expects_more(thresholds: np.ndarray, others: np.ndarray) -> bool:
+    """Whether rows with these thresholds will likely take more of a block's scores than rows with the others'
+    (a lower mean: -inf for rows that have none yet)."""
+    return bool(thresholds.mean() < others.mean())
 
 
 def _knn_graph_on(rows: Tensor, key_ids: Tensor, k: int, device: torch.device) -> Tensor:
@@ -93,10 +135,10 @@ def _knn_graph_on(rows: Tensor, key_ids: Tensor, k: int, device: torch.device) -
 
 
 class GraphStore:
-    """The KNN graphs of one embedding matrix, by (k, candidate rule): in memory, on disk, or built.
+    """The KNN graphs of one embedding matrix, by (k, candidate set): in memory, on disk, or built.
 
-    ``identity`` gives the matrix's hash (the disk cache key), ``candidate_mask`` a rule's candidate rows
-    (it refuses unknown rules); ``cache_dir`` None uses huggingface_hub's assets folder."""
+    ``identity`` gives the matrix's hash (the disk cache key), ``candidate_mask`` a candidate set's rows
+    (it refuses unknown candidate sets); ``cache_dir`` None uses huggingface_hub's assets folder."""
 
     def __init__(
         self,
@@ -116,50 +158,50 @@ class GraphStore:
         self._graphs: dict[tuple[int, str], Tensor] = {}
 
     def built(self) -> list[tuple[int, str]]:
-        """The (k, rule) of every graph held in memory, in the order they were made."""
+        """The (k, candidates) of every graph held in memory, in the order they were made."""
         return list(self._graphs)
 
-    def get(self, k: int, rule: str, device: torch.device | str | None = None) -> Tensor:
+    def get(self, k: int, candidates: str, device: torch.device | str | None = None) -> Tensor:
         """The graph ``(V, k)`` on the CPU: from memory, else from a verified disk cache, else built (on
         ``device`` when that is a GPU: the model's) and cached."""
-        allowed = self.candidate_mask(rule)  # validates the rule before any work
-        key = (k, rule)
+        allowed = self.candidate_mask(candidates)  # validates the set before any work
+        key = (k, candidates)
         with self._lock:
             build_lock = self._build_locks.setdefault(key, threading.Lock())
         with build_lock:
             if key not in self._graphs:
-                path = self.path(k, rule)
-                graph = self._load(path, k, rule)
+                path = self.path(k, candidates)
+                graph = self._load(path, k, candidates)
                 if graph is None:
                     graph = knn_graph(self.embeddings, k, allowed, device)
-                    self._save(path, graph, k, rule)
+                    self._save(path, graph, k, candidates)
                 self._graphs[key] = graph
             return self._graphs[key]
 
-    def path(self, k: int, rule: str) -> Path:
-        """Where the graph of ``k`` and ``rule`` is cached: named by k, rule, candidate rows and format."""
+    def path(self, k: int, candidates: str) -> Path:
+        """Where the graph of ``k`` and ``candidates`` is cached: named by k, candidate set, its rows and format."""
         if self.cache_dir is not None:
             folder = Path(self.cache_dir) / self.identity()
             folder.mkdir(parents=True, exist_ok=True)
         else:
             folder = cached_assets_path(library_name="udig", namespace="vocab", subfolder=self.identity())
-        return folder / f"knn-k{k}-{rule}-{self._candidates_digest(rule)[:12]}-v{_GRAPH_FORMAT}.safetensors"
+        return folder / f"knn-k{k}-{candidates}-{self._rows_digest(candidates)[:12]}-v{_GRAPH_FORMAT}.safetensors"
 
-    def _candidates_digest(self, rule: str) -> str:
-        """A hash of the rule's candidate rows: a graph built under another word rule has another name, never loads."""
-        return hashlib.blake2b(self.candidate_mask(rule).numpy().tobytes(), digest_size=16).hexdigest()
+    def _rows_digest(self, candidates: str) -> str:
+        """A hash of the set's rows: a graph built under another real-word set has another name, never loads."""
+        return hashlib.blake2b(self.candidate_mask(candidates).numpy().tobytes(), digest_size=16).hexdigest()
 
-    def _metadata(self, graph: Tensor, k: int, rule: str) -> dict[str, str]:
+    def _metadata(self, graph: Tensor, k: int, candidates: str) -> dict[str, str]:
         return {
             "identity": self.identity(),
             "k": str(k),
-            "rule": rule,
-            "candidates": self._candidates_digest(rule),
+            "candidates": candidates,
+            "rows": self._rows_digest(candidates),
             "format": _GRAPH_FORMAT,
             "checksum": hashlib.blake2b(graph.numpy().tobytes(), digest_size=16).hexdigest(),
         }
 
-    def _load(self, path: Path, k: int, rule: str) -> Tensor | None:
+    def _load(self, path: Path, k: int, candidates: str) -> Tensor | None:
         """The cached graph if every check passes; None (and a log line) otherwise."""
         if not path.exists():
             return None
@@ -173,22 +215,22 @@ class GraphStore:
         valid = (
             tuple(graph.shape) == (len(self.embeddings), k)
             and graph.dtype == torch.int32
-            and metadata == self._metadata(graph, k, rule)
+            and metadata == self._metadata(graph, k, candidates)
             and int(graph.min()) >= 0
             and int(graph.max()) < len(self.embeddings)
         )
         if not valid:
             logger.warning(
-                "ignoring vocabulary cache %s that does not match this model or candidate rule; rebuilding", path
+                "ignoring vocabulary cache %s that does not match this model or candidate set; rebuilding", path
             )
             return None
         return graph
 
-    def _save(self, path: Path, graph: Tensor, k: int, rule: str) -> None:
+    def _save(self, path: Path, graph: Tensor, k: int, candidates: str) -> None:
         """Write to a temporary file beside the target, then rename: readers never see half a file."""
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            save_file({"graph": graph}, str(tmp), metadata=self._metadata(graph, k, rule))
+            save_file({"graph": graph}, str(tmp), metadata=self._metadata(graph, k, candidates))
             os.replace(tmp, path)
         except OSError as error:  # a read-only or full disk costs a rebuild next time, nothing else
             logger.warning("could not cache the vocabulary graph at %s (%s)", path, error)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from . import nearest
 from .chains import ChainMemory
 from .graph import GraphStore
 from .nearest import CandidateRows
-from .words import CANDIDATE_RULES, DEFAULT_LANGUAGE, MIN_ZIPF, real_words, vocabulary_of
+from .words import CANDIDATE_SETS, DEFAULT_LANGUAGE, MIN_ZIPF, real_words, vocabulary_of
 
 
 class VocabIndex:
@@ -24,7 +25,7 @@ class VocabIndex:
     Parameters are stored as given; nothing is computed until first use. Derived state ends in ``_``.
     ``language`` (a wordfreq code: "en", "fr", ...) and ``min_zipf`` set which real words a reader
     knows (:func:`udig.vocab.words.frequent_words`); ``language=None`` skips that filter. The parts:
-    candidate rows per rule (:mod:`udig.vocab.words`, :mod:`udig.vocab.nearest`), DIG's graphs (``graphs``,
+    candidate rows per candidate set (:mod:`udig.vocab.words`, :mod:`udig.vocab.nearest`), DIG's graphs (``graphs``,
     :mod:`udig.vocab.graph`) and remembered anchor chains (``chains``, :mod:`udig.vocab.chains`).
     """
 
@@ -51,7 +52,7 @@ class VocabIndex:
         self._identity: str | None = None
         self._word_mask: Tensor | None = None
         self._sq_norms: Tensor | None = None
-        self._candidates: dict[tuple[str, torch.device], CandidateRows] = {}
+        self._candidate_rows: dict[tuple[str, torch.device], CandidateRows] = {}
 
     @property
     def identity_(self) -> str:
@@ -81,46 +82,79 @@ class VocabIndex:
                 self._sq_norms = (self.embeddings * self.embeddings).sum(1)
             return self._sq_norms
 
-    def candidate_mask(self, rule: str) -> Tensor:
-        """Rows a path may pass through under a candidate rule: every row, or real words only."""
-        if rule not in CANDIDATE_RULES:
-            raise ValueError(f"unknown candidate rule {rule!r}; choose one of {CANDIDATE_RULES}")
-        if rule == "all":
+    def candidate_mask(self, candidates: str) -> Tensor:
+        """Rows a path may pass through under a candidate set: every row, or real words only."""
+        if candidates not in CANDIDATE_SETS:
+            raise ValueError(f"unknown candidate set {candidates!r}; choose one of {CANDIDATE_SETS}")
+        if candidates == "all":
             return torch.ones(len(self.embeddings), dtype=torch.bool)
         return self.word_mask_
 
-    def candidate_rows(self, rule: str, device: torch.device | str | None = None) -> CandidateRows:
-        """A rule's candidate rows on ``device`` (the CPU by default), built once per rule and device."""
-        allowed = self.candidate_mask(rule)
+    def candidate_rows(self, candidates: str, device: torch.device | str | None = None) -> CandidateRows:
+        """A candidate set's rows on ``device`` (the CPU by default), built once per set and device."""
+        allowed = self.candidate_mask(candidates)
         device = torch.device("cpu" if device is None else device)
         with self._lock:
-            if (rule, device) not in self._candidates:
-                ids = None if rule == "all" else allowed.nonzero().squeeze(1)
+            if (candidates, device) not in self._candidate_rows:
+                ids = None if candidates == "all" else allowed.nonzero().squeeze(1)
                 rows = self.embeddings.contiguous() if ids is None else self.embeddings[ids]
                 sq_norms = self.sq_norms_ if ids is None else self.sq_norms_[ids]
-                self._candidates[rule, device] = CandidateRows(
+                self._candidate_rows[candidates, device] = CandidateRows(
                     rows.to(device), sq_norms.to(device), None if ids is None else ids.to(device)
                 )
-            return self._candidates[rule, device]
+            return self._candidate_rows[candidates, device]
 
     def nearest_on_segments(
-        self, starts: Tensor, ends: Tensor, alphas: Tensor, k: int, rule: str, device: torch.device | str | None = None
+        self,
+        starts: Tensor,
+        ends: Tensor,
+        alphas: Tensor,
+        k: int,
+        candidates: str,
+        device: torch.device | str | None = None,
     ) -> Tensor:
-        """The k nearest candidate rows under ``rule`` to each point ``start + alpha (end - start)``: ``(T, m, k)``
-        ids, nearest first, on ``device`` (the model's; the CPU by default). See
+        """The k nearest rows of the candidate set ``candidates`` to each point ``start + alpha (end - start)``:
+        ``(T, m, k)`` ids, nearest first, on ``device`` (the model's; the CPU by default). See
         :meth:`udig.vocab.nearest.CandidateRows.nearest_on_segments`."""
-        return self.candidate_rows(rule, device).nearest_on_segments(starts, ends, alphas, k)
+        return self.candidate_rows(candidates, device).nearest_on_segments(starts, ends, alphas, k)
 
-    def nearest_distances(self, points: Tensor, rules: Sequence[str] = ("all",)) -> dict[str, Tensor]:
-        """Euclidean distance from each point ``(P, d)`` to its nearest row under each candidate rule: ``(P,)`` each.
+    def nearest_distances(self, points: Tensor, candidate_sets: Sequence[str] = ("all",)) -> dict[str, Tensor]:
+        """Euclidean distance from each point ``(P, d)`` to its nearest row under each candidate set: ``(P,)`` each.
         The path view and the word-approximation error (:mod:`udig.metrics`) both measure with this."""
-        masks = {rule: self.candidate_mask(rule) for rule in rules}
+        masks = {candidates: self.candidate_mask(candidates) for candidates in candidate_sets}
         every_row = self.candidate_rows("all")
         return nearest.nearest_distances(every_row.rows, every_row.sq_norms, masks, points)
 
-    def graph(self, k: int, rule: str, device: torch.device | str | None = None) -> Tensor:
+    def prepare(
+        self,
+        candidate_sets: Sequence[str] = ("words",),
+        graph_k: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> dict[str, float]:
+        """Do now what the first request under each candidate set would: the real words, the rows UDIG searches
+        (int8 codes included) and, with ``graph_k``, DIG's graph (built, or loaded from the disk cache). Returns
+        the seconds each stage took: "words", "search", "graph". A server can call this in the background at
+        start (with :func:`udig.vocab.warm_up` for the kernels); a request that needs a part still being made
+        waits for it (each part has its own lock)."""
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+        for candidates in candidate_sets:
+            self.candidate_mask(candidates)  # the real words for "words" (an unknown set fails here)
+        seconds["words"] = time.perf_counter() - start
+        start = time.perf_counter()
+        for candidates in candidate_sets:
+            self.candidate_rows(candidates, device).prepare()
+        seconds["search"] = time.perf_counter() - start
+        if graph_k is not None:
+            start = time.perf_counter()
+            for candidates in candidate_sets:
+                self.graph(graph_k, candidates, device)
+            seconds["graph"] = time.perf_counter() - start
+        return seconds
+
+    def graph(self, k: int, candidates: str, device: torch.device | str | None = None) -> Tensor:
         """DIG's KNN graph ``(V, k)`` on the CPU (:meth:`udig.vocab.graph.GraphStore.get`)."""
-        return self.graphs.get(k, rule, device)
+        return self.graphs.get(k, candidates, device)
 
     def anchor_chains(
         self, key: Hashable, word_ids: Tensor, reference_ids: Tensor, compute: Callable[[Tensor, Tensor], Tensor]

@@ -86,7 +86,7 @@ class Int8Rows:
 def _fbgemm_pack(codes: np.ndarray):
     """Int8 rows ``(A, d)`` packed for fbgemm, with two zero columns for :data:`_FBGEMM_RANGE`'s; each row's
     scale 1, so its codes are kept as they are. torch deprecates quantized tensors (it warns): the pack is
-    made once per rule, and :func:`int8_product` stops using it if the product is no longer exact."""
+    made once per candidate set, and :func:`int8_product` stops using it if the product is no longer exact."""
     padded = np.zeros((len(codes), codes.shape[1] + 2), np.float32)
     padded[:, :-2] = codes
     with warnings.catch_warnings():

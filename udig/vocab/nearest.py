@@ -23,9 +23,9 @@ _POINT_CHUNK = 2048  # points per product in nearest_distances: memory stays one
 
 
 class CandidateRows:
-    """One candidate rule's rows on one device: the rows ``(A, d)``, their squared norms ``(A,)`` and their
+    """One candidate set's rows on one device: the rows ``(A, d)``, their squared norms ``(A,)`` and their
     vocabulary ids (None: every row, in order, so positions are ids), with the searches over them.
-    Under rule "all" on the CPU the rows are the embedding matrix itself, not a copy."""
+    For the set "all" on the CPU the rows are the embedding matrix itself, not a copy."""
 
     def __init__(self, rows: Tensor, sq_norms: Tensor, ids: Tensor | None) -> None:
         self.rows, self.sq_norms, self.ids = rows, sq_norms, ids
@@ -71,6 +71,14 @@ class CandidateRows:
                 torch.from_numpy(segment_of).to(self.rows.device)
             ]
         return nearest if self.ids is None else self.ids[nearest]
+
+    def prepare(self) -> None:
+        """Code the rows for the int8 screen now (on the CPU, where it has an exact int8 product) rather than
+        in the first search."""
+        if _compiled_search(self.rows.device):
+            product = int8.int8_product(self.rows.shape[1])
+            if product != "none":
+                self._int8_rows(product)
 
     def _rows_to_rank(self, queries: np.ndarray, which: np.ndarray, alphas: np.ndarray, k: int) -> np.ndarray:
         """The rows (positions, ascending) whose exact products the ranking needs: those an int8 screen keeps

@@ -1,6 +1,6 @@
-"""Which vocabulary rows may be anchors: the candidate rules, and the real words a reader recognises.
+"""Which vocabulary rows may be anchors: the candidate sets, and the real words a reader recognises.
 
-The "words" rule keeps rows that are trained and that a reader recognises as words. Under-trained rows
+The "words" set keeps rows that are trained and that a reader recognises as words. Under-trained rows
 are found from the matrix itself, after Land & Bartolo 2024 ("Fishing for Magikarp"): rows known to be
 unused (``[unusedN]``) define a direction; every row's cosine similarity to it (after centring) splits into
 two clusters, and Otsu's threshold separates them. That cut leaves a tail of barely-trained rows just
@@ -25,7 +25,7 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
-CANDIDATE_RULES = ("all", "words")
+CANDIDATE_SETS = ("all", "words")
 DEFAULT_LANGUAGE = "en"
 # Zipf 3.0 = once per million words, chosen on MiniLM: every rare word found on its paths is below it
 # (freyja 2.02, acheron 2.08, abbess 2.50, sofie 2.54, balthazar 2.58) and 20,152 of its 21,748 real
