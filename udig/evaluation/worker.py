@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -97,7 +96,7 @@ class Evaluator:
         """
         settings = self.config.settings(spec)
         explanations = self.explainers[settings.candidates].explain_many(
-            [item.inputs() for item in items], progress=False, return_errors=True, **asdict(settings)
+            [item.inputs() for item in items], progress=False, return_errors=True, settings=settings
         )
         for item in items:
             record = {"key": f"{item.id}|{spec.name}", "example": item.id, "method": spec.name, "label": item.label}
