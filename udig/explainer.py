@@ -232,16 +232,22 @@ class Explainer:
         return self.task.encode(self.tokenizer, inputs, min(self.max_length or limit, limit))
 
     def _reference_id(self, baseline: str, warnings: list[str]) -> int:
-        """The baseline token's id; a model without the named token falls back to PAD, then UNK."""
+        """The baseline token's id; a model without the named token falls back to PAD, then UNK. A zero row on a
+        model that puts word embeddings straight into LayerNorm (:func:`_normalises_words_alone`) is no baseline:
+        the norm's gradient there is ~1/sqrt(eps), so the path's first point dominates the sum (on a DeBERTa-v3
+        layout, Δ was 500x F(x) - F(x') at 30 steps); MASK is taken instead, with a warning."""
         tok = self.tokenizer
         if baseline in BASELINES:
-            for name in (baseline, "pad", "unk"):
+            for name in dict.fromkeys((baseline, "pad", "mask", "unk")):
                 token_id = getattr(tok, f"{name}_token_id", None)
-                if token_id is not None:
+                if token_id is not None and not self._singular_row(int(token_id)):
                     if name != baseline:
-                        warnings.append(
-                            f"the tokenizer has no {baseline.upper()} token; the baseline uses {name.upper()}"
+                        why = (
+                            f"the tokenizer has no {baseline.upper()} token"
+                            if getattr(tok, f"{baseline}_token_id", None) is None
+                            else f"the {baseline.upper()} embedding is all zeros, where this model's norm is singular"
                         )
+                        warnings.append(f"{why}; the baseline uses {name.upper()}")
                     return int(token_id)
             raise ValueError("the tokenizer has no MASK, PAD or UNK token to build a baseline from; name a token")
         token_id = vocabulary_id(tok, baseline)
@@ -250,6 +256,11 @@ class Explainer:
                 f"baseline token {baseline!r} is not in the vocabulary; use one of {BASELINES} or a vocabulary token"
             )
         return token_id
+
+    def _singular_row(self, token_id: int) -> bool:
+        """Whether this token's embedding is all zeros on a model that normalises word embeddings alone."""
+        row = self.model.get_input_embeddings().weight[token_id]
+        return _normalises_words_alone(self.model.config) and not bool(row.any())
 
     def _explanations(
         self,
@@ -383,3 +394,13 @@ class _Decision:
         values = select_targets(output, self.prediction.targets)
         self._input_values = values[-1].detach()
         return values
+
+
+def _normalises_words_alone(config: Any) -> bool:
+    """DeBERTa-v3's layout (model type deberta-v2 without absolute positions or token types) adds nothing to the
+    word embeddings before its LayerNorm; BERT-like models add position embeddings, so a zero row is harmless there."""
+    return (
+        getattr(config, "model_type", None) == "deberta-v2"
+        and not getattr(config, "position_biased_input", True)
+        and not getattr(config, "type_vocab_size", 0)
+    )

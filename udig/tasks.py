@@ -70,6 +70,16 @@ def _tokenize(tokenizer, first: str, second: str | None, limit: int) -> tuple[di
     return tokenizer(first, second, truncation="only_second", max_length=limit, **kwargs), True
 
 
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    """A token's span without the whitespace at its ends: SentencePiece-style tokenizers (DeBERTa-v2's)
+    give ``▁film`` the space before the word, and a highlight or an answer must not start with it."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
 def _encoding(enc, text: str, truncated: bool, tokenizer, offsets=None) -> Encoding:
     extras = {name: enc[name][0] for name in tokenizer.model_input_names if name != "input_ids" and name in enc}
     if offsets is None:
@@ -79,7 +89,7 @@ def _encoding(enc, text: str, truncated: bool, tokenizer, offsets=None) -> Encod
         text=text,
         input_ids=enc["input_ids"][0],
         extras=extras,
-        offsets=[(int(a), int(b)) for a, b in offsets],
+        offsets=[_trimmed(text, int(a), int(b)) for a, b in offsets],
         special_mask=special,
         truncated=truncated,
     )

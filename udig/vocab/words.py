@@ -10,7 +10,8 @@ vocabulary's main script (see :func:`lexical_words`), and one a reader knows: fr
 vocabulary's language, by ``wordfreq``'s tables (see :func:`frequent_words`).
 
 Rows are judged by their surface form (:func:`vocabulary_of`), which the tokenizer itself writes for every family:
-WordPiece's ``##ing`` stays a continuation, byte-level BPE's ``Ġfilm`` and Unigram's ``▁film`` read as "film".
+WordPiece's ``##ing`` stays a continuation, byte-level BPE's ``Ġfilm`` and Unigram's ``▁film`` read as "film", and
+the pieces that continue a word in those two families (``ing``, written without ``Ġ`` or ``▁``) read as ``##ing``.
 """
 
 from __future__ import annotations
@@ -36,13 +37,30 @@ MIN_ZIPF = 3.0
 # Zipf 4.5-5.9, so frequency cannot tell a letter from a one-letter word; these are the words.
 ONE_LETTER_WORDS: dict[str, frozenset[str]] = {"en": frozenset({"a", "i"})}
 UNUSED_TOKEN = re.compile(r"^(\[unused\d+\]|<unused\d+>|madeupword\d+)$")
+CONTINUATION = "##"  # how a surface form marks a piece that continues a word (WordPiece's own mark)
 
 
 def vocabulary_of(tokenizer, size: int) -> tuple[list[str], list[str]]:
     """The first ``size`` rows' tokens (ids past the tokenizer's vocabulary get ``""``) and how each reads as
-    text, written by the tokenizer itself: the surface form is the same rule for every tokenizer family."""
+    text, written by the tokenizer itself: the surface form is the same rule for every tokenizer family.
+
+    A piece that continues a word reads as ``##`` + its text in every family. Byte-level BPE and Unigram write
+    a continuation without a mark (``ing`` beside ``Ġfilm``, ``▁film``), so alone it would read as the word "ing";
+    the tokenizer's decoder tells the two apart: a word-start piece written twice reads as two words
+    ("film film"), a continuation as one ("inging"), a WordPiece ``##ing`` keeps its mark ("##inging").
+    """
     tokens = [token or "" for token in tokenizer.convert_ids_to_tokens(list(range(size)))]
-    return tokens, [tokenizer.convert_tokens_to_string([token]).strip() if token else "" for token in tokens]
+    return tokens, [_surface(tokenizer, token) for token in tokens]
+
+
+def _surface(tokenizer, token: str) -> str:
+    if not token:
+        return ""
+    alone = tokenizer.convert_tokens_to_string([token]).strip()
+    if not alone or alone.startswith(CONTINUATION):
+        return alone
+    twice = tokenizer.convert_tokens_to_string([token, token]).strip()
+    return alone if twice == f"{alone} {alone}" else CONTINUATION + alone
 
 
 def otsu_threshold(values: Tensor, bins: int = 256) -> float:
