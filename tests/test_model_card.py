@@ -6,11 +6,13 @@ highlight; these tests check that the image is a real one, drawn with the same w
 
 from __future__ import annotations
 
+import html
 import io
 import re
 import struct
 import threading
 import xml.etree.ElementTree as ElementTree
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from conftest import make_explanation as make
 
 from udig import render
 from udig.app import links
+from udig.render import exports
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -200,3 +203,90 @@ def test_on_a_space_the_card_links_to_the_space_itself(minilm, minilm_qa, monkey
     demo = make_demo(minilm, minilm_qa, public_url="https://someone-udig.hf.space/")
     _, card = demo.export(text="A gorgeous film.", model=DEMO_MODEL, steps=DEMO_STEPS)
     assert re.search(r"\]\(https://someone-udig\.hf\.space/\?s=[\w-]+\)", card)
+
+
+# -- user text stays text under an autolinking renderer (issue 31) --------------------------------------
+
+
+HOSTILE = (
+    "See https://1522067521/x, https://evil%2Eexample/p, www.evil.com, someone@evil.com, "
+    "[x](javascript:alert(1)) ![i](http://x/y.png) <a href=x> `tick` | pipe."
+)
+
+
+def hostile_explanation():
+    """HOSTILE as an Explanation whose punctuation scores highest, with a link-like label and model name."""
+    pieces = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\w+|[^\w\s]", HOSTILE)]
+    values = [0.9 if not text[0].isalnum() else 0.01 * (i % 7) for i, (text, _, _) in enumerate(pieces)]
+    settings = {"n_points": 8, "model": "evil.com/m`[x](javascript:y)"}
+    return make(HOSTILE, pieces, values, target_label="www.evil.com", settings=settings)
+
+
+class _Tags(HTMLParser):
+    """The elements and the visible text of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def rendered(markup: str, *, markdown: bool) -> _Tags:
+    """``markup`` as a browser parses it, after markdown-it with linkify when ``markdown`` (an autolinker)."""
+    from markdown_it import MarkdownIt
+
+    parsed = _Tags()
+    parsed.feed(MarkdownIt("gfm-like").enable("linkify").render(markup) if markdown else markup)
+    return parsed
+
+
+def links_and_images(parsed: _Tags) -> list[tuple[str, str]]:
+    return [(tag, attrs.get("href") or attrs.get("src")) for tag, attrs in parsed.tags if tag in ("a", "img")]
+
+
+def test_card_words_leave_punctuation_out():
+    explanation = hostile_explanation()
+    kept = exports.content_words(explanation)
+    assert kept and all(re.search(r"\w", w.text) for w in kept)
+    assert {w.text for w in render.words(explanation)} - {w.text for w in kept} == set("/:.%,@[]()!<>=`|")
+    assert exports.is_content_word("😀") and not exports.is_content_word("…")
+
+
+def test_card_words_leave_special_tokens_typed_into_the_text_out():
+    text = "good [SEP] film [PAD] [MASK] [UNK]"
+    pieces = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", text)]  # as a tokenizer reads them
+    explanation = make(text, pieces, [0.1] * len(pieces))  # [CLS]/[SEP] around it, baseline [MASK]
+    assert [w.text for w in exports.content_words(explanation)] == ["good", "film", "[PAD]", "[UNK]"]
+    assert [w.text for w in exports.content_words(explanation, ["[PAD]", "[UNK]"])] == ["good", "film"]
+
+
+@pytest.mark.xfail(strict=True, reason="markup.model_card still escapes with backslashes: the card helper's patch")
+def test_markdown_card_shows_user_text_as_text_under_linkify():
+    card = render.model_card(hostile_explanation(), image="udig-udig.png", link="https://x.hf.space/?s=abc")
+    parsed = rendered(card, markdown=True)
+    assert links_and_images(parsed) == [("img", "udig-udig.png"), ("a", "https://x.hf.space/?s=abc")]
+    assert not [tag for tag, _ in parsed.tags if tag == "code"]
+    visible = "".join(parsed.text)
+    assert HOSTILE in visible and "www.evil.com" in visible and "evil.com/m`[x](javascript:y)" in visible
+
+
+def test_html_card_shows_user_text_as_text_under_linkify():
+    card = render.model_card(hostile_explanation(), fmt="html", image="udig-udig.png", link="https://x.hf.space/")
+    for markdown in (True, False):  # pasted into a README, or opened as a page
+        parsed = rendered(card, markdown=markdown)
+        assert links_and_images(parsed) == [("img", "udig-udig.png"), ("a", "https://x.hf.space/")], markdown
+        assert "evil.com/m`[x](javascript:y)" in "".join(parsed.text)
+
+
+@pytest.mark.xfail(strict=True, reason="markup.model_card still lists punctuation: the card helper's patch")
+def test_card_top_words_leave_punctuation_out():
+    for fmt in ("markdown", "html"):
+        card = render.model_card(hostile_explanation(), fmt=fmt, top=5)
+        words = re.findall(r"^\| (.+?) \| [+-]\d", card, re.M) or re.findall(r"<code>(.*?)</code> \(", card)
+        assert len(words) == 5 and all(re.search(r"\w", html.unescape(w)) for w in words), (fmt, words)

@@ -1,4 +1,8 @@
-"""Files: the explanation as JSON and CSV, with the versions of everything that shaped it."""
+"""Files: the explanation as JSON and CSV, with the versions of everything that shaped it; card-safe text.
+
+:func:`card_text` is how user text (examples, words, labels) enters a model card, Markdown or HTML: as text in
+every renderer, autolinkers included (see docs/cards.md). :func:`content_words` is what a card's word tables list.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ import io
 import json
 import math
 import platform
+import unicodedata
+from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import Any
 
 from ..explanation import Explanation
 from ..version import __version__
-from .words import max_abs, scaled, words
+from .words import Word, max_abs, scaled, words
 
 
 def versions() -> dict[str, str]:
@@ -125,3 +131,47 @@ def to_csv(explanation: Explanation) -> str:
             ]
         )
     return out.getvalue()
+
+
+_CARD_PLAIN = frozenset(",!?")  # ASCII punctuation left as typed: no Markdown, HTML or link syntax uses it alone
+
+
+def card_text(text: Any) -> str:
+    """``text`` for a Markdown or HTML card, shown as typed and never as markup, a link, an image or a mailto.
+
+    Every ASCII punctuation character but ``, ! ?`` becomes a numeric character reference (``.`` -> ``&#46;``):
+    Markdown and HTML syntax then has nothing to start on, and an autolinker (GFM's extension, markdown-it's
+    linkify) never sees a scheme's ``:``, a domain's ``.`` or an address's ``@`` in one run of text, while
+    every renderer shows the same characters. Markdown's backslash escapes leave ``https://1522067521/x`` linked,
+    and an invisible joiner does too (markdown-it links ``a<ZWJ>.com``). Line breaks and tabs become spaces: a
+    card line is one line.
+    """
+    return "".join(map(_card_char, str(text)))
+
+
+def _card_char(c: str) -> str:
+    if c.isspace():
+        return " "
+    if c.isascii() and not c.isalnum() and c not in _CARD_PLAIN:
+        return f"&#{ord(c)};"
+    return c
+
+
+def is_content_word(text: str) -> bool:
+    """Whether a word says something: it has a letter, a digit or an emoji, so punctuation is no card's top word."""
+    return any(c.isalnum() or unicodedata.category(c) == "So" for c in text)
+
+
+def content_words(explanation: Explanation, special_tokens: Collection[str] = ()) -> list[Word]:
+    """The explanation's words without punctuation and without special tokens typed into the text.
+
+    :func:`words` already skips the special tokens the tokenizer added; a ``[SEP]`` typed by a user is an
+    ordinary token there. Those dropped here are the explanation's own special tokens and its baseline token,
+    plus ``special_tokens`` (a tokenizer's ``all_special_tokens``, where the caller has the tokenizer)."""
+    specials = {t for t, special in zip(explanation.tokens, explanation.special_mask) if special}
+    specials |= {explanation.baseline_token, *special_tokens}
+    return [
+        w
+        for w in words(explanation)
+        if is_content_word(w.text) and not all(explanation.tokens[i] in specials for i in w.tokens)
+    ]
