@@ -6,6 +6,7 @@ Layout and wiring only; the handlers, views and configuration live in :mod:`udig
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -47,10 +48,11 @@ from udig.app.content import (  # noqa: E402
     STRATEGY_LABELS,
     TITLE,
 )
+from udig.app.evaluation import about_markdown, evaluated_name  # noqa: E402
 from udig.app.handlers import ReadableBlocks, positional  # noqa: E402
 from udig.app.links import COPY_LINK_JS, load_values  # noqa: E402
 from udig.app.memory import hand_back_freed_memory  # noqa: E402
-from udig.app.views import BAR_ORDER, METHOD_COLOURS, METHOD_NAMES  # noqa: E402
+from udig.app.views import METHOD_COLOURS, METHOD_NAMES, method_title  # noqa: E402
 from udig.app.waiting import install as install_queue_rules  # noqa: E402
 from udig.integrate import SEGMENT_RULES  # noqa: E402
 from udig.settings import BASELINES  # noqa: E402
@@ -63,6 +65,11 @@ CTRL_ENTER_RUNS_JS = """() => document.addEventListener("keydown", (event) => {
   const run = event.target.closest("[role=tabpanel]")?.querySelector(".udig-run");
   if (run && !run.disabled) { event.preventDefault(); run.click(); }
 })"""  # Ctrl+Enter (⌘+Enter) in a multi-line box presses its tab's run button; one-line boxes run on Enter
+STALE_NOTE = "⚠️ Changed since this result: run again to update it."
+PHONE_CSS = """@media (max-width: 640px) {
+  #compare-table :is(th, [role=gridcell]) * { font-family: var(--font); font-size: 0.8rem; }
+  #compare-table :is(th, [role=gridcell]) .cell-wrap { padding-left: 4px; padding-right: 4px; }
+}"""  # the Compare table on a phone as assets/style.css sets the faithfulness tables: every column on screen
 MAX_UPLOAD = "1mb"  # the page uploads nothing; Gradio's upload route still exists, so it takes no more than this
 
 
@@ -155,6 +162,26 @@ def _model_picker(demo: Demo, choices: tuple[str, ...], label: str) -> gr.Dropdo
     )
 
 
+def _stale_note(elem_id: str) -> gr.Markdown:
+    """Where a tab says that a control changed since its result was computed (:func:`_mark_stale`)."""
+    return gr.Markdown(elem_id=elem_id, elem_classes="udig-stale")
+
+
+def _mark_stale(fields: dict[str, gr.components.Component], result: gr.components.Component, note: gr.Markdown):
+    """In the browser only: a change of any of ``fields`` after a run shows :data:`STALE_NOTE` (nothing before the
+    first run, while ``result`` is empty); the next result, as it arrives, clears it."""
+    gr.on(
+        [control.change for control in fields.values()],
+        None,
+        result,
+        note,
+        js=f"(result) => result ? {json.dumps(STALE_NOTE)} : ''",
+        show_progress="hidden",
+        queue=False,
+    )
+    result.change(None, None, note, js="() => ''", show_progress="hidden", queue=False)
+
+
 def _share_row(demo: Demo, fn, fields: dict, api_name: str) -> None:
     with gr.Row():
         button = gr.Button("🔗 Copy link", size="sm", scale=0, min_width=130)
@@ -203,13 +230,14 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                         s |= _settings(demo)
                         s_cost = gr.Markdown(elem_id="sentiment-cost")
                         s_button = _run_button("Explain", "sentiment-explain")
+                        s_stale = _stale_note("sentiment-stale")
                     with gr.Column(scale=2):
                         s_label = gr.Label(label="Prediction", num_top_classes=5, elem_id="sentiment-label")
                         s_runtime = gr.Markdown(label="Runtime and notices", elem_id="sentiment-runtime")
                 s_highlight = _highlight(
                     "Word attributions (red: toward the predicted label, blue: away from it)", "sentiment-highlight"
                 )
-                s_legend = gr.HTML(label="Colour legend")
+                s_legend = gr.HTML(label="Colour legend and how to read the scores", elem_id="sentiment-legend")
                 s_scores = gr.Dataframe(
                     label="Faithfulness",
                     wrap=True,
@@ -265,7 +293,10 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                     show_progress="hidden",
                     queue=False,
                     preprocess=False,
-                )  # a tokenizer count: never waits behind a run, nor delays one
+                ).then(  # a tokenizer count: never waits behind a run, nor delays one
+                    demo.run_button, s_cost, s_button, queue=False, show_progress="hidden", api_visibility="private"
+                )
+                _mark_stale(s_inputs, s_runtime, s_stale)
 
             # ---------------------------------------------------------------- Question answering
             with gr.Tab("Question answering", id="qa"):
@@ -289,6 +320,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                         q |= _settings(demo)
                         q_cost = gr.Markdown(elem_id="qa-cost")
                         q_button = _run_button("Explain", "qa-explain")
+                        q_stale = _stale_note("qa-stale")
                     with gr.Column(scale=2):
                         q_answer = gr.Markdown(label="Answer", elem_id="qa-answer")
                         q_runtime = gr.Markdown(label="Runtime and notices")
@@ -328,7 +360,8 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                     show_progress="hidden",
                     queue=False,
                     preprocess=False,
-                )
+                ).then(demo.run_button, q_cost, q_button, queue=False, show_progress="hidden", api_visibility="private")
+                _mark_stale(q_inputs, q_runtime, q_stale)
 
             # ---------------------------------------------------------------- Compare methods
             with gr.Tab("Compare methods", id="compare"):
@@ -338,24 +371,27 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 *others, last = METHOD_NAMES.values()
                 c_cost = gr.Markdown(elem_id="compare-cost")
                 c_button = _run_button(f"Compare {', '.join(others)} and {last}", "compare-run")
+                c_stale = _stale_note("compare-stale")
                 c_summary = gr.Markdown(label="Summary", elem_id="compare-summary")
                 c_highlights = []
                 with gr.Row():  # side by side where they fit, one under another on a phone
                     for name, title in METHOD_NAMES.items():
                         with gr.Column(min_width=160):
                             c_highlights.append(_highlight(title, f"compare-{name}"))
-                c_legend = gr.HTML(label="Colour legend")
-                c_table = gr.Dataframe(label="Scores (★ = best per score)", wrap=True, elem_id="compare-table")
-                c_bars = gr.BarPlot(
-                    x="score",
-                    y="value",
-                    color="method",
-                    color_map=METHOD_COLOURS,
-                    sort=BAR_ORDER,
-                    x_label_angle=-35,
-                    label="Scores by method (IG grey, DIG amber, UDIG indigo, SIG green)",
-                    x_title="",
-                    height=420,
+                c_legend = gr.HTML(label="Colour legend and how to read the scores", elem_id="compare-legend")
+                c_table = gr.Dataframe(
+                    label="Scores (★ best per score; ↓ lower is better, ↑ higher, → 0 closest to 0)",
+                    wrap=True,
+                    column_widths=["28%", "18%", "18%", "18%", "18%"],  # score, then each method: fits a phone
+                    max_height=1000,
+                    elem_id="compare-table",
+                )
+                c_bars = gr.HTML(
+                    label="Scores by method (which way is better: beside each score's name)",
+                    show_label=True,
+                    container=True,
+                    elem_id="compare-bars",
+                    elem_classes="udig-highlight",  # as the highlight panes: the label above, not over, the bars
                 )
                 c_inputs = remember("compare", c)
                 c_outputs = [*c_highlights, c_legend, c_table, c_bars, c_summary]
@@ -369,6 +405,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                     concurrency_id="classifier",
                     **attribution,
                 )
+                _mark_stale(c_inputs, c_summary, c_stale)
                 c_costed = {name: c[name] for name in ("text", "model", "steps")}  # SIG's line, as IG's steps
                 gr.on(
                     [control.change for control in c_costed.values()],
@@ -386,7 +423,8 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
             with gr.Tab("See the path", id="path"):
                 gr.Markdown(
                     "Pick a word: its path from the input word to the baseline, for DIG and UDIG, and how far "
-                    "each method's path points stay from real words. A *sequential* method (SIG, or DIG/UDIG "
+                    "each method's path points (where gradients are taken) and anchor words stay from real words. "
+                    "A *sequential* method (SIG, or DIG/UDIG "
                     "with Sequential ticked) moves each word along this same path alone, every other word "
                     "staying as typed."
                 )
@@ -401,15 +439,22 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 )
                 p |= _settings(demo, method=False, baseline=False)
                 p_button = _run_button("Show the path", "path-run")
+                p_stale = _stale_note("path-stale")
                 p_summary = gr.Markdown(label="Summary", elem_id="path-summary")
                 with gr.Row():
-                    p_anchors = gr.Dataframe(label="Anchors, input word → baseline", elem_id="path-anchors")
+                    p_anchors = gr.Dataframe(
+                        label="Anchors, input word → baseline",
+                        wrap=True,
+                        column_widths=["28%", "36%", "36%"],  # step, DIG, UDIG: both methods on a phone
+                        elem_id="path-anchors",
+                    )
                     p_plot = gr.LinePlot(
                         x="position",
                         y="distance",
                         color="method",
                         color_map=METHOD_COLOURS,
-                        label="Distance to the nearest real word (IG grey, DIG amber, UDIG indigo)",
+                        label="Distance to the nearest word",  # one line on a phone: the chart keeps its axis
+                        color_title="series",  # its legend is cut off by Gradio: the summary names the colours
                         x_title="0 = input word → 1 = baseline",
                         y_title="distance",
                         height=420,
@@ -440,9 +485,15 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 gr.on(
                     [p["text"].input, p["model"].input], None, None, p["word"], js="() => ''"
                 )  # a user's edit: pick again
+                _mark_stale(p_inputs, p_summary, p_stale)
 
             with gr.Tab("About", id="about"):
                 gr.Markdown(ABOUT)
+                evaluated = {m: demo.config.settings({"method": m}) for m in METHOD_NAMES}
+                gr.Markdown(
+                    about_markdown({evaluated_name(s): method_title(s) for s in evaluated.values()}),
+                    elem_id="about-evaluation",
+                )
 
         # ---------------------------------------------------------------- shared links
         # Restoring is not queued, and each tab's run waits on its hidden trigger, which only a link to that tab
@@ -480,6 +531,7 @@ def launch_kwargs(config: AppConfig | None = None) -> dict:
         server_name=config.server_name,
         server_port=config.server_port,
         css_paths=[ROOT / "assets" / "style.css"],
+        css=PHONE_CSS,
         theme=gr.themes.Soft(),
         max_file_size=MAX_UPLOAD,
     )

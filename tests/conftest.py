@@ -6,6 +6,7 @@ passive OpenMP threads, and a throw-away HF_HOME so the vocabulary cache of one 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -281,18 +282,28 @@ def browser():
             chromium.close()
 
 
-@pytest.fixture()
-def page(browser):
-    """A fresh desktop-sized page with clipboard access; ``page.errors`` collects the page's script errors."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+@contextlib.contextmanager
+def opened_page(browser, viewport: dict[str, int] | None = None):
+    """A fresh page (desktop-sized unless ``viewport`` says otherwise) with clipboard access; ``page.errors``
+    collects the page's script errors. Its browser context closes when the block ends."""
+    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
     context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
     page.set_default_timeout(BROWSER_TIMEOUT)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.errors = errors
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture()
+def page(browser):
+    """A fresh desktop-sized page (:func:`opened_page`)."""
+    with opened_page(browser) as page:
+        yield page
 
 
 def open_app(page, url: str) -> None:

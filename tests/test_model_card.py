@@ -266,7 +266,6 @@ def test_card_words_leave_special_tokens_typed_into_the_text_out():
     assert [w.text for w in exports.content_words(explanation, ["[PAD]", "[UNK]"])] == ["good", "film"]
 
 
-@pytest.mark.xfail(strict=True, reason="markup.model_card still escapes with backslashes: the card helper's patch")
 def test_markdown_card_shows_user_text_as_text_under_linkify():
     card = render.model_card(hostile_explanation(), image="udig-udig.png", link="https://x.hf.space/?s=abc")
     parsed = rendered(card, markdown=True)
@@ -284,7 +283,6 @@ def test_html_card_shows_user_text_as_text_under_linkify():
         assert "evil.com/m`[x](javascript:y)" in "".join(parsed.text)
 
 
-@pytest.mark.xfail(strict=True, reason="markup.model_card still lists punctuation: the card helper's patch")
 def test_card_top_words_leave_punctuation_out():
     for fmt in ("markdown", "html"):
         card = render.model_card(hostile_explanation(), fmt=fmt, top=5)

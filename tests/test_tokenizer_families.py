@@ -419,17 +419,10 @@ def test_highlights_group_pieces_into_the_words_as_typed(families, name):
     assert "😀" in [w.text for w in shown]
 
 
-SPACE_MARKS = pytest.mark.xfail(
-    strict=True,
-    reason="udig.render.words drops a piece that covers no character (byte-level BPE's lone Ġ before a second "
-    "space, DeBERTa-v2's lone ▁ before an emoji), and its attribution with it; fix: give it to the next word",
-)
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(name, marks=SPACE_MARKS) if name in ("roberta", "deberta-v2") else name for name in FAMILIES]
-)
+@pytest.mark.parametrize("name", list(FAMILIES))
 def test_every_piece_counts_in_the_highlighted_words(families, name):
+    """A piece that covers no character (byte-level BPE's lone Ġ before a second space, DeBERTa-v2's lone ▁ before
+    an emoji) still counts: its attribution goes to the next word."""
     model, tokenizer = families.model(name, "classification")
     explanation = Explainer(model, tokenizer).explain(TYPED, method="ig", steps=1)
     total = sum(a for a, special in zip(explanation.attributions, explanation.special_mask) if not special)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -282,6 +283,11 @@ RULES: dict[str, Rule] = {
 SEGMENT_RULES = tuple(name for name, rule in RULES.items() if not rule.straight_only)
 
 
+POINTS_DONE: ContextVar[Callable[[int], None] | None] = ContextVar("udig_points_done", default=None)
+"""Told the number of path points of each slice :func:`gradient_terms` finishes, where a caller set it (the demo
+shows "N of M path points"); None: nobody listens."""
+
+
 def gradient_terms(
     function: ScalarFunction, points: Tensor, steps: tuple[Tensor, ...], batch_size: int
 ) -> tuple[list[Tensor], Tensor]:
@@ -294,6 +300,7 @@ def gradient_terms(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     terms: list[list[Tensor]] = [[] for _ in steps]
     values = []
+    done = POINTS_DONE.get()
     for start in range(0, len(points), batch_size):
         chunk = points[start : start + batch_size].detach().requires_grad_(True)  # (B, L, d)
         with torch.enable_grad():
@@ -306,6 +313,8 @@ def gradient_terms(
             part = step[start : start + len(chunk)]
             collected.append(torch.stack([(grad * part).sum(-1) for grad in grads]))  # (n_targets, B, L)
         values.append(outputs.detach())
+        if done is not None:
+            done(len(chunk))
     return [torch.cat(collected, dim=1) for collected in terms], torch.cat(values).T
 
 

@@ -6,6 +6,7 @@
 - :mod:`~udig.app.memory`: freed memory handed back to the system (glibc's thresholds, a trim per request);
 - :mod:`~udig.app.waiting`: the queue's places per visitor and its time estimates;
 - :mod:`~udig.app.views`: results turned into component values;
+- :mod:`~udig.app.evaluation`: what the 500-sentence evaluation found, as shipped in ``assets/evaluation.json``;
 - :mod:`~udig.app.links`: share links, and restoring one on page load;
 - :mod:`~udig.app.handlers`: the event handlers (:class:`Demo`);
 - :mod:`~udig.app.content`: the texts.

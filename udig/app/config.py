@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from ..hub import hub_offline, hub_reachable
 from ..methods import PATH_METHODS, get_method
-from ..models import CURATED_MODELS, DEFAULT_MODEL, DEFAULT_QA_MODEL
+from ..models import CURATED_MODELS, DEFAULT_MODEL
 from ..settings import PARAMETERS, Bounds, Settings
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class AppConfig:
         listed = tuple(m.strip() for m in os.environ.get("UDIG_SENTIMENT_MODELS", "").split(",") if m.strip())
         warmup = os.environ.get("UDIG_WARMUP", "").strip().lower()
         return cls(
-            sentiment_models=listed or (DEFAULT_MODEL, *CURATED_MODELS["sentiment"]),
+            sentiment_models=_sentiment_models(listed or (DEFAULT_MODEL, *CURATED_MODELS["sentiment"])),
             qa_models=_qa_models(os.environ.get("UDIG_QA_MODEL", "").strip()),
             allow_any_model=_env_flag("UDIG_ALLOW_ANY_MODEL", False),
             limits=Limits.from_env(),
@@ -185,10 +185,7 @@ class AppConfig:
             raise ValueError(f"a model name has at most {MAX_MODEL_CHARS} characters, not {len(name)}")
         if name in choices or self.allow_any_model:
             return name
-        raise ValueError(
-            f"model {name!r} is not offered by this app; choose one of the list "
-            "(set UDIG_ALLOW_ANY_MODEL=1 to allow any Hub id or local folder)"
-        )
+        raise ValueError(f"model {name!r} is not offered by this app; choose one of the list")
 
     def settings(self, fields: Mapping[str, Any]) -> Settings:
         """One request's settings from a tab's fields by name (slider floats, link or API strings), within
@@ -220,6 +217,17 @@ def _space_url(host: str) -> str | None:
     return f"https://{host}/" if re.fullmatch(r"[A-Za-z0-9.-]+", host) else None
 
 
+def _sentiment_models(wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The sentiment choices: those of ``wanted`` that can load here (udig's built-in model, models at hand, and
+    Hub models when the Hub can be used), in their order; a visitor is never offered a model that cannot load.
+    With none of them loadable, the built-in model."""
+    downloads = hub_usable()
+    usable = tuple(m for m in wanted if m == DEFAULT_MODEL or downloads or model_at_hand(m))
+    for name in sorted(set(wanted) - set(usable)):
+        logger.info("not offering %s: it is not on this machine and the Hub cannot be used", name)
+    return usable or (DEFAULT_MODEL,)
+
+
 def _qa_models(wanted: str) -> tuple[str, ...]:
     """The QA choices: ``wanted`` and the curated models, loadable ones first, then the untrained head.
 
@@ -243,8 +251,11 @@ def hub_usable() -> bool:
 def model_at_hand(name: str) -> bool:
     """Whether a model can be loaded without the network: the untrained QA head, a local folder, or a Hub id
     already in the Hub cache (udig's built-in default is none of these: callers know it is at hand)."""
-    if name == UNTRAINED_QA_MODEL or Path(name).expanduser().is_dir():
-        return True
+    return name == UNTRAINED_QA_MODEL or Path(name).expanduser().is_dir() or in_hub_cache(name)
+
+
+def in_hub_cache(name: str) -> bool:
+    """Whether ``name`` is a Hub id already in the Hub cache (whatever the server's folders hold)."""
     try:
         from huggingface_hub import try_to_load_from_cache
 
@@ -263,14 +274,16 @@ def qa_notice(config: AppConfig) -> str:
             f"The QA model `{default}` is downloaded from the Hugging Face Hub on its first use: the first "
             "explanation takes a minute longer, later ones reuse it."
         )
+    logger.info(
+        "no trained QA model at hand: set UDIG_QA_MODEL to a local folder, or allow the Hub (docs/demo.md)"
+    )  # the operator's recipe; the visitor reads what the tab can do
+    fetch = (
+        "Pick a curated model below to explain a real one: it is downloaded on its first use."
+        if hub_usable()
+        else "This server cannot download one now, so only the untrained head is at hand here."
+    )
     return (
-        "**No trained question-answering model is on this machine yet.** No package ships one, and "
-        f"`{DEFAULT_QA_MODEL}` is not in the Hugging Face cache. The default here is MiniLM with an *untrained* "
-        "QA head: it shows the mechanics (spans, start/end attributions, scores) but its answers are "
-        "meaningless. To explain a real QA model, either\n"
-        "- pick a curated model below: with network access (`HF_HUB_OFFLINE` unset) it is downloaded once and "
-        "cached for offline use afterwards, or\n"
-        "- point the app at a local copy: `UDIG_QA_MODEL=/path/to/folder python app.py` (a folder written "
-        "by `save_pretrained`, or by `hf download distilbert-base-cased-distilled-squad --local-dir folder` on a "
-        "machine with network)."
+        "**No trained question-answering model is on this machine yet.** The default here is MiniLM with an "
+        "*untrained* QA head: it shows the mechanics (spans, start/end attributions, scores) but its answers are "
+        f"meaningless. {fetch}"
     )

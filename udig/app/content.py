@@ -56,11 +56,13 @@ from a baseline (every word replaced by [PAD] or [MASK]) to the input:
 
 - **IG** ([Sundararajan et al. 2017](https://arxiv.org/abs/1703.01365)) takes the straight line; its points lie
   between words, where the model has never been trained.
-- **DIG** ([Sanyal & Ren, EMNLP 2021](https://arxiv.org/abs/2108.13654)) hops from word to word through a
-  nearest-neighbour graph of the vocabulary, keeping each step monotone toward the baseline.
+- **DIG** ([Sanyal & Ren, EMNLP 2021](https://arxiv.org/abs/2108.13654)) picks anchor words through a
+  nearest-neighbour graph of the vocabulary, then makes each anchor *monotone*: every coordinate that would
+  move away from the baseline is moved toward it instead. The gradients are taken at these moved points, not
+  at the words, and they can lie far from any word (*See the path* shows both).
 - **UDIG** ([Roy & Kundu 2024](https://arxiv.org/abs/2412.03886)) places evenly spaced reference points on the
-  straight line and picks, near each, the real word that keeps the path monotone: evenly spread anchors, closer
-  to the line.
+  straight line and picks, near each, the word that needs the least such moving: evenly spread anchors, and
+  path points that stay closer to the line.
 - **SIG** ([Enguehard, Findings of ACL 2023](https://arxiv.org/abs/2305.15853)) moves one word at a time along
   IG's line, from [MASK], while the other words stay as typed: one path per word, so it costs as many times more
   as the text has words. *Sequential* does the same with DIG's and UDIG's word paths.

@@ -25,12 +25,13 @@ from typing import Any
 
 import gradio as gr
 
-from .. import metrics, render
+from .. import render
 from ..methods import PATH_METHODS
 from ..models import ModelLoadError
 from ..settings import PARAMETERS, Settings, quoted
-from . import links, memory, views
-from .config import AppConfig, Limits, OverCap, hub_usable, model_at_hand, sequential_cost
+from ..vocab import warm_up as compile_kernels
+from . import evaluation, links, memory, views
+from .config import AppConfig, Limits, OverCap, hub_usable, in_hub_cache, model_at_hand, sequential_cost
 from .service import BUILDING_GRAPH, COMPILING_KERNELS, LOADING_MODEL, Result, Service
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ LATER_FIELDS = frozenset(
 )  # controls added after the API was published: a call may leave them off
 Fields = Mapping[str, Any]  # one tab's values by field name, as app.py lays the tab out
 START_UP_STAGES = (LOADING_MODEL, COMPILING_KERNELS, BUILDING_GRAPH)  # in the warm-up's order
-WARM_UP_TEXT = "A fine film."  # the warm-up's tiny input: the kernels compile for any length
+OVER_CAP_MARK = "more than this demo allows"  # in a cost line (:meth:`Demo.cost`) that the run would be refused
 
 
 def as_text(message: str) -> str:
@@ -78,11 +79,11 @@ def readable_errors(fn: Callable) -> Callable:
             raise shown_as_text(
                 "The computation ran out of memory: use fewer steps or a shorter text.", "Error"
             ) from None
-        except Exception as error:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the details go to the server's log, not to the visitor
             logger.exception("handler %s failed", fn.__name__)
             raise shown_as_text(
-                f"Something went wrong ({type(error).__name__}). Try fewer steps or a shorter text; "
-                "if it persists, report it with the exported settings.",
+                "Something went wrong on the server while explaining this. Try fewer steps or a shorter text; "
+                "if it persists, report it with the link (🔗 Copy link).",
                 "Error",
             ) from None
 
@@ -106,16 +107,19 @@ def _message(error: BaseException) -> str:
 
 
 def _model_message(error: ModelLoadError, config: AppConfig, model: Any) -> str:
-    """An offered model's load failure as it is; a visitor's own model's (UDIG_ALLOW_ANY_MODEL) names only what
-    they typed: the loader's messages name resolved folders, which would let a visitor probe the server's."""
+    """A load failure in a visitor's words; the loader's own message goes to the log. The loader names
+    functions, environment variables and resolved folders, which mean nothing to a visitor and would let one
+    probe the server's folders (UDIG_ALLOW_ANY_MODEL): a visitor's own model's message names only what they
+    typed, the same whether or not such a folder exists."""
     name = model.strip() if isinstance(model, str) else ""
-    if not name or any(name in offered for offered in config.models.values()):
-        return str(error)
     logger.info("model %r not loaded: %s", name, error)
+    if not name or any(name in offered for offered in config.models.values()):
+        shown = name or "the default model"
+        return f"The model {shown} cannot be loaded on this server right now; pick another model from the list."
     why = (
         "check the spelling"
         if hub_usable()
-        else "this server cannot reach the Hugging Face Hub, so only models in its cache load"
+        else "this server cannot reach the Hugging Face Hub, so only models it already has load"
     )
     return (
         f"Could not load the model {name!r}. Give the id of a Hugging Face Hub model with a sequence-classification "
@@ -186,19 +190,23 @@ class Demo:
         return thread
 
     def warm_up(self) -> None:
-        """Load the default model, compile the attribution kernels on a tiny input and, with ``config.warmup ==
-        "full"`` (the default), load or build DIG's graph for the default settings: each a stage of
-        :attr:`Service.start_up <udig.app.service.Service.start_up>`, so requests show what they wait on."""
-        started, start_up = time.perf_counter(), self.service.start_up
+        """What a first request needs, as stages of :attr:`Service.start_up <udig.app.service.Service.start_up>`
+        (requests show the one they wait on): load the default model; compile UDIG's kernels and index the
+        model's real words and search rows; with ``config.warmup == "full"`` (the default), compile DIG's kernels
+        and load or build DIG's graph for the default settings."""
+        started, start_up, defaults = time.perf_counter(), self.service.start_up, self.config.defaults
         try:
             with start_up.doing(LOADING_MODEL):
                 explainer = self.service.registry.explainer(self.config.sentiment_models[0])
             with start_up.doing(COMPILING_KERNELS):
-                tiny = explainer.explain(WARM_UP_TEXT, settings=self.config.defaults.replace(method="udig", steps=2))
-                metrics.scores(tiny, explainer.model, explainer.tokenizer)
+                compile_kernels(["udig"])
+                explainer.vocab_.prepare(
+                    [defaults.candidates], device=explainer.model.get_input_embeddings().weight.device
+                )
             if self.config.warmup == "full":
                 with start_up.doing(BUILDING_GRAPH):
-                    explainer.prepare(self.config.defaults.replace(method="dig"))
+                    compile_kernels(["dig"])
+                    explainer.prepare(defaults.replace(method="dig"))
         except Exception as error:  # noqa: BLE001 - the first request will report it properly
             logger.warning("warm-up failed: %s", error)
             return
@@ -214,36 +222,66 @@ class Demo:
         done = START_UP_STAGES.index(stage)
         gr.Progress()((done, len(START_UP_STAGES)), desc=f"{stage[:1].upper()}{stage[1:]}", unit="start-up stages")
 
+    @staticmethod
+    def show_points(prefix: str, done: int, total: int) -> None:
+        """Tell the visitor how far the path's gradients are: "gradients at N of M points" in Gradio's progress
+        bar, after ``prefix`` (the method, on the Compare and path tabs; a no-op outside a Gradio event). Not
+        "path points": the finished runtime line says that, and the page's tests wait for it."""
+        gr.Progress()((done, total), desc=f"{prefix}gradients at {done} of {total} points", unit="points")
+
     def _sentiment(
-        self, fields: Fields, settings: Settings, need_path: bool = False, others: Sequence[str] = ()
+        self,
+        fields: Fields,
+        settings: Settings,
+        need_path: bool = False,
+        others: Sequence[str] = (),
+        references: tuple[str, ...] = (),
+        doing: str = "",
     ) -> Result:
-        """The explanation of the text of one tab's ``fields`` under ``settings``."""
+        """The explanation of the text of one tab's ``fields`` under ``settings`` (with the ``references``' scores,
+        see :meth:`Service.compute <udig.app.service.Service.compute>`); ``doing`` leads its progress message."""
         notices: list[str] = []
         texts = _texts(self.config.limits, fields, ("text",), notices, others)
         return self.service.compute(
-            "classification", fields.get("model"), texts, settings, notices, need_path, report=self.show_stage
+            "classification",
+            fields.get("model"),
+            texts,
+            settings,
+            notices,
+            need_path,
+            report=self.show_stage,
+            references=references,
+            count=functools.partial(self.show_points, doing),
         )
 
     def _path_methods(
         self, fields: Fields, methods: tuple[str, ...], need_path: bool = False
     ) -> tuple[dict[str, Result], list[str]]:
         """``methods`` on one text, each with its paper's baseline; a sequential one whose cost is above the demo's
-        cap is left out with a notice (the others still run)."""
+        cap is left out with a notice (the others still run). The visitor sees which method runs (Gradio's
+        progress bar: "SIG, method 4 of 4"; a no-op outside a Gradio event)."""
         results, notices = {}, []
-        for method in methods:
+        for done, method in enumerate(methods):
+            title = views.METHOD_NAMES[method]
+            doing = f"{title}, method {done + 1} of {len(methods)}"
+            gr.Progress()((done, len(methods)), desc=doing, unit="methods")
             settings = self.config.settings({**fields, "method": method, "baseline": None})
             try:
-                results[method] = self._sentiment(fields, settings, need_path, others=("word",))
+                results[method] = self._sentiment(fields, settings, need_path, others=("word",), doing=f"{doing}: ")
             except OverCap as error:
-                notices.append(f"{views.METHOD_NAMES[method]} left out: {error}.")
+                notices.append(f"{title} left out: {error}.")
         return results, notices
 
     # -- Sentiment and QA tabs --
 
     @readable_errors
     def explain(self, **fields: Any) -> tuple:
-        """Sentiment: label, per-word highlight, legend, token table, scores, runtime."""
-        return views.sentiment(self._sentiment(fields, self.config.settings(fields)))
+        """Sentiment: label, per-word highlight, legend with how to read the scores (with the sanity baselines'
+        scores on the same input, and what the evaluation found), token table, scores, runtime."""
+        settings = self.config.settings(fields)
+        result = self._sentiment(fields, settings, references=evaluation.REFERENCES)
+        name = self.config.model_name(fields.get("model"), "classification")
+        return views.sentiment(result, evaluation.finding_lines(name, settings, views.method_title(settings)))
 
     @readable_errors
     def explain_qa(self, **fields: Any) -> tuple:
@@ -252,12 +290,14 @@ class Demo:
         notices: list[str] = []
         texts = _texts(self.config.limits, fields, ("question", "context"), notices)
         name = self.config.model_name(fields.get("model"), "qa")
-        if not model_at_hand(name) and hub_usable():
+        listed = name in self.config.qa_models  # the operator's names; a visitor's is a Hub id (any-model mode)
+        if not (model_at_hand(name) if listed else in_hub_cache(name)) and hub_usable():
             gr.Info(
                 as_text(f"Downloading {name} from the Hugging Face Hub for its first use: about a minute."),
                 title="First use",
             )
-        return views.qa(self.service.compute("qa", name, texts, settings, notices, report=self.show_stage))
+        count = functools.partial(self.show_points, "")
+        return views.qa(self.service.compute("qa", name, texts, settings, notices, report=self.show_stage, count=count))
 
     def tokenizer(self, name: str) -> Any:
         """The tokenizer of model ``name`` (loading the model once, as its first explanation would)."""
@@ -331,9 +371,15 @@ class Demo:
         verdict = (
             f"within this demo's cap of {limit}"
             if not self.config.limits.over_cap(settings, words)
-            else (f"**more than this demo allows ({limit})**: lower the steps or shorten the text")
+            else (f"**{OVER_CAP_MARK} ({limit})**: lower the steps or shorten the text")
         )
         return f"⏱️ {sequential_cost(settings, words)}, {verdict}."
+
+    @staticmethod
+    def run_button(cost: str | None) -> gr.Button:
+        """A tab's run button after its cost line changed: disabled while the line says the run is over the cap
+        (it would be refused), enabled otherwise."""
+        return gr.Button(interactive=OVER_CAP_MARK not in (cost or ""))
 
     # -- share and export --
 

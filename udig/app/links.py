@@ -49,18 +49,26 @@ def _encode_state(state: dict[str, Any]) -> str:
 
 
 def _decode_state(token: str) -> dict[str, Any]:
+    """A link's state; a ValueError in a visitor's words when it cannot be read (base64's, zlib's, JSON's and
+    Unicode's own messages, such as "Error -3 while decompressing data", go to the log)."""
     token = token.strip()
+    damaged = "it is damaged or was cut short when copied"
     try:
         data = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         inflater = zlib.decompressobj()
         raw = inflater.decompress(data, _STATE_LIMIT)
-        if inflater.unconsumed_tail:
-            raise ValueError("too long")
+    except (ValueError, zlib.error) as error:
+        logger.info("unreadable link state: %s", error)
+        raise ValueError(damaged) from None
+    if inflater.unconsumed_tail:
+        raise ValueError("too long")
+    try:
         state = json.loads(raw)
     except RecursionError:  # deeply nested JSON
         raise ValueError("nested too deeply") from None
-    except (ValueError, zlib.error) as error:
-        raise ValueError(str(error) or "corrupt") from None
+    except ValueError as error:
+        logger.info("unreadable link state: %s", error)
+        raise ValueError(damaged) from None
     if not isinstance(state, dict):
         raise ValueError("not a state object")
     return state

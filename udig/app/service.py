@@ -13,13 +13,14 @@ and Gradio's time estimates learn only from requests that did none (:mod:`udig.a
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,8 +28,9 @@ from typing import Any
 from .. import metrics
 from ..explainer import Explainer
 from ..explanation import Explanation, QAExplanation
+from ..integrate import POINTS_DONE
 from ..methods import PathMethod, get_method
-from ..models import load_base_minilm, load_model
+from ..models import ModelLoadError, load_base_minilm, load_model
 from ..settings import Settings
 from ..tasks import get_task
 from . import memory
@@ -69,6 +71,8 @@ BUILDING_GRAPH = "building DIG's word graph, once per start"
 
 Report = Callable[[str], None]
 """Shows a request's visitor the stage it waits on (a progress message in the app)."""
+Count = Callable[[int, int], None]
+"""Shows a request's visitor how many of its path points are done: ``(done, total)``."""
 
 _REGISTRIES: weakref.WeakValueDictionary[str, Registry] = weakref.WeakValueDictionary()
 """Every live :class:`Registry` by key. :func:`attribute` gets a registry key and a model name, never the model:
@@ -76,12 +80,35 @@ on ZeroGPU its arguments are pickled into a worker process forked from this one,
 models loaded before the fork (moved to the GPU by ZeroGPU) already are; a model loaded later loads there again."""
 
 
-class Registry:
-    """One model per name and one Explainer per model, shared by every request."""
+HUB_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "*.bin", "*.tiktoken"]  # what a model needs from the Hub
 
-    def __init__(self, max_tokens: int = Limits.max_tokens, device: str | None = None) -> None:
+
+def load_hub_model(name: str) -> ModelAndTokenizer:
+    """The Hub model ``name`` (from the Hub cache, downloaded there first when needed), never a local folder of
+    that name: what a visitor types (UDIG_ALLOW_ANY_MODEL) must not open the server's folders. Any failure is a
+    :class:`~udig.models.ModelLoadError` (its message is logged, never shown: see the handlers)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(name, allow_patterns=HUB_FILES)
+    except Exception as error:  # noqa: BLE001 - an invalid id, a missing repository, no network: not loadable
+        raise ModelLoadError(f"{name!r} is not a Hub model this server can fetch: {error}") from None
+    return load_model(folder)
+
+
+class Registry:
+    """One model per name and one Explainer per model, shared by every request.
+
+    ``listed``: the names that load as :func:`udig.load_model` reads them (a local folder, a Hub id); any other
+    name loads as a Hub id only (:func:`load_hub_model`). None: every name as ``load_model`` reads it.
+    """
+
+    def __init__(
+        self, max_tokens: int = Limits.max_tokens, device: str | None = None, listed: Collection[str] | None = None
+    ) -> None:
         self.max_tokens = max_tokens
         self.device = device  # None: cuda when available, decided at the first load
+        self.listed = None if listed is None else frozenset(listed)
         self._lock = threading.Lock()
         self._loaders: dict[str, Callable[[], ModelAndTokenizer]] = {
             UNTRAINED_QA_MODEL: lambda: load_base_minilm("qa", seed=0)
@@ -116,7 +143,11 @@ class Registry:
             with self._lock:
                 if name in self._models:
                     return self._models[name]
-            model, tokenizer = loader() if loader is not None else load_model(name)
+            if loader is None:
+                loader = functools.partial(
+                    load_model if self.listed is None or name in self.listed else load_hub_model, name
+                )
+            model, tokenizer = loader()
             device = self.device or _available_device()
             if device != "cpu":
                 model = model.to(device)
@@ -209,6 +240,10 @@ def _show_nothing(stage: str) -> None:
     """A :data:`Report` for callers without a visitor to tell."""
 
 
+def _count_nothing(done: int, total: int) -> None:
+    """A :data:`Count` for callers without a visitor to tell."""
+
+
 @dataclass
 class Result:
     """One computed explanation with its scores (per part, as :func:`udig.metrics.scores`) and wall time."""
@@ -219,6 +254,7 @@ class Result:
     labels: dict[int, str]
     notices: list[str] = field(default_factory=list)  # about this result; the request's own lead them
     remembered: bool = False  # served from the cache: ``seconds`` and timings are those of the first request
+    references: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)  # yardsticks' scores
 
     @property
     def main(self) -> Explanation:
@@ -233,25 +269,40 @@ def gpu_seconds(n_points: int, tokens: int) -> int:
     return int(min(high, max(low, math.ceil(GPU_MARGIN * cost))))
 
 
-def attribution_seconds(registry: str, model: str, inputs: dict[str, str], settings: Settings) -> int:
+def attribution_seconds(
+    registry: str, model: str, inputs: dict[str, str], settings: Settings, references: tuple[str, ...] = ()
+) -> int:
     """:func:`gpu_seconds` for :func:`attribute`'s arguments (``spaces.GPU`` calls it with them before asking
-    for a GPU): a sequential method's paths count once per word (:meth:`Explainer.size <udig.Explainer.size>`)."""
+    for a GPU): a sequential method's paths count once per word (:meth:`Explainer.size <udig.Explainer.size>`);
+    the path-free ``references`` (a gradient at most) fit in its margin."""
     size = _REGISTRIES[registry].explainer(model).size(**inputs, settings=settings)
     return gpu_seconds(size.points, size.tokens)
 
 
 @gpu(duration=attribution_seconds)
-def attribute(registry: str, model: str, inputs: dict[str, str], settings: Settings) -> Result:
+def attribute(
+    registry: str, model: str, inputs: dict[str, str], settings: Settings, references: tuple[str, ...] = ()
+) -> Result:
     """The GPU-worthy part (under ``@spaces.GPU`` on ZeroGPU Spaces): attribution plus scores, by ``model`` of
-    the registry keyed ``registry`` (see :data:`_REGISTRIES`)."""
+    the registry keyed ``registry`` (see :data:`_REGISTRIES`); then, in the same GPU window, the scores of the
+    path-free ``references`` (``random``, ``grad-input``: yardsticks) on the same inputs."""
     explainer = _REGISTRIES[registry].explainer(model)
     started = time.perf_counter()
     explanation = explainer.explain(**inputs, settings=settings)
     tick = time.perf_counter()
-    by_role = explanation.parts
-    scores = {role: metrics.scores(part, explainer.model, explainer.tokenizer) for role, part in by_role.items()}
-    next(iter(by_role.values())).timings["scores"] = time.perf_counter() - tick
-    return Result(explanation, scores, time.perf_counter() - started, explainer.labels)
+    scores = _scores(explainer, explanation)
+    explanation.parts[next(iter(explanation.parts))].timings["scores"] = time.perf_counter() - tick
+    compared = {
+        m: _scores(explainer, explainer.explain(**inputs, settings=Settings.make(method=m))) for m in references
+    }
+    return Result(explanation, scores, time.perf_counter() - started, explainer.labels, references=compared)
+
+
+def _scores(explainer: Explainer, explanation: Explanation | QAExplanation) -> dict[str, dict[str, float | None]]:
+    """:func:`udig.metrics.scores` of each part of ``explanation`` (QA: start and end), by part."""
+    return {
+        role: metrics.scores(part, explainer.model, explainer.tokenizer) for role, part in explanation.parts.items()
+    }
 
 
 class Service:
@@ -259,7 +310,9 @@ class Service:
 
     def __init__(self, config: AppConfig, registry: Registry | None = None, cache_size: int = 16) -> None:
         self.config = config
-        self.registry = registry or Registry(config.limits.max_tokens, config.device)
+        self.registry = registry or Registry(
+            config.limits.max_tokens, config.device, listed=[m for models in config.models.values() for m in models]
+        )  # a visitor's own model name (UDIG_ALLOW_ANY_MODEL) is a Hub id, never one of the server's folders
         self.start_up = StartUp()
         self._results: OrderedDict[tuple, Result] = OrderedDict()
         self._lock = threading.Lock()
@@ -274,26 +327,34 @@ class Service:
         notices: Sequence[str] = (),
         need_path: bool = False,
         report: Report = _show_nothing,
+        references: tuple[str, ...] = (),
+        count: Count = _count_nothing,
     ) -> Result:
         """The explanation of ``inputs`` by ``model`` under ``settings``; ``notices`` lead its own.
 
         One-time work the request needs first (the model's load, the kernels' compilation, DIG's graph: done
         by the warm-up or by this request) is shown through ``report`` as it starts, counted in the result's
-        seconds and named in a notice. The cache keeps path points only up to PATH_CACHE_BYTES per result;
-        need_path=True recomputes a cached result whose points were dropped. Memory the computation freed goes
-        back to the system (:func:`udig.app.memory.trim`).
+        seconds and named in a notice; the path points' progress is told to ``count`` (not on ZeroGPU, whose
+        worker process runs the attribution). The cache keeps path points only up to PATH_CACHE_BYTES per result;
+        need_path=True recomputes a cached result whose points were dropped; ``references`` (path-free methods'
+        names) adds their scores on the same inputs (:func:`attribute`), recomputing a cached result without
+        them. Memory the computation freed goes back to the system (:func:`udig.app.memory.trim`).
         """
         started = time.perf_counter()
         name = self.config.model_name(model, task)
         key = (task, name, tuple(sorted(inputs.items())), settings)
         with self._lock:
             cached = self._results.get(key)
-            if cached is not None and not (need_path and cached.main.path is None):
+            if (
+                cached is not None
+                and not (need_path and cached.main.path is None)
+                and cached.references.keys() >= {*references}
+            ):
                 self._results.move_to_end(key)
                 return replace(cached, notices=[*notices, *cached.notices], remembered=True)
         waits: dict[str, float] = {}
         try:
-            result = self._compute(task, name, inputs, settings, report, waits)
+            result = self._compute(task, name, inputs, settings, report, waits, references, count)
         finally:
             memory.trim()
         result.seconds = time.perf_counter() - started
@@ -307,7 +368,15 @@ class Service:
         return replace(result, notices=[*notices, *_waited(waits), *result.notices])
 
     def _compute(
-        self, task: str, name: str, inputs: dict[str, str], settings: Settings, report: Report, waits: dict[str, float]
+        self,
+        task: str,
+        name: str,
+        inputs: dict[str, str],
+        settings: Settings,
+        report: Report,
+        waits: dict[str, float],
+        references: tuple[str, ...] = (),
+        count: Count = _count_nothing,
     ) -> Result:
         """:meth:`compute` without the cache: each one-time stage it meets is reported and timed in ``waits``."""
         if self.registry.loaded(name):
@@ -330,7 +399,11 @@ class Service:
             if isinstance(method, PathMethod) and method.needs_graph and not graph_ready(explainer, settings):
                 with self._stage(BUILDING_GRAPH, report, waits):
                     explainer.prepare(settings)  # CPU work (seconds, or a load): not in the GPU window
-            return attribute(self.registry.key, name, inputs, settings)
+            counted = POINTS_DONE.set(_Counter(size.passes, count) if size.points else None)
+            try:
+                return attribute(self.registry.key, name, inputs, settings, references)
+            finally:
+                POINTS_DONE.reset(counted)
 
     @contextmanager
     def _stage(self, stage: str, report: Report, waits: dict[str, float]) -> Iterator[None]:
@@ -340,6 +413,18 @@ class Service:
         with self.start_up.doing(stage):
             yield
         waits[stage] = waits.get(stage, 0.0) + time.perf_counter() - tick
+
+
+class _Counter:
+    """Adds up the path points :data:`udig.integrate.POINTS_DONE` reports and tells ``count`` (at most ``total``:
+    a refined path or a reference's gradient may add a few)."""
+
+    def __init__(self, total: int, count: Count) -> None:
+        self.total, self.done, self.count = total, 0, count
+
+    def __call__(self, points: int) -> None:
+        self.done = min(self.total, self.done + points)
+        self.count(self.done, self.total)
 
 
 def graph_ready(explainer: Explainer, settings: Settings) -> bool:

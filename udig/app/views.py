@@ -16,9 +16,10 @@ import torch
 from .. import render
 from ..explanation import Explanation, QAExplanation
 from ..methods import PATH_METHODS, REGISTRY
-from ..metrics import SCORES
+from ..metrics import AOPC_CUTOFFS, DEFAULT_TOPK, SCORES, top_k_count, top_k_positions
+from ..settings import Settings
 from ..vocab import VocabIndex
-from .content import QA_MEANINGS, RULE_LABELS
+from .content import CANDIDATE_LABELS, QA_MEANINGS, RULE_LABELS, STRATEGY_LABELS
 from .service import Result
 
 METHOD_NAMES = {name: REGISTRY[name].title for name in PATH_METHODS}  # "ig" -> "IG", ...
@@ -26,9 +27,16 @@ JOINT_METHODS = tuple(
     name for name in PATH_METHODS if not REGISTRY[name].fixed.get("sequential")
 )  # SIG reuses IG's line
 _COLOURS = {"ig": "#64748b", "dig": "#f59e0b", "udig": "#6366f1", "sig": "#10b981"}  # grey, amber, indigo, green
-METHOD_COLOURS = {METHOD_NAMES[name]: colour for name, colour in _COLOURS.items()}  # by title, as the plots label them
-BAR_ORDER = [f"{score.short} {title}" for score in SCORES for title in METHOD_NAMES.values()]
+ANCHOR_SERIES = " anchor words"  # a method's anchors in the path plot: "DIG anchor words"
+_ANCHOR_COLOURS = {"dig": "#b45309", "udig": "#312e81"}  # darker amber and indigo: the anchor words themselves
+METHOD_COLOURS = {  # by series title, as the path plot labels them
+    **{METHOD_NAMES[name]: colour for name, colour in _COLOURS.items()},
+    **{METHOD_NAMES[name] + ANCHOR_SERIES: colour for name, colour in _ANCHOR_COLOURS.items()},
+}
 PATH_COLUMNS = ["position", "distance", "method"]
+REFERENCE_COLUMNS = {"random": "random", "grad-input": "grad × input"}  # the sanity baselines, as the page names them
+TOP_SHARE = f"top {DEFAULT_TOPK} %"  # as the scores' meanings write it
+BETTER_WORDS = {"lower": "lower is better ↓", "higher": "higher is better ↑", "closer to 0": "closer to 0 is better"}
 
 
 def literal(text: Any) -> str:
@@ -75,17 +83,109 @@ def _relative(explanation) -> str:
     return f" ({' / '.join(f'{share:.0%}' for share in shares)} of F(x) − F(x′))" if shares else ""
 
 
-def sentiment(result: Result) -> tuple:
-    """Sentiment tab: label, per-word highlight, legend, token table, scores, runtime."""
+def sentiment(result: Result, finding: Sequence[str] = ()) -> tuple:
+    """Sentiment tab: label, per-word highlight, legend with how to read the scores, token table, scores,
+    runtime. Under the legend: the scores beside those of the result's sanity baselines on the same input
+    (:func:`yardstick_html`), and ``finding``, what the evaluation found for this method."""
     e = result.explanation
+    notes = reading_notes(len(e.tokens), finding, yardstick=yardstick_html(result))
     return (
         render.label_value(e, result.labels),
         render.highlight_html(e),
-        render.legend_html(e.target_label),
+        render.legend_html(e.target_label) + notes,
         pd.DataFrame(render.token_rows(e), columns=render.TOKEN_HEADERS),
-        pd.DataFrame(render.metric_rows(result.scores[""]), columns=["score", "value", "better", "meaning"]),
+        faithfulness_table(result),
         runtime(result),
     )
+
+
+def method_title(settings: Settings) -> str:
+    """A method as the page names it: ``UDIG (MaxCount, real words only, sequential)``."""
+    method = REGISTRY[settings.method]
+    details = [
+        *([STRATEGY_LABELS[settings.strategy]] if "strategy" in method.uses and settings.strategy else []),
+        *([CANDIDATE_LABELS[settings.candidates]] if "candidates" in method.uses else []),
+        *(["sequential"] if settings.sequential and "sequential" in method.uses else []),
+    ]
+    return method.title + (f" ({', '.join(details)})" if details else "")
+
+
+def top_share_words(length: int) -> str:
+    """What "top 20 %" is on an input of ``length`` tokens: ``"2 of 10 tokens"``."""
+    return f"{top_k_count(length)} of {length} tokens"
+
+
+def faithfulness_table(result: Result) -> pd.DataFrame:
+    """The method's scores; each meaning says how many tokens "top 20 %" is on this input."""
+    scores, length = result.scores[""], len(result.explanation.tokens)
+    rows = [
+        [
+            s.name,
+            _round(scores[s.key]),
+            s.better,
+            s.meaning.replace(TOP_SHARE, f"{TOP_SHARE} (here {top_share_words(length)})"),
+        ]
+        for s in SCORES
+    ]
+    return pd.DataFrame(rows, columns=["score", "value", "better", "meaning"])
+
+
+def yardstick_html(result: Result) -> str:
+    """A small table: the method's faithfulness scores beside its sanity baselines' (``result.references``) on
+    the same input (the scores those have: no path, no completeness error); empty without them."""
+    references = {m: scores[""] for m, scores in result.references.items()}
+    shown = [m for m in REFERENCE_COLUMNS if m in references]
+    if not shown:
+        return ""
+    cell = 'style="padding:1px 6px;text-align:right;font-variant-numeric:tabular-nums"'
+    rows = "".join(
+        f"<tr><td>{s.short} {s.arrow}</td>"
+        + "".join(f"<td {cell}>{_signed(v[s.key])}</td>" for v in (result.scores[""], *(references[m] for m in shown)))
+        + "</tr>"
+        for s in SCORES
+        if all(references[m].get(s.key) is not None for m in shown)
+    )
+    head = "".join(f"<th {cell}>{title}</th>" for title in ("this method", *(REFERENCE_COLUMNS[m] for m in shown)))
+    return (
+        '<table class="udig-yardstick" style="border-collapse:collapse;margin:4px 0;font-size:0.85rem">'
+        f"<thead><tr><th></th>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.3f}".replace("-", "−")
+
+
+def reading_notes(length: int, finding: Sequence[str] = (), same_top: Sequence[str] = (), yardstick: str = "") -> str:
+    """How to read the scores of an input of ``length`` tokens, as HTML under the colour legend: how many
+    tokens "top 20 %" is here (and that few tokens make methods tie), the ``yardstick`` table
+    (:func:`yardstick_html`) and ``finding``'s lines. ``same_top``: the methods that rank the same top tokens
+    first (Compare), which then score alike."""
+    k, cuts = top_k_count(length), ", ".join(str(top_k_count(length, cut)) for cut in AOPC_CUTOFFS)
+    notes = [
+        f"Here &ldquo;{TOP_SHARE}&rdquo; is <b>{top_share_words(length)}</b> ([CLS] and [SEP] count). "
+        + (
+            "So log-odds, comprehensiveness and sufficiency remove or keep nothing and say nothing here. "
+            if k == 0
+            else f"{', '.join(same_top[:-1])} and {same_top[-1]} put the same {k} first, so their log-odds, "
+            "comprehensiveness and sufficiency are identical: that is the short input, not a broken score. "
+            if len(same_top) > 1
+            else f"With so few, methods that put the same {k} first get identical log-odds, comprehensiveness and "
+            "sufficiency. "
+            if k <= 3
+            else ""
+        )
+        + f"The AOPC scores average over the top {', '.join(map(str, AOPC_CUTOFFS))} % ({cuts} tokens here) "
+        "and tell methods apart more often."
+    ]
+    if yardstick:
+        notes.append(
+            "Beside the sanity baselines on this same input (<b>random</b> scores; <b>grad × input</b>, one "
+            "gradient times the input): an explanation is informative where it beats them." + yardstick
+        )
+    if finding:  # a heading, then one line per method
+        notes += [f"<b>{render.escape(finding[0])}</b>", *(render.escape(line) for line in finding[1:])]
+    return '<div class="udig-notes"><small>' + "<br>".join(notes) + "</small></div>"
 
 
 def qa(result: Result) -> tuple:
@@ -127,7 +227,7 @@ def qa(result: Result) -> tuple:
 
 def comparison(results: Mapping[str, Result], notices: Sequence[str] = ()) -> tuple:
     """Compare tab, for results by method: one highlight per method of :data:`METHOD_NAMES` on a shared scale (empty
-    for a method left out, ``notices`` saying why), legend, table, bars, summary."""
+    for a method left out, ``notices`` saying why), legend with how to read the scores, table, bars, summary."""
     explanations = [r.explanation for r in results.values()]
     scale = render.shared_scale(explanations)
     highlights = [
@@ -147,67 +247,118 @@ def comparison(results: Mapping[str, Result], notices: Sequence[str] = ()) -> tu
     notices = [*notices, *sorted({n for r in results.values() for n in (*r.notices, *r.explanation.warnings)})]
     if notices:
         summary += "\n\n" + notices_markdown(notices)
+    length = len(first.tokens)
+    legend = render.legend_html(first.target_label) + reading_notes(length, same_top=same_top(results))
     table = _score_table(scores, {m: r.seconds for m, r in results.items()})
-    return (*highlights, render.legend_html(first.target_label), table, _score_bars(scores), summary)
+    return (*highlights, legend, table, score_bars(scores), summary)
+
+
+def same_top(results: Mapping[str, Result]) -> list[str]:
+    """The methods' titles when all of them rank the same top-20 % tokens first (so that log-odds,
+    comprehensiveness and sufficiency cannot tell them apart), else none."""
+    tops = {
+        METHOD_NAMES[m]: tuple(top_k_positions(r.explanation.attributions, top_k_count(len(r.explanation.tokens))))
+        for m, r in results.items()
+    }
+    return list(tops) if len(tops) > 1 and len(set(tops.values())) == 1 else []
 
 
 def _score_table(scores: Mapping[str, Mapping[str, float | None]], seconds: Mapping[str, float]) -> pd.DataFrame:
-    """One row per method, ★ on the best value of each score."""
+    """One row per score (its direction in its name), one column per method, ★ on the best value of each score:
+    a phone shows every column."""
     best = render.winners(dict(scores))
     rows = [
         [
-            METHOD_NAMES[method],
+            f"{s.short} {s.arrow or '→ 0'}",
             *(
                 "—"
                 if values[s.key] is None
-                else f"{values[s.key]:.4f}" + (" ★" if method in best.get(s.key, []) else "")
-                for s in SCORES
+                else f"{values[s.key]:.3f}" + (" ★" if method in best.get(s.key, []) else "")
+                for method, values in scores.items()
             ),
-            f"{seconds[method]:.2f}",
         ]
-        for method, values in scores.items()
-    ]
-    return pd.DataFrame(rows, columns=["method", *(f"{s.name} ({s.better})" for s in SCORES), "seconds"])
-
-
-def _score_bars(scores: Mapping[str, Mapping[str, float | None]]) -> pd.DataFrame:
-    """The bar chart's rows: one per (score, method), labelled as in :data:`BAR_ORDER`."""
-    rows = [
-        {"score": f"{s.short} {METHOD_NAMES[method]}", "method": METHOD_NAMES[method], "value": float(values[s.key])}
         for s in SCORES
-        for method, values in scores.items()
-        if values[s.key] is not None
     ]
-    return pd.DataFrame(rows, columns=["score", "method", "value"])
+    rows.append(["seconds", *(f"{seconds[method]:.2f}" for method in scores)])
+    return pd.DataFrame(rows, columns=["score", *(METHOD_NAMES[m] for m in scores)])
+
+
+def score_bars(scores: Mapping[str, Mapping[str, float | None]]) -> str:
+    """The Compare chart as HTML: one group per score, headed by its name and which way is better, one bar per
+    method (bar length: the value's size relative to the group's largest; the signed value and the method's
+    name written beside it, ★ on the best). Percent widths: it fits any screen, and nothing is clipped."""
+    best = render.winners(dict(scores))
+    groups = []
+    for s in SCORES:
+        values = {m: v[s.key] for m, v in scores.items()}
+        largest = max((abs(v) for v in values.values() if v is not None), default=0.0) or 1.0
+        bars = []
+        for method, value in values.items():
+            width = 0.0 if value is None else 100 * abs(value) / largest
+            shown = "—" if value is None else f"{value:+.3f}".replace("-", "−")
+            star = " ★" if method in best.get(s.key, []) else ""
+            bars.append(
+                '<div style="display:flex;align-items:center;gap:6px;margin:2px 0">'
+                f'<span style="flex:0 0 3.2em">{METHOD_NAMES[method]}</span>'
+                '<span style="flex:1 1 auto;background:#f1f5f9;height:14px;border-radius:2px">'
+                f'<span style="display:block;height:14px;width:{width:.1f}%;background:{_COLOURS[method]};'
+                'border-radius:2px"></span></span>'
+                f'<span style="flex:0 0 5.5em;text-align:right;font-variant-numeric:tabular-nums">{shown}{star}</span>'
+                "</div>"
+            )
+        groups.append(
+            '<div class="udig-bar-group" style="flex:1 1 300px;min-width:0">'
+            f"<b>{s.name}</b> <small>{BETTER_WORDS[s.better]}</small>{''.join(bars)}</div>"
+        )
+    return (
+        '<div class="udig-bars" style="display:flex;flex-wrap:wrap;gap:12px 24px">' + "".join(groups) + "</div>"
+        "<small>Bar length: the score's size relative to the largest among the methods; its sign is written.</small>"
+    )
 
 
 def path(results: Mapping[str, Result], word: render.Word, vocab: VocabIndex) -> tuple:
-    """Path tab for one word: summary, its anchors (input word first) and each path point's distance to a real word."""
+    """Path tab for one word: summary, its anchors (input word first) and distances to the nearest real word, of
+    each path point (where the gradient is taken) and, for DIG and UDIG, of each anchor word itself.
+
+    The two differ: an anchored path does not pass through its anchor words but through the anchors *made
+    monotone* (every coordinate that would move away from the baseline is moved toward it instead), which can
+    put a point far from any word even when every anchor is one; the plot shows both, and the summary says so.
+    """
     distances, notes = [], []
     for method, result in results.items():
-        e = result.explanation
+        e, title = result.explanation, METHOD_NAMES[method]
         if e.path is None:
             raise ValueError("this result has no path points; explain it again")
         mean = _distance_to_words(e.path[:, list(word.tokens)], vocab).flip(0)  # (N,), input first
-        positions = torch.linspace(0.0, 1.0, len(mean))
-        distances += [
-            {"position": float(x), "distance": float(d), "method": METHOD_NAMES[method]}
-            for x, d in zip(positions, mean)
-        ]
-        note = f"{METHOD_NAMES[method]}: mean distance {float(mean.mean()):.3f}"
-        if e.anchor_tokens[word.tokens[0]] is None:
+        distances += _series(title, torch.linspace(0.0, 1.0, len(mean)), mean)
+        note = f"{title}: path points {float(mean.mean()):.3f} on average"
+        chains = [e.anchors[i] for i in word.tokens]
+        if any(chain is None for chain in chains):
             notes.append(note + " (a straight line, no anchors)")
-        else:
-            share = e.real_word_share
-            notes.append(note + ("" if share is None else f", {share:.0%} of anchors are real words"))
+            continue
+        ids = torch.tensor(chains, dtype=torch.long).T  # (m + 1, T): the input word first
+        at_anchors = _distance_to_words(vocab.embeddings[ids], vocab)
+        distances += _series(title + ANCHOR_SERIES, torch.arange(len(ids)) / len(ids), at_anchors)
+        share = "" if e.real_word_share is None else f", {e.real_word_share:.0%} of them real words"
+        notes.append(note + f", its anchor words {float(at_anchors.mean()):.3f}{share}")
     tokens = " ".join(next(iter(results.values())).explanation.tokens[i] for i in word.tokens)
     summary = (
         f"Word **{literal(word.text)}** (tokens: {literal(tokens)}). "
         "Anchors run from the input word (step 0) toward the baseline word (last). "
-        "The plot shows each path point's Euclidean distance to the nearest real vocabulary word "
-        "(0 = on a word; lower means the path stays among words). " + " · ".join(notes)
+        "The plot shows the Euclidean distance to the nearest real vocabulary word (0 = on a word) of each "
+        "**path point**, where the gradient is taken, and of each **anchor word**. DIG and UDIG do not pass "
+        "through their anchor words but through the anchors *made monotone*: every coordinate that would move "
+        "away from the baseline is moved toward it instead. So a path can stray far from words although its "
+        "anchors are words: DIG's graph neighbours typically need the most moving, UDIG's anchors, chosen near the "
+        "straight line, less. Mean distances: " + " · ".join(notes) + ". In the plot, path points: IG grey, DIG "
+        "amber, UDIG indigo; anchor words: DIG dark amber, UDIG dark indigo (along 0 when they are real words)."
     )
     return summary, _anchor_table(results, word.tokens[0]), pd.DataFrame(distances, columns=PATH_COLUMNS)
+
+
+def _series(name: str, positions: torch.Tensor, distances: torch.Tensor) -> list[dict[str, Any]]:
+    """Rows of the path plot: one series, ``name``, of distances at positions from 0 (input word) to 1."""
+    return [{"position": float(x), "distance": float(d), "method": name} for x, d in zip(positions, distances)]
 
 
 def _distance_to_words(points: torch.Tensor, vocab: VocabIndex) -> torch.Tensor:

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..explanation import Explanation
-from .exports import versions
+from .exports import card_text, content_words, versions
 from .tables import metric_rows
-from .words import colour, highlight_value, words
+from .words import colour, highlight_value
 
 
 def escape(text: Any) -> str:
@@ -174,35 +174,35 @@ def model_card(
     """
     if fmt not in ("markdown", "html"):
         raise ValueError(f"unknown format {fmt!r}; choose markdown or html")
-    word_list = sorted(words(explanation), key=lambda w: -abs(w.attribution))[:top]
+    word_list = sorted(content_words(explanation), key=lambda w: -abs(w.attribution))[:top]
     model = explanation.settings.get("model", "")
     alt = f"Word attributions for the label {explanation.target_label}: red pushes toward it, blue away from it"
     demo = "Open this example in the udig demo"
     if fmt == "html":
-        top_html = ", ".join(f"<code>{escape(w.text)}</code> ({w.attribution:+.3f})" for w in word_list)
-        picture = f'<p><img src="{escape(_link_target(image))}" alt="{escape(alt)}"></p>\n' if image else ""
+        top_html = ", ".join(f"<code>{card_text(w.text)}</code> ({w.attribution:+.3f})" for w in word_list)
+        picture = f'<p><img src="{escape(_link_target(image))}" alt="{card_text(alt)}"></p>\n' if image else ""
         back = f'<p><a href="{escape(_link_target(link))}">{demo}</a></p>\n' if link else ""
         return (
             f"<h3>Model examination</h3>\n<h4>Example explanation ({escape(describe(explanation))})</h4>\n{picture}"
-            f"<p>Model <code>{escape(model)}</code>, label <b>{escape(explanation.target_label)}</b>. "
+            f"<p>Model <code>{card_text(model)}</code>, label <b>{card_text(explanation.target_label)}</b>. "
             "Red pushes toward the label, blue away from it.</p>\n"
             f'<p style="line-height:1.8">{highlight_html(explanation)}</p>\n'
             f"<p>Most influential words: {top_html}</p>\n{_metrics_html(metrics)}\n{back}"
         )
     lines = ["### Model examination", "", f"#### Example explanation ({escape_markdown(describe(explanation))})", ""]
     if image:
-        lines += [f"![{escape_markdown(alt)}]({_link_target(image)})", ""]
+        lines += [f"![{card_text(alt)}]({_link_target(image)})", ""]
     if link:
         lines += [f"[{demo}]({_link_target(link)})", ""]
     lines += [
-        f"Model `{model}`, explained label **{escape_markdown(explanation.target_label)}**, "
+        f"Model {card_text(model)}, explained label **{card_text(explanation.target_label)}**, "
         f"completeness error Δ = {explanation.delta:+.4f}.",
         "",
-        f"> {escape_markdown(explanation.text)}",
+        f"> {card_text(explanation.text)}",
         "",
         "| word | attribution |",
         "| --- | ---: |",
-        *[f"| {escape_markdown(w.text)} | {w.attribution:+.4f} |" for w in word_list],
+        *[f"| {card_text(w.text)} | {w.attribution:+.4f} |" for w in word_list],
     ]
     if metrics:
         lines += ["", "| score | value | better |", "| --- | ---: | --- |"]

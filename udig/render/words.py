@@ -72,6 +72,10 @@ def words(
             groups[-1].append(span)
         else:
             groups.append([span])
+    for i, ((a, b), special) in enumerate(zip(explanation.offsets, explanation.special_mask)):
+        if not special and a == b and low <= a <= high and groups:  # a lone Ġ or ▁: the mark of the next word
+            owner = next((group for group in groups if group[0][1] >= a), groups[-1])
+            owner.append((i, owner[0][1], owner[0][2]))
     result = []
     for n, group in enumerate(groups):
         start, end = group[0][1], max(s[2] for s in group)
