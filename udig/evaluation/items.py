@@ -1,4 +1,4 @@
-"""The examples of an evaluation: udig's offline Rotten Tomatoes test set, the papers' Hub sets, or a file."""
+"""The examples of an evaluation: udig's offline test sets (Rotten Tomatoes, IMDb), the papers' Hub sets, or a file."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from ..data import load_split
 from ..tasks import Task
 from .errors import EvaluationError
 
-HUB_DATASETS = ("sst2", "imdb", "rotten_tomatoes", "squad")
+HUB_DATASETS = ("sst2", "imdb-hub", "rotten_tomatoes", "squad")
 OFFLINE_DATASET = "rt-offline"
+# offline names -> udig.data datasets; "imdb" is udig's test split of the 25,000 reviews of the Hub's imdb train split
+OFFLINE_DATASETS = {OFFLINE_DATASET: "rotten_tomatoes", "default": "rotten_tomatoes", "imdb": "imdb"}
 
 
 @dataclass(frozen=True)
@@ -33,15 +35,15 @@ class Item:
 
 def load_items(dataset: str, seed: int) -> list[Item]:
     """Every example of the dataset in a seeded random order (``--limit n`` takes the first n)."""
-    if dataset in (OFFLINE_DATASET, "default"):
-        items = [Item(id=str(e.id), text=e.text, label=e.label) for e in load_split("test")]
+    if dataset in OFFLINE_DATASETS:
+        items = [Item(id=str(e.id), text=e.text, label=e.label) for e in load_split("test", OFFLINE_DATASETS[dataset])]
     elif dataset in HUB_DATASETS:
         items = _hub_items(dataset)
     elif Path(dataset).is_file():
         items = _file_items(Path(dataset))
     else:
         raise ValueError(
-            f"unknown dataset {dataset!r}: use {OFFLINE_DATASET} (offline), one of {', '.join(HUB_DATASETS)} "
+            f"unknown dataset {dataset!r}: use {OFFLINE_DATASET} or imdb (offline), one of {', '.join(HUB_DATASETS)} "
             "(needs the `datasets` package and the Hugging Face Hub), or a .jsonl file"
         )
     order = np.random.default_rng(seed).permutation(len(items))
@@ -81,7 +83,7 @@ def _hub_items(name: str) -> list[Item]:
         if name == "sst2":
             rows = load_dataset("glue", "sst2", split="test")
             return [Item(id=str(r["idx"]), text=r["sentence"]) for r in rows]  # test labels are hidden
-        if name == "imdb":
+        if name == "imdb-hub":
             rows = load_dataset("imdb", split="test")
             return [Item(id=str(i), text=r["text"], label=r["label"]) for i, r in enumerate(rows)]
         if name == "rotten_tomatoes":
