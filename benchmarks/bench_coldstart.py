@@ -1,7 +1,7 @@
 """The engine's cold start against an earlier commit, in one run: numba's compilation in the first requests,
 :func:`udig.vocab.warm_up`, DIG's graph build, and the warm path speed both must keep.
 
-    python benchmarks/bench_coldstart.py [--baseline ac03677] [--repeats 2] [--out benchmarks/coldstart_results.md]
+    python benchmarks/bench_coldstart.py [--baseline 9b65a90] [--repeats 2] [--out benchmarks/coldstart_results.md]
 
 The baseline is a copy of ``--baseline`` (``git archive``, into a temporary folder; git's state is untouched).
 Every measurement runs in a new process, the baseline's and this tree's alternately (every other repeat this
@@ -14,9 +14,11 @@ tree first), so that the two compare in the same minutes of a shared machine:
   and the process's CPU seconds; the kernels numba compiled (seconds, each with the helpers it compiled);
   then every method x strategy x candidate set again, warm (median path of 5, chains forgotten each time);
 - ``warm_up()`` (this tree): seconds per method from an empty cache, then the first requests' paths;
-- the graph: K = 500 over every row of the default model, kernels compiled beforehand, new process per build:
-  wall and CPU seconds, peak extra memory; the rows whose neighbours differ between the two graphs, and on
-  1,000 sampled rows from the float64 ranking (and whether every difference lies within knn_graph's bound).
+- the graphs: K = 500 over every row of the default model, for the candidate sets "all" and "words" (this
+  tree's real words for both trees), kernels compiled beforehand, new process per tree: wall and CPU seconds,
+  peak extra memory; the rows whose neighbours differ between the two trees' graphs; on 1,000 sampled rows,
+  those that differ from the float64 ranking, and whether every difference lies within knn_graph's bound; on
+  300 sampled rows where the graphs differ, which one equals the float64 ranking.
 
 CPU seconds (a process's user + system time) move less than wall seconds when other work shares the cores:
 both are reported, with the load average before and after.
@@ -84,14 +86,14 @@ for stamp, happening in record.buffer:  # the top-level compilations: kernels, e
             kernels[name] = kernels.get(name, 0.0) + stamp - begun
 out["kernels"] = kernels
 out["warm"] = {{}}
-for method, strategy, rule in {cases!r}:
-    settings = dict(method=method, strategy=strategy, candidates=rule)
+for method, strategy, candidates in {cases!r}:
+    settings = dict(method=method, strategy=strategy, candidates=candidates)
     explainer.explain({text!r}, **settings)
     paths = []
     for _ in range(5):
         explainer.vocab_.forget_chains()
         paths.append(explainer.explain({text!r}, **settings).timings["path"])
-    out["warm"][f"{{method}}-{{strategy}}, {{rule}}"] = statistics.median(paths)
+    out["warm"][f"{{method}}-{{strategy}}, {{candidates}}"] = statistics.median(paths)
 print(json.dumps(out))
 """
 )
@@ -101,8 +103,8 @@ SETUP = (
     + """
 from udig.vocab import vocab_index_for
 index = vocab_index_for(model, tokenizer, cache_dir={graphs!r})
-for rule in ("all", "words"):
-    index.graph(500, rule)
+for candidates in ("all", "words"):
+    index.graph(500, candidates)
 """
 )
 
@@ -112,18 +114,33 @@ BUILD = (
 import numpy as np
 from udig.vocab import knn_graph
 embeddings = model.get_input_embeddings().weight.detach()
-allowed = torch.ones(len(embeddings), dtype=torch.bool)
 status = lambda field: int(open("/proc/self/status").read().split(field + ":")[1].split()[0]) / 1024
-before = status("VmRSS")
-try:
-    open("/proc/self/clear_refs", "w").write("5")  # the peak from here
-except OSError:
-    pass
-start, wall = cpu(), time.perf_counter()
-graph = knn_graph(embeddings, 500, allowed)
-out = dict(wall=time.perf_counter() - wall, cpu=cpu() - start, extra_mib=status("VmHWM") - before)
-np.save({save!r}, graph.numpy())
+out = {{}}
+for name in ("all", "words"):
+    allowed = torch.from_numpy(np.load({masks!r} + f"-{{name}}.npy"))
+    before = status("VmRSS")
+    try:
+        open("/proc/self/clear_refs", "w").write("5")  # the peak from here
+    except OSError:
+        pass
+    start, wall = cpu(), time.perf_counter()
+    graph = knn_graph(embeddings, 500, allowed)
+    out[name] = dict(wall=time.perf_counter() - wall, cpu=cpu() - start, extra_mib=status("VmHWM") - before)
+    np.save({save!r} + f"-{{name}}.npy", graph.numpy())
+    del graph
 print(json.dumps(out))
+"""
+)
+
+MASKS = (
+    PRELUDE
+    + """
+import numpy as np
+from udig.vocab import vocab_index_for
+index = vocab_index_for(model, tokenizer, cache_dir={graphs!r})
+for name in ("all", "words"):
+    np.save({masks!r} + f"-{{name}}.npy", index.candidate_mask(name).numpy())
+np.save({masks!r} + "-rows.npy", model.get_input_embeddings().weight.detach().float().numpy())
 """
 )
 
@@ -146,32 +163,59 @@ def baseline_tree(revision: str, folder: Path) -> Path:
     return folder
 
 
-def float64_check(graph: np.ndarray, rows: np.ndarray, sample: np.ndarray) -> tuple[int, int]:
-    """On the sampled rows: how many differ from the float64 ranking (score, then id), and how many of those
-    differences lie outside knn_graph's stated bound (any is a failure of its contract)."""
+def float64_check(graph: np.ndarray, rows: np.ndarray, allowed: np.ndarray, sample: np.ndarray) -> tuple[int, int]:
+    """On the sampled rows: how many differ from the float64 ranking of the allowed keys (score, then id), and how
+    many of those differences lie outside knn_graph's stated bound (any is a failure of its contract): two
+    listed keys in the wrong order, or a key left out for a worse one, by more than the sum of their bounds."""
     exact = rows.astype(np.float64)
+    keys = np.flatnonzero(allowed)
     half = 0.5 * np.square(exact).sum(1)
     norms = np.sqrt(2 * half)
     differing = outside = 0
     for row in sample:
-        scores = exact @ exact[row] - half
-        scores[row] = -np.inf
-        order = np.lexsort((np.arange(len(rows)), -scores))[: graph.shape[1]]
-        if np.array_equal(order, graph[row]):
+        scores = exact[keys] @ exact[row] - half[keys]
+        scores[keys == row] = -np.inf
+        order = keys[np.lexsort((keys, -scores))[: graph.shape[1]]]
+        listed = graph[row]
+        if np.array_equal(order, listed):
             continue
         differing += 1
         bound = (rows.shape[1] + 2) * 2.0**-24 * (1 + 2.0**-10) * (norms[row] * norms + norms**2)
-        listed = graph[row]
-        misordered = scores[listed[:-1]] < scores[listed[1:]] - bound[listed[:-1]] - bound[listed[1:]]
+        listed_scores, listed_bounds = exact[listed] @ exact[row] - half[listed], bound[listed]
+        best_after = np.maximum.accumulate((listed_scores - listed_bounds)[::-1])[::-1]
+        misordered = (listed_scores[:-1] + listed_bounds[:-1] < best_after[1:]).any()
         left_out = np.setdiff1d(order, listed)
-        too_good = scores[left_out] > scores[listed[-1]] + bound[listed[-1]] + bound[left_out]
-        outside += bool(misordered.any() or too_good.any())
+        left_scores = exact[left_out] @ exact[row] - half[left_out]
+        too_good = len(left_out) > 0 and (left_scores - bound[left_out]).max() > (listed_scores + listed_bounds).min()
+        outside += bool(misordered or too_good)
     return differing, outside
+
+
+def agreement(old: np.ndarray, new: np.ndarray, rows: np.ndarray, allowed: np.ndarray, n: int) -> dict[str, int]:
+    """On up to ``n`` sampled rows where the two graphs differ: which one equals the float64 ranking."""
+    exact = rows.astype(np.float64)
+    keys = np.flatnonzero(allowed)
+    half = 0.5 * np.square(exact[keys]).sum(1)
+    differ = np.flatnonzero((old != new).any(1))
+    counts = {"baseline": 0, "this tree": 0, "neither": 0}
+    for row in np.random.default_rng(1).choice(differ, min(n, len(differ)), replace=False):
+        scores = exact[keys] @ exact[row] - half
+        scores[keys == row] = -np.inf
+        order = keys[np.lexsort((keys, -scores))[: old.shape[1]]]
+        which = (
+            "baseline"
+            if np.array_equal(order, old[row])
+            else "this tree"
+            if np.array_equal(order, new[row])
+            else "neither"
+        )
+        counts[which] += 1
+    return counts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", default="ac03677", help="the commit to compare with")
+    parser.add_argument("--baseline", default="9b65a90", help="the commit to compare with")
     parser.add_argument("--repeats", type=int, default=2, help="processes of each kind per tree")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "coldstart_results.md")
     args = parser.parse_args()
@@ -183,6 +227,8 @@ def main() -> None:
         trees = {"baseline": baseline_tree(args.baseline, scratch / "baseline"), "this tree": ROOT}
         warm_cache = {name: str(scratch / f"numba-{i}") for i, name in enumerate(trees)}
         graphs = {name: str(scratch / f"graphs-{i}") for i, name in enumerate(trees)}
+        masks = str(scratch / "mask")  # one candidate set for both trees: this tree's
+        child(MASKS.format(root=str(ROOT), graphs=graphs["this tree"], masks=masks), warm_cache["this tree"])
         for name, root in trees.items():  # the graphs DIG's first requests load, and the graph kernels compiled
             child(SETUP.format(root=str(root), graphs=graphs[name]), warm_cache[name])
         first: dict[str, list[dict]] = {name: [] for name in trees}
@@ -200,21 +246,29 @@ def main() -> None:
                 warmed.append(child(code, empty))
             print("warm_up", json.dumps(warmed[-1])[:400], flush=True)
             for name in order:
-                save = str(scratch / f"graph-{name.replace(' ', '-')}.npy")
-                builds[name].append(child(BUILD.format(root=str(trees[name]), save=save), warm_cache[name]))
+                save = str(scratch / f"graph-{name.replace(' ', '-')}")
+                code = BUILD.format(root=str(trees[name]), save=save, masks=masks)
+                builds[name].append(child(code, warm_cache[name]))
                 print(name, "graph build", builds[name][-1], flush=True)
-        old, new = (np.load(scratch / f"graph-{name.replace(' ', '-')}.npy") for name in ("baseline", "this tree"))
-    sys.path.insert(0, str(ROOT))
-    from udig.models import load_model  # the default model's embedding matrix, for the float64 check
-
-    rows = load_model()[0].get_input_embeddings().weight.detach().float().numpy()
-    sample = np.random.default_rng(0).choice(len(rows), 1000, replace=False)
-    checks = {"baseline": float64_check(old, rows, sample), "this tree": float64_check(new, rows, sample)}
+        rows = np.load(masks + "-rows.npy")
+        sample = np.random.default_rng(0).choice(len(rows), 1000, replace=False)
+        comparisons = {}
+        for candidates in ("all", "words"):
+            allowed = np.load(f"{masks}-{candidates}.npy")
+            old, new = (np.load(scratch / f"graph-{tree.replace(' ', '-')}-{candidates}.npy") for tree in trees)
+            comparisons[candidates] = dict(
+                rows=len(old),
+                differ=int((old != new).any(1).sum()),
+                sets_differ=sum(len(np.setdiff1d(a, b)) > 0 for a, b in zip(old, new)),
+                checks={tree: float64_check(graph, rows, allowed, sample) for tree, graph in zip(trees, (old, new))},
+                agreement=agreement(old, new, rows, allowed, 300),
+            )
+            print(candidates, comparisons[candidates], flush=True)
     load_after = os.getloadavg()[0]
-    write(args, machine, load_before, load_after, first, warmed, builds, old, new, checks)
+    write(args, machine, load_before, load_after, first, warmed, builds, comparisons)
 
 
-def write(args, machine, load_before, load_after, first, warmed, builds, old, new, checks) -> None:
+def write(args, machine, load_before, load_after, first, warmed, builds, comparisons) -> None:
     """The results as markdown: medians over the repeats, ratios this tree / baseline."""
     median = statistics.median
 
@@ -267,24 +321,35 @@ def write(args, machine, load_before, load_after, first, warmed, builds, old, ne
         "",
         "| DIG's graph, K = 500, every row of the default model | baseline | this tree | ratio |",
         "| --- | ---: | ---: | ---: |",
-        ratio_row("build, wall", [b["wall"] for b in builds["baseline"]], [b["wall"] for b in builds["this tree"]]),
-        ratio_row(
-            "build, process CPU", [b["cpu"] for b in builds["baseline"]], [b["cpu"] for b in builds["this tree"]]
-        ),
-        ratio_row(
-            "peak extra memory",
-            [b["extra_mib"] for b in builds["baseline"]],
-            [b["extra_mib"] for b in builds["this tree"]],
-            "MiB",
-        ),
-        "",
-        f"Rows whose neighbours differ between the two graphs: {int((old != new).any(1).sum())} of {len(old)} "
-        f"({100 * (old != new).any(1).mean():.1f} %); rows whose neighbour sets differ: "
-        f"{sum(len(np.setdiff1d(a, b)) > 0 for a, b in zip(old, new))}. On 1,000 sampled rows, rows that differ "
-        f"from the float64 ranking: baseline {checks['baseline'][0]}, this tree {checks['this tree'][0]}; of those, "
-        f"differences outside knn_graph's stated float32 bound: baseline {checks['baseline'][1]}, this tree "
-        f"{checks['this tree'][1]}.",
     ]
+    for candidates in ("all", "words"):
+        for field, what, unit in (
+            ("wall", "wall", "s"),
+            ("cpu", "process CPU", "s"),
+            ("extra_mib", "peak extra", "MiB"),
+        ):
+            base = [build[candidates][field] for build in builds["baseline"]]
+            this = [build[candidates][field] for build in builds["this tree"]]
+            lines.append(ratio_row(f"candidates={candidates}: build, {what}", base, this, unit))
+    lines += [
+        "",
+        "| the two graphs, K = 500 | candidates=all | candidates=words |",
+        "| --- | ---: | ---: |",
+    ]
+    table = {
+        "rows whose neighbours differ (order or set)": lambda c: f"{c['differ']} of {c['rows']}",
+        "rows whose neighbour sets differ": lambda c: str(c["sets_differ"]),
+        "of 1,000 sampled rows, differing from float64: baseline": lambda c: str(c["checks"]["baseline"][0]),
+        "of 1,000 sampled rows, differing from float64: this tree": lambda c: str(c["checks"]["this tree"][0]),
+        "of those, outside knn_graph's float32 bound (baseline / this tree)": lambda c: (
+            f"{c['checks']['baseline'][1]} / {c['checks']['this tree'][1]}"
+        ),
+        "sampled rows where the graphs differ: equal to float64 (baseline / this tree / neither)": lambda c: (
+            "{baseline} / {this tree} / {neither}".format(**c["agreement"])
+        ),
+    }
+    for what, cell in table.items():
+        lines.append(f"| {what} | {cell(comparisons['all'])} | {cell(comparisons['words'])} |")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nwritten to {args.out}")

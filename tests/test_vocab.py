@@ -250,7 +250,9 @@ def test_collected_candidates_give_the_k_best_however_the_block_is_cut(capacity)
                 block = np.ascontiguousarray(products[i : i + cut, j : j + cut])
                 both = i != j
                 rows, columns = ids[i : i + cut], ids[j : j + cut]
-                collect_block(block, rows, half[rows], i, columns, half[columns], j, both, candidates, k, parts)
+                collect_block(
+                    block, rows, half[rows], rows, columns, half[columns], columns, both, candidates, k, parts
+                )
         out = np.empty((n, k), np.int32)
         top_k_of_rows(candidates, k, out)
         np.testing.assert_array_equal(out, expected, err_msg=f"parts={parts} cut={cut}")
@@ -380,6 +382,49 @@ print(json.dumps(dict(seconds=seconds, compiled=compiled)))
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(result["seconds"]) == {"udig", "dig"} and result["compiled"] == []
+
+
+@pytest.mark.slow
+def test_kernels_called_at_once_on_an_empty_cache_compile_once(tmp_path):
+    """Two threads build a graph at the same moment in a new process with an empty numba cache (a request
+    arriving during the warm-up): neither waits forever, each kernel compiles once for each of its types
+    (the other thread waits at numba's compile lock, then uses that machine code), and both graphs are right.
+    udig's own functions are counted: numba's generic helpers may compile again inside each kernel."""
+    script = """
+import json, threading
+import numpy as np, torch
+from numba.core import event
+from udig.vocab import knn_graph
+rows = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+allowed = torch.ones(64, dtype=torch.bool)
+start, graphs = threading.Barrier(2), [None, None]
+def build(slot):
+    start.wait()
+    graphs[slot] = knn_graph(rows, 4, allowed).numpy()
+with event.install_recorder("numba:compile") as record:
+    threads = [threading.Thread(target=build, args=(slot,)) for slot in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+compiled = [
+    f"{happening.data['dispatcher'].py_func.__qualname__}{happening.data['args']}"
+    for _, happening in record.buffer
+    if happening.is_start and happening.data["dispatcher"].py_func.__module__.startswith("udig.")
+]
+distances = torch.cdist(rows.double(), rows.double()).fill_diagonal_(float("inf")).numpy()
+nearest = np.argsort(distances, axis=1, kind="stable")[:, :4]
+print(json.dumps(dict(compiled=compiled, right=[bool((graph == nearest).all()) for graph in graphs])))
+"""
+    environment = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=environment, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["right"] == [True, True]
+    assert any(name.startswith("_collect") for name in result["compiled"])  # the cache was empty
+    assert len(result["compiled"]) == len(set(result["compiled"])), result["compiled"]
 
 
 def test_warm_up_refuses_a_method_it_does_not_know():

@@ -20,9 +20,14 @@ from .common import _bits_of, _next_seven, _select, _sort, _sort_key, run
 
 def anchor_chains(table, word_ids, reference_ids, candidates, per_step: bool, m: int, greedy: bool, chains) -> None:
     """Fill ``chains (T, m + 1)``; see :func:`udig.paths.anchor_chains`. A token's chain depends on its word,
-    its reference and the candidates only, so the tokens are shared out over the threads."""
-    kernel = _chains_per_step if per_step else _chains_on_graph
-    run(kernel, len(word_ids), table, word_ids, reference_ids, candidates, m, greedy, chains)
+    its reference and the candidates only, so UDIG's tokens are shared out over the threads. DIG's run on one
+    thread: its tokens' chains soon meet the same anchors, which :func:`_chains_on_graph` ranks once for all
+    the tokens it has, so tokens shared out would have each anchor ranked once per thread (measured: two
+    threads no faster than one on 2 cores, ``benchmarks/coldstart_results.md``)."""
+    if per_step:
+        run(_chains_per_step, len(word_ids), table, word_ids, reference_ids, candidates, m, greedy, chains)
+    else:
+        _chains_on_graph(table, word_ids, reference_ids, candidates, m, greedy, chains, 0, len(word_ids))
 
 
 def monotone_points(table, chains, reference_ids, m: int, points) -> None:
@@ -112,8 +117,7 @@ def _chains_on_graph(table, word_ids, reference_ids, graph, m, greedy, chains, l
     once and its _TOP best kept in order (cost, then position: the same choice as scoring them in order);
     each token takes the first of them off its own path. Only when all of them are on it (a path of more
     than _TOP - 2 words through a few, or repeated, candidates) is that anchor's full ranking computed, for
-    that token. Each thread runs this for its own tokens, ranking the anchors they meet (see
-    ``benchmarks/coldstart_results.md`` for what sharing them out costs)."""
+    that token. It runs on one thread (:func:`anchor_chains`)."""
     n_tokens, n_candidates = hi - lo, graph.shape[1]
     n_top = min(_TOP, n_candidates)
     m32 = np.float32(m)

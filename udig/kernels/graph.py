@@ -31,18 +31,20 @@ def collect_block(
     products,
     rows,
     row_half,
-    row_key0: int,
+    row_positions,
     columns,
     column_half,
-    column_key0: int,
+    column_positions,
     both: bool,
     candidates: tuple,
     k: int,
     parts: int,
 ) -> None:
-    """Offer rows the scores of one block of products ``(R, C)``: row ``rows[a]`` scores key ``column_key0 + b``
-    ``products[a, b] - column_half[b]``, and with ``both`` row ``columns[b]`` also scores key ``row_key0 + a``
-    ``products[a, b] - row_half[a]`` (a block of keys against other keys: one product serves both sides).
+    """Offer rows the scores of one block of products ``(R, C)``: row ``rows[a]`` scores the key at position
+    ``column_positions[b]`` ``products[a, b] - column_half[b]``, and with ``both`` row ``columns[b]`` also scores
+    the key at ``row_positions[a]`` ``products[a, b] - row_half[a]`` (a block of keys against other keys: one
+    product serves both sides; without ``both``, ``row_half`` and ``row_positions`` are not read). A key's
+    position is what the graph lists and what breaks ties (smaller first).
     Without ``both``, ``rows`` and ``columns`` may be the same keys (a block on the diagonal): a row's product
     with itself is left out. ``candidates``: from :func:`empty_candidates`, with a capacity of at least 2 k.
 
@@ -56,10 +58,10 @@ def collect_block(
             products,
             rows,
             row_half,
-            row_key0,
+            row_positions,
             columns,
             column_half,
-            column_key0,
+            column_positions,
             both,
             *candidates,
             k,
@@ -83,10 +85,10 @@ def _collect(
     products,
     rows,
     row_half,
-    row_key0,
+    row_positions,
     columns,
     column_half,
-    column_key0,
+    column_positions,
     both,
     scores,
     positions,
@@ -101,7 +103,9 @@ def _collect(
     """Tiles ``lo`` to ``hi`` of the phase: tile t has the t-th of ``parts`` row ranges and, with ``both``, the
     ``(t + phase)``-th column range (without, every column). Each product is offered to its row and its
     column. A span of products is first tested without a branch (unsigned indices, so that the test compiles
-    to vector instructions), and looked at one by one only when one of them reaches a threshold. A row with
+    to vector instructions) for each side; a side that one of them reaches then takes the span without a
+    branch on the scores: each is written at the end of the buffer, whose count moves past it only when it
+    reaches the threshold (a buffer always has a free place: a full one is compacted at once). A row with
     no candidate yet first gets a threshold from the tile's scores (one that k of them reach), so that its
     first tile does not offer them all."""
     n_rows, n_columns = products.shape
@@ -120,42 +124,48 @@ def _collect(
         first = np.empty(b1 - b0, np.float32)
         offset = np.uint64(b0)
         for a in range(a0, a1):
-            row, half, products_a = rows[a], row_half[a], products[a]
+            row, products_a = rows[a], products[a]
+            half = row_half[a] if both else np.float32(0.0)  # without both, row_half may be empty
+            itself = a - b0 if diagonal else -1  # the row's own product, left out
             limit = threshold[row]
             if fill[row] == 0 and b1 - b0 > k:
                 n_first = 0
                 for b in range(b0, b1):
-                    if not (diagonal and a == b):
+                    if b - b0 != itself:
                         first[n_first] = products_a[b] - column_half[b]
                         n_first += 1
                 limit = threshold[row] = _at_most_kth_largest(first[:n_first], k)
+            n = fill[row]
             for start in range(np.uint64(0), width, span):
-                reached = start >= whole  # a short last span is looked at one by one
-                if not reached:
-                    count = 0
+                stop = min(np.int64(start) + _SPAN, b1 - b0)
+                to_row = to_columns = start >= whole  # a short last span is looked at one by one
+                if not to_row:
+                    row_count = column_count = 0
                     for b in range(start, start + span):
                         product = products_a[offset + b]
-                        count += (product - column_half[offset + b] >= limit) | (product - half >= limits[b])
-                    reached = count > 0
-                if not reached:
-                    continue
-                for i in range(np.int64(start), min(np.int64(start) + _SPAN, b1 - b0)):
-                    b = b0 + i
-                    score = products_a[b] - column_half[b]
-                    if score >= limit and not (diagonal and a == b):
-                        n = fill[row]
-                        scores[row, n], positions[row, n] = score, column_key0 + b
-                        fill[row] = n + 1
-                        if n + 1 == capacity:
+                        row_count += product - column_half[offset + b] >= limit
+                        column_count += product - half >= limits[b]
+                    to_row, to_columns = row_count > 0, column_count > 0
+                if to_row:  # every score written, the count moved past those that reach the threshold
+                    for i in range(np.int64(start), stop):
+                        score = products_a[b0 + i] - column_half[b0 + i]
+                        scores[row, n], positions[row, n] = score, column_positions[b0 + i]
+                        n += (score >= limit) & (i != itself)
+                        if n == capacity:
+                            fill[row] = n
                             limit = _compact(scores, positions, fill, threshold, row, k)
-                    score = products_a[b] - half
-                    if score >= limits[i]:
-                        column = columns[b]
-                        n = fill[column]
-                        scores[column, n], positions[column, n] = score, row_key0 + a
-                        fill[column] = n + 1
-                        if n + 1 == capacity:
+                            n = fill[row]
+                if to_columns and both:
+                    for i in range(np.int64(start), stop):
+                        score = products_a[b0 + i] - half
+                        column = columns[b0 + i]
+                        m = fill[column]
+                        scores[column, m], positions[column, m] = score, row_positions[a]
+                        m += score >= limits[i]
+                        fill[column] = m
+                        if m == capacity:
                             limits[i] = _compact(scores, positions, fill, threshold, column, k)
+            fill[row] = n
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")

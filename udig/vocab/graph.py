@@ -51,7 +51,10 @@ def knn_graph(embeddings: Tensor, k: int, allowed: Tensor, device: torch.device 
     The products of keys with keys are symmetric, so they are computed once per pair of keys, in blocks of
     :data:`_BLOCK` x :data:`_BLOCK` through numpy's OpenBLAS (torch's MKL takes a generic, slower path on AMD
     CPUs: ``benchmarks/engine_results.md``), half of them; each block is offered to the rows of both sides
-    (:func:`udig.kernels.collect_block`), which keep only the scores that may be among their k best. Rows that
+    (:func:`udig.kernels.collect_block`), which keep only the scores that may be among their k best. The keys
+    go by in order of their norms, smallest first: those tend to score best (``- |key|^2 / 2``), so the rows'
+    thresholds rise early and fewer scores are kept on the way (on MiniLM's real words, a quarter as many as
+    in id order, whose later, rarer words have smaller norms: ``benchmarks/coldstart_results.md``). Rows that
     are not keys (outside the real-word set) get their own products with the keys. On another ``device`` (a GPU)
     the same ranking runs there in torch (:func:`_knn_graph_on`). ``benchmarks/engine_results.md`` has the time
     and memory.
@@ -66,47 +69,61 @@ def knn_graph(embeddings: Tensor, k: int, allowed: Tensor, device: torch.device 
         return _knn_graph_on(torch.from_numpy(rows), key_ids, k, torch.device(device))
     from ..kernels import collect_block, empty_candidates, top_k_of_rows  # numba loads on first use
 
-    key_rows = key_ids.numpy()
+    key_ids_np = key_ids.numpy()
+    half = (0.5 * np.square(rows[key_ids_np], dtype=np.float64).sum(1)).astype(np.float32)  # (A,)
+    order = np.argsort(half, kind="stable")  # keys likely to score best first: rows' thresholds rise early
+    key_rows, key_positions, half = key_ids_np[order], order.astype(np.int64), half[order]
+    keys_t = np.ascontiguousarray(rows[key_rows].T)  # (d, A): untransposed blocks multiply faster in OpenBLAS
+    keys = np.ascontiguousarray(keys_t.T)  # (A, d)
     others = (~allowed).nonzero().squeeze(1).numpy()  # rows that are not keys: no symmetric products
-    keys = np.ascontiguousarray(rows[key_rows])  # (A, d)
-    half = (0.5 * np.square(keys, dtype=np.float64).sum(1)).astype(np.float32)  # (A,)
     shortlist = empty_candidates(len(rows), 2 * k)
     threshold = shortlist[-1]
     block_products = np.empty(min(_BLOCK, len(rows)) * min(_BLOCK, len(keys)), np.float32)  # reshaped per block
     parts = min(torch.get_num_threads(), _BLOCK)
-    with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):  # torch's thread count candidate sets
+    no_positions = key_positions[:0]
+    with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):  # torch's thread count rules
         starts = range(0, len(keys), _BLOCK)
         for i, j in ((i, j) for i in starts for j in starts if i <= j):
             if i < j and _expects_more(threshold[key_rows[j : j + _BLOCK]], threshold[key_rows[i : i + _BLOCK]]):
                 i, j = j, i  # the block whose rows will take more of its scores gives the rows: theirs are cheaper
             block, other = slice(i, i + _BLOCK), slice(j, j + _BLOCK)
             out = block_products[: len(keys[block]) * len(keys[other])].reshape(len(keys[block]), -1)
-            np.matmul(keys[block], keys[other].T, out=out)
+            np.matmul(keys[block], keys_t[:, other], out=out)
             collect_block(
-                out, key_rows[block], half[block], i, key_rows[other], half[other], j, i != j, shortlist, k, parts
+                out,
+                key_rows[block],
+                half[block],
+                key_positions[block],
+                key_rows[other],
+                half[other],
+                key_positions[other],
+                i != j,
+                shortlist,
+                k,
+                parts,
             )
         for q in range(0, len(others), _BLOCK):
             queries = rows[others[q : q + _BLOCK]]
             for j in range(0, len(keys), _BLOCK):
                 other = slice(j, j + _BLOCK)
                 out = block_products[: len(queries) * len(keys[other])].reshape(len(queries), -1)
-                np.matmul(queries, keys[other].T, out=out)
+                np.matmul(queries, keys_t[:, other], out=out)
                 collect_block(
                     out,
                     others[q : q + _BLOCK],
                     half[:0],
-                    0,
+                    no_positions,
                     key_rows[other],
                     half[other],
-                    j,
+                    key_positions[other],
                     False,
                     shortlist,
                     k,
                     parts,
                 )
-    nearest = np.empty((len(rows), k), np.int32)  # positions among the keys
+    nearest = np.empty((len(rows), k), np.int32)  # positions among the keys, in id order
     top_k_of_rows(shortlist, k, nearest)
-    return torch.from_numpy(key_rows.astype(np.int32)[nearest])
+    return torch.from_numpy(key_ids_np.astype(np.int32)[nearest])
 
 
 def _expects_more(thresholds: np.ndarray, others: np.ndarray) -> bool:
