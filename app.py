@@ -38,11 +38,14 @@ keep_caches_in_persistent_storage()
 import gradio as gr  # noqa: E402
 
 from udig.app import PAPER_DEFAULT, AppConfig, Demo, qa_notice  # noqa: E402
+from udig.app.config import MAX_MODEL_CHARS, hub_usable  # noqa: E402
 from udig.app.content import (  # noqa: E402
     ABOUT,
     CANDIDATE_LABELS,
     EXAMPLES,
     INTRO,
+    OWN_MODEL_HELP,
+    OWN_MODEL_OFFLINE,
     QA_EXAMPLE,
     RULE_LABELS,
     STRATEGY_LABELS,
@@ -52,6 +55,7 @@ from udig.app.evaluation import about_markdown, evaluated_name  # noqa: E402
 from udig.app.handlers import ReadableBlocks, positional  # noqa: E402
 from udig.app.links import COPY_LINK_JS, load_values  # noqa: E402
 from udig.app.memory import hand_back_freed_memory  # noqa: E402
+from udig.app.service import DEMO_LIMITS  # noqa: E402
 from udig.app.views import METHOD_COLOURS, METHOD_NAMES, method_title  # noqa: E402
 from udig.app.waiting import install as install_queue_rules  # noqa: E402
 from udig.integrate import SEGMENT_RULES  # noqa: E402
@@ -156,9 +160,36 @@ def _highlight(label: str, elem_id: str) -> gr.HTML:
 
 
 def _model_picker(demo: Demo, choices: tuple[str, ...], label: str) -> gr.Dropdown:
-    info = "any Hub id or local folder is allowed" if demo.config.allow_any_model else None
+    info = "or a Hub model of your own (owner/name): see below" if demo.config.allow_any_model else None
     return gr.Dropdown(
         list(choices), value=choices[0], label=label, allow_custom_value=demo.config.allow_any_model, info=info
+    )
+
+
+def _own_model(demo: Demo, tab: str, picker: gr.Dropdown, fn, api_name: str) -> None:
+    """The field that loads a visitor's Hub model, vetted before any download, into ``picker`` (only where
+    UDIG_ALLOW_ANY_MODEL is on). Offline it says so up front; loads run one at a time."""
+    if not demo.config.allow_any_model:
+        return
+    with gr.Accordion("Your own model from the Hugging Face Hub", open=False, elem_id=f"{tab}-own-model"):
+        with gr.Row():
+            name = gr.Textbox(
+                label="Hub model", placeholder="owner/name", max_length=MAX_MODEL_CHARS, scale=3, elem_id=f"{tab}-hub"
+            )
+            revision = gr.Textbox(label="Revision (optional)", placeholder="branch, tag or commit", scale=2)
+        help_text = OWN_MODEL_HELP.format(millions=DEMO_LIMITS.max_parameters // 10**6)
+        gr.Markdown(help_text if hub_usable() else OWN_MODEL_OFFLINE, elem_id=f"{tab}-hub-help")
+        button = gr.Button("Load the model", size="sm", elem_id=f"{tab}-hub-load")
+        status = gr.Markdown(elem_id=f"{tab}-hub-status")
+    gr.on(
+        [button.click, name.submit, revision.submit],
+        fn,
+        inputs_kwargs={"name": name, "revision": revision},
+        outputs=[picker, status],
+        api_name=api_name,
+        concurrency_id="hub-load",  # one load at a time; the next waits in the queue
+        concurrency_limit=1,
+        preprocess=False,
     )
 
 
@@ -197,6 +228,24 @@ def _share_row(demo: Demo, fn, fields: dict, api_name: str) -> None:
     ).then(None, link, link, js=COPY_LINK_JS)
 
 
+def _export_row(demo: Demo, fn, fields: dict, api_name: str, queue: str) -> None:
+    """A tab's export: JSON (inputs, settings, model revision, udig version, share link), CSV, PNG and SVG."""
+    with gr.Row():
+        button = gr.Button("Export JSON, CSV and images", size="sm", scale=0, min_width=130)
+        files = gr.File(
+            file_count="multiple", label="Downloads", scale=4, elem_id=f"{api_name.removeprefix('export_')}-downloads"
+        )
+    button.click(
+        fn,
+        inputs_kwargs=fields,
+        outputs=files,
+        api_name=api_name,
+        concurrency_id=queue,
+        concurrency_limit=demo.config.concurrency,
+        preprocess=False,
+    )
+
+
 def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.Blocks:
     """The app; ``config``/``demo`` let tests and deployments choose the models.
 
@@ -219,6 +268,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
     with ReadableBlocks(title=TITLE, delete_cache=(3600, 3600)) as blocks:
         gr.Markdown(INTRO)
         link_notice = gr.Markdown(visible=False, elem_id="link-notice")
+        link_made = gr.Textbox(visible="hidden")  # what made an opened link, for its run (links.link_value)
         runs = {tab: gr.Textbox(visible="hidden") for tab in ("sentiment", "qa", "compare", "path")}  # a link's run
         with gr.Tabs(overflow_behavior="wrap") as tabs:  # every tab's name on a phone, never a bare "⋯" menu
             # ---------------------------------------------------------------- Sentiment
@@ -227,6 +277,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                     with gr.Column(scale=3):
                         s = {"text": _text_box(EXAMPLES[0], config, elem_id="sentiment-text")}
                         s["model"] = _model_picker(demo, config.sentiment_models, "Sentiment model")
+                        _own_model(demo, "sentiment", s["model"], demo.load_sentiment_model, "load_sentiment_model")
                         s |= _settings(demo)
                         s_cost = gr.Markdown(elem_id="sentiment-cost")
                         s_button = _run_button("Explain", "sentiment-explain")
@@ -317,6 +368,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                             ),
                         }
                         q["model"] = _model_picker(demo, config.qa_models, "QA model")
+                        _own_model(demo, "qa", q["model"], demo.load_qa_model, "load_qa_model")
                         q |= _settings(demo)
                         q_cost = gr.Markdown(elem_id="qa-cost")
                         q_button = _run_button("Explain", "qa-explain")
@@ -337,6 +389,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 q_inputs = remember("qa", q)
                 q_outputs = [q_answer, q_start, q_end, q_legend, q_scores, q_runtime]
                 _share_row(demo, demo.share_qa, q_inputs, "share_qa")
+                _export_row(demo, demo.export_qa, q_inputs, "export_qa", "qa")
                 gr.on(
                     [q_button.click, q["question"].submit],
                     demo.explain_qa,
@@ -396,6 +449,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 c_inputs = remember("compare", c)
                 c_outputs = [*c_highlights, c_legend, c_table, c_bars, c_summary]
                 _share_row(demo, demo.share_compare, c_inputs, "share_compare")
+                _export_row(demo, demo.export_compare, c_inputs, "export_compare", "classifier")
                 gr.on(
                     [c_button.click, c["text"].submit],
                     demo.compare,
@@ -462,6 +516,7 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                 p_inputs = remember("path", p)
                 p_outputs = [p_summary, p_anchors, p_plot]
                 _share_row(demo, demo.share_path, p_inputs, "share_path")
+                _export_row(demo, demo.export_path, p_inputs, "export_path", "classifier")
                 gr.on(
                     [p_button.click, p["text"].submit],
                     demo.path,
@@ -502,19 +557,23 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
             return load_values(config, layout, list(runs), dict(request.query_params), demo.tokenizer)
 
         blocks.load(
-            on_load, None, [tabs, link_notice, *components, *runs.values()], queue=False, api_visibility="private"
+            on_load,
+            None,
+            [tabs, link_notice, *components, *runs.values(), link_made],
+            queue=False,
+            api_visibility="private",
         )
         blocks.load(None, js=CTRL_ENTER_RUNS_JS)  # in the browser only
-        for tab, fn, inputs, outputs in (
-            ("sentiment", demo.explain, s_inputs, s_outputs),
-            ("qa", demo.explain_qa, q_inputs, q_outputs),
-            ("compare", demo.compare, c_inputs, c_outputs),
-            ("path", demo.path, p_inputs, p_outputs),
+        for tab, inputs, outputs in (
+            ("sentiment", s_inputs, s_outputs),
+            ("qa", q_inputs, q_outputs),
+            ("compare", c_inputs, c_outputs),
+            ("path", p_inputs, p_outputs),
         ):
-            runs[tab].change(
-                fn,
-                inputs_kwargs=inputs,
-                outputs=outputs,
+            runs[tab].change(  # the link's run, then what the page says about the link (demo.open_link)
+                demo.link_run(tab),
+                inputs_kwargs={**inputs, "link": link_made},
+                outputs=[*outputs, link_notice],
                 api_visibility="private",
                 concurrency_id="qa" if tab == "qa" else "classifier",
                 **attribution,

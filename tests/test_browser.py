@@ -75,6 +75,8 @@ def test_copied_link_reopens_the_same_explanation(page, url, browser, demo, shot
     )
     page.goto(url + query)
     wait_for_text(page, "#sentiment-runtime", "path points")  # restored and run on load
+    wait_for_text(page, "#link-notice", "carries no check")  # shared before any run: what made it, no check
+    assert "Opened from a shared link, made with udig" in page.locator("#link-notice").inner_text()
     assert page.locator("#sentiment-text textarea").input_value() == sentence
     assert "IG" in page.locator("#sentiment-runtime").inner_text()
     assert "bring" in page.locator("#sentiment-highlight").inner_text()
@@ -85,10 +87,15 @@ def test_copied_link_reopens_the_same_explanation(page, url, browser, demo, shot
     page.wait_for_function("(el) => el.value.startsWith('http')", arg=link_box.element_handle())
     link = link_box.input_value()
     assert link.startswith(url + "?s=")
+    assert page.url == link  # in the address bar: a reload, the back button and a bookmark keep it
+    page.reload()
+    wait_for_text(page, "#link-notice", "matches the link")
+    assert page.locator("#sentiment-text textarea").input_value() == sentence and page.url == link
     other = browser.new_page()
     other.set_default_timeout(BROWSER_TIMEOUT)
     other.goto(link)
     wait_for_text(other, "#sentiment-runtime", "path points")
+    wait_for_text(other, "#link-notice", "✅ The result recomputed here matches the link's check")
     assert other.locator("#sentiment-text textarea").input_value() == sentence
     assert other.locator("#sentiment-highlight").inner_text() == page.locator("#sentiment-highlight").inner_text()
     other.screenshot(path=shots / "shared-link.png", full_page=True)
@@ -297,6 +304,120 @@ def test_the_qa_tab_shows_a_sequential_runs_cost_before_it_runs(page, url):
     cost = page.locator("#qa-cost").inner_text()
     assert "SIG moves each of" in cost and ("within this demo's cap" in cost or "more than this demo allows" in cost)
     assert not page.errors
+
+
+def test_the_qa_tab_shares_a_checked_link_and_exports(page, url):
+    open_app(page, url)
+    page.get_by_role("tab", name="Question answering").click()
+    fast_ig(page)
+    page.click("#qa-explain")
+    wait_for_text(page, "#qa-answer", "Answer")
+    panel = page.locator("[role=tabpanel]:visible")
+    panel.get_by_role("button", name="🔗 Copy link").click()
+    page.wait_for_function("() => window.location.search.startsWith('?s=')")  # in the address bar
+    link = page.url
+    panel.get_by_role("button", name="Export JSON, CSV and images").click()
+    wait_for_text(page, "#qa-downloads", "udig-qa-ig-end")
+    listed = page.locator("#qa-downloads").inner_text().replace("\n", "")  # a name and its extension: two lines
+    assert len(re.findall(r"udig-qa-ig-(?:start|end)\.(?:json|csv|png|svg)", listed)) == 8  # start and end
+    page.goto("about:blank")
+    page.go_back()  # back to the link: the same question, run again, checked
+    wait_for_text(page, "#link-notice", "matches the link")
+    assert (
+        page.url == link and page.get_by_role("tab", name="Question answering").get_attribute("aria-selected") == "true"
+    )
+    assert not page.errors
+
+
+LINK_SHOTS = Path("/tmp/h6shots")  # the link notice and the model field (issue 31), looked at by a human
+
+
+@pytest.mark.parametrize("screen", ["phone", "desktop"])
+def test_a_link_from_another_udig_warns_visibly_on_a_phone_and_a_desktop(browser, served, demo, screen):
+    from udig.app import links
+
+    url, _, _ = served
+    fields = dict(text=TEXT, model=MODEL, method="ig", **LINK_SETTINGS)
+    demo.explain(**fields)
+    made = links.made_by({"s": demo.share_sentiment(**fields)[3:]})
+    (index, word, value), *_ = made["check"]["words"][""]
+    sent = {**made, "udig": "0.0.1", "check": {**made["check"], "words": {"": [[index, word, -3 * value - 1]]}}}
+    with opened_page(browser, SCREENS[screen]) as page:
+        page.goto(url + links.share(demo.config, "sentiment", sent, **fields))
+        wait_for_text(page, "#link-notice", "does not match the link's check")
+        notice = page.locator("#link-notice")
+        shown = notice.inner_text()
+        assert "Opened from a shared link, made with udig 0.0.1 on model revision" in shown
+        assert "This server runs udig" in shown and word in shown
+        assert notice.is_visible() and page.evaluate(OUTSIDE, ["#link-notice p", SCREENS[screen]["width"]]) == []
+        LINK_SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=LINK_SHOTS / f"link-notice-{screen}.png")
+        assert not page.errors
+
+
+HUB_SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def open_app_with_a_hub(tiny, tmp_path_factory):
+    """The app with visitors' models on (UDIG_ALLOW_ANY_MODEL), over a Hub made of one local folder: vetting reads
+    the folder as it would read the repository (at commit HUB_SHA), and the download hands it back."""
+    import huggingface_hub
+    from conftest import free_port, make_demo
+
+    import app
+    from udig import hub
+    from udig.app import service
+
+    folder = tmp_path_factory.mktemp("hub") / "tiny"
+    tiny[0].save_pretrained(folder)
+    tiny[1].save_pretrained(folder)
+
+    def vet_hub_model(name, revision=None, limits=None, token=None):
+        hub.check_model_id(name, revision)
+        facts = hub.folder_model_files(folder, name)
+        return hub.vet(type(facts)(**{**facts.__dict__, "revision": revision or HUB_SHA}))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hub, "vet_hub_model", vet_hub_model)
+        patch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kwargs: str(folder))
+        patch.setattr(service, "hub_usable", lambda: True)
+        patch.setattr(app, "hub_usable", lambda: True)
+        blocks = app.build_demo(demo=make_demo(tiny, tiny, allow_any_model=True))
+        port = free_port()
+        blocks.launch(**{**app.launch_kwargs(), "server_port": port}, prevent_thread_lock=True, quiet=True)
+        try:
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            blocks.close()
+
+
+@pytest.mark.parametrize("screen", ["phone", "desktop"])
+def test_a_visitor_loads_their_own_hub_model_and_explains_with_it(browser, open_app_with_a_hub, screen):
+    width = SCREENS[screen]["width"]
+    with opened_page(browser, SCREENS[screen]) as page:
+        open_app(page, open_app_with_a_hub)
+        page.get_by_text("Your own model from the Hugging Face Hub").first.click()
+        assert "safetensors weights and at most 400 million" in page.locator("#sentiment-hub-help").inner_text()
+        page.locator("#sentiment-hub textarea, #sentiment-hub input").first.fill("someone/my-model")
+        page.click("#sentiment-hub-load")
+        wait_for_text(page, "#sentiment-hub-status", "Loaded")
+        key = f"someone/my-model@{HUB_SHA}"
+        assert key in page.locator("#sentiment-hub-status").inner_text()
+        picker = page.locator("[role=tabpanel]:visible").get_by_label("Sentiment model").first
+        assert picker.input_value() == key  # chosen in the model picker
+        assert page.evaluate(OUTSIDE, ["#sentiment-own-model *", width]) == []
+        LINK_SHOTS.mkdir(exist_ok=True)
+        page.locator("#sentiment-own-model").screenshot(path=LINK_SHOTS / f"own-model-{screen}.png")
+        fast_ig(page)
+        page.click("#sentiment-explain")
+        wait_for_text(page, "#sentiment-runtime", "path points")
+        page.locator("#sentiment-hub textarea, #sentiment-hub input").first.fill("not a name")
+        page.click("#sentiment-hub-load")
+        wait_for_text(page, "#sentiment-hub-status", "is not a model name")
+        assert "write it as owner/name" in page.locator("#sentiment-hub-status").inner_text()
+        page.screenshot(path=LINK_SHOTS / f"own-model-page-{screen}.png")
+        assert not page.errors
 
 
 # -- a phone and a desktop: every tab, every value as text, Enter runs --------------------------------------

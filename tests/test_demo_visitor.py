@@ -24,7 +24,7 @@ from udig.app.content import ABOUT, QA_EXAMPLE, RULE_LABELS
 from udig.integrate import RULES
 from udig.methods import PATH_METHODS, REGISTRY
 from udig.metrics import top_k_count, top_k_positions
-from udig.models import CURATED_MODELS, DEFAULT_MODEL, ModelLoadError, assets_dir
+from udig.models import CURATED_MODELS, DEFAULT_MODEL, IMDB_MODEL, ModelLoadError, assets_dir
 from udig.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,8 +245,8 @@ def test_sentiment_models_that_cannot_load_here_are_not_offered(monkeypatch, hub
     monkeypatch.setenv("UDIG_SENTIMENT_MODELS", "someone/missing")
     assert AppConfig.from_env().sentiment_models == (("someone/missing",) if hub else (DEFAULT_MODEL,))
     monkeypatch.delenv("UDIG_SENTIMENT_MODELS")
-    curated = AppConfig.from_env().sentiment_models  # the curated list: offline, only the built-in model
-    assert curated == ((DEFAULT_MODEL, *CURATED_MODELS["sentiment"]) if hub else (DEFAULT_MODEL,))
+    curated = AppConfig.from_env().sentiment_models  # the curated list: offline, only the built-in models
+    assert curated == (DEFAULT_MODEL, IMDB_MODEL, *(CURATED_MODELS["sentiment"] if hub else ()))
 
 
 # -- any-model mode: a visitor's name is a Hub id, never a server folder ---------------------------------------
@@ -271,14 +271,14 @@ def test_a_visitors_model_name_never_opens_a_server_folder(tiny, model_folder, m
     open_demo = make_demo(tiny, tiny, allow_any_model=True)
     question, context = QA_EXAMPLE
     answers = {}
-    for typed in (str(model_folder), str(model_folder.parent / "missing"), "/root", "someone/no-such-model"):
+    for typed in (str(model_folder), str(model_folder.parent / "missing"), "/root"):
         with pytest.raises(gr.Error) as caught:  # a real model folder does not load when a visitor names it
             open_demo.explain_qa(question=question, context=context, model=typed, **FIELDS)
-        assert caught.value.title == "Model not available"
-        answers[typed] = (caught.value.message.replace(repr(typed), "NAME"), told.pop().replace(typed, "NAME"))
+        assert caught.value.title == "Model not available" and not told  # no "Downloading ..." for a non-Hub name
+        answers[typed] = re.sub(r"“[^”]*”", "NAME", caught.value.message)
     assert len(set(answers.values())) == 1, answers  # the same words for a folder that exists and one that does not
-    assert "Downloading NAME" in answers["/root"][1]
-    with pytest.raises(gr.Error, match="Could not load the model"):
+    assert "is not a model name" in answers["/root"]
+    with pytest.raises(gr.Error, match="is not a model name"):
         open_demo.explain(text=DEMO_TEXT, model=str(model_folder), **FIELDS)
     listed = make_demo(tiny, tiny, sentiment_models=(DEMO_MODEL, str(model_folder)), allow_any_model=True)
     label, *_ = listed.explain(text=DEMO_TEXT, model=str(model_folder), **FIELDS)  # the operator's folder loads
@@ -316,3 +316,164 @@ def test_a_run_tells_how_many_of_its_path_points_are_done(demo, monkeypatch):
         "IG, method 1 of 1: gradients at 2 of 4 points",
         "IG, method 1 of 1: gradients at 4 of 4 points",
     ]
+
+
+# -- a visitor's own Hub model: vetted before any download, a few in memory, one load at a time --------------------
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture()
+def fake_hub(model_folder, monkeypatch, tmp_path):
+    """The Hub as the demo sees it, from local folders: vetting reads a folder as :func:`udig.hub.hub_model_files`
+    reads a repository (``owner/name`` -> ``folders[name]``, at commit SHA or the revision asked for), and
+    ``snapshot_download`` records what it was asked and hands the folder back."""
+    import huggingface_hub
+
+    from udig import hub
+
+    folders = {"someone/tiny": model_folder, "someone/other": model_folder}
+    downloads: list[dict] = []
+
+    def vet_hub_model(name, revision=None, limits=None, token=None):
+        assert token is False  # a visitor's model is looked up without the server's token: public models only
+        hub.check_model_id(name, revision)
+        if name not in folders:
+            raise hub.ModelRefused(f"There is no public model called “{name}” on the Hugging Face Hub.")
+        facts = replace(hub.folder_model_files(folders[name], name), revision=revision or SHA)
+        return hub.vet(facts, limits or hub.VettingLimits())
+
+    def snapshot_download(repo_id, **kwargs):
+        downloads.append({"repo_id": repo_id, **kwargs})
+        return str(folders[repo_id])
+
+    monkeypatch.setattr(hub, "vet_hub_model", vet_hub_model)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(service, "hub_usable", lambda: True)
+    return folders, downloads
+
+
+def test_a_visitor_loads_a_vetted_hub_model_exactly_as_vetted(tiny, fake_hub, tmp_path):
+    from udig import hub
+
+    folders, downloads = fake_hub
+    model_folder = folders["someone/tiny"]
+    (model_folder / "pytorch_model.bin").write_bytes(b"pickled")  # in the repository, never fetched
+    try:
+        demo = make_demo(tiny, tiny, allow_any_model=True)
+        picker, status = demo.load_sentiment_model(name=" someone/tiny ", revision="")
+        key = f"someone/tiny@{SHA}"
+        assert status == f"✅ Loaded {views.literal(key)}: it is now this tab's model."
+        assert picker.value == key and picker.choices[-1] == (key, key)
+        vetted = hub.vet(replace(hub.folder_model_files(model_folder, "someone/tiny"), revision=SHA))
+        fetched = {"repo_id": "someone/tiny", "revision": SHA, "allow_patterns": list(vetted.files), "token": False}
+        assert downloads == [fetched]  # exactly the vetted files at the vetted commit, never with the server's token
+        assert {"config.json", "model.safetensors", "tokenizer_config.json"} <= set(vetted.files)
+        assert "pytorch_model.bin" not in vetted.files  # the pickled weights stay on the Hub
+        label, *_ = demo.explain(text=DEMO_TEXT, model=key, **FIELDS)
+        assert sum(label.values()) == pytest.approx(1.0)
+        assert demo.service.registry.revision(key) == f"Hub commit {SHA}"
+        made = links.made_by({"s": demo.share_sentiment(text=DEMO_TEXT, model=key, **FIELDS)[3:]})
+        assert made["revision"] == f"Hub commit {SHA}" and "check" in made
+        picker, status = demo.load_sentiment_model(name="someone/tiny", revision="")  # loaded: not fetched again
+        assert picker.value == key and len(downloads) == 1
+    finally:
+        (model_folder / "pytorch_model.bin").unlink()
+
+
+def test_a_refused_model_shows_vettings_sentence_as_is(tiny, fake_hub, tmp_path):
+    from udig import hub
+
+    folders, downloads = fake_hub
+    demo = make_demo(tiny, tiny, allow_any_model=True)
+    picker, status = demo.load_sentiment_model(name="someone/absent", revision="")
+    assert picker == gr.skip() and status == "⚠️ " + views.literal(
+        "There is no public model called “someone/absent” on the Hugging Face Hub."
+    )
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    for path in folders["someone/tiny"].iterdir():
+        if path.name != "model.safetensors":
+            (pickled / path.name).write_bytes(path.read_bytes())
+    (pickled / "pytorch_model.bin").write_bytes(b"pickled")
+    folders["someone/pickled"] = pickled
+    _, status = demo.load_sentiment_model(name="someone/pickled", revision="")
+    sentence = str(pytest.raises(hub.ModelRefused, hub.vet, hub.folder_model_files(pickled, "someone/pickled")).value)
+    assert "safetensors" in sentence and status == "⚠️ " + views.literal(sentence)
+    _, status = demo.load_qa_model(name="someone/tiny", revision="")  # a classifier, in the QA tab
+    assert "load it in the Sentiment tab" in status
+    _, status = demo.load_sentiment_model(name="../../etc", revision="")
+    assert "is not a model name" in status
+    assert downloads == []  # nothing refused was downloaded
+    closed = make_demo(tiny, tiny)
+    with pytest.raises(gr.Error, match="only the models in its list"):
+        closed.load_sentiment_model(name="someone/tiny")
+
+
+def test_offline_the_field_says_the_hub_cannot_be_reached(tiny, fake_hub, monkeypatch):
+    _, downloads = fake_hub
+    monkeypatch.setattr(service, "hub_usable", lambda: False)
+    demo = make_demo(tiny, tiny, allow_any_model=True)
+    _, status = demo.load_sentiment_model(name="someone/tiny", revision="")
+    assert status == "⚠️ " + views.literal(service.HUB_UNREACHABLE.format(model="“someone/tiny”"))
+    assert downloads == []
+
+
+def test_a_few_visitor_models_stay_the_least_recently_used_leaves(tiny, fake_hub):
+    demo = make_demo(tiny, tiny, allow_any_model=True, max_visitor_models=1)
+    registry = demo.service.registry
+    demo.explain(text=DEMO_TEXT, model=DEMO_MODEL, **FIELDS)
+    first = demo.load_sentiment_model(name="someone/tiny")[0].value
+    second = demo.load_sentiment_model(name="someone/other", revision="v1")[0].value
+    assert second == "someone/other@v1" and registry.loaded(second)
+    assert not registry.loaded(first) and registry.loaded(DEMO_MODEL)  # the operator's models stay
+    label, *_ = demo.explain(text=DEMO_TEXT, model=first, **FIELDS)  # a link to it loads it again (vetted)
+    assert registry.loaded(first) and not registry.loaded(second) and sum(label.values()) == pytest.approx(1.0)
+
+
+def test_visitor_models_load_one_at_a_time(tiny, fake_hub, monkeypatch):
+    import threading
+    import time
+
+    import huggingface_hub
+
+    _, downloads = fake_hub
+    fetch = huggingface_hub.snapshot_download
+    running, most = [0], [0]
+
+    def slow(repo_id, **kwargs):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.3)
+        running[0] -= 1
+        return fetch(repo_id, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", slow)
+    demo = make_demo(tiny, tiny, allow_any_model=True)
+    threads = [
+        threading.Thread(target=demo.load_sentiment_model, kwargs={"name": name})
+        for name in ("someone/tiny", "someone/other")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(downloads) == 2 and most[0] == 1  # the second waited for the first
+    monkeypatch.setattr(service, "LOAD_WAIT_S", 0.01)
+    demo.service.registry._visitor_load.acquire()  # a load under way that does not end in time
+    try:
+        _, status = demo.load_sentiment_model(name="someone/tiny", revision="v2")
+    finally:
+        demo.service.registry._visitor_load.release()
+    assert "Another visitor" in status and "try again" in status
+
+
+def test_any_model_is_on_by_default_and_its_memory_is_capped(monkeypatch):
+    monkeypatch.delenv("UDIG_ALLOW_ANY_MODEL", raising=False)
+    monkeypatch.delenv("UDIG_MAX_LOADED_MODELS", raising=False)
+    config = AppConfig.from_env()
+    assert config.allow_any_model and config.max_visitor_models == 2
+    monkeypatch.setenv("UDIG_ALLOW_ANY_MODEL", "0")
+    monkeypatch.setenv("UDIG_MAX_LOADED_MODELS", "5")
+    config = AppConfig.from_env()
+    assert not config.allow_any_model and config.max_visitor_models == 5

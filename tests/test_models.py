@@ -367,3 +367,12 @@ def _accuracy(model, tokenizer, examples, max_length: int, batch: int = 32) -> f
             pred = model(input_ids=ids, attention_mask=mask).logits.argmax(-1)
             correct += int((pred == torch.tensor([examples[i].label for i in b])).sum())
     return correct / len(examples)
+
+
+def test_an_uncached_load_is_new_and_not_kept():
+    """load_model(cache=False) loads anew (the app's registry decides how long a visitor's model stays) and leaves
+    the shared cache as it was."""
+    model, _ = models.load_model()
+    fresh, _ = models.load_model(cache=False)
+    assert fresh is not model and models.load_model()[0] is model
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))

@@ -976,3 +976,39 @@ def test_remembered_chains_share_no_memory_with_what_goes_in_or_out(tiny, tmp_pa
     again = index.anchor_chains("key", words, references, compute)
     assert len(handed) == 1 and again.dtype == torch.long
     assert torch.equal(again, _chain_maker([])(words, references))
+
+
+_CACHE_USE = """
+import json, numba
+from udig.vocab import warm_up
+warm_up()
+from udig.kernels import chains, common, graph, search
+hits = misses = 0
+for module in (chains, common, graph, search):
+    for kernel in vars(module).values():
+        if isinstance(kernel, numba.core.registry.CPUDispatcher):
+            hits += sum(kernel.stats.cache_hits.values())
+            misses += sum(kernel.stats.cache_misses.values())
+print(json.dumps([hits, misses]))
+"""
+
+
+@pytest.mark.slow  # compiles every kernel once from an empty cache (10-20 s)
+def test_python_m_udig_vocab_compiles_what_a_later_process_only_loads(tmp_path):
+    """``python -m udig.vocab`` (started by app.py before its own imports) leaves in numba's disk cache every
+    kernel a request needs: a later process's warm_up compiles nothing and loads them all from the cache."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "udig.vocab"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in done.stdout.splitlines()] == ["udig", "dig"]  # one line per method, in order
+    later = subprocess.run([sys.executable, "-c", _CACHE_USE], env=env, capture_output=True, text=True, timeout=600)
+    assert later.returncode == 0, later.stderr
+    hits, misses = json.loads(later.stdout.splitlines()[-1])
+    assert misses == 0 and hits >= 8  # every kernel of both methods, none compiled again
+
+
+def test_python_m_udig_vocab_refuses_unknown_methods():
+    done = subprocess.run(
+        [sys.executable, "-m", "udig.vocab", "udig", "nope"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "nope" in done.stderr and not done.stdout

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import json
 import math
 import os
 import re
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .explanation import Explanation
+from .provenance import ModelRef, model_ref, model_revision
 from .render.exports import card_text, content_words
 from .version import __version__
 
@@ -302,69 +302,7 @@ def read_texts(path: str | os.PathLike) -> list[str]:
     return texts
 
 
-# -- the model and its revision ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """How the card names a model and where its revision comes from."""
-
-    load_name: str | None  # what load_model takes (None: the default)
-    display: str  # the name shown in the card and the images (never a local path)
-    hub_id: str | None  # the name the demo can load, when there is one
-    folder: Path | None  # a local folder's weights give its revision
-
-
-def model_ref(name: str | None, push_repo: str | None = None) -> ModelRef:
-    """What ``name`` (None: udig's default model, a local folder or a Hub id) is called in the card: a pushed
-    card names its repository, a local folder never shows its path."""
-    from .models import DEFAULT_MODEL, default_model_dir
-
-    if name is None or name.strip() in ("", DEFAULT_MODEL, "default"):
-        return ModelRef(None, push_repo or DEFAULT_MODEL, push_repo or DEFAULT_MODEL, default_model_dir())
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return ModelRef(str(path), push_repo or path.resolve().name, push_repo, path.resolve())
-    return ModelRef(name, push_repo or name, push_repo or name, None)
-
-
-def model_revision(ref: ModelRef) -> str:
-    """The Hub commit of a Hub model (from the local cache, else asked of the Hub when allowed), or a short
-    sha256 of a local folder's weight files."""
-    if ref.folder is not None:
-        weights = _weight_files(ref.folder)
-        if not weights:
-            return "unknown (no weight files in the folder)"
-        digest = hashlib.sha256()
-        for path in weights:
-            with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-        return f"weights sha256 {digest.hexdigest()[:12]} ({', '.join(p.name for p in weights)})"
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(ref.load_name, "config.json")
-    if isinstance(cached, str):
-        return f"Hub commit {Path(cached).parent.name}"
-    from .hub import hub_offline
-
-    if not hub_offline():
-        try:
-            from huggingface_hub import HfApi
-
-            return f"Hub commit {HfApi().model_info(ref.load_name).sha}"
-        except Exception as error:  # noqa: BLE001
-            return f"unknown ({type(error).__name__})"
-    return "unknown (offline, not in the local cache)"
-
-
-def _weight_files(folder: Path) -> list[Path]:
-    from .models import METADATA_FILE
-
-    meta = folder / METADATA_FILE
-    if meta.is_file():
-        return [folder / json.loads(meta.read_text(encoding="utf-8"))["weights_file"]]
-    return sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+# -- the model and its revision: udig.provenance (shared with the demo's share links) --------------------
 
 
 # -- I/O: explain, write, push ----------------------------------------------------------------------------

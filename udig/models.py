@@ -405,8 +405,10 @@ def load_model(
     *,
     task: TaskName | None = None,
     base_dir: str | os.PathLike | None = None,
+    cache: bool = True,
 ):
-    """Load ``(model, tokenizer)``: eval mode, float32, cached and shared.
+    """Load ``(model, tokenizer)``: eval mode, float32, cached and shared (``cache=False``: loaded anew and not
+    kept, for a caller that decides itself how long a model stays in memory).
 
     ``name`` is ``None`` / :data:`DEFAULT_MODEL` for udig's offline sentiment model,
     :data:`IMDB_MODEL` for its offline model of long movie reviews, a local
@@ -417,6 +419,9 @@ def load_model(
     """
     raw = DEFAULT_MODEL if name is None or str(name).strip() == "" else str(name).strip()
     key, loader = _resolve(raw, task, Path(base_dir).expanduser().resolve() if base_dir is not None else None)
+    if not cache:
+        with quiet_transformers():
+            return loader()
     with _cache_lock:
         if key in _cache:
             return _cache[key]

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from ..hub import hub_offline, hub_reachable
 from ..methods import PATH_METHODS, get_method
-from ..models import CURATED_MODELS, DEFAULT_MODEL
+from ..models import CURATED_MODELS, DEFAULT_MODEL, EMBEDDED_MODELS, IMDB_MODEL
 from ..settings import PARAMETERS, Bounds, Settings
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,8 @@ class AppConfig:
 
     sentiment_models: tuple[str, ...]
     qa_models: tuple[str, ...]
-    allow_any_model: bool = False  # UDIG_ALLOW_ANY_MODEL=1: any Hub id or local folder
+    allow_any_model: bool = False  # UDIG_ALLOW_ANY_MODEL (on unless 0): visitors load vetted Hub models
+    max_visitor_models: int = 2  # UDIG_MAX_LOADED_MODELS: visitors' models kept in memory (least recent leave)
     limits: Limits = field(default_factory=Limits)
     concurrency: int = 1  # UDIG_CONCURRENCY: simultaneous attributions per model family
     queue_size: int = 32  # UDIG_QUEUE_SIZE: longest queue before requests are turned away
@@ -155,9 +156,10 @@ class AppConfig:
         listed = tuple(m.strip() for m in os.environ.get("UDIG_SENTIMENT_MODELS", "").split(",") if m.strip())
         warmup = os.environ.get("UDIG_WARMUP", "").strip().lower()
         return cls(
-            sentiment_models=_sentiment_models(listed or (DEFAULT_MODEL, *CURATED_MODELS["sentiment"])),
+            sentiment_models=_sentiment_models(listed or (DEFAULT_MODEL, IMDB_MODEL, *CURATED_MODELS["sentiment"])),
             qa_models=_qa_models(os.environ.get("UDIG_QA_MODEL", "").strip()),
-            allow_any_model=_env_flag("UDIG_ALLOW_ANY_MODEL", False),
+            allow_any_model=_env_flag("UDIG_ALLOW_ANY_MODEL", True),  # safe: vetted, capped, one load at a time
+            max_visitor_models=_env_int("UDIG_MAX_LOADED_MODELS", cls.max_visitor_models),
             limits=Limits.from_env(),
             concurrency=max(1, _env_int("UDIG_CONCURRENCY", cls.concurrency)),
             queue_size=_env_int("UDIG_QUEUE_SIZE", cls.queue_size),
@@ -218,11 +220,11 @@ def _space_url(host: str) -> str | None:
 
 
 def _sentiment_models(wanted: tuple[str, ...]) -> tuple[str, ...]:
-    """The sentiment choices: those of ``wanted`` that can load here (udig's built-in model, models at hand, and
+    """The sentiment choices: those of ``wanted`` that can load here (udig's built-in models, models at hand, and
     Hub models when the Hub can be used), in their order; a visitor is never offered a model that cannot load.
-    With none of them loadable, the built-in model."""
+    With none of them loadable, the built-in default model."""
     downloads = hub_usable()
-    usable = tuple(m for m in wanted if m == DEFAULT_MODEL or downloads or model_at_hand(m))
+    usable = tuple(m for m in wanted if m in EMBEDDED_MODELS or downloads or model_at_hand(m))
     for name in sorted(set(wanted) - set(usable)):
         logger.info("not offering %s: it is not on this machine and the Hub cannot be used", name)
     return usable or (DEFAULT_MODEL,)
@@ -250,7 +252,7 @@ def hub_usable() -> bool:
 
 def model_at_hand(name: str) -> bool:
     """Whether a model can be loaded without the network: the untrained QA head, a local folder, or a Hub id
-    already in the Hub cache (udig's built-in default is none of these: callers know it is at hand)."""
+    already in the Hub cache (udig's built-in models are none of these: callers know they are at hand)."""
     return name == UNTRAINED_QA_MODEL or Path(name).expanduser().is_dir() or in_hub_cache(name)
 
 

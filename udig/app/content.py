@@ -95,3 +95,13 @@ If you use UDIG, please cite the paper that introduced it:
 }
 ```
 """
+
+OWN_MODEL_HELP = (
+    "A text classifier or an extractive question-answering model of a family udig is tested on (BERT, DistilBERT, "
+    "ELECTRA, RoBERTa, ALBERT, DeBERTa-v2, XLM-RoBERTa), with safetensors weights and at most {millions} million "
+    "parameters. It is checked before anything but its description is downloaded, and its own code never runs."
+)
+OWN_MODEL_OFFLINE = (
+    "⚠️ **This server cannot reach the Hugging Face Hub now**, so it cannot load a model from it: only the models "
+    "in the list can be used."
+)

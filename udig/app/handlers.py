@@ -26,12 +26,24 @@ from typing import Any
 import gradio as gr
 
 from .. import render
+from ..explanation import Explanation
+from ..hub import ModelRefused
 from ..methods import PATH_METHODS
 from ..models import ModelLoadError
+from ..provenance import check_differences, recomputed_check
 from ..settings import PARAMETERS, Settings, quoted
+from ..version import __version__
 from ..vocab import warm_up as compile_kernels
 from . import evaluation, links, memory, views
-from .config import AppConfig, Limits, OverCap, hub_usable, in_hub_cache, model_at_hand, sequential_cost
+from .config import (
+    AppConfig,
+    Limits,
+    OverCap,
+    hub_usable,
+    model_at_hand,
+    sequential_cost,
+    valid_text,
+)
 from .service import BUILDING_GRAPH, COMPILING_KERNELS, LOADING_MODEL, Result, Service
 
 logger = logging.getLogger(__name__)
@@ -43,6 +55,9 @@ LATER_FIELDS = frozenset(
 Fields = Mapping[str, Any]  # one tab's values by field name, as app.py lays the tab out
 START_UP_STAGES = (LOADING_MODEL, COMPILING_KERNELS, BUILDING_GRAPH)  # in the warm-up's order
 OVER_CAP_MARK = "more than this demo allows"  # in a cost line (:meth:`Demo.cost`) that the run would be refused
+TAB_INPUTS = {"sentiment": ("text",), "qa": ("question", "context"), "compare": ("text",), "path": ("text",)}
+TAB_HANDLERS = {"sentiment": "explain", "qa": "explain_qa", "compare": "compare", "path": "path"}  # by tab
+TAB_METHODS = {"compare": PATH_METHODS, "path": views.JOINT_METHODS}  # the methods a tab runs (else the chosen one)
 
 
 def as_text(message: str) -> str:
@@ -69,6 +84,8 @@ def readable_errors(fn: Callable) -> Callable:
             raise shown_as_text(
                 _model_message(error, demo.config, fields.get("model")), "Model not available"
             ) from None
+        except ModelRefused as error:  # vetting's sentence, written for visitors: shown as it is
+            raise shown_as_text(str(error), "Model not available") from None
         except UnicodeError:
             raise shown_as_text(
                 "A value holds characters that are not valid Unicode text (a lone surrogate); remove them."
@@ -290,8 +307,8 @@ class Demo:
         notices: list[str] = []
         texts = _texts(self.config.limits, fields, ("question", "context"), notices)
         name = self.config.model_name(fields.get("model"), "qa")
-        listed = name in self.config.qa_models  # the operator's names; a visitor's is a Hub id (any-model mode)
-        if not (model_at_hand(name) if listed else in_hub_cache(name)) and hub_usable():
+        listed = name in self.config.qa_models  # a visitor's own model is vetted first: its load says what it does
+        if listed and not model_at_hand(name) and hub_usable():
             gr.Info(
                 as_text(f"Downloading {name} from the Hugging Face Hub for its first use: about a minute."),
                 title="First use",
@@ -320,6 +337,39 @@ class Demo:
             logger.info("no word list: %s", error)
             return gr.Dropdown(choices=[])
         return gr.Dropdown(choices=views.word_choices(views.text_words(text, tokenizer, self.config.limits.max_tokens)))
+
+    # -- a visitor's own Hub model (UDIG_ALLOW_ANY_MODEL) --
+
+    @readable_errors
+    def load_sentiment_model(self, name: Any = None, revision: Any = None) -> tuple:
+        """The Sentiment tab's own-model field: see :meth:`_load_own_model`."""
+        return self._load_own_model("classification", name, revision)
+
+    @readable_errors
+    def load_qa_model(self, name: Any = None, revision: Any = None) -> tuple:
+        """The QA tab's own-model field: see :meth:`_load_own_model`."""
+        return self._load_own_model("qa", name, revision)
+
+    def _load_own_model(self, task: str, name: Any, revision: Any) -> tuple:
+        """Load Hub model ``name`` at ``revision`` (empty: its main branch) for ``task``'s tab, vetted before any
+        download (:meth:`Registry.load_visitor <udig.app.service.Registry.load_visitor>`): the model picker with it
+        chosen, as ``owner/name@commit`` (a link to it reopens that commit), and a status line; a refusal is that
+        status line, vetting's sentence as it is, and the picker stays."""
+        if not self.config.allow_any_model:
+            raise ValueError("this demo explains only the models in its list")
+        name = valid_text("model name", "" if name is None else name).strip()
+        revision = valid_text("revision", "" if revision is None else revision).strip() or None
+        if not name:
+            raise ValueError("the model name is empty: write it as owner/name, as on the Hugging Face Hub")
+        try:
+            _, _, key = self.service.registry.load_visitor(name, revision, task)
+        except ModelRefused as refused:
+            return gr.skip(), f"⚠️ {views.literal(str(refused))}"
+        offered = self.config.models[task]
+        return (
+            gr.Dropdown(choices=[*offered, key], value=key),
+            f"✅ Loaded {views.literal(key)}: it is now this tab's model.",
+        )
 
     # -- Compare and path tabs --
 
@@ -383,22 +433,129 @@ class Demo:
 
     # -- share and export --
 
+    def _remembered(self, tab: str, fields: Fields) -> dict[str, Result]:
+        """The results ``tab`` shows for ``fields``, by part ("" for one result, else each method), as the cache
+        holds them: nothing is computed, so a link copied before a run (or after a change) has none."""
+        texts = _texts(self.config.limits, fields, TAB_INPUTS[tab], [], others=("word",))
+        task, model = links.TAB_TASKS[tab], fields.get("model")
+        if tab not in TAB_METHODS:
+            found = self.service.remembered(task, model, texts, self.config.settings(fields))
+            return {"": found} if found else {}
+        by_method = {
+            method: self.service.remembered(
+                task, model, texts, self.config.settings({**fields, "method": method, "baseline": None})
+            )
+            for method in TAB_METHODS[tab]
+        }
+        return {method: result for method, result in by_method.items() if result is not None}
+
+    def _check(self, tab: str, fields: Fields) -> dict[str, Any] | None:
+        """:func:`udig.provenance.recomputed_check` of what ``tab`` shows for ``fields`` (None when it is not at
+        hand): QA's answer with its start and end words, else the label with each result's words."""
+        try:
+            results = self._remembered(tab, fields)
+        except (ValueError, TypeError) as error:  # inputs no run takes: there is no result to check
+            logger.info("no check for a %s link: %s", tab, error)
+            return None
+        if not results:
+            return None
+        if tab == "qa":
+            answer = results[""].explanation
+            return recomputed_check(answer.answer, answer.parts)
+        parts: dict[str, Explanation] = {part: result.explanation for part, result in results.items()}
+        return recomputed_check(next(iter(parts.values())).target_label, parts)
+
+    def _made(self, tab: str, fields: Fields) -> dict[str, Any]:
+        """What made the result a link to ``tab`` with ``fields`` shows: the udig version, the model's revision and
+        a check of the result (when it is at hand: the one on the page)."""
+        name = self.config.model_name(fields.get("model"), links.TAB_TASKS[tab])
+        made: dict[str, Any] = {"udig": __version__, "revision": self.service.registry.revision(name)}
+        check = self._check(tab, fields)
+        if check is not None:
+            made["check"] = {key: value for key, value in check.items() if key != "all"}
+        return made
+
     @readable_errors
     def share_sentiment(self, **fields: Any) -> str:
-        """A link to this sentiment explanation (fields checked and cut as the UI's)."""
-        return links.share(self.config, "sentiment", **fields)
+        """A link to this sentiment explanation (fields checked and cut as the UI's), saying what made it."""
+        return links.share(self.config, "sentiment", self._made("sentiment", fields), **fields)
 
     @readable_errors
     def share_qa(self, **fields: Any) -> str:
-        return links.share(self.config, "qa", **fields)
+        return links.share(self.config, "qa", self._made("qa", fields), **fields)
 
     @readable_errors
     def share_compare(self, **fields: Any) -> str:
-        return links.share(self.config, "compare", **fields)
+        return links.share(self.config, "compare", self._made("compare", fields), **fields)
 
     @readable_errors
     def share_path(self, **fields: Any) -> str:
-        return links.share(self.config, "path", **fields)
+        return links.share(self.config, "path", self._made("path", fields), **fields)
+
+    @readable_errors
+    def open_link(self, tab: str, link: Any = None, **fields: Any) -> tuple:
+        """A shared link's run: ``tab``'s handler on the link's fields, then the page's link notice saying what
+        made the link and whether this server's udig version, the model's revision and the recomputed result
+        agree with it (``link``: :func:`udig.app.links.link_value`, set when the page loaded)."""
+        outputs = getattr(self, TAB_HANDLERS[tab])(**fields)
+        made, notices = links.read_link_value(link)
+        lines = links.made_lines(made)
+        if made:
+            name = self.config.model_name(fields.get("model"), links.TAB_TASKS[tab])
+            here = self._check(tab, fields)
+            if "check" not in made:
+                differences: list[str] = []
+            elif here is None:
+                differences = ["the result was not kept long enough to be compared; run it again"]
+            else:
+                differences = check_differences(made["check"], here)
+            lines = links.made_lines(made, self.service.registry.revision(name), differences)
+        notice = "  \n".join(line for line in (*lines, views.notices_markdown(notices)) if line)
+        return (*outputs, gr.Markdown(notice, visible=True))
+
+    def link_run(self, tab: str) -> Callable[..., tuple]:
+        """:meth:`open_link` for ``tab``, named as the tab's handler (the queue and the log name events by it)."""
+
+        def run(link: Any = None, **fields: Any) -> tuple:
+            return self.open_link(tab, link, **fields)
+
+        run.__name__ = run.__qualname__ = TAB_HANDLERS[tab]
+        return run
+
+    def _write_export(self, files: dict[str, str | bytes]) -> list[str]:
+        """``files`` (name -> content) written into a fresh export folder; their paths."""
+        folder = self._export_folder()
+        for name, content in files.items():
+            if isinstance(content, bytes):
+                (folder / name).write_bytes(content)
+            else:
+                (folder / name).write_text(content, encoding="utf-8")
+        return [str(folder / name) for name in files]
+
+    def _export_inputs(self, tab: str, fields: Fields, settings: Settings) -> dict[str, Any]:
+        """What an exported JSON file says made it: the tab's inputs and settings, the model and its revision, the
+        udig version and the share link (relative, or the Space's full address)."""
+        task = links.TAB_TASKS[tab]
+        name = self.config.model_name(fields.get("model"), task)
+        texts = _texts(self.config.limits, fields, TAB_INPUTS[tab], [], others=("word",))
+        return {
+            **texts,
+            "model": name,
+            "model_revision": self.service.registry.revision(name),
+            "udig": __version__,
+            "link": (self.config.public_url or "") + links.share(self.config, tab, self._made(tab, fields), **fields),
+            **asdict(settings),
+        }
+
+    def _part_files(
+        self, stem: str, explanation: Explanation, scores: Mapping[str, float | None], inputs: Mapping[str, Any]
+    ) -> dict[str, str | bytes]:
+        """One explanation's files: JSON (with ``inputs``), per-token CSV, PNG and SVG highlights."""
+        return {
+            f"{stem}.json": render.to_json(explanation, metrics=dict(scores), inputs=dict(inputs)),
+            f"{stem}.csv": render.to_csv(explanation),
+            **{f"{stem}.{fmt}": render.highlight_image(explanation, fmt) for fmt in render.IMAGE_FORMATS},
+        }
 
     @readable_errors
     def export(self, **fields: Any) -> tuple[list[str], str]:
@@ -410,25 +567,56 @@ class Demo:
         settings = self.config.settings(fields)
         result = self._sentiment(fields, settings)
         e, scores = result.explanation, result.scores[""]
-        inputs = {"text": e.text, "model": self.config.model_name(fields.get("model"), "classification")}
-        link = (self.config.public_url or "") + self.share_sentiment(**fields)
+        inputs = self._export_inputs("sentiment", fields, settings)
+        link = inputs["link"]
         stem = f"udig-{e.method}"
         image = f"{stem}.png"
+        parts = self._part_files(stem, e, scores, inputs)
         files: dict[str, str | bytes] = {
-            f"{stem}.json": render.to_json(e, metrics=scores, inputs={**inputs, **asdict(settings)}),
-            f"{stem}.csv": render.to_csv(e),
+            f"{stem}.json": parts.pop(f"{stem}.json"),
+            f"{stem}.csv": parts.pop(f"{stem}.csv"),
             f"{stem}.html": render.standalone_html(e, metrics=scores),
             f"{stem}-model-card.md": render.model_card(e, metrics=scores, fmt="markdown", image=image, link=link),
             f"{stem}-model-card.html": render.model_card(e, metrics=scores, fmt="html", image=image, link=link),
-            **{f"{stem}.{fmt}": render.highlight_image(e, fmt) for fmt in render.IMAGE_FORMATS},
+            **parts,
         }
-        folder = self._export_folder()
-        for name, content in files.items():
-            if isinstance(content, bytes):
-                (folder / name).write_bytes(content)
-            else:
-                (folder / name).write_text(content, encoding="utf-8")
-        return [str(folder / name) for name in files], files[f"{stem}-model-card.md"]
+        return self._write_export(files), files[f"{stem}-model-card.md"]
+
+    @readable_errors
+    def export_qa(self, **fields: Any) -> list[str]:
+        """Files for the current QA explanation: JSON, CSV, PNG and SVG for its start and for its end."""
+        settings = self.config.settings(fields)
+        texts = _texts(self.config.limits, fields, TAB_INPUTS["qa"], [])
+        result = self.service.compute("qa", fields.get("model"), texts, settings, report=self.show_stage)
+        inputs = self._export_inputs("qa", fields, settings)
+        answer = {"answer": result.explanation.answer}
+        files: dict[str, str | bytes] = {}
+        for part, explanation in result.explanation.parts.items():
+            files |= self._part_files(
+                f"udig-qa-{explanation.method}-{part}", explanation, result.scores[part], {**inputs, **answer}
+            )
+        return self._write_export(files)
+
+    @readable_errors
+    def export_compare(self, **fields: Any) -> list[str]:
+        """Files for the current comparison: JSON, CSV, PNG and SVG per method."""
+        return self._export_methods("compare", fields, PATH_METHODS)
+
+    @readable_errors
+    def export_path(self, **fields: Any) -> list[str]:
+        """Files for the current path view: JSON (with each token's anchors), CSV, PNG and SVG per method."""
+        return self._export_methods("path", fields, views.JOINT_METHODS)
+
+    def _export_methods(self, tab: str, fields: Fields, methods: tuple[str, ...]) -> list[str]:
+        """:meth:`export_compare` and :meth:`export_path`: each method's files, with its own settings."""
+        results, _ = self._path_methods(fields, methods)
+        base = self._export_inputs(tab, fields, self.config.settings(fields))
+        files: dict[str, str | bytes] = {}
+        for method, result in results.items():
+            settings = self.config.settings({**fields, "method": method, "baseline": None})
+            inputs = {**base, **asdict(settings)}
+            files |= self._part_files(f"udig-{tab}-{method}", result.explanation, result.scores[""], inputs)
+        return self._write_export(files)
 
     def _export_folder(self) -> Path:
         """A fresh folder for one export; the oldest beyond KEPT_EXPORTS are deleted."""

@@ -12,14 +12,16 @@ import base64
 import json
 import logging
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gradio as gr
 
 from .. import render
+from ..provenance import RELATIVE_TOLERANCE, known
 from ..settings import BASELINES, PARAMETERS, quoted
 from ..tasks import vocabulary_id
+from ..version import __version__
 from . import views
 from .config import PAPER_DEFAULT, AppConfig, model_at_hand, valid_text
 
@@ -32,15 +34,92 @@ RUN = "run"  # the value a tab's hidden run trigger gets when a link asks for th
 
 _STATE_LIMIT = 64 * 1024  # bytes of decompressed state: a larger link is refused
 MAX_NOTICES = 8  # notices shown for one link; more are counted in the last
+MADE_FIELDS = {"udig": 40, "revision": 200, "check": None}  # what made a link (udig.provenance): most characters
+OLD_LINK = (
+    "🔗 Opened from a shared link that does not say what made it (made before links carried the udig version, "
+    "the model revision and a check of the result, or written by hand): the result below is this server's own."
+)
 
 
-def share(config: AppConfig, tab: str, **fields: Any) -> str:
+def share(config: AppConfig, tab: str, made: Mapping[str, Any] | None = None, **fields: Any) -> str:
     """A URL query (``?s=...``) that reopens ``tab`` with these inputs and runs it; empty fields are left out.
+    ``made``: what made the result (:data:`MADE_FIELDS`: the udig version, the model revision, a check).
 
     Each field is checked and cut as :func:`restore` would (ValueError/TypeError for a value it would drop).
     """
     state = {name: checked(config, tab, name, value, []) for name, value in fields.items() if value not in (None, "")}
-    return "?s=" + _encode_state({"tab": tab, **state})
+    provenance = {name: value for name, value in (made or {}).items() if name in MADE_FIELDS and value is not None}
+    return "?s=" + _encode_state({"tab": tab, **state, **provenance})
+
+
+def made_by(query: dict[str, str]) -> dict[str, Any]:
+    """What a link's state says made it (:data:`MADE_FIELDS`; values of the wrong type or length left out):
+    empty for a link that says nothing (made before links carried it, hand-written, unreadable). Never raises."""
+    try:
+        state = _decode_state(query["s"]) if query.get("s") else {}
+    except ValueError:
+        return {}
+    made = {}
+    for name, limit in MADE_FIELDS.items():
+        value = state.get(name)
+        if limit is None and value is not None:
+            made[name] = value
+        elif isinstance(value, str) and 0 < len(value) <= limit:
+            made[name] = value
+    return made
+
+
+def made_lines(
+    made: Mapping[str, Any],
+    revision: str | None = None,
+    differences: Sequence[str] | None = None,
+    version: str = __version__,
+) -> list[str]:
+    """What the page says about a link's provenance (Markdown lines, user values escaped): what made it, and a
+    warning when this server's udig ``version`` or the model's ``revision`` here differs, or when the recomputed
+    result differs from the link's check (``differences``, from :func:`udig.provenance.check_differences`).
+    ``revision`` and ``differences`` are None until the link's run is done."""
+    if not made:
+        return [OLD_LINK]
+    sent_version, sent_revision = made.get("udig"), made.get("revision")
+    lines = [
+        f"🔗 Opened from a shared link, made with udig {views.literal(sent_version or 'of an unknown version')} "
+        f"on model revision {views.literal(sent_revision or 'unknown')}."
+    ]
+    if sent_version and sent_version != version:
+        lines.append(
+            f"⚠️ **This server runs udig {views.literal(version)}, not {views.literal(sent_version)}**: its "
+            "numbers may differ from the ones the sender saw."
+        )
+    if revision is not None:
+        if not known(revision):
+            lines.append("The model's revision is not known here, so it cannot be compared with the link's.")
+        elif not known(sent_revision):
+            lines.append(
+                f"The link does not know its model's revision, so it cannot be compared with this one "
+                f"({views.literal(revision)})."
+            )
+        elif revision != sent_revision:
+            lines.append(
+                f"⚠️ **The model here is at revision {views.literal(revision)}**, not the link's: its numbers may "
+                "differ from the ones the sender saw."
+            )
+    if differences is None:
+        return lines
+    if "check" not in made:
+        lines.append("The link carries no check of its result, so the result recomputed here cannot be compared.")
+    elif differences:
+        lines.append(
+            "⚠️ **The result recomputed here does not match the link's check**: "
+            + views.literal("; ".join(differences[:4]) + ("; and more" if len(differences) > 4 else ""))
+            + "."
+        )
+    else:
+        lines.append(
+            "✅ The result recomputed here matches the link's check (the same label, and its top words' "
+            f"attributions within {RELATIVE_TOLERANCE:.0%})."
+        )
+    return lines
 
 
 def _encode_state(state: dict[str, Any]) -> str:
@@ -89,6 +168,8 @@ def restore(
         except ValueError as error:
             notices.append(f"The shared link could not be read ({error}); showing the defaults.")
     state.update({k: v for k, v in query.items() if k != "s"})
+    for name in MADE_FIELDS:  # what made the link: read by made_by, not a field of the tab
+        state.pop(name, None)
     tab = str(state.pop("tab", "") or "").strip() or None
     if tab is not None and tab not in {t for t, _ in layout}:
         notices.append(f"Unknown tab {quoted(tab)} in the link.")
@@ -166,24 +247,49 @@ def _check_vocabulary(
 def load_values(
     config: AppConfig, layout: Layout, runs: Sequence[str], query: dict[str, str], tokenizer: Tokenizer | None = None
 ) -> list[Any]:
-    """Values for ``[tabs, notice, *layout components, *run triggers]`` on page load (``gr.skip()``: unchanged).
+    """Values for ``[tabs, notice, *layout components, *run triggers, link]`` on page load (``gr.skip()``:
+    unchanged).
 
     ``runs`` names the tab of each hidden run trigger: only the link's tab's trigger changes, so a plain
-    visit starts no event, and a link queues exactly one run.
+    visit starts no event, and a link queues exactly one run. ``link`` (:func:`link_value`) is what the link's
+    run needs to say, once done, whether its result is the sender's (see :func:`made_lines`).
     """
     tab, values, notices = restore(config, layout, query, tokenizer)
-    notice = views.notices_markdown(notices)
+    made = made_by(query) if tab else {}
+    lines = [*(made_lines(made) if tab else []), views.notices_markdown(notices)]
+    notice = "  \n".join(line for line in lines if line)
     return [
         gr.Tabs(selected=tab) if tab else gr.skip(),
         gr.Markdown(notice, visible=bool(notice)),
         *[values.get(key, gr.skip()) for key in layout],
         *[RUN if run == tab else gr.skip() for run in runs],
+        link_value(made, notices) if tab else gr.skip(),
     ]
+
+
+def link_value(made: Mapping[str, Any], notices: Sequence[str]) -> str:
+    """The hidden value a link's run reads (:func:`read_link_value`): what made the link, and its notices."""
+    return json.dumps({"made": dict(made), "notices": list(notices)}, ensure_ascii=False)
+
+
+def read_link_value(value: Any) -> tuple[dict[str, Any], list[str]]:
+    """:func:`link_value` read back; anything else (an API caller's value) is a link that says nothing."""
+    try:
+        data = json.loads(value) if isinstance(value, str) else {}
+    except ValueError:
+        data = {}
+    made = data.get("made") if isinstance(data, dict) else None
+    notices = data.get("notices") if isinstance(data, dict) else None
+    made = {name: made[name] for name in MADE_FIELDS if name in made} if isinstance(made, dict) else {}
+    return made, [str(n) for n in notices[:MAX_NOTICES]] if isinstance(notices, list) else []
 
 
 COPY_LINK_JS = """(query) => {
   if (!query) { return query; }
   const url = new URL(query, window.location.href).toString();
   try { navigator.clipboard.writeText(url).catch(() => {}); } catch (e) {}
+  try { window.history.replaceState(window.history.state, "", url); } catch (e) {}
   return url;
 }"""
+"""The Copy link button's step in the browser: the full address, copied, shown, and put in the address bar
+(``history.replaceState``), so that a reload, the back button and a bookmark keep it."""

@@ -1,5 +1,9 @@
 """Explanations for the demo's requests: shared models and explainers, and a small cache of recent results.
 
+A visitor's own Hub model (UDIG_ALLOW_ANY_MODEL) is vetted before any download (:func:`vet_visitor_model`),
+fetched exactly as vetted (:func:`load_hub_model`), loaded one at a time, and only a few stay in memory
+(:class:`Registry`: the least recently used leaves; the listed models stay).
+
 Shared state is limited to lock-protected caches: loaded models (one per name), explainers (one per model,
 so the vocabulary index behind it is built once even under concurrent requests) and an LRU of recent
 results, so that the path view and the exports reuse the explanation just shown instead of recomputing it.
@@ -14,7 +18,9 @@ and Gradio's time estimates learn only from requests that did none (:mod:`udig.a
 from __future__ import annotations
 
 import functools
+import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -25,16 +31,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import metrics
+from .. import hub, metrics
 from ..explainer import Explainer
 from ..explanation import Explanation, QAExplanation
+from ..hub import ModelRefused, Vetted, VettingLimits
 from ..integrate import POINTS_DONE
 from ..methods import PathMethod, get_method
-from ..models import ModelLoadError, load_base_minilm, load_model
+from ..models import load_base_minilm, load_model
+from ..provenance import ModelRef, known, model_ref, model_revision
 from ..settings import Settings
 from ..tasks import get_task
 from . import memory
-from .config import UNTRAINED_QA_MODEL, AppConfig, Limits
+from .config import UNTRAINED_QA_MODEL, AppConfig, Limits, hub_usable
 
 try:  # Hugging Face Spaces (ZeroGPU): run attribution under @spaces.GPU; elsewhere a no-op
     import spaces  # type: ignore
@@ -63,6 +71,7 @@ GPU_SECONDS = (10, 120)
 PATH_CACHE_BYTES = 16 * 2**20  # path points kept per cached result (a 30-step, 20-token path is ~1 MB)
 
 ModelAndTokenizer = tuple[Any, Any]
+logger = logging.getLogger(__name__)
 
 # The one-time stages a request may wait on, as the page names them.
 LOADING_MODEL = "loading the model"
@@ -80,43 +89,81 @@ on ZeroGPU its arguments are pickled into a worker process forked from this one,
 models loaded before the fork (moved to the GPU by ZeroGPU) already are; a model loaded later loads there again."""
 
 
-HUB_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "*.bin", "*.tiktoken"]  # what a model needs from the Hub
+HUB_UNREACHABLE = (
+    "This server cannot reach the Hugging Face Hub now, so it cannot load {model}: pick a model from the list."
+)
+DEMO_LIMITS = VettingLimits()  # what a visitor's model may be at most (udig.hub's defaults: 400 M parameters)
+LOAD_WAIT_S = 300  # a visitor's model waits this long for another one's load (one at a time), then is told to wait
 
 
-def load_hub_model(name: str) -> ModelAndTokenizer:
-    """The Hub model ``name`` (from the Hub cache, downloaded there first when needed), never a local folder of
-    that name: what a visitor types (UDIG_ALLOW_ANY_MODEL) must not open the server's folders. Any failure is a
+def vet_visitor_model(name: str, revision: str | None, limits: VettingLimits, task: str | None = None) -> Vetted:
+    """May a visitor's Hub model ``name`` at ``revision`` (None: its main branch) load? Decided before anything but
+    its description is downloaded (:func:`udig.hub.vet_hub_model`: a supported head, no code of its own,
+    safetensors weights, the parameter and download caps; ``task``: the tab's, when one asks). Every refusal is a
+    :class:`~udig.hub.ModelRefused` in a visitor's words."""
+    hub.check_model_id(name, revision)  # before anything else: a name that is no Hub id never reaches the network
+    if not hub_usable():
+        raise ModelRefused(HUB_UNREACHABLE.format(model=f"“{name.strip()}”"))
+    vetted = hub.vet_hub_model(name, revision, limits, token=False)  # never the server's token: public models only
+    if task is not None and vetted.task != task:
+        wanted = "Question answering" if vetted.task == "qa" else "Sentiment"
+        raise ModelRefused(
+            f"“{vetted.name}” is a {get_task(vetted.task).description} model: load it in the {wanted} tab."
+        )
+    return vetted
+
+
+def load_hub_model(vetted: Vetted) -> ModelAndTokenizer:
+    """A vetted Hub model: exactly its vetted files at its vetted commit, downloaded into the Hub cache, never a
+    local folder of that name (what a visitor types must not open the server's folders). Not kept in
+    :func:`udig.models.load_model`'s cache, so that the :class:`Registry` can let it go. A download that fails is
+    a :class:`~udig.hub.ModelRefused`; a model that passes vetting but does not load, a
     :class:`~udig.models.ModelLoadError` (its message is logged, never shown: see the handlers)."""
     from huggingface_hub import snapshot_download
 
     try:
-        folder = snapshot_download(name, allow_patterns=HUB_FILES)
-    except Exception as error:  # noqa: BLE001 - an invalid id, a missing repository, no network: not loadable
-        raise ModelLoadError(f"{name!r} is not a Hub model this server can fetch: {error}") from None
-    return load_model(folder)
+        folder = snapshot_download(
+            vetted.name, revision=vetted.revision, allow_patterns=list(vetted.files), token=False
+        )
+    except Exception as error:  # noqa: BLE001 - no network now, the repository changed: a sentence, not a trace
+        logger.info("download of %s failed: %s", vetted.name, error)
+        raise hub.hub_refusal(vetted.name, error) from None
+    return load_model(folder, task=vetted.task, cache=False)  # uncached: the registry may let it go
 
 
 class Registry:
     """One model per name and one Explainer per model, shared by every request.
 
-    ``listed``: the names that load as :func:`udig.load_model` reads them (a local folder, a Hub id); any other
-    name loads as a Hub id only (:func:`load_hub_model`). None: every name as ``load_model`` reads it.
+    ``listed``: the names that load as :func:`udig.load_model` reads them (a local folder, a Hub id), and stay;
+    any other name is a visitor's Hub model, ``owner/name`` or ``owner/name@revision`` (:func:`load_hub_model`):
+    loaded one at a time, and at most ``max_visitor_models`` of them stay in memory (the least recently used
+    leaves). None: every name as ``load_model`` reads it.
     """
 
     def __init__(
-        self, max_tokens: int = Limits.max_tokens, device: str | None = None, listed: Collection[str] | None = None
+        self,
+        max_tokens: int = Limits.max_tokens,
+        device: str | None = None,
+        listed: Collection[str] | None = None,
+        max_visitor_models: int = 2,
+        limits: VettingLimits = DEMO_LIMITS,
     ) -> None:
         self.max_tokens = max_tokens
         self.device = device  # None: cuda when available, decided at the first load
         self.listed = None if listed is None else frozenset(listed)
+        self.max_visitor_models = max_visitor_models
+        self.limits = limits
         self._lock = threading.Lock()
+        self._visitor_load = threading.Lock()  # visitors' models load one at a time
         self._loaders: dict[str, Callable[[], ModelAndTokenizer]] = {
             UNTRAINED_QA_MODEL: lambda: load_base_minilm("qa", seed=0)
         }
         self._models: dict[str, ModelAndTokenizer] = {}
+        self._visitors: OrderedDict[str, None] = OrderedDict()  # visitors' models in memory, least recent first
         self._model_locks: dict[str, threading.Lock] = {}
         self._explainers: dict[str, Explainer] = {}
         self._semaphores: dict[str, threading.BoundedSemaphore] = {}
+        self._revisions: dict[str, str] = {}
         self.key = uuid.uuid4().hex
         _REGISTRIES[self.key] = self
 
@@ -131,11 +178,18 @@ class Registry:
             self._loaders[name] = loader
             self._models.pop(name, None)
             self._explainers.pop(name, None)
+            self._revisions.pop(name, None)
+
+    def visitor(self, name: str) -> bool:
+        """Whether ``name`` is a visitor's Hub model (neither listed nor registered)."""
+        return not (self.listed is None or name in self.listed or name in self._loaders)
 
     def model(self, name: str) -> ModelAndTokenizer:
         """The model and tokenizer called ``name``, loaded once; concurrent requests wait for that load."""
         with self._lock:
             if name in self._models:
+                if name in self._visitors:
+                    self._visitors.move_to_end(name)
                 return self._models[name]
             lock = self._model_locks.setdefault(name, threading.Lock())
             loader = self._loaders.get(name)
@@ -143,17 +197,51 @@ class Registry:
             with self._lock:
                 if name in self._models:
                     return self._models[name]
-            if loader is None:
-                loader = functools.partial(
-                    load_model if self.listed is None or name in self.listed else load_hub_model, name
-                )
-            model, tokenizer = loader()
-            device = self.device or _available_device()
-            if device != "cpu":
-                model = model.to(device)
+            if self.visitor(name):
+                hub_name, _, revision = name.partition("@")
+                return self.load_visitor(hub_name, revision or None, kept_as=name)[:2]
+            model, tokenizer = (loader or functools.partial(load_model, name))()
+            return self._keep(name, model, tokenizer)
+
+    def load_visitor(
+        self, name: str, revision: str | None = None, task: str | None = None, kept_as: str | None = None
+    ) -> tuple[Any, Any, str]:
+        """A visitor's Hub model (:func:`load_hub_model`, for ``task`` when given), kept under ``kept_as`` or else
+        ``owner/name@commit`` (the vetted commit: a link to it reopens that very commit); that name is returned
+        with the model and tokenizer. One load at a time: another waits up to LOAD_WAIT_S, then is refused."""
+        if not self._visitor_load.acquire(timeout=LOAD_WAIT_S):
+            raise ModelRefused("Another visitor's model is loading now; try again in a minute.")
+        try:
+            vetted = vet_visitor_model(name, revision, self.limits, task)
+            key = kept_as or (f"{vetted.name}@{vetted.revision}" if vetted.revision else vetted.name)
             with self._lock:
-                self._models[name] = (model, tokenizer)
-            return model, tokenizer
+                if key in self._models and key in self._visitors:  # loaded before, at this very commit
+                    self._visitors.move_to_end(key)
+                    return (*self._models[key], key)
+            model, tokenizer = load_hub_model(vetted)
+        finally:
+            self._visitor_load.release()
+        with self._lock:
+            self._revisions[key] = f"Hub commit {vetted.revision}" if vetted.revision else "unknown (no commit)"
+        return (*self._keep(key, model, tokenizer, visitor=True), key)
+
+    def _keep(self, name: str, model: Any, tokenizer: Any, visitor: bool = False) -> ModelAndTokenizer:
+        """``name``'s model on the device, in memory; a visitor's model beyond ``max_visitor_models`` makes the
+        least recently used one leave (with its explainer)."""
+        device = self.device or _available_device()
+        if device != "cpu":
+            model = model.to(device)
+        with self._lock:
+            self._models[name] = (model, tokenizer)
+            if visitor:
+                self._visitors[name] = None
+                self._visitors.move_to_end(name)
+                while len(self._visitors) > self.max_visitor_models:
+                    gone, _ = self._visitors.popitem(last=False)
+                    self._models.pop(gone, None)
+                    self._explainers.pop(gone, None)
+                    logger.info("visitor model %s left memory (least recently used)", gone)
+        return model, tokenizer
 
     def explainer(self, name: str) -> Explainer:
         """The Explainer of model ``name`` (every request passes its own settings)."""
@@ -165,6 +253,33 @@ class Registry:
             if name not in self._explainers:
                 self._explainers[name] = Explainer(model, tokenizer, max_length=self.max_tokens)
             return self._explainers[name]
+
+    def revision(self, name: str) -> str:
+        """The revision of model ``name`` as :func:`udig.provenance.model_revision` names it (a Hub commit, a
+        digest of a listed folder's weights), found once per name without the network; a name registered in
+        code, or a visitor's name that is not in the Hub cache, is "unknown (...)"."""
+        with self._lock:
+            if name in self._revisions:
+                return self._revisions[name]
+            registered = name in self._loaders
+        if name == UNTRAINED_QA_MODEL:
+            found = "untrained head (seed 0)"
+        elif registered:
+            found = "unknown (a model registered in code)"
+        elif not self.visitor(name):
+            found = model_revision(model_ref(name), ask_hub=False)
+        else:  # a visitor's name is a Hub id, never one of the server's folders; its load records its commit
+            hub_name, _, pinned = name.partition("@")
+            if re.fullmatch(r"[0-9a-f]{40}", pinned):
+                found = f"Hub commit {pinned}"
+            elif pinned:
+                found = "unknown (a branch or tag, until the model is loaded)"
+            else:
+                found = model_revision(ModelRef(hub_name, hub_name, hub_name, None), ask_hub=False)
+        if self.visitor(name) and not known(found):
+            return found  # not remembered: the model's load finds its commit
+        with self._lock:
+            return self._revisions.setdefault(name, found)
 
     def slot(self, name: str, size: int) -> threading.BoundedSemaphore:
         """A per-model semaphore: at most ``size`` attributions of one model at a time."""
@@ -311,7 +426,10 @@ class Service:
     def __init__(self, config: AppConfig, registry: Registry | None = None, cache_size: int = 16) -> None:
         self.config = config
         self.registry = registry or Registry(
-            config.limits.max_tokens, config.device, listed=[m for models in config.models.values() for m in models]
+            config.limits.max_tokens,
+            config.device,
+            listed=[m for models in config.models.values() for m in models],
+            max_visitor_models=config.max_visitor_models,
         )  # a visitor's own model name (UDIG_ALLOW_ANY_MODEL) is a Hub id, never one of the server's folders
         self.start_up = StartUp()
         self._results: OrderedDict[tuple, Result] = OrderedDict()
@@ -366,6 +484,12 @@ class Service:
             while len(self._results) > self._cache_size:
                 self._results.popitem(last=False)
         return replace(result, notices=[*notices, *_waited(waits), *result.notices])
+
+    def remembered(self, task: str, model: Any, inputs: dict[str, str], settings: Settings) -> Result | None:
+        """The cached result for these arguments (as :meth:`compute` takes them), or None: nothing is computed."""
+        key = (task, self.config.model_name(model, task), tuple(sorted(inputs.items())), settings)
+        with self._lock:
+            return self._results.get(key)
 
     def _compute(
         self,
