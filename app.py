@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # Waiting OpenMP threads sleep instead of spinning: on a small shared CPU (2 cores, Spaces cpu-basic) the
@@ -33,7 +35,23 @@ def keep_caches_in_persistent_storage(environ: MutableMapping[str, str] | None =
     return root
 
 
+WARMUP_OFF = frozenset({"0", "false", "no", "off"})  # UDIG_WARMUP's words for off (udig.app.config reads the same)
+
+
+def start_compiling_kernels(environ: MutableMapping[str, str] | None = None) -> subprocess.Popen | None:
+    """Compile udig's kernels in another process (``python -m udig.vocab``) from the very start, so that numba's
+    compilation (10-15 s from an empty cache) runs on another core while this process imports Gradio, loads the
+    model and starts serving; the warm-up then loads the kernels from numba's disk cache
+    (:meth:`Demo.warm_up <udig.app.handlers.Demo.warm_up>`). None where ``UDIG_WARMUP`` turns the warm-up off."""
+    environ = os.environ if environ is None else environ
+    if environ.get("UDIG_WARMUP", "").strip().lower() in WARMUP_OFF:
+        return None
+    command = [sys.executable, "-m", "udig.vocab"]
+    return subprocess.Popen(command, cwd=Path(__file__).parent, env=dict(environ), stdout=subprocess.PIPE, text=True)
+
+
 keep_caches_in_persistent_storage()
+KERNEL_COMPILER = start_compiling_kernels() if __name__ == "__main__" else None  # `python app.py`, as Spaces runs it
 
 import gradio as gr  # noqa: E402
 
@@ -601,7 +619,7 @@ def main() -> None:
     (:meth:`Demo.start_warm_up <udig.app.handlers.Demo.start_warm_up>`); freed memory goes back to the system."""
     hand_back_freed_memory()
     demo = Demo()
-    demo.start_warm_up()
+    demo.start_warm_up(KERNEL_COMPILER)
     build_demo(demo=demo).launch(**launch_kwargs(demo.config))
 
 

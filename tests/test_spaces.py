@@ -17,6 +17,8 @@ ZeroGPU takes a duration, or a callable given the decorated function's arguments
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import unicodedata
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +27,7 @@ import pytest
 import yaml
 
 from udig import space
-from udig.app import service
+from udig.app import AppConfig, handlers, service
 from udig.models import BASE_UPSTREAM, CURATED_MODELS, DEFAULT_QA_MODEL
 from udig.settings import Settings
 
@@ -198,3 +200,36 @@ def test_stand_in_accepts_spaces_gpu_call_forms():
     assert service.gpu(duration=lambda x: timedelta(seconds=x))(double)(2) == 4
     assert service.gpu(double, duration=lambda x: x)(2) == 4
     assert service.gpu()(double)(2) == 4
+
+
+@pytest.mark.parametrize("raw", ["", "full", "1", "model", "0", "off", " No ", "false"])
+def test_app_compiles_its_kernels_in_another_process_unless_the_warm_up_is_off(monkeypatch, raw):
+    """`python app.py` starts `python -m udig.vocab` before its own imports, exactly when the warm-up is on
+    (app.py reads UDIG_WARMUP before udig.app.config can be imported: both must agree)."""
+    import app
+
+    started = []
+    monkeypatch.setattr(app.subprocess, "Popen", lambda command, **kwargs: started.append(command) or "process")
+    monkeypatch.setenv("UDIG_WARMUP", raw)
+    off = AppConfig.from_env().warmup == "off"
+    assert (app.start_compiling_kernels() is None) == off
+    assert started == ([] if off else [[sys.executable, "-m", "udig.vocab"]])
+
+
+def test_the_warm_up_waits_for_each_method_the_compiler_announces():
+    """The warm-up reads the compiler's lines up to the method it needs; a compiler that dies early (no line)
+    ends the wait too, and the kernels then compile in the server itself."""
+    script = "import sys; print('udig 1.0', flush=True); sys.stdin.readline(); print('dig 2.0', flush=True)"
+    compiler = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    handlers._wait_for(compiler, "udig")  # returns after the first line, while the process waits on stdin
+    assert compiler.poll() is None
+    compiler.stdin.write("go\n")
+    compiler.stdin.flush()
+    handlers._wait_for(compiler, "dig")
+    assert compiler.wait(timeout=60) == 0
+    silent = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"], stdout=subprocess.PIPE, text=True)
+    handlers._wait_for(silent, "udig")  # EOF: no hang
+    assert silent.wait(timeout=60) == 1
+    handlers._wait_for(None, "udig")  # no compiler: nothing to wait for
