@@ -1,12 +1,13 @@
 """Speed of the engine, as ratios against references measured in the same run, on the processor it names.
 
-    python benchmarks/bench_engine.py [--repeats 9] [--device cpu] [--no-graph] [--out benchmarks/engine_results.md]
+    python benchmarks/bench_engine.py [--repeats 9] [--device cpu] [--model NAME] [--long 128 ...] [--no-graph]
 
 References (same process, same input): a bare forward+backward of the same N path points through the
 model, and captum's LayerIntegratedGradients with the same number of steps. Targets (issue 15): path
 construction <= 0.10 of forward+backward at 32 points for every method, strategy and candidate set, and
 <= 10 ms for the 19-token sentence; a whole explain() <= 1.15x forward+backward at 32 points; IG <= 1.0x
-captum. A 128-token input (the demo's cap) shows the path's share on a long input. The MiniLM KNN graph
+captum. A 128-token input (the demo's cap) shows the path's share on a long input; `--long 256 512 --model
+udig/minilm-imdb` measures IMDb reviews (engine_long_results.md). The MiniLM KNN graph
 (30,522 x 384, K = 500): built in <= 10 s, loaded from its cache in <= 0.5 s. Run it on an otherwise idle
 machine: 2 cores are easily disturbed; the load average is printed before and after.
 """
@@ -50,9 +51,20 @@ METHODS = [("ig", None, None)] + list(itertools.product(("udig", "dig"), ("maxco
 
 
 def long_input(tokenizer, length: int = 128) -> str:
-    """The review cut to ``length`` tokens, special tokens included."""
-    ids = tokenizer(REVIEW, add_special_tokens=False)["input_ids"][: length - 2]
-    return tokenizer.decode(ids)
+    """A review cut to ``length`` tokens, special tokens included: :data:`REVIEW`, or where it is too short (256
+    and 512 tokens: IMDb's length) the first review of udig's IMDb test split that is long enough (offline)."""
+    for text in _reviews():
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) >= length - 2:
+            return tokenizer.decode(ids[: length - 2])
+    raise ValueError(f"no review of {length} tokens")
+
+
+def _reviews():
+    yield REVIEW
+    from udig import data
+
+    yield from (example.text for example in data.load_split("test", "imdb"))
 
 
 def synchronize(device: torch.device) -> None:
@@ -162,14 +174,14 @@ try:
 except OSError:
     pass
 start = time.perf_counter()
-index.graph(500, {rule!r})
+index.graph(500, {candidates!r})
 seconds = time.perf_counter() - start
 peak = status('VmHWM')
 print(json.dumps(dict(seconds=seconds, peak_mib=peak, extra_mib=peak - before)))
 """
 
 
-def graph_figures(rule: str, builds: int = 3) -> dict[str, float]:
+def graph_figures(candidates: str, builds: int = 3) -> dict[str, float]:
     """Build in fresh processes (honest peak memory), then load the cache in another fresh process.
 
     A build is one long burst on a shared 2-core machine, so it is repeated: median and slowest. The
@@ -182,7 +194,7 @@ def graph_figures(rule: str, builds: int = 3) -> dict[str, float]:
     warm_up(("dig",))
 
     def child(cache: str) -> dict:
-        code = GRAPH_CHILD.format(root=str(ROOT), cache=cache, rule=rule)
+        code = GRAPH_CHILD.format(root=str(ROOT), cache=cache, candidates=candidates)
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -211,6 +223,10 @@ def main() -> None:
         help="pairs per case on the 128-token input; three times as many on the short sentence",
     )
     parser.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, ...")
+    parser.add_argument("--model", default=None, help="the model (default: udig's built-in Rotten Tomatoes model)")
+    parser.add_argument(
+        "--long", type=int, nargs="+", default=[128], help="lengths of the long inputs in tokens (256 512: reviews)"
+    )
     parser.add_argument(
         "--graph",
         action=argparse.BooleanOptionalAction,
@@ -221,7 +237,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model, tokenizer = load_model()
+    model, tokenizer = load_model(args.model)
     model.to(device)
     explainer = Explainer(model, tokenizer)
     machine = processor() + (f" + {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
@@ -248,18 +264,18 @@ def main() -> None:
     # 9 pairs at 128 tokens: single pairs there range over 0.86-1.19x (DIG Greedy with real words), so a median
     # of 4 could land past the 1.15 target on noise alone; 27 at 19 tokens, where with 9 the same case's ratio
     # moved from 1.03 to 1.15 between two runs of the same code
-    inputs = [(SENTENCE, (0, 1)), (long_input(tokenizer), (0,))]
+    inputs = [(SENTENCE, (0, 1))] + [(long_input(tokenizer, length), (0,)) for length in args.long]
     for text, factors in inputs:
         for factor in factors:  # 32 points (the papers' code default, the app's) and 63 (UDIG's SST-2 runs)
             n_points = 2**factor * 31 + 1
             fb, length = forward_backward(model, tokenizer, text, n_points)
             where = f"{n_points} points, {length} tokens"
             cases, rows_of = [], []  # (reference, candidate), and the rows each case's pairs give
-            for method, strategy, rule in METHODS:
-                options = {} if method == "ig" else dict(strategy=strategy, candidates=rule, factor=factor)
+            for method, strategy, candidates in METHODS:
+                options = {} if method == "ig" else dict(strategy=strategy, candidates=candidates, factor=factor)
                 steps = n_points - 1 if method == "ig" else 30
                 run = partial(explain_timings, explainer, text, method=method, steps=steps, **options)
-                name = "ig" if method == "ig" else f"{method}-{strategy}, {rule}"
+                name = "ig" if method == "ig" else f"{method}-{strategy}, {candidates}"
                 path_target = "<= 0.10" + ("; <= 10 ms" if length < 32 and n_points == 32 else "")
                 cases.append((fb, run))  # the first warm-up builds the vocabulary index and graph
                 rows_of.append(
@@ -284,11 +300,11 @@ def main() -> None:
 
     graph_rows = []
     if args.graph:
-        for rule in ("all", "words"):
-            figures = graph_figures(rule)
-            graph_rows.append((rule, figures))
+        for candidates in ("all", "words"):
+            figures = graph_figures(candidates)
+            graph_rows.append((candidates, figures))
             print(
-                f"KNN graph K=500 ({rule}): build {figures['build_s']:.2f} s median of 3, slowest "
+                f"KNN graph K=500 ({candidates}): build {figures['build_s']:.2f} s median of 3, slowest "
                 f"{figures['build_max_s']:.2f} s (target <= 10), "
                 f"load {figures['load_s']:.3f} s (target <= 0.5), build peak +{figures['build_extra_mib']:.0f} MiB",
                 flush=True,
@@ -298,7 +314,8 @@ def main() -> None:
     lines = [
         f"Measured on {machine}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} cores; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; medians of "
-        f"{3 * args.repeats} pairs at 19 tokens, {args.repeats} at 128.",
+        f"{3 * args.repeats} pairs at 19 tokens, {args.repeats} at {', '.join(map(str, args.long))}; model "
+        f"{model.config.name_or_path}.",
         "",
         "| measurement | measured (ms) | reference, same run (ms) | ratio | 95 % interval | target |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
@@ -316,9 +333,9 @@ def main() -> None:
             "| build peak extra RSS (MiB) |",
             "| --- | ---: | ---: | ---: | ---: |",
             *[
-                f"| candidates={rule} | {f['build_s']:.2f} | {f['build_max_s']:.2f} | {f['load_s']:.3f} "
+                f"| candidates={candidates} | {f['build_s']:.2f} | {f['build_max_s']:.2f} | {f['load_s']:.3f} "
                 f"| {f['build_extra_mib']:.0f} |"
-                for rule, f in graph_rows
+                for candidates, f in graph_rows
             ],
         ]
     args.out.write_text("\n".join(lines) + "\n")
