@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from html.parser import HTMLParser
 
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="udig-test-hf-")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -431,3 +432,35 @@ def sample():
     """UNBELIEVABLE with WordPiece pieces (one word in three), signed values, [CLS] and [SEP] around it."""
     values = [0.1, 0.5, 0.25, 0.25, -0.05, -0.2, 0.0, -0.1, 0.02, 0.0, 0.1, 0.0, 0.3, 0.4, 0.01]
     return make_explanation(UNBELIEVABLE, spans(UNBELIEVABLE, UNBELIEVABLE_TOKENS), values)
+
+
+# -- card text under an autolinking renderer (tests/test_card.py, tests/test_model_card.py) ---------------------
+
+
+def linkify_renderer():
+    """markdown-it with linkify: a renderer that turns bare addresses into links, as GitHub-flavoured ones do."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("gfm-like").enable("linkify")  # linkify needs linkify-it-py
+
+
+class RenderedPage(HTMLParser):
+    """The elements and the visible text of an HTML page, as a browser parses it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def rendered(markup: str, *, markdown: bool) -> RenderedPage:
+    """``markup`` as a browser parses it, after :func:`linkify_renderer` when ``markdown``."""
+    parsed = RenderedPage()
+    parsed.feed(linkify_renderer().render(markup) if markdown else markup)
+    return parsed

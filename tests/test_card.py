@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import html
-import html.parser
 import re
 import struct
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import pytest
-from conftest import make_explanation
+from conftest import RenderedPage, linkify_renderer, make_explanation, rendered
 
 from udig import card
 from udig.render.exports import card_text
@@ -41,34 +40,7 @@ HOSTILE = (
 )
 
 
-def renderer():
-    from markdown_it import MarkdownIt
-
-    return MarkdownIt("gfm-like").enable("linkify")  # linkify needs linkify-it-py
-
-
-class _Page(html.parser.HTMLParser):
-    """The tags and the visible text of rendered HTML."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def page(rendered: str) -> _Page:
-    parsed = _Page()
-    parsed.feed(rendered)
-    return parsed
-
-
-def active(parsed: _Page) -> list[tuple[str, dict]]:
+def active(parsed: RenderedPage) -> list[tuple[str, dict]]:
     """Links (mailto ones too), images, code and raw HTML elements a renderer made: anything but structure."""
     structure = {"p", "table", "thead", "tbody", "tr", "th", "td", "blockquote", "h2", "h3", "h4", "ul", "li"}
     return [(tag, attrs) for tag, attrs in parsed.tags if tag not in structure]
@@ -76,15 +48,15 @@ def active(parsed: _Page) -> list[tuple[str, dict]]:
 
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_user_text_stays_text_under_linkify_in_markdown_and_html(hostile):
-    md = renderer()
+    md = linkify_renderer()
     safe = card_text(hostile)
     for context in (f"{safe}", f"> {safe}", f"| a | b |\n| --- | --- |\n| {safe} | {safe} |", f"Words: {safe}"):
-        parsed = page(md.render(context))
+        parsed = rendered(md.render(context), markdown=False)
         assert active(parsed) == [], (context, md.render(context))
         assert hostile in "".join(parsed.text)  # the visible text is what was typed
-    cells = page(md.render(f"| a | b |\n| --- | --- |\n| {safe} | x |"))
+    cells = rendered(f"| a | b |\n| --- | --- |\n| {safe} | x |", markdown=True)
     assert sum(tag == "td" for tag, _ in cells.tags) == 2  # a pipe in the text never splits a cell
-    as_html = page(f"<p>Words: {safe}</p>")  # the HTML card: a browser shows the same characters
+    as_html = rendered(f"<p>Words: {safe}</p>", markdown=False)  # the HTML card: a browser shows the same characters
     assert active(as_html) == [] and "".join(as_html.text) == f"Words: {hostile}"
 
 
@@ -92,8 +64,8 @@ def test_backslash_escapes_alone_would_link():
     """Why card_text uses character references: the renderer links what a backslash-escaped text still shows."""
     from udig.render import escape_markdown
 
-    assert any("<a " in renderer().render(escape_markdown(h)) for h in HOSTILE)
-    assert not any("<a " in renderer().render(card_text(h)) for h in HOSTILE)
+    assert any("<a " in linkify_renderer().render(escape_markdown(h)) for h in HOSTILE)
+    assert not any("<a " in linkify_renderer().render(card_text(h)) for h in HOSTILE)
 
 
 def test_card_text_keeps_ordinary_text_readable_and_on_one_line():
@@ -211,7 +183,7 @@ def test_section_shows_user_text_as_text_and_only_its_own_links(examples):
     linked = [*examples[:1], card.Example(**{**examples[1].__dict__, "link": "https://x.hf.space/?tab=sentiment"})]
     section = card.section(linked, ["ig"], stamp)
     assert section.startswith(card.BEGIN + "\n## Model examination") and section.endswith(card.END + "\n")
-    parsed = page(renderer().render(section))
+    parsed = rendered(section, markdown=True)
     images = [attrs["src"] for tag, attrs in parsed.tags if tag == "img"]
     links = [attrs["href"] for tag, attrs in parsed.tags if tag == "a"]
     assert images == [examples[0].images["ig"][0], examples[1].images["ig"][0]]

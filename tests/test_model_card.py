@@ -12,12 +12,21 @@ import re
 import struct
 import threading
 import xml.etree.ElementTree as ElementTree
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DEMO_MODEL, DEMO_STEPS, UNBELIEVABLE, UNBELIEVABLE_TOKENS, injected, make_demo, spans
+from conftest import (
+    DEMO_MODEL,
+    DEMO_STEPS,
+    UNBELIEVABLE,
+    UNBELIEVABLE_TOKENS,
+    RenderedPage,
+    injected,
+    make_demo,
+    rendered,
+    spans,
+)
 from conftest import make_explanation as make
 
 from udig import render
@@ -222,31 +231,7 @@ def hostile_explanation():
     return make(HOSTILE, pieces, values, target_label="www.evil.com", settings=settings)
 
 
-class _Tags(HTMLParser):
-    """The elements and the visible text of an HTML page."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def rendered(markup: str, *, markdown: bool) -> _Tags:
-    """``markup`` as a browser parses it, after markdown-it with linkify when ``markdown`` (an autolinker)."""
-    from markdown_it import MarkdownIt
-
-    parsed = _Tags()
-    parsed.feed(MarkdownIt("gfm-like").enable("linkify").render(markup) if markdown else markup)
-    return parsed
-
-
-def links_and_images(parsed: _Tags) -> list[tuple[str, str]]:
+def links_and_images(parsed: RenderedPage) -> list[tuple[str, str]]:
     return [(tag, attrs.get("href") or attrs.get("src")) for tag, attrs in parsed.tags if tag in ("a", "img")]
 
 

@@ -70,25 +70,34 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
+@numba.njit(cache=True, inline="always")
+def _partition(values, lo, hi):  # pragma: no cover - compiled
+    """Hoare's partition of ``values[lo : hi + 1]`` around the median of its first, middle and last values, in
+    place: returns ``(i, j)`` with none of ``values[lo : j + 1]`` larger than the pivot, none of
+    ``values[i : hi + 1]`` smaller, and ``values[j + 1 : i]`` equal to it. No NaN."""
+    mid = (lo + hi) // 2
+    a, b, c = values[lo], values[mid], values[hi]
+    pivot = max(min(a, b), min(max(a, b), c))  # the median of the three
+    i, j = lo, hi
+    while i <= j:
+        while values[i] < pivot:
+            i += 1
+        while values[j] > pivot:
+            j -= 1
+        if i <= j:
+            values[i], values[j] = values[j], values[i]
+            i += 1
+            j -= 1
+    return i, j
+
+
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def _select(values, k):  # pragma: no cover - compiled
     """Reorder ``values`` in place so that ``values[k]`` is the k-th smallest (from 0), none before it larger and
     none after it smaller, and return it (Hoare's quickselect on a median of three). No NaN."""
     lo, hi = 0, len(values) - 1
     while lo < hi:
-        mid = (lo + hi) // 2
-        a, b, c = values[lo], values[mid], values[hi]
-        pivot = max(min(a, b), min(max(a, b), c))  # the median of the three
-        i, j = lo, hi
-        while i <= j:
-            while values[i] < pivot:
-                i += 1
-            while values[j] > pivot:
-                j -= 1
-            if i <= j:
-                values[i], values[j] = values[j], values[i]
-                i += 1
-                j -= 1
+        i, j = _partition(values, lo, hi)
         if k <= j:
             hi = j
         elif k >= i:
@@ -112,19 +121,7 @@ def _sort(keys):  # pragma: no cover - compiled
         top -= 2
         lo, hi = stack[top], stack[top + 1]
         while hi - lo >= _INSERTION:
-            mid = (lo + hi) // 2
-            a, b, c = keys[lo], keys[mid], keys[hi]
-            pivot = max(min(a, b), min(max(a, b), c))
-            i, j = lo, hi
-            while i <= j:
-                while keys[i] < pivot:
-                    i += 1
-                while keys[j] > pivot:
-                    j -= 1
-                if i <= j:
-                    keys[i], keys[j] = keys[j], keys[i]
-                    i += 1
-                    j -= 1
+            i, j = _partition(keys, lo, hi)
             if j - lo < hi - i:  # the larger side waits on the stack, the smaller goes on
                 stack[top], stack[top + 1] = i, hi
                 hi = j
