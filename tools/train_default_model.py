@@ -96,23 +96,36 @@ def accuracy(model, tokenizer, examples, batch_size: int = 64, max_length: int =
 
 
 def training_subset(args) -> tuple[list, dict | None]:
-    """The training examples (a seeded subset with ``--limit-train``) and, with ``--init-from``, the first
-    stage's training record: a second stage trains on train-split examples the first stage did not see."""
+    """The training examples (a seeded subset with ``--limit-train``) and, with ``--init-from``, the earlier
+    stages' training record: each further stage trains on train-split examples no earlier stage saw."""
     from udig import models
 
     train_ex = data.load_split("train", args.dataset)
-    first_stage = None
+    earlier = None
     if args.init_from:
         meta = json.loads((Path(args.init_from) / models.METADATA_FILE).read_text(encoding="utf-8"))
-        first_stage = meta["training"]
-        seen = first_stage.get(f"train_{CARDS[args.dataset]['unit']}", 0)
-        if "continued_from" in first_stage or seen >= len(train_ex) or meta.get("dataset") != args.dataset:
-            raise SystemExit(f"--init-from needs a one-stage {args.dataset} model trained on a subset of its split")
-        used = {e.id for e in random.Random(first_stage["seed"]).sample(train_ex, seen)}
-        train_ex = [e for e in train_ex if e.id not in used]
+        earlier = meta["training"]
+        if meta.get("dataset") != args.dataset:
+            raise SystemExit(f"--init-from needs a {args.dataset} model trained by this script on subsets of its split")
+        for stage in _stages(earlier):  # first stage first: each one sampled from what the ones before left
+            seen = stage.get(f"train_{CARDS[args.dataset]['unit']}", 0)
+            if seen >= len(train_ex):
+                raise SystemExit(f"--init-from needs a {args.dataset} model trained on a subset of its split")
+            used = {e.id for e in random.Random(stage["seed"]).sample(train_ex, seen)}
+            train_ex = [e for e in train_ex if e.id not in used]
     if args.limit_train:
         train_ex = random.Random(args.seed).sample(train_ex, args.limit_train)
-    return train_ex, first_stage
+    return train_ex, earlier
+
+
+def _stages(training: dict) -> list[dict]:
+    """The stages of a training record, first stage first (each later one records the one before as
+    ``continued_from``)."""
+    chain = []
+    while training:
+        chain.append(training)
+        training = training.get("continued_from")
+    return chain[::-1]
 
 
 def starting_model(args, base_dir: Path):
@@ -164,7 +177,7 @@ def train(args) -> dict:
     model = starting_model(args, base_dir)
     base_word_emb = model.get_input_embeddings().weight.detach().clone()
 
-    train_ex, first_stage = training_subset(args)
+    train_ex, earlier = training_subset(args)
     val_ex = data.load_split("validation", args.dataset)
     enc = tokenizer([e.text for e in train_ex], truncation=True, max_length=args.max_length)["input_ids"]
     labels = torch.tensor([e.label for e in train_ex])
@@ -212,12 +225,14 @@ def train(args) -> dict:
 
     out_dir = Path(args.out)
     models.save_finetuned(model, out_dir, base_dir)
-    meta = training_record(args, len(train_ex), best[1], history, train_time, first_stage)
+    meta = training_record(args, len(train_ex), best[1], history, train_time, earlier)
     models.update_metadata(out_dir, meta)
     return meta
 
 
-def training_record(args, n_train: int, selected_epoch: int, history: list, train_time: float, first_stage) -> dict:
+def training_record(
+    args, n_train: int, selected_epoch: int, history: list, train_time: float, earlier: dict | None
+) -> dict:
     """What ``udig_model.json`` records about the training run."""
     return {
         "name": RECIPES[args.dataset]["name"],
@@ -234,7 +249,7 @@ def training_record(args, n_train: int, selected_epoch: int, history: list, trai
             "warmup_fraction": args.warmup,
             "schedule": "linear warmup then linear decay to 0, AdamW, grad-norm clip 1.0",
             "max_length": args.max_length,
-            **({"continued_from": first_stage} if first_stage else {}),
+            **({"continued_from": earlier} if earlier else {}),
             "frozen": [WORD_EMB],
             "threads": args.threads,
             "train_time_s": round(train_time, 1),
@@ -432,27 +447,34 @@ def _card_training(meta: dict, unit: str) -> str:
     count = tr.get(f"train_{unit}", tr.get("train_sentences"))
     dataset = meta.get("dataset", "rotten_tomatoes")
     command = "python tools/train_default_model.py" + ("" if dataset == "rotten_tomatoes" else f" --dataset {dataset}")
-    first = tr.get("continued_from")
-    if first:
-        first_count = first[f"train_{unit}"]
-        command = (
-            f"{command} --limit-train {first_count} --out first-stage` and then `{command} --init-from first-stage "
-            f"--limit-train {count} --max-length {tr['max_length']} --lr {tr['lr']}"
+    stages = _stages(tr)
+    if len(stages) > 1:
+        names = [f"stage-{n}" for n in range(1, len(stages))]
+        commands = [f"{command} --limit-train {stages[0][f'train_{unit}']} --out {names[0]}"] + [
+            f"{command} --init-from {names[n - 1]} --limit-train {stage[f'train_{unit}']} "
+            f"--max-length {stage['max_length']} --lr {stage['lr']}" + (f" --out {names[n]}" if n < len(names) else "")
+            for n, stage in enumerate(stages[1:], start=1)
+        ]
+        command = "` and then `".join(commands)
+        earlier = "".join(
+            f"- stage {n} ({stage[f'train_{unit}']:,} {'other ' if n > 1 else ''}{unit} of the train split, max length "
+            f"{stage['max_length']} tokens, lr {stage['lr']}, batch {stage['batch_size']}, {stage['epochs']} epoch, "
+            f"{stage['train_time_s'] / 60:.1f} min);\n"
+            for n, stage in enumerate(stages[:-1], start=1)
         )
-        stages = (
-            f"- two stages: the first trained a fresh head and the body on {first_count:,} {unit} of the train split "
-            f"(max length {first['max_length']} tokens, lr {first['lr']}, batch {first['batch_size']}, "
-            f"{first['epochs']} epoch, {first['train_time_s'] / 60:.1f} min); the second, below, went on from it with "
-            f"{count:,} other {unit} of the train split;\n"
+        stages_text = (
+            f"- {len(stages)} stages, each on train-split {unit} no earlier stage saw; the first trained a fresh head "
+            f"and the body, each later one went on from the one before:\n{earlier}- stage {len(stages)}, below, "
+            f"with {count:,} other {unit};\n"
         )
     else:
-        stages = ""
+        stages_text = ""
     return f"""## Training
 
 `{command}` (seed {tr["seed"]}), on CPU ({tr["machine"]}):
 
-{stages}- full fine-tuning of everything except the word embeddings: position and token-type embeddings, LayerNorms,
-  all 6 transformer layers, pooler and the new linear head;
+{stages_text}- full fine-tuning of everything except the word embeddings: position and token-type embeddings,
+  LayerNorms, all 6 transformer layers, pooler and the new linear head;
 - AdamW, lr {tr["lr"]}, weight decay {tr["weight_decay"]} (not on biases/LayerNorm), {tr["epochs"]} epochs, batch
   {tr["batch_size"]}, {tr["schedule"].split(",")[0]} ({tr["warmup_fraction"]:.0%} warmup), dynamic padding with
   length-grouped batches, max length {tr["max_length"]} tokens, dropout 0.1;
