@@ -38,36 +38,20 @@ def keep_caches_in_persistent_storage(environ: MutableMapping[str, str] | None =
 WARMUP_OFF = frozenset({"0", "false", "no", "off"})  # UDIG_WARMUP's words for off (udig.app.config reads the same)
 
 
-# The halves of each method's kernels (udig.vocab.warm.WARM_PARTS) that each compiler process takes, in order:
-# both start on UDIG's, so that a first UDIG request waits for half of its compilation each; DIG's graph kernels
-# come next in the first process, so that the graph can be built while the second still compiles DIG's chains.
-COMPILER_SHARES = (("udig-search", "dig-graph"), ("udig-chains", "dig-chains"))
-
-
-def start_compiling_kernels(environ: MutableMapping[str, str] | None = None) -> dict[str, subprocess.Popen] | None:
-    """Compile udig's kernels in two other processes (``python -m udig.vocab``, :data:`COMPILER_SHARES`) from the
-    very start, so that numba's compilation (10-15 s from an empty cache) runs beside this process's imports of
-    Gradio, its model load and its start of serving; the warm-up then loads the kernels from numba's disk cache
-    (:meth:`Demo.warm_up <udig.app.handlers.Demo.warm_up>`). Returns the process compiling each half, or None
-    where ``UDIG_WARMUP`` turns the warm-up off."""
+def start_compiling_kernels(environ: MutableMapping[str, str] | None = None) -> subprocess.Popen | None:
+    """Compile udig's kernels in another process (``python -m udig.vocab``) from the very start, so that numba's
+    compilation (10-15 s from an empty cache) runs on another core while this process imports Gradio, loads the
+    model and starts serving; the warm-up then loads the kernels from numba's disk cache
+    (:meth:`Demo.warm_up <udig.app.handlers.Demo.warm_up>`). None where ``UDIG_WARMUP`` turns the warm-up off."""
     environ = os.environ if environ is None else environ
     if environ.get("UDIG_WARMUP", "").strip().lower() in WARMUP_OFF:
         return None
-    compilers = {}
-    for parts in COMPILER_SHARES:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "udig.vocab", *parts],
-            cwd=Path(__file__).parent,
-            env=dict(environ),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        compilers.update(dict.fromkeys(parts, process))
-    return compilers
+    command = [sys.executable, "-m", "udig.vocab"]
+    return subprocess.Popen(command, cwd=Path(__file__).parent, env=dict(environ), stdout=subprocess.PIPE, text=True)
 
 
 keep_caches_in_persistent_storage()
-KERNEL_COMPILERS = start_compiling_kernels() if __name__ == "__main__" else None  # `python app.py`, as Spaces runs it
+KERNEL_COMPILER = start_compiling_kernels() if __name__ == "__main__" else None  # `python app.py`, as Spaces runs it
 
 import gradio as gr  # noqa: E402
 
@@ -635,7 +619,7 @@ def main() -> None:
     (:meth:`Demo.start_warm_up <udig.app.handlers.Demo.start_warm_up>`); freed memory goes back to the system."""
     hand_back_freed_memory()
     demo = Demo()
-    demo.start_warm_up(KERNEL_COMPILERS)
+    demo.start_warm_up(KERNEL_COMPILER)
     build_demo(demo=demo).launch(**launch_kwargs(demo.config))
 
 

@@ -682,14 +682,12 @@ def test_each_computed_request_trims_and_the_app_start_installs_the_hook(demo, m
     assert trims == [1]  # the remembered one computed nothing
     calls = []
     monkeypatch.setattr(app, "hand_back_freed_memory", lambda: calls.append("memory"))
-    monkeypatch.setattr(
-        app, "KERNEL_COMPILERS", compilers := {"udig-search": SimpleNamespace(name="python -m udig.vocab")}
-    )
+    monkeypatch.setattr(app, "KERNEL_COMPILER", compiler := SimpleNamespace(name="python -m udig.vocab"))
     monkeypatch.setattr(app.Demo, "start_warm_up", lambda self, given: calls.append(("warm-up", given)))
     monkeypatch.setattr(app, "build_demo", lambda demo: SimpleNamespace(launch=lambda **_: calls.append("launch")))
     app.main()
-    # the warm-up runs while the page is built and served, told of the compilers app.py started at its top
-    assert calls == ["memory", ("warm-up", compilers), "launch"]
+    # the warm-up runs while the page is built and served, told of the compiler app.py started at its top
+    assert calls == ["memory", ("warm-up", compiler), "launch"]
 
 
 def test_caches_live_in_persistent_storage_when_a_space_has_it(tmp_path):

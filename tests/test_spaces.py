@@ -30,7 +30,6 @@ from udig import space
 from udig.app import AppConfig, handlers, service
 from udig.models import BASE_UPSTREAM, CURATED_MODELS, DEFAULT_QA_MODEL
 from udig.settings import Settings
-from udig.vocab import WARM_PARTS
 
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
@@ -204,46 +203,33 @@ def test_stand_in_accepts_spaces_gpu_call_forms():
 
 
 @pytest.mark.parametrize("raw", ["", "full", "1", "model", "0", "off", " No ", "false"])
-def test_app_compiles_its_kernels_in_two_other_processes_unless_the_warm_up_is_off(monkeypatch, raw):
-    """`python app.py` starts two `python -m udig.vocab` before its own imports, exactly when the warm-up is on
-    (app.py reads UDIG_WARMUP before udig.app.config can be imported: both must agree), and between them they
-    compile every half of both methods' kernels, each once."""
+def test_app_compiles_its_kernels_in_another_process_unless_the_warm_up_is_off(monkeypatch, raw):
+    """`python app.py` starts `python -m udig.vocab` before its own imports, exactly when the warm-up is on
+    (app.py reads UDIG_WARMUP before udig.app.config can be imported: both must agree)."""
     import app
 
     started = []
-    monkeypatch.setattr(app.subprocess, "Popen", lambda command, **kwargs: started.append(command) or len(started))
+    monkeypatch.setattr(app.subprocess, "Popen", lambda command, **kwargs: started.append(command) or "process")
     monkeypatch.setenv("UDIG_WARMUP", raw)
     off = AppConfig.from_env().warmup == "off"
-    compilers = app.start_compiling_kernels()
-    assert (compilers is None) == off
-    if off:
-        assert started == []
-        return
-    assert [command[:3] for command in started] == [[sys.executable, "-m", "udig.vocab"]] * 2
-    parts = [part for command in started for part in command[3:]]
-    assert sorted(parts) == sorted(part for halves in WARM_PARTS.values() for part in halves)
-    assert compilers == {part: n for n, command in enumerate(started, start=1) for part in command[3:]}
-    assert [command[3] for command in started] == list(WARM_PARTS["udig"])  # both begin with UDIG's halves
+    assert (app.start_compiling_kernels() is None) == off
+    assert started == ([] if off else [[sys.executable, "-m", "udig.vocab"]])
 
 
-def test_the_warm_up_waits_for_each_part_the_compiler_announces():
-    """The warm-up reads the lines of the process compiling a part up to that part; a compiler that dies early
-    (no line) ends the wait too, and the kernels then compile in the server itself."""
-    script = (
-        "import sys; print('udig-search 1.0', flush=True); sys.stdin.readline(); print('dig-graph 2.0', flush=True)"
-    )
+def test_the_warm_up_waits_for_each_method_the_compiler_announces():
+    """The warm-up reads the compiler's lines up to the method it needs; a compiler that dies early (no line)
+    ends the wait too, and the kernels then compile in the server itself."""
+    script = "import sys; print('udig 1.0', flush=True); sys.stdin.readline(); print('dig 2.0', flush=True)"
     compiler = subprocess.Popen(
         [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    compilers = {"udig-search": compiler, "dig-graph": compiler}
-    handlers._wait_for(compilers, "udig-search")  # returns after the first line, while the process waits on stdin
+    handlers._wait_for(compiler, "udig")  # returns after the first line, while the process waits on stdin
     assert compiler.poll() is None
-    handlers._wait_for(compilers, "udig-chains")  # no process compiles it: at once
     compiler.stdin.write("go\n")
     compiler.stdin.flush()
-    handlers._wait_for(compilers, "dig-graph")
+    handlers._wait_for(compiler, "dig")
     assert compiler.wait(timeout=60) == 0
     silent = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"], stdout=subprocess.PIPE, text=True)
-    handlers._wait_for({"udig-search": silent}, "udig-search")  # EOF: no hang
+    handlers._wait_for(silent, "udig")  # EOF: no hang
     assert silent.wait(timeout=60) == 1
     handlers._wait_for(None, "udig")  # no compiler: nothing to wait for

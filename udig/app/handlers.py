@@ -34,7 +34,6 @@ from ..models import ModelLoadError
 from ..provenance import check_differences, recomputed_check
 from ..settings import PARAMETERS, Settings, quoted
 from ..version import __version__
-from ..vocab import WARM_PARTS
 from ..vocab import warm_up as compile_kernels
 from . import evaluation, links, memory, views
 from .config import (
@@ -187,17 +186,13 @@ def _texts(
     return texts
 
 
-Compilers = Mapping[str, subprocess.Popen]  # the process compiling each half of the kernels (app.py's)
-
-
-def _wait_for(compilers: Compilers | None, part: str) -> None:
-    """Wait until the process compiling ``part`` (``python -m udig.vocab``) prints that it is compiled (a line
-    starting with its name), or ends; at once where no process compiles it."""
-    compiler = (compilers or {}).get(part)
+def _wait_for(compiler: subprocess.Popen | None, method: str) -> None:
+    """Wait until ``compiler`` (``python -m udig.vocab``) prints that ``method``'s kernels are compiled (a line
+    starting with its name), or ends; at once without one."""
     if compiler is None or compiler.stdout is None:
         return
     for line in compiler.stdout:
-        if line.split()[:1] == [part]:
+        if line.split()[:1] == [method]:
             return
 
 
@@ -211,50 +206,46 @@ class Demo:
         self._exports: list[Path] = []
         self._exports_lock = threading.Lock()
 
-    def start_warm_up(self, compilers: Compilers | None = None) -> threading.Thread | None:
+    def start_warm_up(self, compiler: subprocess.Popen | None = None) -> threading.Thread | None:
         """Prepare in the background what a first request needs (:meth:`warm_up`), unless ``config.warmup`` is
         off. The kernels' stage is announced before this returns: a request that needs it waits for it,
-        showing the stage, instead of compiling the same kernels beside it. ``compilers``: the ``python -m
-        udig.vocab`` processes already compiling the kernels (app.py starts them before its imports)."""
+        showing the stage, instead of compiling the same kernels beside it. ``compiler``: a ``python -m
+        udig.vocab`` process already compiling the kernels (app.py starts one before its imports)."""
         if self.config.warmup == "off":
             return None
         self.service.start_up.expect(COMPILING_KERNELS)
-        thread = threading.Thread(target=self.warm_up, args=(compilers,), name="udig-warm-up", daemon=True)
+        thread = threading.Thread(target=self.warm_up, args=(compiler,), name="udig-warm-up", daemon=True)
         thread.start()
         return thread
 
-    def warm_up(self, compilers: Compilers | None = None) -> None:
+    def warm_up(self, compiler: subprocess.Popen | None = None) -> None:
         """What a first request needs, as stages of :attr:`Service.start_up <udig.app.service.Service.start_up>`
         (requests show the one they wait on): load the default model; compile UDIG's kernels and index the
         model's real words and search rows; with ``config.warmup == "full"`` (the default), compile DIG's kernels
-        and load or build DIG's graph for the default settings. Where ``compilers`` (``python -m udig.vocab``)
-        compile a half of the kernels, this waits for its process to say so and then only loads them from
-        numba's disk cache; if that process fails, they compile here. DIG's graph is built as soon as its own
-        kernels are there, while DIG's chains may still be compiling in the other process."""
+        and load or build DIG's graph for the default settings. Where ``compiler`` (``python -m udig.vocab``)
+        compiles a method's kernels, this waits for it to say so and then only loads them from numba's disk
+        cache; if it fails, they compile here."""
         started, start_up, defaults = time.perf_counter(), self.service.start_up, self.config.defaults
         try:
             with start_up.doing(LOADING_MODEL):
                 explainer = self.service.registry.explainer(self.config.sentiment_models[0])
             with start_up.doing(COMPILING_KERNELS):
-                for part in WARM_PARTS["udig"]:
-                    _wait_for(compilers, part)
+                _wait_for(compiler, "udig")
                 compile_kernels(["udig"])
                 explainer.vocab_.prepare(
                     [defaults.candidates], device=explainer.model.get_input_embeddings().weight.device
                 )
             if self.config.warmup == "full":
                 with start_up.doing(BUILDING_GRAPH):
-                    _wait_for(compilers, "dig-graph")
-                    compile_kernels(["dig-graph"])
+                    _wait_for(compiler, "dig")
+                    compile_kernels(["dig"])
                     explainer.prepare(defaults.replace(method="dig"))
-                    _wait_for(compilers, "dig-chains")
-                    compile_kernels(["dig-chains"])
         except Exception as error:  # noqa: BLE001 - the first request will report it properly
             logger.warning("warm-up failed: %s", error)
             return
         finally:
             start_up.end(COMPILING_KERNELS)  # announced by start_warm_up: never left pending
-            for compiler in set((compilers or {}).values()):
+            if compiler is not None:
                 compiler.communicate()  # whatever it has left to do, then reaped
             memory.trim()
         logger.info("warm-up done in %.1f s", time.perf_counter() - started)

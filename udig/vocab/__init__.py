@@ -19,7 +19,7 @@ from .graph import knn_graph
 from .index import VocabIndex, vocab_index_for
 from .int8 import int8_codes
 from .nearest import nearest_by_products
-from .warm import WARM_METHODS, WARM_PARTS, warm_up
+from .warm import WARM_METHODS, warm_up
 from .words import (
     CANDIDATE_SETS,
     DEFAULT_LANGUAGE,
@@ -37,7 +37,6 @@ __all__ = [
     "MIN_ZIPF",
     "VocabIndex",
     "WARM_METHODS",
-    "WARM_PARTS",
     "frequent_words",
     "int8_codes",
     "knn_graph",

@@ -11,10 +11,6 @@ from .graph import knn_graph
 from .nearest import CandidateRows
 
 WARM_METHODS = ("udig", "dig")
-# Each method's kernels in two halves that compile independently, so that two processes can share them out
-# (app.py): the search for candidates (UDIG's nearest words, DIG's graph build) and the anchor chains on them.
-WARM_PARTS = {"udig": ("udig-search", "udig-chains"), "dig": ("dig-graph", "dig-chains")}
-WARM_NAMES = WARM_METHODS + tuple(part for parts in WARM_PARTS.values() for part in parts)
 
 
 def warm_up(methods: Iterable[str] = WARM_METHODS) -> dict[str, float]:
@@ -25,42 +21,29 @@ def warm_up(methods: Iterable[str] = WARM_METHODS) -> dict[str, float]:
     new container compiles them all again (``benchmarks/coldstart_results.md``). This makes the same calls as
     a request, on a random 64 x 8 vocabulary, so the kernels compile for the very types a request passes
     (and, on a processor with an exact int8 product, the int8 screen of UDIG's search with them); with a warm
-    cache it only loads them. "udig": the nearest-word search ("udig-search") and the anchor chains with
-    candidates per step and the monotone points ("udig-chains"). "dig": the graph build ("dig-graph") and the
-    anchor chains on a graph with the monotone points ("dig-chains"). A part alone compiles half a method,
-    for two processes to share (:data:`WARM_PARTS`). A server can run this in a background thread at start;
-    requests arriving meanwhile wait at numba's compile lock, never compile twice. It does not build a
-    model's graph (:meth:`udig.vocab.VocabIndex.graph` does, and caches it)."""
-    methods = tuple(methods)
-    unknown = set(methods) - set(WARM_NAMES)
-    if unknown:
-        raise ValueError(f"cannot warm up {sorted(unknown)}; choose among {WARM_NAMES}")
-    seconds = {}
-    for name in methods:
-        start = time.perf_counter()
-        for part in WARM_PARTS.get(name, (name,)):
-            _compile(part)
-        seconds[name] = time.perf_counter() - start
-    return seconds
-
-
-def _compile(part: str) -> None:
-    """One part's calls, on the tiny vocabulary; a chains part takes random candidates of the search's shape
-    (the kernels see the same types: :func:`udig.paths.anchor_chains` hands them int32 ids either way)."""
+    cache it only loads them. "udig": the nearest-word search, the anchor chains with candidates per step
+    and the monotone points. "dig": the graph build and the anchor chains on a graph. A server can run this
+    in a background thread at start; requests arriving meanwhile wait at numba's compile lock, never compile
+    twice. It does not build a model's graph (:meth:`udig.vocab.VocabIndex.graph` does, and caches it)."""
     from ..paths import anchor_chains, monotone_points, udig_reference_alphas  # paths imports nothing of vocab
 
-    generator = torch.Generator().manual_seed(0)
-    table = torch.randn(64, 8, generator=generator)
+    methods = tuple(methods)
+    unknown = set(methods) - set(WARM_METHODS)
+    if unknown:
+        raise ValueError(f"cannot warm up {sorted(unknown)}; choose among {WARM_METHODS}")
+    table = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
     word_ids, reference_ids, m = torch.tensor([3, 5]), torch.tensor([0, 0]), 3
-    if part == "udig-search":
-        rows = CandidateRows(table, table.square().sum(1), None)
-        rows.nearest_on_segments(table[reference_ids], table[word_ids], udig_reference_alphas(m), 4)
-        return
-    if part == "dig-graph":
-        knn_graph(table, 4, torch.ones(len(table), dtype=torch.bool))
-        return
-    shape = (len(word_ids), m, 4) if part == "udig-chains" else (len(table), 4)
-    candidates = torch.randint(len(table), shape, generator=generator)
-    for strategy in ("greedy", "maxcount"):  # one kernel for both; each takes its own branches
-        chains = anchor_chains(word_ids, reference_ids, table, candidates, strategy, m)
-    monotone_points(chains, reference_ids, table, m)
+    seconds = {}
+    for method in methods:
+        start = time.perf_counter()
+        if method == "udig":
+            rows = CandidateRows(table, table.square().sum(1), None)
+            alphas = udig_reference_alphas(m)
+            candidates = rows.nearest_on_segments(table[reference_ids], table[word_ids], alphas, 4)  # (T, m, 4)
+        else:
+            candidates = knn_graph(table, 4, torch.ones(len(table), dtype=torch.bool))  # (V, 4)
+        for strategy in ("greedy", "maxcount"):  # one kernel for both; each takes its own branches
+            chains = anchor_chains(word_ids, reference_ids, table, candidates, strategy, m)
+        monotone_points(chains, reference_ids, table, m)
+        seconds[method] = time.perf_counter() - start
+    return seconds
