@@ -402,7 +402,6 @@ def _write_split(path: Path = SPLIT_FILE) -> dict:
     pool = load_pool(verify=False)
     rows = list(pool.values())
     s = make_split(rows)
-    counts = {k: {"total": len(s[k]), "positive": sum(pool[i].label for i in s[k])} for k in (*SPLITS, "unused")}
     doc = {
         "description": (
             "Fixed split of the Rotten Tomatoes sentence-polarity pool (Pang & Lee 2005) as shipped by "
@@ -429,16 +428,24 @@ def _write_split(path: Path = SPLIT_FILE) -> dict:
             "train: balanced, all remaining negatives plus as many positives (the pool lacks 57 negative "
             "sentences, so train is smaller than 8,530); leftover positives are listed in unused."
         ),
-        "counts": counts,
-        "duplicates_dropped": s["duplicates_dropped"],
-        "splits": {k: s[k] for k in SPLITS},
-        "unused": s["unused"],
     }
-    return _save_split(doc, path)
+    return _save_split(doc, s, pool, path)
 
 
-def _save_split(doc: dict, path: Path) -> dict:
-    """Write a split document with one line per id list, and forget any cached copy of it."""
+def _save_split(doc: dict, split: dict, pool: dict[int, Example], path: Path) -> dict:
+    """Complete a split document (its description and source) with what :func:`make_split` made of ``pool``:
+    the counts per split, the duplicates dropped, the ids; write it with one line per id list, and forget any
+    cached copy of it."""
+    counts = {
+        k: {"total": len(split[k]), "positive": sum(pool[i].label for i in split[k])} for k in (*SPLITS, "unused")
+    }
+    doc = {
+        **doc,
+        "counts": counts,
+        "duplicates_dropped": split["duplicates_dropped"],
+        "splits": {k: split[k] for k in SPLITS},
+        "unused": split["unused"],
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(doc, indent=1)
     text = re.sub(
@@ -560,7 +567,6 @@ def _write_imdb_split(path: Path = IMDB_SPLIT_FILE) -> dict:
     raw_rows = _parse_imdb(raw_file.read_bytes())
     pool = load_imdb_pool(raw_file, verify=False)
     s = make_split(list(pool.values()), IMDB_SPLIT_SEED, IMDB_VALIDATION_PER_CLASS, IMDB_TEST_PER_CLASS)
-    counts = {k: {"total": len(s[k]), "positive": sum(pool[i].label for i in s[k])} for k in (*SPLITS, "unused")}
     doc = {
         "description": (
             "Fixed split of the 25,000 IMDb reviews of Maas et al. (ACL 2011) - the Hugging Face `imdb` train "
@@ -587,12 +593,8 @@ def _write_imdb_split(path: Path = IMDB_SPLIT_FILE) -> dict:
             f"validation: {IMDB_VALIDATION_PER_CLASS} per class, test: {IMDB_TEST_PER_CLASS} per class; train: "
             "balanced, all the rest (leftovers of the larger class are listed in unused)."
         ),
-        "counts": counts,
-        "duplicates_dropped": s["duplicates_dropped"],
-        "splits": {k: s[k] for k in SPLITS},
-        "unused": s["unused"],
     }
-    return _save_split(doc, path)
+    return _save_split(doc, s, pool, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,19 +26,6 @@ KEYS = FAITHFULNESS_KEYS  # the top-20 % scores and both AOPCs
 LENGTHS = [(0, 128), (129, 256), (257, 511), (512, 512)]  # tokens, [CLS] and [SEP] included
 
 
-def load(folder: Path) -> tuple[dict, dict[str, dict[str, dict]]]:
-    """A run's summary and its good records, method -> example id -> record, over the run's examples only."""
-    summary = json.loads((folder / "summary.json").read_text())
-    records = evaluation.read_records(folder / "records.jsonl")
-    config = summary["config"]
-    ids = [item.id for item in evaluation.load_items(config["dataset"], config["seed"])[: summary["n_examples"]]]
-    by_method = {}
-    for method in summary["methods_order"]:
-        found = (records.get(f"{i}|{method}") for i in ids)
-        by_method[method] = {r["example"]: r for r in found if r is not None and "error" not in r}
-    return summary, by_method
-
-
 def paired(rows: dict[str, dict[str, dict]], method: str, rival: str, metric: str, offset: int) -> dict:
     return evaluation.paired_difference(rows[method], rows[rival], metric, np.random.default_rng([0, offset]))
 
@@ -57,13 +44,13 @@ def against_ig(rows: dict[str, dict[str, dict]]) -> dict[tuple[str, str], dict]:
 
 
 def lines() -> list[str]:
-    summary, imdb = load(HERE)
-    rt_summary, rt = load(RT)
+    summary, imdb = evaluation.read_run(HERE)
+    _, rt = evaluation.read_run(RT)
     ours, theirs = against_ig(imdb), against_ig(rt)
     n, n_rt = len(imdb["ig"]), len(rt["ig"])
     tokens = np.array([r["length"] for r in imdb["ig"].values()])
     rt_tokens = np.array([r["length"] for r in rt["ig"].values()])
-    head = " | ".join(f"{METRIC_INFO[m].short} {'↓' if METRIC_INFO[m].better == 'lower' else '↑'}" for m in KEYS)
+    head = " | ".join(f"{METRIC_INFO[m].short} {METRIC_INFO[m].arrow}" for m in KEYS)
     out = [
         "# IMDb reviews against Rotten Tomatoes sentences: do the findings hold on long texts?",
         "",

@@ -8,7 +8,6 @@ the comparisons that decide which method to pick.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,29 +18,19 @@ from udig.metrics import FAITHFULNESS_KEYS, METRIC_INFO
 HERE = Path(__file__).resolve().parent
 SEQUENTIAL = ["sig", "seq-dig-greedy:words", "seq-udig-greedy:words"]
 
-summary = json.loads((HERE / "summary.json").read_text())
-records = evaluation.read_records(HERE / "records.jsonl")
-ids = [
-    item.id
-    for item in evaluation.load_items(summary["config"]["dataset"], summary["config"]["seed"])[: summary["n_examples"]]
-]
+summary, rows = evaluation.read_run(HERE)  # per method: its records by sentence id
 methods = summary["methods_order"]
 
 
-def rows(name: str) -> dict[str, dict]:
-    found = (records.get(f"{i}|{name}") for i in ids)
-    return {r["example"]: r for r in found if r is not None and "error" not in r}
-
-
 def cell(method: str, rival: str, metric: str, offset: int) -> str:
-    d = evaluation.paired_difference(rows(method), rows(rival), metric, np.random.default_rng([0, offset]))
+    d = evaluation.paired_difference(rows[method], rows[rival], metric, np.random.default_rng([0, offset]))
     verdict = evaluation.verdict(metric, d["low"], d["high"])
     return f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] {verdict}"
 
 
 headers = " | ".join(f"{METRIC_INFO[m].short} {METRIC_INFO[m].arrow}" for m in FAITHFULNESS_KEYS)
 lines = [
-    f"# Sequential methods against each other and every joint path ({len(rows('ig'))} sentences)",
+    f"# Sequential methods against each other and every joint path ({len(rows['ig'])} sentences)",
     "",
     "Method minus rival, paired over the same sentences; better/worse for the method only when the 95 % "
     "interval excludes 0.",

@@ -50,7 +50,7 @@ from .records import read_records
 from .report import markdown_table
 from .run import run
 from .spec import MethodSpec, parse_methods
-from .summary import bootstrap_interval, paired_difference, summarize, verdict
+from .summary import bootstrap_interval, paired_difference, read_run, summarize, verdict
 
 __all__ = [
     "EvalConfig",
@@ -65,6 +65,7 @@ __all__ = [
     "paired_difference",
     "parse_methods",
     "read_records",
+    "read_run",
     "run",
     "summarize",
     "verdict",

@@ -8,14 +8,17 @@ recomputed from its ``records.jsonl`` alone.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..methods import REGISTRY
 from ..metrics import AOPC_KEYS, DIAGNOSTICS, FAITHFULNESS_KEYS, METRIC_INFO
-from .items import Item
+from .items import Item, load_items
+from .records import RECORDS, read_records
 from .spec import SEQUENTIAL, MethodSpec, parse_methods
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -65,7 +68,7 @@ def summarize(
     rows_by_method: dict[str, dict[str, dict]] = {}
     for spec in methods:
         rows = {item.id: records.get(f"{item.id}|{spec.name}") for item in items}
-        rows_by_method[spec.name] = {i: r for i, r in rows.items() if r is not None and "error" not in r}
+        rows_by_method[spec.name] = _good(rows)
         per_method[spec.name] = _method_entry(rows, keys, seed)
     first = next(iter(rows_by_method.values()), {})
     labelled = [(r["label"], r["pred"]) for r in first.values() if r.get("label") is not None and "pred" in r]
@@ -86,10 +89,26 @@ def summarize(
     }
 
 
+def read_run(out: Path) -> tuple[dict, dict[str, dict[str, dict]]]:
+    """A finished run's ``summary.json`` and, per method of it, its records without errors over the run's
+    examples, by example id: what an analysis of a committed folder starts from."""
+    summary = json.loads((out / "summary.json").read_text())
+    config = summary["config"]
+    items = load_items(config["dataset"], config["seed"])[: summary["n_examples"]]
+    records = read_records(out / RECORDS)
+    rows = {m: _good({i.id: records.get(f"{i.id}|{m}") for i in items}) for m in summary["methods_order"]}
+    return summary, rows
+
+
+def _good(rows: dict[str, dict | None]) -> dict[str, dict]:
+    """The rows that exist and hold no error."""
+    return {i: r for i, r in rows.items() if r is not None and "error" not in r}
+
+
 def _method_entry(rows: dict[str, dict | None], keys: list[str], seed: int) -> dict[str, Any]:
     """One method's counts, metric means with intervals, diagnostics and times, from its row per example
     (None where missing)."""
-    good = [r for r in rows.values() if r is not None and "error" not in r]
+    good = list(_good(rows).values())
     errors = sum(r is not None and "error" in r for r in rows.values())
     entry: dict[str, Any] = {"n": len(good), "missing": sum(r is None for r in rows.values()), "errors": errors}
     for offset, name in enumerate(keys):
