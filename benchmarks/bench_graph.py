@@ -25,7 +25,7 @@ BUILD = """
 import json, tempfile, time
 from udig.models import load_model
 from udig.vocab import vocab_index_for, warm_up
-warm_up(["dig-graph"])  # loaded from numba's cache: compilation is not what is timed
+warm_up(["dig"])  # loaded from numba's cache: compilation is not what is timed
 model, tokenizer = load_model()
 index = vocab_index_for(model, tokenizer, cache_dir=tempfile.mkdtemp())  # an empty graph cache: built, not loaded
 index.candidate_mask("words")  # the real words: part of the index, made before the graph stage in the demo
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--builds", type=int, default=3)
     args = parser.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    subprocess.run([sys.executable, "-m", "udig.vocab", "dig-graph"], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "udig.vocab", "dig"], cwd=ROOT, env=env, check=True)
     before = os.getloadavg()[0]
     runs = []
     for _ in range(args.builds):
