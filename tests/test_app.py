@@ -559,6 +559,35 @@ def test_warm_up_prepares_the_first_request_and_never_leaves_it_waiting(minilm, 
     assert make_demo(minilm, minilm_qa, warmup="off").start_warm_up() is None
 
 
+def test_the_warm_up_skips_udigs_screen_until_the_compiler_has_written_it(minilm, minilm_qa):
+    """With a compiler process, the warm-up ends the kernels' stage once UDIG's search and chains are written,
+    and UDIG's searches skip the int8 screen (the same words) until the compiler says the screen is written too;
+    then the screen is used again."""
+    from udig.vocab import COMPILE_ORDER
+    from udig.vocab import nearest as nearest_module
+
+    script = (
+        "import sys\n"
+        f"for part in {list(COMPILE_ORDER[:-1])!r}: print(part, 0.1, flush=True)\n"
+        "sys.stdin.readline()\n"
+        f"print({COMPILE_ORDER[-1]!r}, 0.1, flush=True)\n"
+    )
+    compiler = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    demo = make_demo(minilm, minilm_qa, warmup="model")
+    try:
+        warming = demo.start_warm_up(compiler)
+        demo.service.start_up.wait(service.COMPILING_KERNELS)
+        time.sleep(0.2)
+        assert warming.is_alive() and nearest_module._SCREEN_HELD.is_set()  # waiting for the screen
+    finally:
+        compiler.stdin.write("go\n")  # the warm-up ends (and releases the screen) whatever happened
+        compiler.stdin.flush()
+    warming.join(timeout=120)
+    assert not warming.is_alive() and not nearest_module._SCREEN_HELD.is_set() and compiler.returncode == 0
+
+
 @pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first
 def test_the_full_warm_up_prepares_digs_graph(minilm, minilm_qa):
     ready = make_demo(minilm, minilm_qa)

@@ -13,10 +13,15 @@ import numpy as np
 import pytest
 import torch
 
+import udig.kernels
 from udig.kernels import int8_error_weights, products_with_rows, screen_segments
 from udig.paths import udig_reference_alphas
 from udig.vocab import (
+    COMPILE_ORDER,
+    WARM_METHODS,
+    WARM_PARTS,
     VocabIndex,
+    hold_int8_screen,
     int8_codes,
     knn_graph,
     nearest_by_products,
@@ -432,6 +437,12 @@ def test_warm_up_refuses_a_method_it_does_not_know():
         warm_up(("ig",))
 
 
+def test_the_compile_order_names_every_part_of_each_method_once():
+    assert sorted(COMPILE_ORDER) == sorted(part for parts in WARM_PARTS.values() for part in parts)
+    assert set(WARM_PARTS) == set(WARM_METHODS)
+    assert COMPILE_ORDER[:2] == WARM_PARTS["udig"][:2]  # a first UDIG request's search and chains come first
+
+
 def test_prepare_does_what_a_first_request_would(tiny, tmp_path, monkeypatch):
     index = _index(tiny, tmp_path)
     calls = []
@@ -525,6 +536,28 @@ def test_int8_screen_ranks_as_the_whole_search(minilm, monkeypatch, baseline, pr
                 monkeypatch.setattr(int8_module, "_INT8_PRODUCT", product)
                 screened = index.nearest_on_segments(starts, ends, alphas, k, candidate_set)
                 assert torch.equal(screened, whole), (text, m, k, candidate_set)
+
+
+def test_a_held_screen_is_skipped_and_finds_the_same_words(minilm, monkeypatch):
+    """While a server holds the int8 screen (its kernel compiling in another process), searches neither run
+    nor compile it, nor code the rows, and find the same ids, ties included; released, the screen runs again."""
+    model, tokenizer = minilm
+    table = vocab_index_for(model, tokenizer).embeddings
+    rows = nearest_module.CandidateRows(table, table.square().sum(1), None)  # fresh: no int8 codes yet
+    word_ids = torch.tensor(tokenizer("a dull, tired and joyless film", add_special_tokens=False)["input_ids"])
+    starts, ends, alphas = table[torch.full_like(word_ids, 103)], table[word_ids], udig_reference_alphas(30)
+    screened = []
+    real_screen = udig.kernels.screen_segments
+    monkeypatch.setattr(udig.kernels, "screen_segments", lambda *a: screened.append(1) or real_screen(*a))
+    monkeypatch.setattr(int8_module, "_INT8_PRODUCT", "int_mm")
+    try:
+        hold_int8_screen(True)
+        held = rows.nearest_on_segments(starts, ends, alphas, 50)
+        assert screened == [] and rows._int8 == {}
+    finally:
+        hold_int8_screen(False)
+    assert torch.equal(rows.nearest_on_segments(starts, ends, alphas, 50), held) and screened == [1]
+    assert torch.equal(rows.nearest_on_segments(starts, ends, alphas, 50, screen=False), held) and screened == [1]
 
 
 def _int8_error(query_terms: np.ndarray, row_terms: np.ndarray, dims: int) -> np.ndarray:
@@ -1000,7 +1033,7 @@ def test_python_m_udig_vocab_compiles_what_a_later_process_only_loads(tmp_path):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([sys.executable, "-m", "udig.vocab"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert [line.split()[0] for line in done.stdout.splitlines()] == ["udig", "dig"]  # one line per method, in order
+    assert [line.split()[0] for line in done.stdout.splitlines()] == list(COMPILE_ORDER)  # a line per part, in order
     later = subprocess.run([sys.executable, "-c", _CACHE_USE], env=env, capture_output=True, text=True, timeout=600)
     assert later.returncode == 0, later.stderr
     hits, misses = json.loads(later.stdout.splitlines()[-1])

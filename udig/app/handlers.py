@@ -34,6 +34,7 @@ from ..models import ModelLoadError
 from ..provenance import check_differences, recomputed_check
 from ..settings import PARAMETERS, Settings, quoted
 from ..version import __version__
+from ..vocab import hold_int8_screen
 from ..vocab import warm_up as compile_kernels
 from . import evaluation, links, memory, views
 from .config import (
@@ -186,14 +187,22 @@ def _texts(
     return texts
 
 
-def _wait_for(compiler: subprocess.Popen | None, method: str) -> None:
-    """Wait until ``compiler`` (``python -m udig.vocab``) prints that ``method``'s kernels are compiled (a line
+def _wait_for(compiler: subprocess.Popen | None, part: str) -> None:
+    """Wait until ``compiler`` (``python -m udig.vocab``) prints that ``part``'s kernels are compiled (a line
     starting with its name), or ends; at once without one."""
     if compiler is None or compiler.stdout is None:
         return
     for line in compiler.stdout:
-        if line.split()[:1] == [method]:
+        if line.split()[:1] == [part]:
             return
+
+
+def _compiled(compiler: subprocess.Popen | None, *parts: str) -> None:
+    """Compile ``parts`` of the kernels here, or, where ``compiler`` compiles them, wait for it to say so and load
+    them from numba's disk cache (:func:`udig.vocab.warm_up` either way)."""
+    for part in parts:
+        _wait_for(compiler, part)
+    compile_kernels(parts)
 
 
 class Demo:
@@ -220,30 +229,35 @@ class Demo:
 
     def warm_up(self, compiler: subprocess.Popen | None = None) -> None:
         """What a first request needs, as stages of :attr:`Service.start_up <udig.app.service.Service.start_up>`
-        (requests show the one they wait on): load the default model; compile UDIG's kernels and index the
-        model's real words and search rows; with ``config.warmup == "full"`` (the default), compile DIG's kernels
-        and load or build DIG's graph for the default settings. Where ``compiler`` (``python -m udig.vocab``)
-        compiles a method's kernels, this waits for it to say so and then only loads them from numba's disk
-        cache; if it fails, they compile here."""
+        (requests show the one they wait on): load the default model; index the model's real words and search
+        rows, and compile UDIG's kernels; with ``config.warmup == "full"`` (the default), load or build DIG's graph
+        for the default settings and compile DIG's kernels; last, UDIG's int8 screen (the rows' codes and its
+        kernel), which UDIG's searches skip until then (:func:`udig.vocab.hold_int8_screen`: the same words, a
+        little slower on long texts). Where ``compiler`` (``python -m udig.vocab``) compiles the kernels, this
+        waits for it to say each part (:data:`udig.vocab.COMPILE_ORDER`) is written and then only loads it from
+        numba's disk cache; if it fails, they compile here. So the real words are indexed while UDIG's kernels
+        compile, and DIG's graph is built while DIG's chains compile."""
         started, start_up, defaults = time.perf_counter(), self.service.start_up, self.config.defaults
+        hold_int8_screen(True)
         try:
             with start_up.doing(LOADING_MODEL):
                 explainer = self.service.registry.explainer(self.config.sentiment_models[0])
+            vocab, device = explainer.vocab_, explainer.model.get_input_embeddings().weight.device
             with start_up.doing(COMPILING_KERNELS):
-                _wait_for(compiler, "udig")
-                compile_kernels(["udig"])
-                explainer.vocab_.prepare(
-                    [defaults.candidates], device=explainer.model.get_input_embeddings().weight.device
-                )
+                vocab.prepare([defaults.candidates], device=device, screen=False)
+                _compiled(compiler, "udig-search", "udig-chains")
             if self.config.warmup == "full":
                 with start_up.doing(BUILDING_GRAPH):
-                    _wait_for(compiler, "dig")
-                    compile_kernels(["dig"])
+                    _compiled(compiler, "dig-graph")
                     explainer.prepare(defaults.replace(method="dig"))
+                    _compiled(compiler, "dig-chains")
+            vocab.prepare([defaults.candidates], device=device)  # the screen's int8 codes
+            _compiled(compiler, "udig-screen")
         except Exception as error:  # noqa: BLE001 - the first request will report it properly
             logger.warning("warm-up failed: %s", error)
             return
         finally:
+            hold_int8_screen(False)  # from now on (or after a failure) the screen compiles on first use at worst
             start_up.end(COMPILING_KERNELS)  # announced by start_warm_up: never left pending
             if compiler is not None:
                 compiler.communicate()  # whatever it has left to do, then reaped

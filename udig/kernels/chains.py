@@ -97,7 +97,7 @@ def _cheapest(table, ids, box, greedy, rough, exact, counts, kept, kept_at):  # 
             if rough[j] <= cutoff:
                 kept[n_kept], kept_at[n_kept] = ids[j], j
                 n_kept += 1
-        _gap_sq(table, kept[:n_kept], low, high, fallback, exact[:n_kept])
+        _exact_gap_sq(table, kept[:n_kept], low, high, fallback, exact[:n_kept])
         best_cost = np.float32(np.inf)
         for i in range(n_kept):
             cost = np.float32(np.sqrt(exact[i]))
@@ -222,7 +222,7 @@ def _rank(table, ids, base, anchor, m32, greedy, out):  # pragma: no cover - com
     costs = np.empty(n_chosen, np.float32)
     if greedy:
         exact = np.empty(n_chosen, np.float64)
-        _gap_sq(table, chosen, low, high, fallback, exact)
+        _exact_gap_sq(table, chosen, low, high, fallback, exact)
         for j in range(n_chosen):
             costs[j] = np.float32(np.sqrt(exact[j]))
     else:
@@ -243,14 +243,14 @@ def _rank(table, ids, base, anchor, m32, greedy, out):  # pragma: no cover - com
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc"})
 def _gap_sq(table, ids, low, high, fallback, sums):  # pragma: no cover - compiled
-    """Greedy's squared cost of each of ``ids`` into ``sums``: the float32 squares of the gaps outside the
-    box, summed in ``sums``' type (float32: rough; float64: exact). Eight rows at a time (the last one
-    repeated when their number is not a multiple of eight), each summed whole: eight streams of loads in
-    flight, sharing each load of the box (why eight: ``benchmarks/engine_results.md``). A value is
-    outside when clamping it to the box changes it: one compare where ``x < low or x > high`` takes two
-    and an or (exact: a clamp returns the value or a bound)."""
+    """Greedy's rough squared cost of each of ``ids`` into ``sums`` (float32): the float32 squares of the gaps
+    outside the box, summed in float32 (:func:`_exact_gap_sq` sums the same squares exactly). Eight rows at a
+    time (the last one repeated when their number is not a multiple of eight), each summed whole: eight
+    streams of loads in flight, sharing each load of the box (why eight: ``benchmarks/engine_results.md``).
+    A value is outside when clamping it to the box changes it: one compare where ``x < low or x > high``
+    takes two and an or (exact: a clamp returns the value or a bound)."""
     n = len(ids)
-    zero = sums.dtype.type(0)
+    zero = np.float32(0)
     for j in range(0, n, 8):
         j1, j2, j3, j4, j5, j6, j7 = _next_seven(j, n - 1)
         r0, r1, r2, r3 = table[ids[j]], table[ids[j1]], table[ids[j2]], table[ids[j3]]
@@ -269,6 +269,23 @@ def _gap_sq(table, ids, low, high, fallback, sums):  # pragma: no cover - compil
             s7 += (x7 - f) * (x7 - f) if min(max(x7, lo), hi) != x7 else np.float32(0)
         sums[j], sums[j1], sums[j2], sums[j3] = s0, s1, s2, s3
         sums[j4], sums[j5], sums[j6], sums[j7] = s4, s5, s6, s7
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _exact_gap_sq(table, ids, low, high, fallback, sums):  # pragma: no cover - compiled
+    """Greedy's exact squared cost of each of ``ids`` into ``sums`` (float64): the float32 squares of
+    :func:`_gap_sq`, summed in float64, where they add up exactly in any order (:func:`_rank`). One row at a
+    time: it costs the few candidates the rough sums leave (16-17 of 500 on MiniLM), where the eight-row
+    loop's speed is not needed, and a separate plain loop compiles in a fraction of the time of a float64
+    copy of the eight-row one (``benchmarks/app_results.md``)."""
+    for j in range(len(ids)):
+        row, total = table[ids[j]], 0.0
+        for i in range(len(low)):
+            x = row[i]
+            if min(max(x, low[i]), high[i]) != x:
+                gap = x - fallback[i]
+                total += gap * gap
+        sums[j] = total
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc"})

@@ -18,8 +18,8 @@ from .chains import MAX_CACHED_CHAINS
 from .graph import knn_graph
 from .index import VocabIndex, vocab_index_for
 from .int8 import int8_codes
-from .nearest import nearest_by_products
-from .warm import WARM_METHODS, warm_up
+from .nearest import hold_int8_screen, nearest_by_products
+from .warm import COMPILE_ORDER, WARM_METHODS, WARM_PARTS, warm_up
 from .words import (
     CANDIDATE_SETS,
     DEFAULT_LANGUAGE,
@@ -32,12 +32,15 @@ from .words import (
 
 __all__ = [
     "CANDIDATE_SETS",
+    "COMPILE_ORDER",
     "DEFAULT_LANGUAGE",
     "MAX_CACHED_CHAINS",
     "MIN_ZIPF",
     "VocabIndex",
     "WARM_METHODS",
+    "WARM_PARTS",
     "frequent_words",
+    "hold_int8_screen",
     "int8_codes",
     "knn_graph",
     "lexical_words",

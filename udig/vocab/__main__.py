@@ -1,25 +1,27 @@
-"""``python -m udig.vocab [udig] [dig]``: compile each method's kernels into numba's disk cache (:func:`warm_up`)
-and print a line ``<method> <seconds>`` as each is done.
+"""``python -m udig.vocab [NAME ...]``: compile kernels into numba's disk cache (:func:`warm_up`) and print a line
+``<name> <seconds>`` as each is done. A name is a method (``udig``, ``dig``) or a part of one
+(:data:`udig.vocab.warm.WARM_PARTS`); with none, every part in :data:`udig.vocab.warm.COMPILE_ORDER`.
 
 A server starts this before its own heavy imports (``app.py``), so that the compilation runs on another core
-meanwhile and its own :func:`warm_up` then only loads what this process wrote (about 0.5 s instead of 10-15 s).
+meanwhile and its own :func:`warm_up` then only loads each part as this process says it is written (about 0.5 s
+in all instead of 10-15 s).
 """
 
 from __future__ import annotations
 
 import sys
 
-from .warm import WARM_METHODS, warm_up
+from .warm import COMPILE_ORDER, WARM_NAMES, warm_up
 
 
 def main(argv: list[str] | None = None) -> int:
-    methods = (argv if argv is not None else sys.argv[1:]) or list(WARM_METHODS)
-    unknown = sorted(set(methods) - set(WARM_METHODS))
+    names = (argv if argv is not None else sys.argv[1:]) or list(COMPILE_ORDER)
+    unknown = sorted(set(names) - set(WARM_NAMES))
     if unknown:
-        print(f"cannot warm up {unknown}; choose among {WARM_METHODS}", file=sys.stderr)
+        print(f"cannot warm up {unknown}; choose among {WARM_NAMES}", file=sys.stderr)
         return 2
-    for method in methods:
-        print(f"{method} {warm_up([method])[method]:.2f}", flush=True)
+    for name in names:
+        print(f"{name} {warm_up([name])[name]:.2f}", flush=True)
     return 0
 
 

@@ -130,12 +130,13 @@ class VocabIndex:
         candidate_sets: Sequence[str] = ("words",),
         graph_k: int | None = None,
         device: torch.device | str | None = None,
+        screen: bool = True,
     ) -> dict[str, float]:
         """Do now what the first request under each candidate set would: the real words, the rows UDIG searches
-        (int8 codes included) and, with ``graph_k``, DIG's graph (built, or loaded from the disk cache). Returns
-        the seconds each stage took: "words", "search", "graph". A server can call this in the background at
-        start (with :func:`udig.vocab.warm_up` for the kernels); a request that needs a part still being made
-        waits for it (each part has its own lock)."""
+        (with ``screen``, their int8 codes for the search's screen) and, with ``graph_k``, DIG's graph (built, or
+        loaded from the disk cache). Returns the seconds each stage took: "words", "search", "graph". A server
+        can call this in the background at start (with :func:`udig.vocab.warm_up` for the kernels); a request
+        that needs a part still being made waits for it (each part has its own lock)."""
         seconds: dict[str, float] = {}
         start = time.perf_counter()
         for candidates in candidate_sets:
@@ -143,7 +144,9 @@ class VocabIndex:
         seconds["words"] = time.perf_counter() - start
         start = time.perf_counter()
         for candidates in candidate_sets:
-            self.candidate_rows(candidates, device).prepare()
+            rows = self.candidate_rows(candidates, device)
+            if screen:
+                rows.prepare()
         seconds["search"] = time.perf_counter() - start
         if graph_k is not None:
             start = time.perf_counter()

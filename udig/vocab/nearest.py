@@ -20,6 +20,18 @@ from . import int8
 from .int8 import Int8Rows
 
 _POINT_CHUNK = 2048  # points per product in nearest_distances: memory stays one chunk x V
+_SCREEN_HELD = threading.Event()  # set: searches skip the int8 screen (hold_int8_screen)
+
+
+def hold_int8_screen(held: bool = True) -> None:
+    """Make UDIG's searches in this process skip the int8 screen (``held``), or use it again. The screen only
+    sets aside rows that cannot be among the nearest, so the words found are the same either way; a server
+    holds it while the screen's kernel compiles in another process (:meth:`udig.app.Demo.warm_up`), so that a
+    first request neither waits for that compilation nor compiles the kernel beside it."""
+    if held:
+        _SCREEN_HELD.set()
+    else:
+        _SCREEN_HELD.clear()
 
 
 class CandidateRows:
@@ -36,9 +48,10 @@ class CandidateRows:
     def __len__(self) -> int:
         return len(self.sq_norms)
 
-    def nearest_on_segments(self, starts: Tensor, ends: Tensor, alphas: Tensor, k: int) -> Tensor:
+    def nearest_on_segments(self, starts: Tensor, ends: Tensor, alphas: Tensor, k: int, screen: bool = True) -> Tensor:
         """The k nearest rows to each point ``start + alpha (end - start)``: ``(T, m, k)`` vocabulary ids,
-        nearest first, equal distances in id order, on the rows' device.
+        nearest first, equal distances in id order, on the rows' device. ``screen``: whether the int8 screen
+        may set rows aside first (the same result; unless :func:`hold_int8_screen` holds it).
 
         Equal segments (a word that recurs) are searched once, and equal start rows (every token's baseline
         word) share one row of products. On the CPU the product and the ranking are compiled passes
@@ -59,7 +72,7 @@ class CandidateRows:
             from ..kernels import nearest_on_segments, products_with_rows  # numba loads on first use
 
             key_sq = self.sq_norms.numpy()
-            listed = self._rows_to_rank(queries, which, alphas, k)
+            listed = self._rows_to_rank(queries, which, alphas, k, screen and not _SCREEN_HELD.is_set())
             products = np.empty((len(queries), len(listed)), np.float32)
             products_with_rows(self.rows.numpy(), listed, queries, products)
             nearest = np.empty((len(ends), len(alphas), k), np.int64)
@@ -80,14 +93,16 @@ class CandidateRows:
             if product != "none":
                 self._int8_rows(product)
 
-    def _rows_to_rank(self, queries: np.ndarray, which: np.ndarray, alphas: np.ndarray, k: int) -> np.ndarray:
+    def _rows_to_rank(
+        self, queries: np.ndarray, which: np.ndarray, alphas: np.ndarray, k: int, screen: bool
+    ) -> np.ndarray:
         """The rows (positions, ascending) whose exact products the ranking needs: those an int8 screen keeps
         (:func:`udig.kernels.screen_segments`): every row the exact ranking could pick and some more; every row
-        where this CPU has no exact int8 product (:func:`udig.vocab.int8.int8_product`). The share kept and
-        the time saved are in ``benchmarks/engine_results.md``."""
+        without the ``screen``, or where this CPU has no exact int8 product (:func:`udig.vocab.int8.int8_product`).
+        The share kept and the time saved are in ``benchmarks/engine_results.md``."""
         key_sq = self.sq_norms.numpy()
         product = int8.int8_product(queries.shape[1])
-        if not len(which) or product == "none":
+        if not (len(which) and screen) or product == "none":
             return np.arange(len(key_sq))
         from ..kernels import screen_segments
 
