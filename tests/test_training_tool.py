@@ -57,12 +57,16 @@ def test_the_card_names_every_stage_and_the_commands_that_rebuild_it():
         (Path(models.__file__).parent.parent / "assets" / "minilm-imdb" / models.METADATA_FILE).read_text()
     )
     shipped = training._card_training(meta, "reviews")
-    assert (
-        "2 stages" in shipped and "stage 1 (3,200 reviews" in shipped and "stage 2, below, with 1,200 other" in shipped
-    )
-    third = dict(meta["training"], train_reviews=2400, lr=2e-05, continued_from=meta["training"])
-    card = training._card_training({**meta, "training": third}, "reviews")
-    assert "3 stages" in card and "stage 2 (1,200 other reviews" in card and "stage 3, below, with 2,400 other" in card
-    commands = card.split("`")[1::2][:3]  # the three commands, in order, each continuing from the one before
+    assert "3 stages" in shipped and "stage 1 (3,200 reviews" in shipped and "stage 2 (1,200 other" in shipped
+    assert "stage 3, below, with 8,000 other" in shipped
+    assert "dropout 0.1; matrix products in bfloat16" in shipped  # the last stage's autocast, in its recipe line
+    float32 = {key: value for key, value in meta["training"].items() if key != "autocast"}
+    fourth = dict(float32, train_reviews=2400, lr=2e-05, continued_from=meta["training"])
+    card = training._card_training({**meta, "training": fourth}, "reviews")
+    assert "4 stages" in card and "stage 3 (8,000 other reviews" in card and "stage 4, below, with 2,400 other" in card
+    assert "dropout 0.1;\n" in card  # this stage's recipe line: float32
+    commands = card.split("`")[1::2][:4]  # the four commands, in order, each continuing from the one before
     assert "--out stage-1" in commands[0] and "--init-from stage-1" in commands[1] and "--out stage-2" in commands[1]
-    assert "--init-from stage-2 --limit-train 2400" in commands[2] and "--out" not in commands[2]
+    assert "--init-from stage-2 --limit-train 8000" in commands[2] and commands[2].endswith("--bf16 --out stage-3")
+    assert "--init-from stage-3 --limit-train 2400" in commands[3] and "--out" not in commands[3]
+    assert "--bf16" not in commands[3] and "--bf16" not in commands[1]

@@ -193,7 +193,8 @@ def train(args) -> dict:
         model.train()
         running, seen = 0.0, 0
         for b in batches(lengths, args.batch_size, rng):
-            out = model(**collate(enc, b, tokenizer.pad_token_id), labels=labels[b])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                out = model(**collate(enc, b, tokenizer.pad_token_id), labels=labels[b])
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
             opt.step()
@@ -249,6 +250,7 @@ def training_record(
             "warmup_fraction": args.warmup,
             "schedule": "linear warmup then linear decay to 0, AdamW, grad-norm clip 1.0",
             "max_length": args.max_length,
+            **({"autocast": "bfloat16"} if args.bf16 else {}),
             **({"continued_from": earlier} if earlier else {}),
             "frozen": [WORD_EMB],
             "threads": args.threads,
@@ -452,7 +454,9 @@ def _card_training(meta: dict, unit: str) -> str:
         names = [f"stage-{n}" for n in range(1, len(stages))]
         commands = [f"{command} --limit-train {stages[0][f'train_{unit}']} --out {names[0]}"] + [
             f"{command} --init-from {names[n - 1]} --limit-train {stage[f'train_{unit}']} "
-            f"--max-length {stage['max_length']} --lr {stage['lr']}" + (f" --out {names[n]}" if n < len(names) else "")
+            f"--max-length {stage['max_length']} --lr {stage['lr']}"
+            + (" --bf16" if stage.get("autocast") else "")
+            + (f" --out {names[n]}" if n < len(names) else "")
             for n, stage in enumerate(stages[1:], start=1)
         ]
         command = "` and then `".join(commands)
@@ -477,7 +481,7 @@ def _card_training(meta: dict, unit: str) -> str:
   LayerNorms, all 6 transformer layers, pooler and the new linear head;
 - AdamW, lr {tr["lr"]}, weight decay {tr["weight_decay"]} (not on biases/LayerNorm), {tr["epochs"]} epochs, batch
   {tr["batch_size"]}, {tr["schedule"].split(",")[0]} ({tr["warmup_fraction"]:.0%} warmup), dynamic padding with
-  length-grouped batches, max length {tr["max_length"]} tokens, dropout 0.1;
+  length-grouped batches, max length {tr["max_length"]} tokens, dropout 0.1{_autocast_note(tr)};
 - {count:,} training {unit}; {chosen};
 - training time {tr["train_time_s"] / 60:.1f} min wall clock (2 cores shared with other jobs; see the per-epoch times
   below);
@@ -486,6 +490,13 @@ def _card_training(meta: dict, unit: str) -> str:
 | --- | --- | --- | --- |
 {hist}
 """
+
+
+def _autocast_note(stage: dict) -> str:
+    """How the stage computed: float32 throughout unless it trained under bfloat16 autocast."""
+    if not stage.get("autocast"):
+        return ""
+    return "; matrix products in bfloat16 (torch.autocast), weights and optimiser state float32"
 
 
 def _card_results(meta: dict, unit: str) -> str:
@@ -535,6 +546,11 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=float, default=0.06)
     ap.add_argument("--max-length", type=int, default=None, help="tokens kept per text; default: the recipe's")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast for the forward pass (about 1.4x faster on CPUs with AMX; weights stay float32)",
+    )
     ap.add_argument("--limit-train", type=int, default=0, help="train on a seeded random subset of this size")
     ap.add_argument(
         "--init-from",
