@@ -563,8 +563,10 @@ def test_the_warm_up_skips_udigs_screen_until_the_compiler_has_written_it(minilm
     """With a compiler process, the warm-up ends the kernels' stage once UDIG's search and chains are written,
     and UDIG's searches skip the int8 screen (the same words) until the compiler says the screen is written too;
     then the screen is used again."""
+    from udig.kernels.search import _screen_segments
     from udig.vocab import COMPILE_ORDER
     from udig.vocab import nearest as nearest_module
+    from udig.vocab.int8 import int8_product
 
     script = (
         "import sys\n"
@@ -586,6 +588,8 @@ def test_the_warm_up_skips_udigs_screen_until_the_compiler_has_written_it(minilm
         compiler.stdin.flush()
     warming.join(timeout=120)
     assert not warming.is_alive() and not nearest_module._SCREEN_HELD.is_set() and compiler.returncode == 0
+    if int8_product(384) != "none":  # the warm-up loaded (here: compiled) the screen once released
+        assert _screen_segments.signatures
 
 
 @pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first

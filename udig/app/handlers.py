@@ -252,7 +252,9 @@ class Demo:
                     explainer.prepare(defaults.replace(method="dig"))
                     _compiled(compiler, "dig-chains")
             vocab.prepare([defaults.candidates], device=device)  # the screen's int8 codes
-            _compiled(compiler, "udig-screen")
+            _wait_for(compiler, "udig-screen")
+            hold_int8_screen(False)  # before loading it: a held screen is not called, so would not load
+            compile_kernels(["udig-screen"])
         except Exception as error:  # noqa: BLE001 - the first request will report it properly
             logger.warning("warm-up failed: %s", error)
             return
