@@ -252,14 +252,12 @@ class Demo:
                     explainer.prepare(defaults.replace(method="dig"))
                     _compiled(compiler, "dig-chains")
             vocab.prepare([defaults.candidates], device=device)  # the screen's int8 codes
-            _wait_for(compiler, "udig-screen")
-            hold_int8_screen(False)  # before loading it: a held screen is not called, so would not load
-            compile_kernels(["udig-screen"])
+            _compiled(compiler, "udig-screen")
         except Exception as error:  # noqa: BLE001 - the first request will report it properly
             logger.warning("warm-up failed: %s", error)
             return
         finally:
-            hold_int8_screen(False)  # from now on (or after a failure) the screen compiles on first use at worst
+            hold_int8_screen(False)  # loaded now (after a failure, it compiles on first use at worst)
             start_up.end(COMPILING_KERNELS)  # announced by start_warm_up: never left pending
             if compiler is not None:
                 compiler.communicate()  # whatever it has left to do, then reaped

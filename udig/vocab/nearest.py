@@ -48,10 +48,12 @@ class CandidateRows:
     def __len__(self) -> int:
         return len(self.sq_norms)
 
-    def nearest_on_segments(self, starts: Tensor, ends: Tensor, alphas: Tensor, k: int, screen: bool = True) -> Tensor:
+    def nearest_on_segments(
+        self, starts: Tensor, ends: Tensor, alphas: Tensor, k: int, screen: bool | None = None
+    ) -> Tensor:
         """The k nearest rows to each point ``start + alpha (end - start)``: ``(T, m, k)`` vocabulary ids,
         nearest first, equal distances in id order, on the rows' device. ``screen``: whether the int8 screen
-        may set rows aside first (the same result; unless :func:`hold_int8_screen` holds it).
+        may set rows aside first (the same result); None: unless :func:`hold_int8_screen` holds it.
 
         Equal segments (a word that recurs) are searched once, and equal start rows (every token's baseline
         word) share one row of products. On the CPU the product and the ranking are compiled passes
@@ -72,7 +74,8 @@ class CandidateRows:
             from ..kernels import nearest_on_segments, products_with_rows  # numba loads on first use
 
             key_sq = self.sq_norms.numpy()
-            listed = self._rows_to_rank(queries, which, alphas, k, screen and not _SCREEN_HELD.is_set())
+            screen = not _SCREEN_HELD.is_set() if screen is None else screen
+            listed = self._rows_to_rank(queries, which, alphas, k, screen)
             products = np.empty((len(queries), len(listed)), np.float32)
             products_with_rows(self.rows.numpy(), listed, queries, products)
             nearest = np.empty((len(ends), len(alphas), k), np.int64)
