@@ -30,7 +30,7 @@ model, tokenizer = load_model()
 index = vocab_index_for(model, tokenizer, cache_dir=tempfile.mkdtemp())  # an empty graph cache: built, not loaded
 index.candidate_mask("words")  # the real words: part of the index, made before the graph stage in the demo
 cpu, wall = time.process_time(), time.perf_counter()
-graph = index.graph(500, "words")
+graph = index.graph(500, "words", rows=())
 print(json.dumps(dict(wall=time.perf_counter() - wall, cpu=time.process_time() - cpu, shape=list(graph.shape))))
 """
 

@@ -67,12 +67,14 @@ def test_knn_graph_on_a_device_equals_the_cpu_build(tiny, monkeypatch, chunk):
     allowed = torch.ones(len(embeddings), dtype=torch.bool)
     allowed[[0, 5, 7]] = False
     key_ids = allowed.nonzero().squeeze(1)
-    on_device = graph_module._knn_graph_on(embeddings, key_ids, 6, torch.device("cpu"))
+    every_row = torch.arange(len(embeddings))
+    on_device = graph_module._knn_graph_on(embeddings, every_row, key_ids, 6, torch.device("cpu"))
     assert on_device.dtype == torch.int32 and torch.equal(on_device, knn_graph(embeddings, 6, allowed))
     tied = torch.zeros(12, 4)
     tied[:, 0] = torch.tensor([0.0, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4, 5])  # rows at equal distances from many others
     expected = knn_graph(tied, 5, torch.ones(12, dtype=torch.bool))
-    assert torch.equal(graph_module._knn_graph_on(tied, torch.arange(12), 5, torch.device("cpu")), expected)
+    every_row = torch.arange(12)
+    assert torch.equal(graph_module._knn_graph_on(tied, every_row, every_row, 5, torch.device("cpu")), expected)
     assert expected[0].tolist() == [1, 2, 3, 4, 5]  # equal distances in id order
 
 
@@ -82,7 +84,9 @@ def test_graph_builds_on_the_device_it_is_given(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(
         graph_module,
         "_knn_graph_on",
-        lambda rows, key_ids, k, device: seen.append(device) or torch.zeros(len(rows), k, dtype=torch.int32),
+        lambda rows, query_ids, key_ids, k, device: (
+            seen.append(device) or torch.zeros(len(query_ids), k, dtype=torch.int32)
+        ),
     )
     embeddings = tiny[0].get_input_embeddings().weight.detach()
     allowed = torch.ones(len(embeddings), dtype=torch.bool)
@@ -94,6 +98,9 @@ def test_graph_builds_on_the_device_it_is_given(tiny, tmp_path, monkeypatch):
     index = _index(tiny, tmp_path)
     index.graph(4, "all", "cuda")
     assert seen[-1] == torch.device("cuda") and len(seen) == 2
+    allowed[0] = False
+    knn_graph(embeddings, 3, allowed, "cuda:0")  # the keys' rows, then the other row's: both there
+    assert seen[2:] == [torch.device("cuda:0")] * 2
 
 
 def test_knn_graph_on_minilm_rows_finds_the_nearest(minilm, monkeypatch):
@@ -446,8 +453,8 @@ def test_the_compile_order_names_every_part_of_each_method_once():
 def test_prepare_does_what_a_first_request_would(tiny, tmp_path, monkeypatch):
     index = _index(tiny, tmp_path)
     calls = []
-    real = graph_module.knn_graph
-    monkeypatch.setattr(graph_module, "knn_graph", lambda *a: calls.append(a) or real(*a))
+    real = graph_module.key_graph
+    monkeypatch.setattr(graph_module, "key_graph", lambda *a: calls.append(a) or real(*a))
     seconds = index.prepare(("all", "words"), graph_k=4)
     assert set(seconds) == {"words", "search", "graph"} and index.graphs.built() == [(4, "all"), (4, "words")]
     index.graph(4, "words")
@@ -816,8 +823,8 @@ def test_a_graph_built_under_another_word_rule_is_never_reused(tiny, tmp_path, m
     new = _index(tiny, tmp_path, min_zipf=5.0)  # drops the tiny vocabulary's rarer words (gorgeous, dull, ...)
     assert int(new.word_mask_.sum()) < int(old.word_mask_.sum())
     calls = []
-    real = graph_module.knn_graph
-    monkeypatch.setattr(graph_module, "knn_graph", lambda *a: calls.append(a) or real(*a))
+    real = graph_module.key_graph
+    monkeypatch.setattr(graph_module, "key_graph", lambda *a: calls.append(a) or real(*a))
     graph = new.graph(4, "words")
     assert len(calls) == 1 and new.word_mask_[graph.long()].all()
     assert old.graphs.path(4, "words") != new.graphs.path(4, "words")  # both stay cached
@@ -835,9 +842,39 @@ def test_otsu_threshold_splits_two_clusters():
 def test_graph_is_cached_on_disk_and_reloaded(tiny, tmp_path, monkeypatch):
     first = _index(tiny, tmp_path).graph(6, "all")
     calls = []
-    monkeypatch.setattr(graph_module, "knn_graph", lambda *a: calls.append(a) or first)
+    monkeypatch.setattr(graph_module, "key_graph", lambda *a: calls.append(a) or first)
     second = _index(tiny, tmp_path).graph(6, "all")
     assert torch.equal(first, second) and calls == []
+
+
+def test_rows_outside_the_candidates_are_ranked_when_asked_for_and_only_then(tiny, tmp_path, monkeypatch):
+    """The build ranks the candidate rows (keys) only; another row is ranked the first time it is asked for,
+    as the whole graph ranks it, whichever rows come with it, and is kept; the disk cache holds the keys' rows."""
+    embeddings = tiny[0].get_input_embeddings().weight.detach()
+    index = _index(tiny, tmp_path)
+    allowed = index.candidate_mask("words")
+    others = (~allowed).nonzero().squeeze(1)
+    assert 3 <= len(others) < len(allowed)  # the tiny vocabulary has rows outside its real words
+    whole = knn_graph(embeddings, 4, allowed)
+    assert allowed[whole.long()].all()
+
+    graph = index.graph(4, "words", rows=())
+    assert torch.equal(graph[allowed], whole[allowed]) and (graph[~allowed] == -1).all()
+    saved = index.graphs._load(index.graphs.path(4, "words"), 4, "words")
+    assert saved.shape == (int(allowed.sum()), 4) and torch.equal(saved, whole[allowed])
+
+    ranked = []
+    real = graph_module.rank_rows
+    monkeypatch.setattr(graph_module, "rank_rows", lambda e, ids, *a: ranked.append(ids.tolist()) or real(e, ids, *a))
+    key = int(allowed.nonzero()[0])
+    graph = index.graph(4, "words", rows=torch.tensor([others[1], key, others[1]]))
+    assert torch.equal(graph[others[1]], whole[others[1]]) and (graph[others[2:]] == -1).all()
+    index.graph(4, "words", rows=others[:2])
+    assert ranked == [[int(others[1])], [int(others[0])]]  # each row once; keys never
+    monkeypatch.setattr(graph_module, "_RANK_CHUNK", 2)  # several chunks: the same rows
+    assert torch.equal(_index(tiny, tmp_path).graph(4, "words"), whole)  # keys from the cache, the rest ranked
+    with pytest.raises(ValueError, match="outside"):
+        index.graph(4, "words", rows=[len(allowed)])
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "other-k", "old-format"])
@@ -868,7 +905,7 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(tiny, tmp_path, damage):
 
 def test_two_threads_build_the_graph_once(tiny, tmp_path, monkeypatch):
     index = _index(tiny, tmp_path)
-    real = graph_module.knn_graph
+    real = graph_module.key_graph
     calls = []
     barrier = threading.Barrier(2)
 
@@ -876,7 +913,7 @@ def test_two_threads_build_the_graph_once(tiny, tmp_path, monkeypatch):
         calls.append(1)
         return real(*args)
 
-    monkeypatch.setattr(graph_module, "knn_graph", slow_build)
+    monkeypatch.setattr(graph_module, "key_graph", slow_build)
     results = []
 
     def worker():
@@ -893,7 +930,7 @@ def test_two_threads_build_the_graph_once(tiny, tmp_path, monkeypatch):
 
 def test_a_graph_build_blocks_neither_udig_queries_nor_other_graphs(tiny, tmp_path, monkeypatch):
     index = _index(tiny, tmp_path)
-    real = graph_module.knn_graph
+    real = graph_module.key_graph
     building, release = threading.Event(), threading.Event()
 
     def held_build(embeddings, k, allowed, *device):
@@ -902,7 +939,7 @@ def test_a_graph_build_blocks_neither_udig_queries_nor_other_graphs(tiny, tmp_pa
             assert release.wait(timeout=30)
         return real(embeddings, k, allowed, *device)
 
-    monkeypatch.setattr(graph_module, "knn_graph", held_build)
+    monkeypatch.setattr(graph_module, "key_graph", held_build)
     builder = threading.Thread(target=index.graph, args=(6, "all"))
     builder.start()
     try:

@@ -139,7 +139,7 @@ class PathMethod:
 
     def prepare(self, vocab: VocabIndex, settings: MethodSettings, graph_k: int) -> None:
         if self.needs_graph:
-            vocab.graph(graph_k, settings.candidates)
+            vocab.graph(graph_k, settings.candidates, rows=())
 
     def n_evaluations(self, settings: MethodSettings) -> int:
         return RULES[settings.rule].n_evaluations(self.count(settings))
@@ -220,8 +220,9 @@ CandidateSource = Callable[[MethodSettings, int], tuple]
 def _graph_candidates(
     vocab: VocabIndex, word_ids: Tensor, refs: Tensor, settings: MethodSettings, graph_k: int, device: torch.device
 ) -> Tensor:
-    """DIG: the KNN-graph neighbours of the previous anchor, ``(V, K)``."""
-    return vocab.graph(graph_k, settings.candidates, device)
+    """DIG: the KNN-graph neighbours of the previous anchor, ``(V, K)``: the tokens' rows and every candidate's
+    (each anchor after a token is a candidate)."""
+    return vocab.graph(graph_k, settings.candidates, device, rows=word_ids)
 
 
 def _line_candidates(

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from . import nearest
 from .chains import ChainMemory
-from .graph import GraphStore
+from .graph import GraphStore, RowIds
 from .nearest import CandidateRows
 from .words import CANDIDATE_SETS, DEFAULT_LANGUAGE, MIN_ZIPF, real_words, vocabulary_of
 
@@ -151,13 +151,14 @@ class VocabIndex:
         if graph_k is not None:
             start = time.perf_counter()
             for candidates in candidate_sets:
-                self.graph(graph_k, candidates, device)
+                self.graph(graph_k, candidates, device, rows=())
             seconds["graph"] = time.perf_counter() - start
         return seconds
 
-    def graph(self, k: int, candidates: str, device: torch.device | str | None = None) -> Tensor:
-        """DIG's KNN graph ``(V, k)`` on the CPU (:meth:`udig.vocab.graph.GraphStore.get`)."""
-        return self.graphs.get(k, candidates, device)
+    def graph(self, k: int, candidates: str, device: torch.device | str | None = None, rows: RowIds = None) -> Tensor:
+        """DIG's KNN graph ``(V, k)`` on the CPU with at least ``rows`` ranked (None: every row; ``()``: the
+        candidate rows' only) (:meth:`udig.vocab.graph.GraphStore.get`)."""
+        return self.graphs.get(k, candidates, device, rows)
 
     def anchor_chains(
         self, key: Hashable, word_ids: Tensor, reference_ids: Tensor, compute: Callable[[Tensor, Tensor], Tensor]
