@@ -5,10 +5,11 @@ it starts as a new Space container does (nothing compiled, nothing cached).
 
 Each cold start is a new process with a fresh HF_HOME (no vocabulary graph on disk), a fresh NUMBA_CACHE_DIR
 (no compiled kernels) and no persistent storage, offline on the built-in default model. As soon as the server
-answers, one `gradio_client` asks for a UDIG explanation of a typical sentence (default settings), then for a
-DIG one; both are timed from the server's first answer, so DIG's time includes UDIG's run. After the last
-start, typical sentences on the warm server give each method's ordinary time, for the ratios. Targets from
-the Spaces issue, on an idle 2-core machine: first UDIG <= 5 s, first DIG <= 10 s after the server answers.
+answers, one `gradio_client` (imported before the server starts: a visitor's browser is not on the server's
+machine) asks for a UDIG explanation of a typical sentence (default settings), then for a DIG one; both are
+timed from the server's first answer, so DIG's time includes UDIG's run. After the last start, typical
+sentences on the warm server give each method's ordinary time, for the ratios. Targets from the Spaces issue,
+on an idle 2-core machine: first UDIG <= 5 s, first DIG <= 10 s after the server answers.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from gradio_client import Client  # noqa: E402  (imported before any server starts: its import is not the server's)
 from machine import processor  # noqa: E402
 
 MODEL = "udig/minilm-rotten-tomatoes"
@@ -84,8 +86,6 @@ def cold_start(keep_serving: bool) -> tuple[dict[str, float], subprocess.Popen |
                 raise RuntimeError("the app did not come up")
             time.sleep(0.05)
         answered = time.perf_counter()
-        from gradio_client import Client
-
         client = Client(url, verbose=False)
         figures = {"server answers": answered - launched}
         for method, sentence in (("udig", SENTENCES[0]), ("dig", SENTENCES[1])):
@@ -108,8 +108,6 @@ def cold_start(keep_serving: bool) -> tuple[dict[str, float], subprocess.Popen |
 
 def warm_medians(url: str) -> dict[str, float]:
     """Each method's median over the typical sentences on a warm server (new texts: nothing remembered)."""
-    from gradio_client import Client
-
     client = Client(url, verbose=False)
     medians = {}
     for method in ("udig", "dig", "ig"):

@@ -33,6 +33,7 @@ from udig.app import (
     Demo,
     Limits,
     evaluation,
+    handlers,
     links,
     memory,
     qa_notice,
@@ -590,6 +591,36 @@ def test_the_warm_up_skips_udigs_screen_until_the_compiler_has_written_it(minilm
     assert not warming.is_alive() and not nearest_module._SCREEN_HELD.is_set() and compiler.returncode == 0
     if int8_product(384) != "none":  # the warm-up loaded (here: compiled) the screen once released
         assert _screen_segments.signatures
+
+
+def test_the_warm_up_loads_each_part_as_soon_as_the_compiler_has_written_it(minilm, minilm_qa, monkeypatch):
+    """UDIG's search is loaded while the compiler still compiles UDIG's chains (the server's load of numba and
+    of the search overlaps that compilation), not once both are written."""
+    from udig.vocab import COMPILE_ORDER
+
+    script = (
+        "import sys\n"
+        f"print({COMPILE_ORDER[0]!r}, 0.1, flush=True)\n"
+        "sys.stdin.readline()\n"
+        f"for part in {list(COMPILE_ORDER[1:])!r}: print(part, 0.1, flush=True)\n"
+    )
+    compiler = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    loaded = []
+    monkeypatch.setattr(handlers, "compile_kernels", lambda parts: loaded.append(tuple(parts)))
+    demo = make_demo(minilm, minilm_qa, warmup="model")
+    try:
+        warming = demo.start_warm_up(compiler)
+        deadline = time.monotonic() + 60
+        while not loaded and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert loaded == [("udig-search",)]  # the chains are not written yet
+    finally:
+        compiler.stdin.write("go\n")
+        compiler.stdin.flush()
+    warming.join(timeout=120)
+    assert loaded == [("udig-search",), ("udig-chains",), ("udig-screen",)]
 
 
 @pytest.mark.slow  # DIG's graph of MiniLM, built in whichever test needs it first

@@ -1082,3 +1082,18 @@ def test_python_m_udig_vocab_refuses_unknown_methods():
         [sys.executable, "-m", "udig.vocab", "udig", "nope"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2 and "nope" in done.stderr and not done.stdout
+
+
+def test_python_m_udig_vocab_compiles_the_parts_no_request_waits_for_last_at_the_lowest_priority(monkeypatch):
+    """The int8 screen (no first request needs it) compiles at nice 19, and only once the parts before it are
+    done: on two cores it must not slow a first DIG request running beside it."""
+    from udig.vocab import __main__ as compiler
+
+    happened = []
+    monkeypatch.setattr(compiler, "warm_up", lambda names: happened.append(names[0]) or {names[0]: 0.0})
+    monkeypatch.setattr(compiler.os, "nice", lambda increment: happened.append(f"nice {increment}"), raising=False)
+    assert compiler.main([]) == 0
+    assert happened == [*COMPILE_ORDER[:-1], "nice 19", "udig-screen"] and COMPILE_ORDER[-1] == "udig-screen"
+    happened.clear()
+    assert compiler.main(["dig-graph", "udig"]) == 0
+    assert happened == ["dig-graph", "udig"]  # a method name is not lowered: its search is what a request waits for

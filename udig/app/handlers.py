@@ -245,7 +245,8 @@ class Demo:
             vocab, device = explainer.vocab_, explainer.model.get_input_embeddings().weight.device
             with start_up.doing(COMPILING_KERNELS):
                 vocab.prepare([defaults.candidates], device=device, screen=False)
-                _compiled(compiler, "udig-search", "udig-chains")
+                _compiled(compiler, "udig-search")  # loaded while the compiler still compiles the chains
+                _compiled(compiler, "udig-chains")
             if self.config.warmup == "full":
                 with start_up.doing(BUILDING_GRAPH):
                     _compiled(compiler, "dig-graph")
