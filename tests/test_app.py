@@ -560,6 +560,20 @@ def test_warm_up_prepares_the_first_request_and_never_leaves_it_waiting(minilm, 
     assert make_demo(minilm, minilm_qa, warmup="off").start_warm_up() is None
 
 
+def _compiler_that_stops_after(n_parts: int) -> subprocess.Popen:
+    """A stand-in for ``python -m udig.vocab``: says its first ``n_parts`` parts are written at once, the rest
+    after a line on its stdin (compiling nothing: the kernels are in the cache or compile where they are used)."""
+    from udig.vocab import COMPILE_ORDER
+
+    script = (
+        "import sys\n"
+        f"for part in {list(COMPILE_ORDER[:n_parts])!r}: print(part, 0.1, flush=True)\n"
+        "sys.stdin.readline()\n"
+        f"for part in {list(COMPILE_ORDER[n_parts:])!r}: print(part, 0.1, flush=True)\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
 def test_the_warm_up_skips_udigs_screen_until_the_compiler_has_written_it(minilm, minilm_qa):
     """With a compiler process, the warm-up ends the kernels' stage once UDIG's search and chains are written,
     and UDIG's searches skip the int8 screen (the same words) until the compiler says the screen is written too;
@@ -569,15 +583,7 @@ def test_the_warm_up_skips_udigs_screen_until_the_compiler_has_written_it(minilm
     from udig.vocab import nearest as nearest_module
     from udig.vocab.int8 import int8_product
 
-    script = (
-        "import sys\n"
-        f"for part in {list(COMPILE_ORDER[:-1])!r}: print(part, 0.1, flush=True)\n"
-        "sys.stdin.readline()\n"
-        f"print({COMPILE_ORDER[-1]!r}, 0.1, flush=True)\n"
-    )
-    compiler = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    compiler = _compiler_that_stops_after(len(COMPILE_ORDER) - 1)
     demo = make_demo(minilm, minilm_qa, warmup="model")
     try:
         warming = demo.start_warm_up(compiler)
@@ -596,17 +602,7 @@ def test_the_warm_up_skips_udigs_screen_until_the_compiler_has_written_it(minilm
 def test_the_warm_up_loads_each_part_as_soon_as_the_compiler_has_written_it(minilm, minilm_qa, monkeypatch):
     """UDIG's search is loaded while the compiler still compiles UDIG's chains (the server's load of numba and
     of the search overlaps that compilation), not once both are written."""
-    from udig.vocab import COMPILE_ORDER
-
-    script = (
-        "import sys\n"
-        f"print({COMPILE_ORDER[0]!r}, 0.1, flush=True)\n"
-        "sys.stdin.readline()\n"
-        f"for part in {list(COMPILE_ORDER[1:])!r}: print(part, 0.1, flush=True)\n"
-    )
-    compiler = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    compiler = _compiler_that_stops_after(1)
     loaded = []
     monkeypatch.setattr(handlers, "compile_kernels", lambda parts: loaded.append(tuple(parts)))
     demo = make_demo(minilm, minilm_qa, warmup="model")
