@@ -865,7 +865,7 @@ def test_rows_outside_the_candidates_are_ranked_when_asked_for_and_only_then(tin
 
     ranked = []
     real = graph_module.rank_rows
-    monkeypatch.setattr(graph_module, "rank_rows", lambda e, ids, *a: ranked.append(ids.tolist()) or real(e, ids, *a))
+    monkeypatch.setattr(graph_module, "rank_rows", lambda r, ids, *a: ranked.append(ids.tolist()) or real(r, ids, *a))
     key = int(allowed.nonzero()[0])
     graph = index.graph(4, "words", rows=torch.tensor([others[1], key, others[1]]))
     assert torch.equal(graph[others[1]], whole[others[1]]) and (graph[others[2:]] == -1).all()

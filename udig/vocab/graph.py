@@ -115,33 +115,23 @@ def key_graph(embeddings: Tensor, k: int, allowed: Tensor, device: torch.device 
     return torch.from_numpy(nearest)
 
 
-def rank_rows(
-    embeddings: Tensor, ids: Tensor, allowed: Tensor, k: int, device: torch.device | str | None = None
-) -> Tensor:
-    """The k nearest keys of rows that are not keys themselves: ``(len(ids), k)`` int32 ids, ranked as
-    :func:`knn_graph` says. Each row's products with the keys come from :func:`udig.kernels.products_with_rows`,
-    whose product of two rows does not depend on which other rows it is computed with: a row has the same
-    neighbours whichever sentence first asks for it."""
-    key_ids = allowed.nonzero().squeeze(1)
-    if k > len(key_ids):
-        raise ValueError(f"graph_k={k} needs at least {k} candidate rows, the vocabulary has {len(key_ids)}")
-    rows = _finite_rows(embeddings)
-    if device is not None and torch.device(device).type != "cpu":
-        return _knn_graph_on(torch.from_numpy(rows), ids, key_ids, k, torch.device(device))
+def rank_rows(rows: np.ndarray, ids: np.ndarray, key_ids: np.ndarray, half: np.ndarray, k: int) -> np.ndarray:
+    """The k nearest keys ``rows[key_ids]`` (whose ``|key|^2 / 2`` are ``half``) of rows that are not keys
+    themselves: ``(len(ids), k)`` int32 ids, ranked as :func:`knn_graph` says. Each row's products with the keys
+    come from :func:`udig.kernels.products_with_rows`, whose product of two rows does not depend on which other
+    rows it is computed with: a row has the same neighbours whichever sentence first asks for it."""
     from ..kernels import products_with_rows, top_k_of_rows  # numba loads on first use
 
-    key_ids_np, ids_np = key_ids.numpy(), ids.numpy()
-    half = _half_sq_norms(rows, key_ids_np)
-    nearest = np.empty((len(ids_np), k), np.int32)
-    for start in range(0, len(ids_np), _RANK_CHUNK):
-        queries = rows[ids_np[start : start + _RANK_CHUNK]]
-        scores = np.empty((len(queries), len(key_ids_np)), np.float32)
-        products_with_rows(rows, key_ids_np, queries, scores)
+    nearest = np.empty((len(ids), k), np.int32)
+    for start in range(0, len(ids), _RANK_CHUNK):
+        queries = rows[ids[start : start + _RANK_CHUNK]]
+        scores = np.empty((len(queries), len(key_ids)), np.float32)
+        products_with_rows(rows, key_ids, queries, scores)
         np.subtract(scores, half, out=scores)
-        candidates = np.broadcast_to(key_ids_np.astype(np.int32), scores.shape).copy()  # each score's key id
-        fill = np.full(len(queries), len(key_ids_np), np.int64)
+        candidates = np.broadcast_to(key_ids.astype(np.int32), scores.shape).copy()  # each score's key id
+        fill = np.full(len(queries), len(key_ids), np.int64)
         top_k_of_rows((scores, candidates, fill, None), k, nearest[start : start + _RANK_CHUNK])
-    return torch.from_numpy(nearest)
+    return nearest
 
 
 def _finite_rows(embeddings: Tensor) -> np.ndarray:
@@ -197,6 +187,7 @@ class NeighbourGraph:
         self.table[~allowed] = -1
         self.ranked = allowed.clone()
         self._lock = threading.Lock()
+        self._keys: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # rows, key ids, half norms
 
     @classmethod
     def build(
@@ -211,16 +202,27 @@ class NeighbourGraph:
 
     def rows(self, ids: RowIds = None, device: torch.device | str | None = None) -> Tensor:
         """The graph ``(V, k)`` with at least the rows ``ids`` ranked (None: every row); those not yet ranked are
-        ranked now (:func:`rank_rows`, on ``device``) and kept."""
+        ranked now (:func:`rank_rows`; on ``device`` when that is a GPU) and kept."""
         wanted = torch.arange(len(self.table)) if ids is None else torch.as_tensor(ids, dtype=torch.long).reshape(-1)
         if wanted.numel() and not 0 <= int(wanted.min()) <= int(wanted.max()) < len(self.table):
             raise ValueError(f"graph rows asked for outside the {len(self.table)} rows of the embedding matrix")
         with self._lock:
             missing = wanted[~self.ranked[wanted]].unique()
             if len(missing):
-                self.table[missing] = rank_rows(self.embeddings, missing, self.allowed, self.k, device)
+                self.table[missing] = self._rank(missing, device)
                 self.ranked[missing] = True
         return self.table
+
+    def _rank(self, ids: Tensor, device: torch.device | str | None) -> Tensor:
+        if device is not None and torch.device(device).type != "cpu":
+            rows = torch.from_numpy(_finite_rows(self.embeddings))
+            return _knn_graph_on(rows, ids, self.allowed.nonzero().squeeze(1), self.k, torch.device(device))
+        if self._keys is None:  # once per graph: a sentence's few rows then take milliseconds
+            rows = _finite_rows(self.embeddings)
+            key_ids = self.allowed.nonzero().squeeze(1).numpy()
+            self._keys = rows, key_ids, _half_sq_norms(rows, key_ids)
+        rows, key_ids, half = self._keys
+        return torch.from_numpy(rank_rows(rows, ids.numpy(), key_ids, half, self.k))
 
 
 class GraphStore:
