@@ -1097,3 +1097,20 @@ def test_python_m_udig_vocab_compiles_the_parts_no_request_waits_for_last_at_the
     happened.clear()
     assert compiler.main(["dig-graph", "udig"]) == 0
     assert happened == ["dig-graph", "udig"]  # a method name is not lowered: its search is what a request waits for
+
+
+def test_the_kernel_compiler_imports_no_torch_before_udigs_screen():
+    """``python -m udig.vocab`` runs beside the server's own imports at a cold start: every part a first request
+    waits for compiles (here: loads) without importing torch (0.9 s); the screen's int8 products need it."""
+    script = """
+import sys
+from udig.vocab.__main__ import main
+main([part for part in __import__("udig.vocab").vocab.COMPILE_ORDER if part != "udig-screen"])
+print("torch loaded:", "torch" in sys.modules)
+main(["udig-screen"])
+print("torch loaded:", "torch" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = [line for line in done.stdout.splitlines() if line.startswith("torch loaded:")]
+    assert loaded == ["torch loaded: False", "torch loaded: True"], done.stdout

@@ -17,13 +17,13 @@ compiles again.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-import torch
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
@@ -35,8 +35,10 @@ _pool_lock = threading.Lock()
 
 def threads() -> int:
     """How many threads a kernel runs on: torch's count, one knob (``torch.set_num_threads``) for all of udig's
-    work, so that one-thread evaluation workers run every kernel on their own thread."""
-    return max(1, torch.get_num_threads())
+    work, so that one-thread evaluation workers run every kernel on their own thread. One where torch is not
+    loaded: only the kernel compiler (``python -m udig.vocab``) calls them so, on tiny arrays."""
+    torch = sys.modules.get("torch")
+    return 1 if torch is None else max(1, torch.get_num_threads())
 
 
 def run(kernel: Callable, n_items: int, *args) -> None:

@@ -12,41 +12,11 @@ DIG and UDIG choose their anchors among vocabulary rows, so all of them share on
 - :mod:`.chains`: anchor chains remembered across sentences;
 - :mod:`.index`: the index that ties them to one model;
 - :mod:`.warm`: :func:`warm_up`, which compiles every kernel a first request runs.
+
+As in :mod:`udig`, the names (``__init__.pyi``) load on first use: ``python -m udig.vocab`` compiles the kernels
+without torch.
 """
 
-from .chains import MAX_CACHED_CHAINS
-from .graph import knn_graph
-from .index import VocabIndex, vocab_index_for
-from .int8 import int8_codes
-from .nearest import hold_int8_screen, nearest_by_products
-from .warm import COMPILE_ORDER, WARM_METHODS, WARM_PARTS, warm_up
-from .words import (
-    CANDIDATE_SETS,
-    DEFAULT_LANGUAGE,
-    MIN_ZIPF,
-    frequent_words,
-    lexical_words,
-    otsu_threshold,
-    undertrained_rows,
-)
+import lazy_loader
 
-__all__ = [
-    "CANDIDATE_SETS",
-    "COMPILE_ORDER",
-    "DEFAULT_LANGUAGE",
-    "MAX_CACHED_CHAINS",
-    "MIN_ZIPF",
-    "VocabIndex",
-    "WARM_METHODS",
-    "WARM_PARTS",
-    "frequent_words",
-    "hold_int8_screen",
-    "int8_codes",
-    "knn_graph",
-    "lexical_words",
-    "nearest_by_products",
-    "otsu_threshold",
-    "undertrained_rows",
-    "vocab_index_for",
-    "warm_up",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -1,0 +1,19 @@
+# What `udig.vocab` exports, for type checkers and for lazy_loader.attach_stub (udig/vocab/__init__.py).
+from .chains import MAX_CACHED_CHAINS as MAX_CACHED_CHAINS
+from .graph import knn_graph as knn_graph
+from .index import VocabIndex as VocabIndex
+from .index import vocab_index_for as vocab_index_for
+from .int8 import int8_codes as int8_codes
+from .nearest import hold_int8_screen as hold_int8_screen
+from .nearest import nearest_by_products as nearest_by_products
+from .warm import COMPILE_ORDER as COMPILE_ORDER
+from .warm import WARM_METHODS as WARM_METHODS
+from .warm import WARM_PARTS as WARM_PARTS
+from .warm import warm_up as warm_up
+from .words import CANDIDATE_SETS as CANDIDATE_SETS
+from .words import DEFAULT_LANGUAGE as DEFAULT_LANGUAGE
+from .words import MIN_ZIPF as MIN_ZIPF
+from .words import frequent_words as frequent_words
+from .words import lexical_words as lexical_words
+from .words import otsu_threshold as otsu_threshold
+from .words import undertrained_rows as undertrained_rows
