@@ -250,8 +250,12 @@ def _export_row(demo: Demo, fn, fields: dict, api_name: str, queue: str) -> None
     """A tab's export: JSON (inputs, settings, model revision, udig version, share link), CSV, PNG and SVG."""
     with gr.Row():
         button = gr.Button("Export JSON, CSV and images", size="sm", scale=0, min_width=130)
-        files = gr.File(
-            file_count="multiple", label="Downloads", scale=4, elem_id=f"{api_name.removeprefix('export_')}-downloads"
+        files = gr.File(  # shown by the first export: empty, it stood a screen tall under the results
+            file_count="multiple",
+            label="Downloads",
+            scale=4,
+            visible=False,
+            elem_id=f"{api_name.removeprefix('export_')}-downloads",
         )
     button.click(
         fn,
@@ -261,7 +265,7 @@ def _export_row(demo: Demo, fn, fields: dict, api_name: str, queue: str) -> None
         concurrency_id=queue,
         concurrency_limit=demo.config.concurrency,
         preprocess=False,
-    )
+    ).success(lambda: gr.File(visible=True), None, files, queue=False, api_visibility="private")
 
 
 def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.Blocks:

@@ -316,6 +316,7 @@ def test_the_qa_tab_shares_a_checked_link_and_exports(page, url):
     panel.get_by_role("button", name="🔗 Copy link").click()
     page.wait_for_function("() => window.location.search.startsWith('?s=')")  # in the address bar
     link = page.url
+    assert not page.locator("#qa-downloads").is_visible()  # no empty Downloads box under the results
     panel.get_by_role("button", name="Export JSON, CSV and images").click()
     wait_for_text(page, "#qa-downloads", "udig-qa-ig-end")
     listed = page.locator("#qa-downloads").inner_text().replace("\n", "")  # a name and its extension: two lines
