@@ -204,6 +204,7 @@ class NeighbourGraph:
         """The graph ``(V, k)`` with at least the rows ``ids`` ranked (None: every row); those not yet ranked are
         ranked now (:func:`rank_rows`; on ``device`` when that is a GPU) and kept."""
         wanted = torch.arange(len(self.table)) if ids is None else torch.as_tensor(ids, dtype=torch.long).reshape(-1)
+        wanted = wanted.cpu()  # a sentence's ids may sit on the model's device
         if wanted.numel() and not 0 <= int(wanted.min()) <= int(wanted.max()) < len(self.table):
             raise ValueError(f"graph rows asked for outside the {len(self.table)} rows of the embedding matrix")
         with self._lock:
