@@ -74,7 +74,7 @@ from udig.app.handlers import ReadableBlocks, positional  # noqa: E402
 from udig.app.links import COPY_LINK_JS, load_values  # noqa: E402
 from udig.app.memory import hand_back_freed_memory  # noqa: E402
 from udig.app.service import DEMO_LIMITS  # noqa: E402
-from udig.app.views import METHOD_COLOURS, METHOD_NAMES, method_title  # noqa: E402
+from udig.app.views import METHOD_COLOURS, METHOD_NAMES, method_title, path_legend_html  # noqa: E402
 from udig.app.waiting import install as install_queue_rules  # noqa: E402
 from udig.integrate import SEGMENT_RULES  # noqa: E402
 from udig.settings import BASELINES  # noqa: E402
@@ -524,17 +524,19 @@ def build_demo(config: AppConfig | None = None, demo: Demo | None = None) -> gr.
                         column_widths=["28%", "36%", "36%"],  # step, DIG, UDIG: both methods on a phone
                         elem_id="path-anchors",
                     )
-                    p_plot = gr.LinePlot(
-                        x="position",
-                        y="distance",
-                        color="method",
-                        color_map=METHOD_COLOURS,
-                        label="Distance to the nearest word",  # one line on a phone: the chart keeps its axis
-                        color_title="series",  # its legend is cut off by Gradio: the summary names the colours
-                        x_title="0 = input word → 1 = baseline",
-                        y_title="distance",
-                        height=420,
-                    )
+                    with gr.Column():
+                        p_plot = gr.LinePlot(
+                            x="position",
+                            y="distance",
+                            color="method",
+                            color_map=METHOD_COLOURS,
+                            label="Distance to the nearest word",  # one line on a phone: the chart keeps its axis
+                            color_title="series",  # its legend is cut off by Gradio: path_legend_html says it
+                            x_title="0 = input word → 1 = baseline",
+                            y_title="distance",
+                            height=420,
+                        )
+                        gr.HTML(path_legend_html(), elem_id="path-legend")
                 p_inputs = remember("path", p)
                 p_outputs = [p_summary, p_anchors, p_plot]
                 _share_row(demo, demo.share_path, p_inputs, "share_path")

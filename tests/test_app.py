@@ -257,6 +257,11 @@ def test_path_lists_anchors_and_distances(demo):
     assert list(anchors.columns) == ["step (0 = input word)", "DIG anchor", "UDIG anchor"]
     assert anchors.iloc[0, 1] == "witty" and anchors.iloc[0, 2] == "witty" and len(anchors) == STEPS + 1
     assert set(distances["method"]) == {"IG", "DIG", "UDIG", "DIG anchor words", "UDIG anchor words"}
+    key = views.path_legend_html()  # the plot's colour key: every series drawn, in its colour, and no other
+    for series in set(distances["method"]):
+        name = series if series.endswith(views.ANCHOR_SERIES) else f"{series} path points"
+        assert f'background:{views.METHOD_COLOURS[series]}"></span>{name}</span>' in key
+    assert key.count("udig-swatch") == len(set(distances["method"]))
     for _, group in distances[distances["method"].isin(["IG", "DIG", "UDIG"])].groupby("method"):
         assert group["position"].min() == 0 and group["position"].max() == 1
         assert group.sort_values("position")["distance"].iloc[0] == pytest.approx(0.0, abs=1e-3)  # starts on the word

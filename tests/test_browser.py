@@ -265,6 +265,8 @@ def test_a_link_restores_every_field_it_can_and_says_which_not(page, url):
 def test_a_path_link_keeps_its_word_for_the_next_link(page, url, demo):
     page.goto(url + demo.share_path(text=TEXT, model=MODEL, word="3: witty", **LINK_SETTINGS))
     wait_for_text(page, "#path-summary", "witty")
+    assert page.locator("#path-legend .udig-key").count() == 5  # the plot's colour key, on screen under it
+    assert page.locator("#path-legend").is_visible()
     panel = page.locator("[role=tabpanel]:visible")
     word = panel.get_by_label("Word").first
     page.wait_for_timeout(1000)  # the word list arrives after the restore, and leaves the word alone

@@ -350,10 +350,24 @@ def path(results: Mapping[str, Result], word: render.Word, vocab: VocabIndex) ->
         "through their anchor words but through the anchors *made monotone*: every coordinate that would move "
         "away from the baseline is moved toward it instead. So a path can stray far from words although its "
         "anchors are words: DIG's graph neighbours typically need the most moving, UDIG's anchors, chosen near the "
-        "straight line, less. Mean distances: " + " · ".join(notes) + ". In the plot, path points: IG grey, DIG "
-        "amber, UDIG indigo; anchor words: DIG dark amber, UDIG dark indigo (along 0 when they are real words)."
+        "straight line, less. Mean distances: " + " · ".join(notes) + ". In the plot, anchor words that are "
+        "real words lie along 0."
     )
     return summary, _anchor_table(results, word.tokens[0]), pd.DataFrame(distances, columns=PATH_COLUMNS)
+
+
+def path_legend_html() -> str:
+    """The path plot's colour key, as HTML under the plot: Gradio cuts the plot's own legend off below its axis.
+    A swatch for each line the path tab draws: the path points of IG, DIG and UDIG, then DIG's and UDIG's anchor
+    words (the series' names, as the plot's tooltips give them)."""
+    drawn = [METHOD_NAMES[method] for method in JOINT_METHODS]
+    keys = "".join(
+        f'<span class="udig-key"><span class="udig-swatch" style="background:{colour}"></span>'
+        f"{name if name.endswith(ANCHOR_SERIES) else name + ' path points'}</span>"
+        for name, colour in METHOD_COLOURS.items()
+        if name.removesuffix(ANCHOR_SERIES) in drawn
+    )
+    return f'<div class="udig-legend udig-keys">{keys}</div>'
 
 
 def _series(name: str, positions: torch.Tensor, distances: torch.Tensor) -> list[dict[str, Any]]:
