@@ -182,7 +182,7 @@ class NeighbourGraph:
 
     def __init__(self, embeddings: Tensor, k: int, allowed: Tensor, key_neighbours: Tensor) -> None:
         self.embeddings, self.k, self.allowed = embeddings, k, allowed
-        self.table = torch.from_numpy(np.empty((len(allowed), k), np.int32))  # written row by row: no page unused
+        self.table = torch.from_numpy(np.empty((len(allowed), k), np.int32))  # not zeroed first: it is all written
         self.table[allowed] = key_neighbours
         self.table[~allowed] = -1
         self.ranked = allowed.clone()
@@ -195,10 +195,6 @@ class NeighbourGraph:
     ) -> NeighbourGraph:
         """The keys' rows, built (:func:`key_graph`)."""
         return cls(embeddings, k, allowed, key_graph(embeddings, k, allowed, device))
-
-    def key_neighbours(self) -> Tensor:
-        """The keys' rows ``(A, k)``, keys in id order: what the disk cache holds."""
-        return self.table[self.allowed]
 
     def rows(self, ids: RowIds = None, device: torch.device | str | None = None) -> Tensor:
         """The graph ``(V, k)`` with at least the rows ``ids`` ranked (None: every row); those not yet ranked are
