@@ -197,12 +197,11 @@ def _wait_for(compiler: subprocess.Popen | None, part: str) -> None:
             return
 
 
-def _compiled(compiler: subprocess.Popen | None, *parts: str) -> None:
-    """Compile ``parts`` of the kernels here, or, where ``compiler`` compiles them, wait for it to say so and load
-    them from numba's disk cache (:func:`udig.vocab.warm_up` either way)."""
-    for part in parts:
-        _wait_for(compiler, part)
-    compile_kernels(parts)
+def _compiled(compiler: subprocess.Popen | None, part: str) -> None:
+    """Compile ``part`` of the kernels here, or, where ``compiler`` compiles it, wait for it to say so and load it
+    from numba's disk cache (:func:`udig.vocab.warm_up` either way)."""
+    _wait_for(compiler, part)
+    compile_kernels([part])
 
 
 class Demo:

@@ -211,14 +211,13 @@ class NeighbourGraph:
         return self.table
 
     def _rank(self, ids: Tensor, device: torch.device | str | None) -> Tensor:
-        if device is not None and torch.device(device).type != "cpu":
-            rows = torch.from_numpy(_finite_rows(self.embeddings))
-            return _knn_graph_on(rows, ids, self.allowed.nonzero().squeeze(1), self.k, torch.device(device))
         if self._keys is None:  # once per graph: a sentence's few rows then take milliseconds
             rows = _finite_rows(self.embeddings)
             key_ids = self.allowed.nonzero().squeeze(1).numpy()
             self._keys = rows, key_ids, _half_sq_norms(rows, key_ids)
         rows, key_ids, half = self._keys
+        if device is not None and torch.device(device).type != "cpu":
+            return _knn_graph_on(torch.from_numpy(rows), ids, torch.from_numpy(key_ids), self.k, torch.device(device))
         return torch.from_numpy(rank_rows(rows, ids.numpy(), key_ids, half, self.k))
 
 

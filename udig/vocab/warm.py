@@ -76,7 +76,7 @@ def _compile(part: str) -> None:
         kernels.nearest_on_segments(products, which, (table * table).sum(1), alphas, k, nearest)
         return
     if part == "dig-graph":  # a block of keys against keys, offered to both sides, then each row's k best
-        half = (0.5 * np.square(table, dtype=np.float64).sum(1)).astype(np.float32)
+        half = 0.5 * (table * table).sum(1)  # float32, as the build's
         block = table @ table.T
         candidates = kernels.empty_candidates(len(table), 2 * k)
         kernels.collect_block(block, every_row, half, every_row, every_row, half, every_row, False, candidates, k, 1)
